@@ -1,0 +1,17 @@
+//! Typed configuration of a BFF: the `bff.toml` schema (CONTRACT section 2), loading from TOML, YAML or JSON
+//! with `BFF__SECTION__KEY` environment overrides and `${VAR}` expansion, and validation that reports every
+//! error with its file, line and key path.
+#![forbid(unsafe_code)]
+
+mod load;
+mod locate;
+mod schema;
+mod units;
+mod validate;
+
+pub use self::{
+    load::{ConfigError, ConfigErrors, Format, Loader, Source},
+    schema::*,
+    units::{ByteSize, Duration},
+    validate::{PathTemplate, Placeholder, Segment, route_params},
+};

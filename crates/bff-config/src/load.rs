@@ -1,0 +1,395 @@
+//! Loading: file text -> `config` crate (file + `BFF__...` environment) -> `${VAR}` expansion -> typed
+//! [`Config`] -> validation. Every error found on the way is kept, located and reported together.
+
+use crate::{Config, locate::Locator, validate};
+use serde_json::Value;
+use std::{collections::HashMap, fmt, path::Path};
+
+/// The format of a config text, chosen by the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// `.toml`, `.yaml`/`.yml`, `.json`; anything else is read as TOML.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Self::Yaml,
+            Some("json") => Self::Json,
+            _ => Self::Toml,
+        }
+    }
+
+    fn to_config(self) -> config::FileFormat {
+        match self {
+            Self::Toml => config::FileFormat::Toml,
+            Self::Yaml => config::FileFormat::Yaml,
+            Self::Json => config::FileFormat::Json,
+        }
+    }
+}
+
+/// A config text and where it came from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Shown in errors: the file's path, or a name such as `<inline>`.
+    pub name: String,
+    pub text: String,
+    pub format: Format,
+}
+
+impl Source {
+    pub fn file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.display().to_string(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }])
+        })?;
+        Ok(Self {
+            name: path.display().to_string(),
+            text,
+            format: Format::from_path(path),
+        })
+    }
+
+    pub fn inline(text: impl Into<String>, format: Format) -> Self {
+        Self {
+            name: "<inline>".into(),
+            text: text.into(),
+            format,
+        }
+    }
+}
+
+/// One configuration error: where (file, line, key path) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `environment` for an error in a `BFF__...` variable.
+    pub file: String,
+    /// 1-based line, when the key was found in the file.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `services.users.timeout` or `routes[0].backends[1].select`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every error of a config, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(f, "{n} config error{}:", if n == 1 { "" } else { "s" })?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads configs. The environment is the process's own unless one is injected (tests).
+#[derive(Clone, Debug, Default)]
+pub struct Loader {
+    env: Option<HashMap<String, String>>,
+}
+
+const ENV_PREFIX: &str = "BFF__";
+
+impl Loader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `env` instead of the process environment, for `BFF__...` overrides and `${VAR}`.
+    #[must_use]
+    pub fn with_env(mut self, env: HashMap<String, String>) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    fn env_var(&self, name: &str) -> Option<String> {
+        match &self.env {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+
+    fn env_overrides(&self) -> HashMap<String, String> {
+        let all: Vec<(String, String)> = match &self.env {
+            Some(env) => env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => std::env::vars().collect(),
+        };
+        all.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect()
+    }
+
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        self.load(&Source::file(path)?)
+    }
+
+    pub fn load_str(&self, text: &str, format: Format) -> Result<Config, ConfigErrors> {
+        self.load(&Source::inline(text, format))
+    }
+
+    pub fn load(&self, source: &Source) -> Result<Config, ConfigErrors> {
+        let env = self.env_overrides();
+        let env_keys: HashMap<String, String> = env
+            .keys()
+            .map(|k| (k[ENV_PREFIX.len()..].to_lowercase().replace("__", "."), k.clone()))
+            .collect();
+        let locator = Locator::new(source);
+        let mut report = Report {
+            source,
+            locator: &locator,
+            env_keys: &env_keys,
+            errors: Vec::new(),
+        };
+        if let Some(err) = locator.syntax_error() {
+            report.errors.push(err);
+            return Err(ConfigErrors(report.errors));
+        }
+
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&source.text, source.format.to_config()))
+            .add_source(
+                config::Environment::with_prefix("BFF")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env.into_iter().collect())),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize::<Value>());
+        let mut value = match built {
+            Ok(v) => v,
+            Err(e) => {
+                report.push("", e.to_string());
+                return Err(ConfigErrors(report.errors));
+            }
+        };
+        if value.is_null() {
+            value = Value::Object(Default::default());
+        }
+
+        let mut path = Vec::new();
+        self.expand_vars(&mut value, &mut path, &mut report);
+        let (config, poisoned) = deserialize_all(value, &mut report);
+        if let Some(config) = &config {
+            for (key, message) in validate::validate(config) {
+                if !poisoned.iter().any(|p| key == *p || key.starts_with(&format!("{p}."))) {
+                    report.push(&key, message);
+                }
+            }
+        }
+        report.errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.key.clone()));
+        report.errors.dedup();
+        match config {
+            Some(config) if report.errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(report.errors)),
+        }
+    }
+
+    /// Replaces `${NAME}` in every string with the variable's value; `$${` is a literal `${`.
+    fn expand_vars(&self, value: &mut Value, path: &mut Vec<String>, report: &mut Report<'_>) {
+        match value {
+            Value::String(s) if s.contains("${") => {
+                let mut out = String::with_capacity(s.len());
+                let mut rest = s.as_str();
+                while let Some(i) = rest.find("${") {
+                    if rest[..i].ends_with('$') {
+                        out.push_str(&rest[..i - 1]);
+                        out.push_str("${");
+                        rest = &rest[i + 2..];
+                        continue;
+                    }
+                    out.push_str(&rest[..i]);
+                    let Some(end) = rest[i..].find('}') else {
+                        report.push(&join(path), format!("unclosed ${{ in {s:?}"));
+                        return;
+                    };
+                    let name = &rest[i + 2..i + end];
+                    match self.env_var(name) {
+                        Some(v) => out.push_str(&v),
+                        None => {
+                            report.push(&join(path), format!("environment variable {name} is not set"))
+                        }
+                    }
+                    rest = &rest[i + end + 1..];
+                }
+                out.push_str(rest);
+                *s = out;
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    path.push(format!("[{i}]"));
+                    self.expand_vars(item, path, report);
+                    path.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    path.push(k.clone());
+                    self.expand_vars(v, path, report);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Joins path parts: `["routes", "[0]", "path"]` -> `routes[0].path`.
+fn join(parts: &[String]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        if !out.is_empty() && !p.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+struct Report<'a> {
+    source: &'a Source,
+    locator: &'a Locator,
+    env_keys: &'a HashMap<String, String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn push(&mut self, key: &str, message: String) {
+        // An environment override is named by its variable, not by a line of the file.
+        let from_env = self
+            .env_keys
+            .iter()
+            .filter(|(path, _)| key == path.as_str() || key.starts_with(&format!("{path}.")))
+            .map(|(_, var)| var.clone())
+            .next();
+        let error = match from_env {
+            Some(var) => ConfigError {
+                file: format!("environment {var}"),
+                line: None,
+                key: key.to_string(),
+                message,
+            },
+            None => ConfigError {
+                file: self.source.name.clone(),
+                line: self.locator.line_of(key),
+                key: key.to_string(),
+                message,
+            },
+        };
+        self.errors.push(error);
+    }
+}
+
+/// Deserializes into [`Config`], collecting every error: after each one the offending key is removed (so its
+/// default applies) or a missing required key is filled with a placeholder, and deserialization runs again.
+/// Returns the paths whose values were replaced, so that validation does not report them twice.
+fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>, Vec<String>) {
+    let mut poisoned: Vec<String> = Vec::new();
+    for _ in 0..256 {
+        let err = match serde_path_to_error::deserialize::<_, Config>(&value) {
+            Ok(config) => return (Some(config), poisoned),
+            Err(e) => e,
+        };
+        let segments: Vec<String> = err
+            .path()
+            .iter()
+            .map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => format!("[{index}]"),
+                serde_path_to_error::Segment::Map { key } => key.clone(),
+                serde_path_to_error::Segment::Enum { variant } => variant.clone(),
+                serde_path_to_error::Segment::Unknown => "?".into(),
+            })
+            .collect();
+        let message = err.inner().to_string();
+        let key = join(&segments);
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            let mut full = segments.clone();
+            full.push(field.to_string());
+            let full_key = join(&full);
+            if !poisoned.contains(&full_key) {
+                report.push(&key, format!("missing required key `{field}`"));
+            }
+            poisoned.push(full_key);
+            match lookup_mut(&mut value, &segments) {
+                Some(Value::Object(map)) if !map.contains_key(field) => {
+                    map.insert(field.to_string(), Value::String(String::new()));
+                }
+                _ => return (None, poisoned),
+            }
+            continue;
+        }
+        report.push(&key, tidy(&message));
+        poisoned.push(key.clone());
+        let Some((last, parent)) = segments.split_last() else {
+            return (None, poisoned);
+        };
+        match lookup_mut(&mut value, parent) {
+            Some(Value::Object(map)) => {
+                if map.remove(last).is_none() {
+                    return (None, poisoned);
+                }
+            }
+            Some(Value::Array(items)) => {
+                let index = last.trim_matches(['[', ']']).parse::<usize>().ok();
+                match index {
+                    Some(i) if i < items.len() => {
+                        items.remove(i);
+                    }
+                    _ => return (None, poisoned),
+                }
+            }
+            _ => return (None, poisoned),
+        }
+    }
+    (None, poisoned)
+}
+
+/// serde's messages name Rust types; say it in config words.
+fn tidy(message: &str) -> String {
+    message
+        .replace("u32", "a non-negative integer")
+        .replace("u64", "a non-negative integer")
+        .replace("usize", "a non-negative integer")
+        .replace("f64", "a number")
+}
+
+fn lookup_mut<'v>(value: &'v mut Value, segments: &[String]) -> Option<&'v mut Value> {
+    let mut cur = value;
+    for s in segments {
+        cur = if let Some(i) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            cur.as_array_mut()?.get_mut(i.parse::<usize>().ok()?)?
+        } else {
+            cur.as_object_mut()?.get_mut(s)?
+        };
+    }
+    Some(cur)
+}

@@ -1,0 +1,427 @@
+//! The configuration schema: one struct a table of `bff.toml`. Unknown keys are errors everywhere.
+//!
+//! The doc comment of every field is its entry in the config reference (docs/config-reference.md), which a
+//! test checks against these types.
+
+use crate::units::{ByteSize, Duration};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole configuration of one BFF.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and listeners of this BFF.
+    #[serde(default)]
+    pub bff: BffConfig,
+    /// The embedded gateway: limits, CORS, auth, rate limits.
+    #[serde(default)]
+    pub edge: EdgeConfig,
+    /// Downstream services reached through the embedded mesh, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Declarative aggregation routes.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[bff]`: identity and listeners.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BffConfig {
+    /// Identity: metrics label, trace service.name, user-agent sent downstream.
+    pub name: String,
+    /// Public listener (north-south), `host:port`. Port 0 picks a free port.
+    pub listen: String,
+    /// Admin listener (`/healthz`, `/readyz`, `/admin/*`); never the public port.
+    pub admin_listen: String,
+    /// On SIGTERM or Ctrl-C: stop accepting, finish in-flight requests within this time, then exit 0.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for BffConfig {
+    fn default() -> Self {
+        Self {
+            name: "bff".into(),
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9901".into(),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// `[edge]`: the embedded gateway.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Whole-request deadline; propagated downstream as `x-bff-deadline-ms`. Exceeded: 504.
+    pub request_timeout: Duration,
+    /// Largest request body accepted; larger: 413.
+    pub max_body: ByteSize,
+    /// Requests in flight at once; beyond: 503 at once (load shedding), never queued.
+    pub max_concurrency: usize,
+    /// CIDRs whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Cross-origin resource sharing.
+    pub cors: Option<CorsConfig>,
+    /// Authentication schemes that routes refer to with `auth = "..."`.
+    pub auth: AuthConfig,
+    /// Token-bucket rate limit for every route.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(15),
+            max_body: ByteSize::mib(1),
+            max_concurrency: 1024,
+            trusted_proxies: Vec::new(),
+            cors: None,
+            auth: AuthConfig::default(),
+            rate_limit: None,
+        }
+    }
+}
+
+/// `[edge.cors]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins allowed; `"*"` only without credentials.
+    pub allow_origins: Vec<String>,
+    /// Whether browsers may send credentials (cookies, authorization).
+    pub allow_credentials: bool,
+}
+
+/// `[edge.auth]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// JWT bearer tokens, for routes with `auth = "jwt"`.
+    pub jwt: Option<JwtConfig>,
+    /// API keys in the `x-api-key` header, for routes with `auth = "api_key"`.
+    pub api_keys: Option<ApiKeysConfig>,
+}
+
+/// `[edge.auth.jwt]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Required `iss` claim.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// JWKS file with the verification keys.
+    pub jwks_file: Option<String>,
+    /// JWKS URL, refreshed in the background.
+    pub jwks_url: Option<String>,
+    /// Allowed algorithms; `none` can never be enabled.
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Option<Duration>,
+}
+
+/// `[edge.auth.api_keys]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// File with one key a line (or `sha256:HEX`).
+    pub keys_file: String,
+}
+
+/// `[edge.rate_limit]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests a second per key.
+    pub per_second: u32,
+    /// Bucket size: requests allowed in a burst.
+    pub burst: u32,
+    /// What a bucket is keyed on: `client_ip`, `jwt_sub` or `header:NAME`.
+    pub key: String,
+    /// Shared store across instances (`redis://...`); without it, per instance.
+    pub store: Option<String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            burst: 100,
+            key: "client_ip".into(),
+            store: None,
+        }
+    }
+}
+
+/// Load-balancing algorithm of a service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancer {
+    RoundRobin,
+    LeastRequest,
+    #[default]
+    P2cEwma,
+    RingHash,
+}
+
+/// Protocol spoken to a service's endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1 with pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+/// `[services.NAME]`: one downstream service.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Static endpoints, `host:port`.
+    pub endpoints: Vec<String>,
+    /// Dynamic discovery (`dns://`, `dns+srv://`, `file://`, `etcd://`), instead of `endpoints`.
+    pub discovery: Option<String>,
+    /// `round_robin`, `least_request`, `p2c_ewma` or `ring_hash`.
+    pub load_balancer: LoadBalancer,
+    /// Key hashed by `ring_hash`: `header:NAME` or `param:NAME`.
+    pub hash_key: Option<String>,
+    /// `http1` or `h2c`.
+    pub protocol: Protocol,
+    /// Per-attempt timeout (the request's deadline caps it).
+    pub timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Largest response body read from this service; larger: a decode failure.
+    pub max_response: ByteSize,
+    /// Whether `/readyz` waits for a healthy endpoint of this service.
+    pub required: bool,
+    /// Retry policy.
+    pub retry: Option<RetryConfig>,
+    /// Circuit breaker.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Outlier detection (ejection of failing endpoints).
+    pub outlier_detection: Option<OutlierDetectionConfig>,
+    /// Active health checks.
+    pub health_check: Option<HealthCheckConfig>,
+    /// mTLS to this service.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            discovery: None,
+            load_balancer: LoadBalancer::default(),
+            hash_key: None,
+            protocol: Protocol::default(),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(200),
+            max_response: ByteSize::mib(8),
+            required: true,
+            retry: None,
+            circuit_breaker: None,
+            outlier_detection: None,
+            health_check: None,
+            tls: None,
+        }
+    }
+}
+
+/// `[services.NAME.retry]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Failures retried: `connect_error`, `reset`, `timeout`, or status codes such as `"503"`.
+    pub on: Vec<String>,
+    /// First backoff; exponential with jitter.
+    pub backoff: Duration,
+    /// Cap of the backoff.
+    pub max_backoff: Duration,
+    /// Retries never exceed this share of requests (plus `min_per_second`).
+    pub budget_ratio: f64,
+    /// Retries a second always allowed by the budget.
+    pub min_per_second: u32,
+    /// Methods retried; by default the idempotent ones.
+    pub methods: Option<Vec<String>>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            on: ["connect_error", "reset", "502", "503", "504"].map(String::from).to_vec(),
+            backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+            budget_ratio: 0.2,
+            min_per_second: 10,
+            methods: None,
+        }
+    }
+}
+
+/// `[services.NAME.circuit_breaker]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerConfig {
+    /// Failure rate over `window` that opens the breaker.
+    pub failure_rate: f64,
+    /// Requests in the window before the rate counts.
+    pub min_requests: u32,
+    /// Sliding window of the failure rate.
+    pub window: Duration,
+    /// How long the breaker stays open before half-open probes.
+    pub open_for: Duration,
+    /// Probes admitted while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_rate: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(10),
+            open_for: Duration::from_secs(5),
+            half_open_probes: 3,
+        }
+    }
+}
+
+/// `[services.NAME.outlier_detection]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierDetectionConfig {
+    /// Consecutive failures that eject an endpoint.
+    pub consecutive_failures: u32,
+    /// Ejection time, multiplied by the times ejected.
+    pub base_ejection: Duration,
+    /// Most endpoints ejected at once, in percent.
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierDetectionConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(30),
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+/// `[services.NAME.health_check]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Path probed with GET.
+    pub path: String,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Timeout of one probe.
+    pub timeout: Duration,
+    /// Failed probes that mark an endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Passed probes that mark it healthy again.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: "/healthz".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+/// `[services.NAME.tls]`: mTLS.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// CA bundle (PEM) that verifies the service.
+    pub ca: String,
+    /// Client certificate (PEM).
+    pub cert: Option<String>,
+    /// Client private key (PEM).
+    pub key: Option<String>,
+    /// Name verified in the service's certificate.
+    pub server_name: Option<String>,
+}
+
+/// Authentication a route requires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    #[default]
+    None,
+    Jwt,
+    ApiKey,
+}
+
+/// `[[routes]]`: a declarative aggregation route.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// HTTP method.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path template; `{name}` captures a segment.
+    pub path: String,
+    /// `none`, `jwt` or `api_key`.
+    #[serde(default)]
+    pub auth: AuthKind,
+    /// Deadline of this route (caps `edge.request_timeout`).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Client headers passed to this route's backends (none by default).
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// The backends whose results are merged into the response.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[[routes.backends]]`: one downstream call of an aggregation.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Key of this backend in the merged response.
+    pub name: String,
+    /// Service called (a key of `[services]`).
+    pub service: String,
+    /// HTTP method of the call.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Downstream path; `{param}` from the route, `{backend.json.path}` from an earlier backend.
+    pub path: String,
+    /// JSONPath applied to the response; absent: the whole body.
+    #[serde(default)]
+    pub select: Option<String>,
+    /// An object built from several JSONPaths, instead of `select`.
+    #[serde(default)]
+    pub fields: Option<BTreeMap<String, String>>,
+    /// Whether the route fails when this backend fails (else the response is partial).
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// Backends that must finish before this one.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}

@@ -1,0 +1,546 @@
+//! Validation of a typed [`Config`]: every value and reference checked, every error returned with its key
+//! path. Also the parser of downstream path templates, shared with the aggregation engine.
+
+use crate::{Config, LoadBalancer, RouteConfig};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+};
+
+/// A downstream path template such as `/orders?userId={user_id}` or `/recommendations/{user.category}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathTemplate {
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Placeholder(Placeholder),
+}
+
+/// `{name}` or `{backend.json.path}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placeholder {
+    /// The text between the braces.
+    pub raw: String,
+    /// The first name: a route parameter or a backend.
+    pub head: String,
+    /// The rest as a JSONPath (`$.json.path`), or `$` when there is none.
+    pub json_path: String,
+}
+
+impl PathTemplate {
+    pub fn parse(template: &str) -> Result<Self, String> {
+        let mut segments = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                segments.push(Segment::Literal(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in {template:?}"))?
+                + open;
+            let raw = rest[open + 1..close].trim();
+            if raw.is_empty() {
+                return Err(format!("empty placeholder `{{}}` in {template:?}"));
+            }
+            let split = raw.find(['.', '[']).unwrap_or(raw.len());
+            let head = &raw[..split];
+            let tail = &raw[split..];
+            if !is_name(head) {
+                return Err(format!("invalid placeholder `{{{raw}}}` in {template:?}"));
+            }
+            let json_path = format!("${tail}");
+            if !tail.is_empty() {
+                jsonpath_rust::parser::parse_json_path(&json_path)
+                    .map_err(|e| format!("invalid placeholder `{{{raw}}}`: {}", one_line(&e)))?;
+            }
+            segments.push(Segment::Placeholder(Placeholder {
+                raw: raw.to_string(),
+                head: head.to_string(),
+                json_path,
+            }));
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("unmatched `}}` in {template:?}"));
+        }
+        if !rest.is_empty() {
+            segments.push(Segment::Literal(rest.to_string()));
+        }
+        Ok(Self { segments })
+    }
+
+    pub fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Placeholder(p) => Some(p),
+            Segment::Literal(_) => None,
+        })
+    }
+}
+
+/// Multi-line parser messages folded into one line.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The parameter names of a route path (`/a/{id}/{*rest}` -> `id`, `rest`).
+pub fn route_params(path: &str) -> Result<Vec<String>, String> {
+    let mut params = Vec::new();
+    for seg in path.split('/') {
+        if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let name = inner.strip_prefix('*').unwrap_or(inner);
+            if !is_name(name) {
+                return Err(format!("invalid path parameter `{seg}`"));
+            }
+            if params.iter().any(|p| p == name) {
+                return Err(format!("path parameter `{name}` appears twice"));
+            }
+            params.push(name.to_string());
+        } else if seg.contains(['{', '}']) {
+            return Err(format!(
+                "a path parameter must be a whole segment, like `/users/{{id}}`, not `{seg}`"
+            ));
+        }
+    }
+    Ok(params)
+}
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+const ALGORITHMS: [&str; 12] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384",
+    "HS512",
+];
+
+type Errors = Vec<(String, String)>;
+
+pub(crate) fn validate(config: &Config) -> Errors {
+    let mut errors = Errors::new();
+    let mut err = |key: String, msg: String| errors.push((key, msg));
+
+    let b = &config.bff;
+    if b.name.trim().is_empty() {
+        err("bff.name".into(), "must not be empty".into());
+    }
+    let listen = check_addr(&b.listen).map_err(|e| err("bff.listen".into(), e)).ok();
+    let admin = check_addr(&b.admin_listen)
+        .map_err(|e| err("bff.admin_listen".into(), e))
+        .ok();
+    if let (Some(l), Some(a)) = (listen, admin) {
+        if l == a && l.port() != 0 {
+            err(
+                "bff.admin_listen".into(),
+                "must differ from bff.listen: the admin listener is never the public port".into(),
+            );
+        }
+    }
+    if b.shutdown_grace.get().is_zero() {
+        err("bff.shutdown_grace".into(), "must be greater than 0".into());
+    }
+
+    let e = &config.edge;
+    if e.request_timeout.get().is_zero() {
+        err("edge.request_timeout".into(), "must be greater than 0".into());
+    }
+    if e.max_concurrency == 0 {
+        err("edge.max_concurrency".into(), "must be at least 1".into());
+    }
+    for (i, cidr) in e.trusted_proxies.iter().enumerate() {
+        if let Err(m) = check_cidr(cidr) {
+            err(format!("edge.trusted_proxies[{i}]"), m);
+        }
+    }
+    if let Some(cors) = &e.cors {
+        for (i, origin) in cors.allow_origins.iter().enumerate() {
+            let key = format!("edge.cors.allow_origins[{i}]");
+            if origin == "*" {
+                if cors.allow_credentials {
+                    err(key, "\"*\" cannot be combined with allow_credentials = true".into());
+                }
+            } else if origin == "null" {
+                err(key, "the `null` origin can never be allowed".into());
+            } else if let Err(m) = check_origin(origin) {
+                err(key, m);
+            }
+        }
+    }
+    if let Some(jwt) = &e.auth.jwt {
+        for (i, alg) in jwt.algorithms.iter().enumerate() {
+            if !ALGORITHMS.contains(&alg.as_str()) {
+                err(
+                    format!("edge.auth.jwt.algorithms[{i}]"),
+                    format!("unknown or forbidden algorithm {alg:?} (allowed: {})", ALGORITHMS.join(", ")),
+                );
+            }
+        }
+        if jwt.jwks_file.is_none() && jwt.jwks_url.is_none() {
+            err("edge.auth.jwt".into(), "needs jwks_file or jwks_url".into());
+        }
+    }
+    if let Some(rl) = &e.rate_limit {
+        if rl.per_second == 0 {
+            err("edge.rate_limit.per_second".into(), "must be at least 1".into());
+        }
+        if rl.burst == 0 {
+            err("edge.rate_limit.burst".into(), "must be at least 1".into());
+        }
+        let key_ok = matches!(rl.key.as_str(), "client_ip" | "jwt_sub")
+            || rl.key.strip_prefix("header:").is_some_and(|h| is_header_name(h));
+        if !key_ok {
+            err(
+                "edge.rate_limit.key".into(),
+                format!("{:?} is not client_ip, jwt_sub or header:NAME", rl.key),
+            );
+        }
+    }
+
+    for (name, svc) in &config.services {
+        let key = |k: &str| format!("services.{name}.{k}");
+        if !is_name(name) {
+            err(format!("services.{name}"), "a service name uses letters, digits, `_` and `-`".into());
+        }
+        match (&svc.discovery, svc.endpoints.is_empty()) {
+            (None, true) => err(
+                format!("services.{name}"),
+                "needs `endpoints` or `discovery`".into(),
+            ),
+            (Some(_), false) => err(
+                key("discovery"),
+                "set either `endpoints` or `discovery`, not both".into(),
+            ),
+            _ => {}
+        }
+        for (i, ep) in svc.endpoints.iter().enumerate() {
+            if let Err(m) = check_endpoint(ep) {
+                err(format!("services.{name}.endpoints[{i}]"), m);
+            }
+        }
+        if let Some(d) = &svc.discovery {
+            let ok = ["dns://", "dns+srv://", "file://", "etcd://"]
+                .iter()
+                .any(|s| d.starts_with(s) && d.len() > s.len());
+            if !ok {
+                err(
+                    key("discovery"),
+                    format!("{d:?} is not dns://, dns+srv://, file:// or etcd:// followed by an address"),
+                );
+            }
+        }
+        if svc.load_balancer == LoadBalancer::RingHash && svc.hash_key.is_none() {
+            err(key("hash_key"), "ring_hash needs a hash_key (header:NAME or param:NAME)".into());
+        }
+        if svc.timeout.get().is_zero() {
+            err(key("timeout"), "must be greater than 0".into());
+        }
+        if svc.connect_timeout.get().is_zero() {
+            err(key("connect_timeout"), "must be greater than 0".into());
+        }
+        if let Some(r) = &svc.retry {
+            if r.max_attempts == 0 {
+                err(key("retry.max_attempts"), "must be at least 1 (the first attempt counts)".into());
+            }
+            for (i, on) in r.on.iter().enumerate() {
+                let ok = matches!(on.as_str(), "connect_error" | "reset" | "timeout")
+                    || on.parse::<u16>().is_ok_and(|s| (400..600).contains(&s));
+                if !ok {
+                    err(
+                        format!("services.{name}.retry.on[{i}]"),
+                        format!("{on:?} is not connect_error, reset, timeout or a 4xx/5xx status"),
+                    );
+                }
+            }
+            if !(0.0..=1.0).contains(&r.budget_ratio) {
+                err(key("retry.budget_ratio"), "must be between 0 and 1".into());
+            }
+            if r.max_backoff < r.backoff {
+                err(key("retry.max_backoff"), "must not be less than backoff".into());
+            }
+        }
+        if let Some(cb) = &svc.circuit_breaker {
+            if !(cb.failure_rate > 0.0 && cb.failure_rate <= 1.0) {
+                err(key("circuit_breaker.failure_rate"), "must be in (0, 1]".into());
+            }
+            if cb.half_open_probes == 0 {
+                err(key("circuit_breaker.half_open_probes"), "must be at least 1".into());
+            }
+        }
+        if let Some(od) = &svc.outlier_detection {
+            if od.max_ejected_percent > 100 {
+                err(key("outlier_detection.max_ejected_percent"), "must be at most 100".into());
+            }
+            if od.consecutive_failures == 0 {
+                err(key("outlier_detection.consecutive_failures"), "must be at least 1".into());
+            }
+        }
+        if let Some(hc) = &svc.health_check {
+            if !hc.path.starts_with('/') {
+                err(key("health_check.path"), "must start with `/`".into());
+            }
+            if hc.timeout > hc.interval {
+                err(key("health_check.timeout"), "must not exceed interval".into());
+            }
+        }
+    }
+
+    let mut seen_routes = HashMap::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        validate_route(config, i, route, &mut seen_routes, &mut err);
+    }
+    errors
+}
+
+fn validate_route(
+    config: &Config,
+    i: usize,
+    route: &RouteConfig,
+    seen: &mut HashMap<(String, String), usize>,
+    err: &mut impl FnMut(String, String),
+) {
+    let key = |k: &str| format!("routes[{i}].{k}");
+    let method = route.method.to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        err(key("method"), format!("{:?} is not one of {}", route.method, METHODS.join(", ")));
+    }
+    let params = if !route.path.starts_with('/') {
+        err(key("path"), "must start with `/`".into());
+        Vec::new()
+    } else {
+        route_params(&route.path).unwrap_or_else(|m| {
+            err(key("path"), m);
+            Vec::new()
+        })
+    };
+    if let Some(first) = seen.insert((method.clone(), route.path.clone()), i) {
+        err(key("path"), format!("{method} {} is already routes[{first}]", route.path));
+    }
+    if let Some(t) = route.timeout {
+        if t.get().is_zero() {
+            err(key("timeout"), "must be greater than 0".into());
+        }
+    }
+    match route.auth {
+        crate::AuthKind::Jwt if config.edge.auth.jwt.is_none() => {
+            err(key("auth"), "auth = \"jwt\" needs [edge.auth.jwt]".into())
+        }
+        crate::AuthKind::ApiKey if config.edge.auth.api_keys.is_none() => {
+            err(key("auth"), "auth = \"api_key\" needs [edge.auth.api_keys]".into())
+        }
+        _ => {}
+    }
+    for (h, name) in route.forward_headers.iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(name) {
+            err(format!("routes[{i}].forward_headers[{h}]"), format!("{name:?} is not a header name"));
+        } else if HOP_BY_HOP.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            err(
+                format!("routes[{i}].forward_headers[{h}]"),
+                format!("{name} is a hop-by-hop header and is never forwarded"),
+            );
+        }
+    }
+    if route.backends.is_empty() {
+        err(key("backends"), "a route needs at least one backend".into());
+    }
+
+    let names: BTreeMap<&str, usize> =
+        route.backends.iter().enumerate().map(|(j, b)| (b.name.as_str(), j)).collect();
+    let mut seen_names = HashSet::new();
+    for (j, b) in route.backends.iter().enumerate() {
+        let bkey = |k: &str| format!("routes[{i}].backends[{j}].{k}");
+        if !is_name(&b.name) || b.name.starts_with('_') {
+            err(bkey("name"), format!("{:?}: use letters, digits, `_` and `-`, not starting with `_`", b.name));
+        }
+        if !seen_names.insert(b.name.as_str()) {
+            err(bkey("name"), format!("backend {:?} appears twice in this route", b.name));
+        }
+        if !config.services.contains_key(&b.service) {
+            err(bkey("service"), format!("unknown service {:?} (no [services.{}])", b.service, b.service));
+        }
+        if !METHODS.contains(&b.method.to_ascii_uppercase().as_str()) {
+            err(bkey("method"), format!("{:?} is not one of {}", b.method, METHODS.join(", ")));
+        }
+        if b.select.is_some() && b.fields.is_some() {
+            err(bkey("fields"), "set either `select` or `fields`, not both".into());
+        }
+        if let Some(sel) = &b.select {
+            if let Err(e) = jsonpath_rust::parser::parse_json_path(sel) {
+                err(bkey("select"), format!("invalid JSONPath {sel:?}: {}", one_line(&e)));
+            }
+        }
+        for (f, path) in b.fields.iter().flatten() {
+            if let Err(e) = jsonpath_rust::parser::parse_json_path(path) {
+                err(format!("routes[{i}].backends[{j}].fields.{f}"), format!("invalid JSONPath {path:?}: {}", one_line(&e)));
+            }
+        }
+        for (d, dep) in b.depends_on.iter().enumerate() {
+            if !names.contains_key(dep.as_str()) {
+                err(format!("routes[{i}].backends[{j}].depends_on[{d}]"), format!("unknown backend {dep:?}"));
+            } else if dep == &b.name {
+                err(format!("routes[{i}].backends[{j}].depends_on[{d}]"), "a backend cannot depend on itself".into());
+            }
+        }
+        if !b.path.starts_with('/') {
+            err(bkey("path"), "must start with `/`".into());
+        }
+        match PathTemplate::parse(&b.path) {
+            Err(m) => err(bkey("path"), m),
+            Ok(t) => {
+                for p in t.placeholders() {
+                    let is_param = params.contains(&p.head) && p.json_path == "$";
+                    let is_dep = b.depends_on.contains(&p.head);
+                    if !is_param && !is_dep {
+                        let hint = if names.contains_key(p.head.as_str()) {
+                            format!("; add {:?} to depends_on", p.head)
+                        } else {
+                            String::new()
+                        };
+                        err(
+                            bkey("path"),
+                            format!(
+                                "unknown placeholder {{{}}}: not a parameter of {} nor a backend in depends_on{hint}",
+                                p.raw, route.path
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Cycles in depends_on.
+    if let Some(cycle) = find_cycle(route) {
+        err(key("backends"), format!("depends_on forms a cycle: {}", cycle.join(" -> ")));
+    }
+}
+
+fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
+    let deps: HashMap<&str, &Vec<String>> =
+        route.backends.iter().map(|b| (b.name.as_str(), &b.depends_on)).collect();
+    // 0 unvisited, 1 on the stack, 2 done
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    fn dfs<'a>(
+        n: &'a str,
+        deps: &HashMap<&'a str, &'a Vec<String>>,
+        state: &mut HashMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        state.insert(n, 1);
+        stack.push(n);
+        for d in deps.get(n).map(|v| v.as_slice()).unwrap_or_default() {
+            let d = d.as_str();
+            match state.get(d).copied().unwrap_or(0) {
+                1 => {
+                    let start = stack.iter().position(|s| *s == d).unwrap_or(0);
+                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                    cycle.push(d.to_string());
+                    return Some(cycle);
+                }
+                0 if deps.contains_key(d) => {
+                    if let Some(c) = dfs(d, deps, state, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(n, 2);
+        None
+    }
+    for b in &route.backends {
+        if state.get(b.name.as_str()).copied().unwrap_or(0) == 0 {
+            if let Some(c) = dfs(&b.name, &deps, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""))
+}
+
+fn check_endpoint(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port"))?;
+    if host.is_empty() || host.contains(['/', ' ', '@', '?', '#']) {
+        return Err(format!("{s:?} is not host:port"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{s:?}: port must be 1-65535")),
+    }
+}
+
+fn check_cidr(s: &str) -> Result<(), String> {
+    let (ip, len) = s.split_once('/').map_or((s, None), |(i, l)| (i, Some(l)));
+    let ip: IpAddr = ip.parse().map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+    if let Some(len) = len {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match len.parse::<u8>() {
+            Ok(l) if l <= max => {}
+            _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
+        }
+    }
+    Ok(())
+}
+
+fn check_origin(s: &str) -> Result<(), String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an origin like \"https://app.example.com\""))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(format!("{s:?} is not an origin: scheme://host[:port], no path"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let t = PathTemplate::parse("/orders?userId={user_id}&c={user.profile.cat}").unwrap();
+        assert_eq!(t.segments.len(), 4);
+        let ps: Vec<_> = t.placeholders().collect();
+        assert_eq!(ps[0].head, "user_id");
+        assert_eq!(ps[0].json_path, "$");
+        assert_eq!(ps[1].head, "user");
+        assert_eq!(ps[1].json_path, "$.profile.cat");
+        assert!(PathTemplate::parse("/a/{b").is_err());
+        assert!(PathTemplate::parse("/a/{}").is_err());
+        assert!(PathTemplate::parse("/a/b}").is_err());
+    }
+
+    #[test]
+    fn params() {
+        assert_eq!(route_params("/a/{id}/{*rest}").unwrap(), ["id", "rest"]);
+        assert!(route_params("/a/x{id}").is_err());
+        assert!(route_params("/a/{id}/{id}").is_err());
+    }
+}

@@ -1,0 +1,196 @@
+use bff_config::{ConfigErrors, Format, Loader};
+use std::collections::HashMap;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn errors(text: &str, format: Format) -> ConfigErrors {
+    Loader::new().with_env(env(&[])).load_str(text, format).expect_err("config should be refused")
+}
+
+const GOOD: &str = r#"
+[bff]
+name = "web-bff"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[services.users]
+endpoints = ["127.0.0.1:9001"]
+timeout = "800ms"
+
+[[routes]]
+path = "/api/home/{user_id}"
+
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{user_id}"
+select = "$.profile"
+
+[[routes.backends]]
+name = "recs"
+service = "users"
+path = "/recs/{user.category}"
+depends_on = ["user"]
+"#;
+
+#[test]
+fn a_good_config_loads_with_defaults() {
+    let c = Loader::new().with_env(env(&[])).load_str(GOOD, Format::Toml).unwrap();
+    assert_eq!(c.bff.name, "web-bff");
+    assert_eq!(c.services["users"].timeout.get().as_millis(), 800);
+    assert_eq!(c.services["users"].connect_timeout.get().as_millis(), 200);
+    assert_eq!(c.edge.max_concurrency, 1024);
+    assert_eq!(c.routes[0].backends.len(), 2);
+    assert!(c.routes[0].backends[0].required);
+}
+
+#[test]
+fn every_error_is_reported_with_line_and_key() {
+    let bad = r#"
+[bff]
+name = "web-bff"
+listen = "nowhere"
+colour = "blue"
+
+[services.users]
+endpoints = ["127.0.0.1:9001"]
+timeout = "fast"
+
+[[routes]]
+path = "/api/home/{user_id}"
+
+[[routes.backends]]
+name = "user"
+service = "userz"
+path = "/users/{user_id}"
+select = "$.[["
+
+[[routes.backends]]
+name = "recs"
+service = "users"
+path = "/recs/{nope}"
+depends_on = ["recs2"]
+
+[[routes.backends]]
+name = "recs2"
+service = "users"
+path = "/recs"
+depends_on = ["recs"]
+"#;
+    let errs = errors(bad, Format::Toml);
+    let text = errs.to_string();
+    println!("{text}");
+    let find = |key: &str| {
+        errs.0
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for {key} in:\n{text}"))
+    };
+    assert_eq!(find("bff.listen").line, Some(4));
+    assert_eq!(find("bff.colour").line, Some(5));
+    assert!(find("bff.colour").message.contains("unknown field"));
+    assert_eq!(find("services.users.timeout").line, Some(9));
+    assert!(find("services.users.timeout").message.contains("invalid duration"));
+    assert_eq!(find("routes[0].backends[0].service").line, Some(16));
+    assert!(find("routes[0].backends[0].service").message.contains("unknown service"));
+    assert_eq!(find("routes[0].backends[0].select").line, Some(18));
+    assert_eq!(find("routes[0].backends[1].path").line, Some(23));
+    assert!(find("routes[0].backends[1].path").message.contains("unknown placeholder {nope}"));
+    assert!(find("routes[0].backends").message.contains("cycle"));
+    assert!(text.starts_with("7 config errors"), "{text}");
+    assert!(text.contains("<inline>:4: bff.listen:"), "{text}");
+}
+
+#[test]
+fn missing_required_keys_are_named_once() {
+    let errs = errors(
+        "[services.s]\nendpoints=[\"a:1\"]\n[[routes]]\npath = \"/x\"\n[[routes.backends]]\nname = \"b\"\npath = 5\n",
+        Format::Toml,
+    );
+    let text = errs.to_string();
+    assert!(text.contains("missing required key `service`"), "{text}");
+    assert!(text.contains("routes[0].backends[0].path"), "{text}");
+    assert_eq!(errs.0.len(), 2, "{text}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let errs = errors("[bff]\nname = \"x\"\nlisten = \n", Format::Toml);
+    assert_eq!(errs.0.len(), 1);
+    assert_eq!(errs.0[0].line, Some(3), "{errs}");
+}
+
+#[test]
+fn environment_overrides_a_key() {
+    let c = Loader::new()
+        .with_env(env(&[("BFF__SERVICES__USERS__TIMEOUT", "2s"), ("BFF__EDGE__MAX_CONCURRENCY", "7")]))
+        .load_str(GOOD, Format::Toml)
+        .unwrap();
+    assert_eq!(c.services["users"].timeout.get().as_secs(), 2);
+    assert_eq!(c.edge.max_concurrency, 7);
+}
+
+#[test]
+fn a_bad_environment_override_names_the_variable() {
+    let errs = Loader::new()
+        .with_env(env(&[("BFF__SERVICES__USERS__TIMEOUT", "soon")]))
+        .load_str(GOOD, Format::Toml)
+        .unwrap_err();
+    assert_eq!(errs.0[0].file, "environment BFF__SERVICES__USERS__TIMEOUT", "{errs}");
+}
+
+#[test]
+fn env_vars_are_expanded_in_strings() {
+    let text = GOOD.replace("\"web-bff\"", "\"${APP}-bff\"");
+    let c = Loader::new().with_env(env(&[("APP", "shop")])).load_str(&text, Format::Toml).unwrap();
+    assert_eq!(c.bff.name, "shop-bff");
+    let errs = Loader::new().with_env(env(&[])).load_str(&text, Format::Toml).unwrap_err();
+    assert!(errs.to_string().contains("environment variable APP is not set"), "{errs}");
+    assert_eq!(errs.0[0].line, Some(3));
+}
+
+#[test]
+fn yaml_and_json_load_and_locate() {
+    let yaml = "bff:\n  name: y\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nservices:\n  users:\n    endpoints: [\"127.0.0.1:1\"]\n    timeout: nope\n";
+    let errs = errors(yaml, Format::Yaml);
+    assert_eq!(errs.0[0].key, "services.users.timeout");
+    assert_eq!(errs.0[0].line, Some(8), "{errs}");
+    let json = r#"{"bff": {"name": "j", "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
+ "services": {"users": {"endpoints": ["127.0.0.1:1"]}}}"#;
+    let c = Loader::new().with_env(env(&[])).load_str(json, Format::Json).unwrap();
+    assert_eq!(c.bff.name, "j");
+}
+
+#[test]
+fn policy_values_are_checked() {
+    let errs = errors(
+        r#"
+[edge.cors]
+allow_origins = ["*", "null"]
+allow_credentials = true
+[edge.auth.jwt]
+jwks_file = "k.json"
+algorithms = ["none"]
+[services.s]
+endpoints = ["nohost", "h:99999"]
+load_balancer = "random"
+[services.s.retry]
+on = ["sometimes"]
+"#,
+        Format::Toml,
+    );
+    let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+    for k in [
+        "edge.cors.allow_origins[0]",
+        "edge.cors.allow_origins[1]",
+        "edge.auth.jwt.algorithms[0]",
+        "services.s.endpoints[0]",
+        "services.s.endpoints[1]",
+        "services.s.load_balancer",
+        "services.s.retry.on[0]",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {errs}");
+    }
+}
