@@ -1,1 +1,22 @@
+//! The embedded sidecar: a [`Mesh`] of downstream [`Service`]s built from `[services.*]`, each with its
+//! endpoints, balancer and pooled connections, called by handlers and by the aggregation engine. Every call
+//! carries the request's [`CallContext`]: deadline, request id and trace.
+#![forbid(unsafe_code)]
 
+mod context;
+mod error;
+mod extract;
+mod headers;
+mod mesh;
+mod request;
+mod service;
+
+pub use self::{
+    context::{CallContext, DEADLINE_HEADER},
+    error::{ErrorKind, MeshError},
+    extract::MeshRejection,
+    headers::{is_hop_by_hop, strip_hop_by_hop},
+    mesh::{Mesh, MeshBuildError},
+    request::{RequestBuilder, Response},
+    service::{EndpointSnapshot, Service, ServiceClient, ServiceSnapshot},
+};

@@ -1,1 +1,57 @@
+//! **bff**: Backends-for-Frontends with the API gateway and the service-mesh sidecar compiled into the same
+//! process. Write plain axum handlers (or declare aggregations in `bff.toml`); every request passes the
+//! embedded gateway, every downstream call the embedded mesh.
+//!
+//! ```no_run
+//! use bff::prelude::*;
+//!
+//! async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>> {
+//!     let users = mesh.service("users");
+//!     let orders = mesh.service("orders");
+//!     let (user, orders) = tokio::join!(
+//!         users.get(format!("/users/{id}")).send_json::<Value>(),
+//!         orders.get("/orders").query(&[("userId", &id)]).send_json::<Value>(),
+//!     );
+//!     Ok(Json(json!({ "user": user?, "orders": orders.ok() })))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), bff::StartError> {
+//!     bff::init_tracing();
+//!     bff::App::from_args()?.route("/api/home/{id}", get(home)).serve().await
+//! }
+//! ```
+#![forbid(unsafe_code)]
 
+mod admin;
+mod app;
+mod server;
+
+pub use self::{
+    app::{App, StartError},
+    server::{Server, ShutdownHandle},
+};
+pub use axum;
+pub use bff_aggregate as aggregate;
+pub use bff_config as config;
+pub use bff_edge::{BffError, Result};
+pub use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
+
+/// What handlers usually need.
+pub mod prelude {
+    pub use crate::{App, BffError, Mesh, MeshError, Result};
+    pub use axum::{
+        Json, Router,
+        extract::{Path, Query, State},
+        routing::{delete, get, patch, post, put},
+    };
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::{Value, json};
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

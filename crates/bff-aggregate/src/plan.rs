@@ -1,0 +1,309 @@
+use crate::Selector;
+use axum::response::{IntoResponse, Response};
+use bff_config::{Config, PathTemplate, RouteConfig, Segment};
+use bff_edge::BffError;
+use bff_mesh::{CallContext, Mesh, MeshError};
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value};
+use std::{fmt, sync::Arc, time::Duration};
+use tokio::time::Instant;
+
+/// Everything but the unreserved characters of RFC 3986 is percent-encoded when a value is put into a
+/// downstream path or query, so a parameter can never add a segment, a query or a fragment.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `x-bff-partial`.
+pub const PARTIAL_HEADER: HeaderName = HeaderName::from_static("x-bff-partial");
+
+/// A declarative route compiled once: the backends in config order with their dependencies resolved to
+/// indexes, path templates split, JSONPaths parsed.
+#[derive(Debug)]
+pub struct Plan {
+    pub method: Method,
+    pub path: String,
+    timeout: Option<Duration>,
+    forward_headers: Vec<HeaderName>,
+    backends: Vec<Backend>,
+}
+
+#[derive(Debug)]
+struct Backend {
+    name: Arc<str>,
+    service: String,
+    method: Method,
+    path: Vec<Part>,
+    shape: Shape,
+    required: bool,
+    deps: Vec<usize>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Literal(String),
+    Param(String),
+    /// A value from an earlier backend's (selected) result.
+    Backend(usize, Selector),
+}
+
+#[derive(Debug)]
+enum Shape {
+    Whole,
+    Select(Selector),
+    Fields(Vec<(String, Selector)>),
+}
+
+/// A route that cannot be compiled (only for configs that skipped validation).
+#[derive(Debug)]
+pub struct PlanError(pub String);
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// Why one backend produced no value.
+#[derive(Debug)]
+struct Failure {
+    code: &'static str,
+    status: Option<u16>,
+    error: BffError,
+}
+
+impl From<MeshError> for Failure {
+    fn from(e: MeshError) -> Self {
+        Self {
+            code: e.kind().code(),
+            status: e.status().map(|s| s.as_u16()),
+            error: e.into(),
+        }
+    }
+}
+
+impl Plan {
+    pub fn compile(route: &RouteConfig, config: &Config) -> Result<Self, PlanError> {
+        let err = |m: String| PlanError(format!("route {} {}: {m}", route.method, route.path));
+        let index = |name: &str| route.backends.iter().position(|b| b.name == name);
+        let mut backends = Vec::with_capacity(route.backends.len());
+        for b in &route.backends {
+            if !config.services.contains_key(&b.service) {
+                return Err(err(format!("unknown service {}", b.service)));
+            }
+            let template = PathTemplate::parse(&b.path).map_err(err)?;
+            let mut path = Vec::new();
+            for seg in template.segments {
+                path.push(match seg {
+                    Segment::Literal(l) => Part::Literal(l),
+                    Segment::Placeholder(p) => match index(&p.head) {
+                        Some(i) if b.depends_on.contains(&p.head) => {
+                            Part::Backend(i, Selector::parse(&p.json_path).map_err(err)?)
+                        }
+                        _ => Part::Param(p.head),
+                    },
+                });
+            }
+            let shape = match (&b.select, &b.fields) {
+                (Some(s), _) => Shape::Select(Selector::parse(s).map_err(err)?),
+                (None, Some(fields)) => Shape::Fields(
+                    fields
+                        .iter()
+                        .map(|(k, p)| Ok((k.clone(), Selector::parse(p).map_err(err)?)))
+                        .collect::<Result<_, PlanError>>()?,
+                ),
+                (None, None) => Shape::Whole,
+            };
+            let deps = b
+                .depends_on
+                .iter()
+                .map(|d| index(d).ok_or_else(|| err(format!("unknown backend {d}"))))
+                .collect::<Result<_, _>>()?;
+            backends.push(Backend {
+                name: b.name.as_str().into(),
+                service: b.service.clone(),
+                method: b.method.to_ascii_uppercase().parse().map_err(|_| err("bad method".into()))?,
+                path,
+                shape,
+                required: b.required,
+                deps,
+            });
+        }
+        Ok(Self {
+            method: route.method.to_ascii_uppercase().parse().map_err(|_| err("bad method".into()))?,
+            path: route.path.clone(),
+            timeout: route.timeout.map(|t| t.get()),
+            forward_headers: route
+                .forward_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
+            backends,
+        })
+    }
+
+    /// Runs the plan: every backend starts as soon as the backends it depends on have finished, so
+    /// independent backends run concurrently and the latency is that of the slowest chain.
+    pub async fn execute(&self, mesh: &Mesh, params: &[(String, String)], headers: &HeaderMap) -> Response {
+        let mut ctx: CallContext = mesh.context().clone();
+        if let Some(t) = self.timeout {
+            ctx = ctx.with_deadline(Instant::now() + t);
+        }
+        for name in &self.forward_headers {
+            for v in headers.get_all(name) {
+                ctx.forward.append(name.clone(), v.clone());
+            }
+        }
+        let mesh = mesh.with_context(Arc::new(ctx));
+
+        let n = self.backends.len();
+        let mut results: Vec<Option<Result<Value, Failure>>> = (0..n).map(|_| None).collect();
+        let mut started = vec![false; n];
+        let mut running = FuturesUnordered::new();
+        loop {
+            // Start (or fail) every backend whose dependencies are all done.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for i in 0..n {
+                    if started[i] || !self.backends[i].deps.iter().all(|d| results[*d].is_some()) {
+                        continue;
+                    }
+                    started[i] = true;
+                    progressed = true;
+                    let b = &self.backends[i];
+                    if let Some(d) = b.deps.iter().find(|d| matches!(results[**d], Some(Err(_)))) {
+                        let failure = Failure {
+                            code: "dependency_failed",
+                            status: None,
+                            error: BffError::new(
+                                StatusCode::BAD_GATEWAY,
+                                "upstream_failed",
+                                format!("backend {} needs {}, which failed", b.name, self.backends[*d].name),
+                            ),
+                        };
+                        if b.required {
+                            return failure.error.into_response();
+                        }
+                        results[i] = Some(Err(failure));
+                        continue;
+                    }
+                    match self.path_of(b, params, &results) {
+                        Ok(path) => running.push(call(&mesh, i, b, path)),
+                        Err(failure) => {
+                            if b.required {
+                                return failure.error.into_response();
+                            }
+                            results[i] = Some(Err(failure));
+                        }
+                    }
+                }
+            }
+            let Some((i, result)) = running.next().await else { break };
+            if let Err(f) = &result {
+                let b = &self.backends[i];
+                tracing::debug!(backend = %b.name, service = %b.service, code = f.code, "backend failed");
+                if b.required {
+                    return f.error.clone().into_response();
+                }
+            }
+            results[i] = Some(result);
+        }
+        self.merge(results)
+    }
+
+    fn path_of(
+        &self,
+        b: &Backend,
+        params: &[(String, String)],
+        results: &[Option<Result<Value, Failure>>],
+    ) -> Result<String, Failure> {
+        let mut out = String::with_capacity(64);
+        for part in &b.path {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Param(p) => {
+                    let v = params.iter().find(|(k, _)| k == p).map(|(_, v)| v.as_str()).unwrap_or_default();
+                    out.extend(utf8_percent_encode(v, COMPONENT));
+                }
+                Part::Backend(i, sel) => {
+                    let value = match &results[*i] {
+                        Some(Ok(v)) => sel.apply(v),
+                        _ => Value::Null,
+                    };
+                    let text = match value {
+                        Value::String(s) => s,
+                        v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+                        _ => {
+                            return Err(Failure {
+                                code: "unresolved_placeholder",
+                                status: None,
+                                error: BffError::new(
+                                    StatusCode::BAD_GATEWAY,
+                                    "upstream_failed",
+                                    format!("backend {} has no value for its path", b.name),
+                                ),
+                            });
+                        }
+                    };
+                    out.extend(utf8_percent_encode(&text, COMPONENT));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn merge(&self, results: Vec<Option<Result<Value, Failure>>>) -> Response {
+        let mut body = Map::new();
+        let mut errors = Vec::new();
+        for (b, r) in self.backends.iter().zip(results) {
+            let value = match r {
+                Some(Ok(v)) => v,
+                Some(Err(f)) => {
+                    let mut e = Map::new();
+                    e.insert("backend".into(), Value::String(b.name.to_string()));
+                    e.insert("error".into(), Value::String(f.code.into()));
+                    if let Some(s) = f.status {
+                        e.insert("status".into(), Value::from(s));
+                    }
+                    errors.push(Value::Object(e));
+                    Value::Null
+                }
+                None => Value::Null,
+            };
+            body.insert(b.name.to_string(), value);
+        }
+        let partial = !errors.is_empty();
+        if partial {
+            body.insert("_errors".into(), Value::Array(errors));
+        }
+        let bytes = serde_json::to_vec(&Value::Object(body)).map(Bytes::from).unwrap_or_default();
+        let mut res = (StatusCode::OK, bytes).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if partial {
+            h.insert(PARTIAL_HEADER, HeaderValue::from_static("true"));
+        }
+        res
+    }
+}
+
+async fn call(mesh: &Mesh, i: usize, b: &Backend, path: String) -> (usize, Result<Value, Failure>) {
+    let result = async {
+        let res = mesh.service(&b.service).request(b.method.clone(), path).send_ok().await?;
+        let body: Value = res.json(&b.service)?;
+        Ok(match &b.shape {
+            Shape::Whole => body,
+            Shape::Select(s) => s.apply_owned(body),
+            Shape::Fields(fields) => {
+                Value::Object(fields.iter().map(|(k, s)| (k.clone(), s.apply(&body))).collect())
+            }
+        })
+    }
+    .await
+    .map_err(|e: MeshError| Failure::from(e));
+    (i, result)
+}

@@ -1,0 +1,36 @@
+use bff_telemetry::TraceContext;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+/// `x-bff-deadline-ms`: the milliseconds left of the request's deadline, sent on every downstream call.
+pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-bff-deadline-ms");
+
+/// What a downstream call inherits from the request that made it.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub request_id: HeaderValue,
+    pub trace: TraceContext,
+    /// When the whole request must be answered; no downstream attempt outlives it.
+    pub deadline: Option<Instant>,
+    /// Client headers the route allows to pass to its backends (already filtered).
+    pub forward: HeaderMap,
+}
+
+impl CallContext {
+    /// A context for calls made outside any request (background work, tests): a fresh trace, no deadline.
+    pub fn detached() -> Self {
+        Self {
+            request_id: bff_telemetry::request_id(&HeaderMap::new()),
+            trace: TraceContext::from_headers(&HeaderMap::new()),
+            deadline: None,
+            forward: HeaderMap::new(),
+        }
+    }
+
+    /// The same context with a deadline no later than `deadline`.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+        self
+    }
+}

@@ -1,0 +1,88 @@
+use crate::{CallContext, Service, ServiceClient, ServiceSnapshot};
+use bff_config::Config;
+use http::HeaderValue;
+use std::{collections::HashMap, fmt, sync::Arc};
+
+/// The embedded sidecar: every configured service, and the context of the request being served.
+///
+/// Cheap to clone. In a handler, take it as an extractor; each call it makes carries the request's
+/// deadline, request id and trace:
+///
+/// ```no_run
+/// # async fn f(mesh: bff_mesh::Mesh) -> Result<(), bff_mesh::MeshError> {
+/// #[derive(serde::Deserialize)]
+/// struct User { name: String }
+/// let user: User = mesh.service("users").get("/users/42").send_json().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Mesh {
+    services: Arc<HashMap<String, Arc<Service>>>,
+    ctx: Arc<CallContext>,
+}
+
+/// The services of a config could not be built.
+#[derive(Debug)]
+pub struct MeshBuildError(pub String);
+
+impl fmt::Display for MeshBuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MeshBuildError {}
+
+impl Mesh {
+    /// Builds every `[services.*]` of a validated config. Calls made through it have no request context
+    /// until [`Mesh::with_context`] gives one.
+    pub fn from_config(config: &Config) -> Result<Self, MeshBuildError> {
+        let user_agent = HeaderValue::from_str(&config.bff.name)
+            .map_err(|_| MeshBuildError(format!("bff.name {:?} is not a valid header value", config.bff.name)))?;
+        let mut services = HashMap::new();
+        for (name, cfg) in &config.services {
+            let svc = Service::new(name, cfg, user_agent.clone()).map_err(MeshBuildError)?;
+            services.insert(name.clone(), Arc::new(svc));
+        }
+        Ok(Self {
+            services: Arc::new(services),
+            ctx: Arc::new(CallContext::detached()),
+        })
+    }
+
+    /// This mesh, for calls made on behalf of the request that `ctx` describes.
+    #[must_use]
+    pub fn with_context(&self, ctx: Arc<CallContext>) -> Self {
+        Self {
+            services: self.services.clone(),
+            ctx,
+        }
+    }
+
+    pub fn context(&self) -> &CallContext {
+        &self.ctx
+    }
+
+    /// A client of the named service. An unknown name fails when the call is sent.
+    pub fn service(&self, name: &str) -> ServiceClient {
+        ServiceClient {
+            service: self.services.get(name).cloned().ok_or_else(|| name.into()),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// Every service's state, sorted by name (for `/admin/services`).
+    pub fn snapshot(&self) -> Vec<ServiceSnapshot> {
+        let mut all: Vec<_> = self.services.values().map(|s| s.snapshot()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+impl fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mesh")
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,108 @@
+//! The admin listener: `/healthz`, `/readyz`, `/admin/services`, `/admin/routes`, `/admin/config`.
+
+use crate::server::Draining;
+use axum::{Extension, Json, Router, http::StatusCode, response::IntoResponse, routing::get};
+use bff_aggregate::Plan;
+use bff_config::Config;
+use bff_mesh::Mesh;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::sync::{Arc, atomic::Ordering};
+
+/// A route as `/admin/routes` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct RouteInfo {
+    method: String,
+    path: String,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<Value>,
+}
+
+impl RouteInfo {
+    pub(crate) fn declarative(plan: &Plan, config: &Config) -> Self {
+        let route = config.routes.iter().find(|r| {
+            r.path == plan.path && r.method.eq_ignore_ascii_case(plan.method.as_str())
+        });
+        Self {
+            method: plan.method.to_string(),
+            path: plan.path.clone(),
+            kind: "declarative",
+            policy: route.map(|r| {
+                json!({
+                    "auth": r.auth,
+                    "timeout": r.timeout.unwrap_or(config.edge.request_timeout),
+                    "forward_headers": r.forward_headers,
+                    "backends": r.backends.iter().map(|b| json!({
+                        "name": b.name, "service": b.service, "path": b.path,
+                        "required": b.required, "depends_on": b.depends_on,
+                    })).collect::<Vec<_>>(),
+                })
+            }),
+        }
+    }
+
+    pub(crate) fn rust(path: &str) -> Self {
+        Self {
+            method: "*".into(),
+            path: path.into(),
+            kind: "rust",
+            policy: None,
+        }
+    }
+}
+
+pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) -> Router {
+    let redacted = redact(serde_json::to_value(&*config).unwrap_or(Value::Null));
+    let routes = Arc::new(routes);
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(|Extension(draining): Extension<Draining>| async move {
+                if draining.0.load(Ordering::SeqCst) {
+                    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})))
+                } else {
+                    (StatusCode::OK, Json(json!({"status": "ready"})))
+                }
+            }),
+        )
+        .route("/admin/services", get(move || async move { Json(mesh.snapshot()) }))
+        .route("/admin/routes", get(move || async move { Json(routes.as_ref().clone()) }))
+        .route("/admin/config", get(move || async move { Json(redacted.clone()) }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "not_found", "message": "no such admin endpoint"}}))).into_response() })
+}
+
+/// Hides credentials: the user-info part of URLs, and keys that name secrets.
+fn redact(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let secret = ["secret", "password", "token"].iter().any(|s| k.contains(s));
+                    let v = if secret && !v.is_null() { Value::String("<redacted>".into()) } else { redact(v) };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
+        Value::String(s) => match (s.find("://"), s.find('@')) {
+            (Some(i), Some(at)) if at > i => Value::String(format!("{}<redacted>{}", &s[..i + 3], &s[at..])),
+            _ => Value::String(s),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials() {
+        let v = redact(json!({"store": "redis://user:pw@127.0.0.1:6379", "secret": "x", "name": "web"}));
+        assert_eq!(v["store"], "redis://<redacted>@127.0.0.1:6379");
+        assert_eq!(v["secret"], "<redacted>");
+        assert_eq!(v["name"], "web");
+    }
+}

@@ -1,0 +1,218 @@
+use crate::{admin, server::Server};
+use axum::{
+    Extension, Router,
+    extract::{Path, rejection::PathRejection},
+    response::IntoResponse,
+    routing::{MethodFilter, MethodRouter},
+};
+use bff_aggregate::Plan;
+use bff_config::{Config, ConfigErrors, Loader, Source};
+use bff_edge::{BffError, EdgeLayer, EdgePolicy};
+use bff_mesh::Mesh;
+use http::HeaderMap;
+use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
+
+/// A BFF: its config, its mesh, and its routes (Rust handlers and declarative ones in one router).
+///
+/// ```no_run
+/// # use bff::prelude::*;
+/// # async fn home() -> &'static str { "" }
+/// # async fn run() -> Result<(), bff::StartError> {
+/// bff::App::from_config("bff.toml")?
+///     .route("/api/home/{id}", get(home))
+///     .serve()
+///     .await
+/// # }
+/// ```
+pub struct App {
+    config: Arc<Config>,
+    mesh: Mesh,
+    router: Router,
+    rust_routes: Vec<String>,
+}
+
+/// Why a BFF could not start. Its `Display` lists every config error with file, line and key.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigErrors),
+    Build(String),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "{e}"),
+            Self::Build(e) => write!(f, "{e}"),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<ConfigErrors> for StartError {
+    fn from(e: ConfigErrors) -> Self {
+        Self::Config(e)
+    }
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// The config file a BFF binary uses: `--config FILE` (or `--config=FILE`), else `$BFF_CONFIG`, else
+/// `./bff.toml`.
+pub fn config_path_from_args() -> PathBuf {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            if let Some(p) = args.next() {
+                return p.into();
+            }
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            return p.into();
+        }
+    }
+    std::env::var_os("BFF_CONFIG").map_or_else(|| "bff.toml".into(), PathBuf::from)
+}
+
+impl App {
+    /// Loads and validates a config file (TOML, YAML or JSON by extension, `BFF__...` overrides).
+    pub fn from_config(path: impl Into<PathBuf>) -> Result<Self, StartError> {
+        let source = Source::file(path.into())?;
+        Self::new(Loader::new().load(&source)?)
+    }
+
+    /// Like [`App::from_config`], with the file named by `--config`, `$BFF_CONFIG` or `./bff.toml`.
+    pub fn from_args() -> Result<Self, StartError> {
+        Self::from_config(config_path_from_args())
+    }
+
+    /// A BFF from a TOML text (tests, embedded configs).
+    pub fn from_toml(text: &str) -> Result<Self, StartError> {
+        Self::new(Loader::new().load_str(text, bff_config::Format::Toml)?)
+    }
+
+    /// A BFF from an already validated config.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let mesh = Mesh::from_config(&config).map_err(|e| StartError::Build(e.to_string()))?;
+        Ok(Self {
+            config: Arc::new(config),
+            mesh,
+            router: Router::new(),
+            rust_routes: Vec::new(),
+        })
+    }
+
+    /// Registers a Rust handler (an axum [`MethodRouter`], e.g. `get(home)`).
+    #[must_use]
+    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.rust_routes.push(path.to_string());
+        self.router = self.router.route(path, method_router);
+        self
+    }
+
+    /// Merges an axum router of Rust handlers.
+    #[must_use]
+    pub fn merge(mut self, router: Router) -> Self {
+        self.router = self.router.merge(router);
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The mesh, for calls made outside a request (startup checks, background tasks).
+    pub fn mesh(&self) -> Mesh {
+        self.mesh.clone()
+    }
+
+    /// The public router with the whole edge stack: what the public listener serves. Useful to drive a
+    /// BFF in tests with `tower::ServiceExt::oneshot`.
+    pub fn into_router(self) -> Result<Router, StartError> {
+        Ok(self.build()?.0)
+    }
+
+    pub(crate) fn build(self) -> Result<(Router, Router, Arc<Config>), StartError> {
+        let mut router = self.router;
+        let mut by_path: BTreeMap<&str, Vec<Plan>> = BTreeMap::new();
+        for route in &self.config.routes {
+            let plan = Plan::compile(route, &self.config).map_err(|e| StartError::Build(e.to_string()))?;
+            by_path.entry(route.path.as_str()).or_default().push(plan);
+        }
+        let mut routes_info = Vec::new();
+        for (path, plans) in by_path {
+            if self.rust_routes.iter().any(|r| same_shape(r, path)) {
+                return Err(StartError::Build(format!(
+                    "the config route {path} conflicts with a Rust route of the same path"
+                )));
+            }
+            let mut method_router = MethodRouter::new();
+            for plan in plans {
+                routes_info.push(admin::RouteInfo::declarative(&plan, &self.config));
+                let filter = MethodFilter::try_from(plan.method.clone())
+                    .map_err(|_| StartError::Build(format!("unsupported method {}", plan.method)))?;
+                let plan = Arc::new(plan);
+                method_router = method_router.on(filter, move |mesh: Mesh, params: Result<Path<Vec<(String, String)>>, PathRejection>, headers: HeaderMap| {
+                    let plan = plan.clone();
+                    async move {
+                        let params = match params {
+                            Ok(Path(p)) => p,
+                            Err(PathRejection::MissingPathParams(_)) => Vec::new(),
+                            Err(_) => return BffError::bad_request("invalid path parameter").into_response(),
+                        };
+                        plan.execute(&mesh, &params, &headers).await
+                    }
+                });
+            }
+            router = router.route(path, method_router);
+        }
+        for path in &self.rust_routes {
+            routes_info.push(admin::RouteInfo::rust(path));
+        }
+        let edge = EdgeLayer::new(EdgePolicy::from_config(&self.config.edge));
+        let public = router
+            .fallback(|| async { BffError::not_found() })
+            .method_not_allowed_fallback(|| async { BffError::method_not_allowed() })
+            .layer(Extension(self.mesh.clone()))
+            .layer(edge);
+        let admin = admin::router(self.mesh, self.config.clone(), routes_info);
+        Ok((public, admin, self.config))
+    }
+
+    /// Binds the public and admin listeners and starts serving; see [`Server`].
+    pub async fn bind(self) -> Result<Server, StartError> {
+        Server::bind(self).await
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains: stops accepting, finishes in-flight requests within
+    /// `bff.shutdown_grace`, and returns.
+    pub async fn serve(self) -> Result<(), StartError> {
+        let server = self.bind().await?;
+        tracing::info!(public = %server.local_addr(), admin = %server.admin_addr(), "bff listening");
+        server.run_until_signal().await;
+        Ok(())
+    }
+}
+
+/// Whether two route paths are the same but for the names of their parameters.
+fn same_shape(a: &str, b: &str) -> bool {
+    let norm = |p: &str| {
+        p.split('/')
+            .map(|s| if s.starts_with('{') { "{}" } else { s })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    norm(a) == norm(b)
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App").field("name", &self.config.bff.name).finish_non_exhaustive()
+    }
+}
+

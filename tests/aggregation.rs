@@ -1,0 +1,235 @@
+//! Declarative aggregation over real loopback stubs: merge, JSONPath, dependencies, concurrency, partial
+//! responses, required failures.
+
+use bff_e2e::config;
+use bff_testkit::{Rendezvous, Stub, TestBff};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const HOME: &str = r#"
+[[routes]]
+path = "/api/home/{user_id}"
+timeout = "1s"
+
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{user_id}"
+select = "$.profile"
+
+[[routes.backends]]
+name = "orders"
+service = "orders"
+path = "/orders?userId={user_id}"
+select = "$[*].id"
+required = false
+
+[[routes.backends]]
+name = "card"
+service = "users"
+path = "/users/{user_id}"
+fields = { name = "$.profile.name", avatar = "$.profile.avatar.small" }
+required = false
+
+[[routes.backends]]
+name = "recommendations"
+service = "catalog"
+path = "/recommendations/{user.favoriteCategory}"
+select = "$.items[*].sku"
+depends_on = ["user"]
+required = false
+"#;
+
+struct World {
+    users: Stub,
+    orders: Stub,
+    catalog: Stub,
+    bff: TestBff,
+}
+
+async fn world(routes: &str) -> World {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    let catalog = Stub::start().await;
+    users.on("/users/7").json(json!({
+        "id": "7",
+        "profile": {"name": "Ada", "favoriteCategory": "books & more", "avatar": {"small": "s.png", "large": "l.png"}},
+        "internal": "not for clients"
+    }));
+    orders.on("/orders").json(json!([{"id": "o1", "total": 5}, {"id": "o2", "total": 7}]));
+    catalog.on("/recommendations/books%20%26%20more").json(json!({"items": [{"sku": "b1"}, {"sku": "b2"}]}));
+    let bff = TestBff::start(&config(&users.endpoint(), &orders.endpoint(), &catalog.endpoint(), routes)).await;
+    World { users, orders, catalog, bff }
+}
+
+#[tokio::test]
+async fn merges_with_jsonpath_fields_and_a_dependent_backend() {
+    let w = world(HOME).await;
+    let res = w.bff.get("/api/home/7").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("x-bff-partial").is_none());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "user": {"name": "Ada", "favoriteCategory": "books & more", "avatar": {"small": "s.png", "large": "l.png"}},
+            "orders": ["o1", "o2"],
+            "card": {"name": "Ada", "avatar": "s.png"},
+            "recommendations": ["b1", "b2"],
+        })
+    );
+    // The dependent backend's placeholder was percent-encoded from the first backend's selected value.
+    assert_eq!(w.catalog.hits("/recommendations/books%20%26%20more"), 1);
+    assert_eq!(w.orders.requests()[0].uri, "/orders?userId=7");
+}
+
+#[tokio::test]
+async fn independent_backends_run_concurrently() {
+    // Each stub answers only when all three independent calls are in flight at once: a sequential
+    // fan-out would never complete them and the route would time out.
+    let rv = Rendezvous::new(3);
+    let routes = r#"
+[[routes]]
+path = "/api/fan/{id}"
+timeout = "3s"
+[[routes.backends]]
+name = "a"
+service = "users"
+path = "/a"
+[[routes.backends]]
+name = "b"
+service = "catalog"
+path = "/b"
+[[routes.backends]]
+name = "c"
+service = "users"
+path = "/c"
+"#;
+    let w = world(routes).await;
+    w.users.on("/a").rendezvous(&rv).json(json!(1));
+    w.catalog.on("/b").rendezvous(&rv).json(json!(2));
+    w.users.on("/c").rendezvous(&rv).json(json!(3));
+    let res = w.bff.get("/api/fan/1").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"a": 1, "b": 2, "c": 3}));
+    assert_eq!(rv.arrived(), 3);
+}
+
+async fn partial_with(program: impl FnOnce(&Stub), expect_code: &str) {
+    let w = world(HOME).await;
+    program(&w.orders);
+    let res = w.bff.get("/api/home/7").await;
+    assert_eq!(res.status(), 200, "optional failure ({expect_code}) must not fail the route");
+    assert_eq!(res.headers()["x-bff-partial"], "true");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["orders"], Value::Null);
+    assert_eq!(body["user"]["name"], "Ada");
+    assert_eq!(body["recommendations"], json!(["b1", "b2"]));
+    let errors = body["_errors"].as_array().expect("_errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["backend"], "orders");
+    assert_eq!(errors[0]["error"], expect_code, "{body}");
+}
+
+#[tokio::test]
+async fn optional_backend_500_gives_a_partial_response() {
+    partial_with(|s| { s.on("/orders").status(500).body("stack trace at 10.1.2.3"); }, "upstream_status").await;
+}
+
+#[tokio::test]
+async fn optional_backend_timeout_gives_a_partial_response() {
+    partial_with(|s| { s.on("/orders").delay(Duration::from_secs(3)).json(json!([])); }, "timeout").await;
+}
+
+#[tokio::test]
+async fn optional_backend_hang_gives_a_partial_response() {
+    partial_with(|s| { s.on("/orders").hang(); }, "timeout").await;
+}
+
+#[tokio::test]
+async fn optional_backend_reset_gives_a_partial_response() {
+    partial_with(|s| { s.on("/orders").reset(); }, "reset").await;
+}
+
+#[tokio::test]
+async fn optional_backend_malformed_json_gives_a_partial_response() {
+    partial_with(|s| { s.on("/orders").malformed_json(); }, "malformed_response").await;
+}
+
+#[tokio::test]
+async fn a_failed_dependency_fails_its_dependents() {
+    let w = world(HOME).await;
+    w.catalog.on("/recommendations/books%20%26%20more").status(503);
+    let body: Value = w.bff.get("/api/home/7").await.json().await.unwrap();
+    assert_eq!(body["recommendations"], Value::Null);
+    assert_eq!(body["_errors"][0]["error"], "upstream_status");
+    assert_eq!(body["_errors"][0]["status"], 503);
+}
+
+async fn required_failure(program: impl FnOnce(&Stub), status: u16, code: &str) {
+    let w = world(HOME).await;
+    program(&w.users);
+    let res = w.bff.get("/api/home/7").await;
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let rid = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let text = res.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["code"], code, "{text}");
+    assert_eq!(body["error"]["request_id"], rid.as_str());
+    for leak in ["127.0.0.1", &w.users.endpoint(), "secret-stack", "/users/7"] {
+        assert!(!text.contains(leak), "{leak} leaked into {text}");
+    }
+}
+
+#[tokio::test]
+async fn required_backend_500_is_502_without_leaks() {
+    required_failure(|s| { s.on("/users/7").status(500).body("secret-stack at 127.0.0.1"); }, 502, "upstream_failed").await;
+}
+
+#[tokio::test]
+async fn required_backend_reset_is_502() {
+    required_failure(|s| { s.on("/users/7").reset(); }, 502, "upstream_failed").await;
+}
+
+#[tokio::test]
+async fn required_backend_past_the_route_deadline_is_504() {
+    // users' own timeout is 2s; the route's deadline (1s) cuts it first.
+    required_failure(|s| { s.on("/users/7").delay(Duration::from_secs(4)).json(json!({})); }, 504, "deadline_exceeded").await;
+}
+
+#[tokio::test]
+async fn required_backend_unreachable_is_502() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("127.0.0.1:{port}");
+    let bff = TestBff::start(&config(&dead, &dead, &dead, HOME)).await;
+    let res = bff.get("/api/home/7").await;
+    assert_eq!(res.status(), 502);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(&dead), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_json_404() {
+    let w = world(HOME).await;
+    let res = w.bff.get("/nope").await;
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    let res = w.bff.client().post(w.bff.url("/api/home/7")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "method_not_allowed");
+    assert_eq!(w.users.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn path_parameters_are_percent_encoded_downstream() {
+    let w = world(HOME).await;
+    w.users.on("/users/..%2F..%2Fadmin").json(json!({"profile": {}}));
+    let res = w.bff.get("/api/home/..%2F..%2Fadmin").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(w.users.hits("/users/..%2F..%2Fadmin"), 2);
+    assert!(w.users.requests().iter().all(|r| !r.uri.contains("/admin")));
+}

@@ -1,0 +1,116 @@
+//! Rust handlers registered on an App built from config, calling services through the mesh extractor.
+
+use bff::prelude::*;
+use bff_e2e::config;
+use bff_testkit::{Stub, TestBff};
+use std::collections::HashMap;
+
+async fn profile(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>> {
+    #[derive(Deserialize)]
+    struct User {
+        profile: Value,
+    }
+    let user: User = mesh.service("users").get(format!("/users/{id}")).send_json().await?;
+    let orders = mesh
+        .service("orders")
+        .get("/orders")
+        .query(&[("userId", id.as_str())])
+        .header("x-caller", "profile")
+        .send_json::<Value>()
+        .await
+        .ok();
+    Ok(Json(json!({ "profile": user.profile, "orders": orders })))
+}
+
+async fn create(mesh: Mesh, Json(body): Json<Value>) -> bff::Result<Json<Value>> {
+    let res = mesh.service("orders").post("/orders").json(&body).send_ok().await?;
+    Ok(Json(res.json("orders")?))
+}
+
+async fn app(users: &Stub, orders: &Stub) -> TestBff {
+    let cfg = config(&users.endpoint(), &orders.endpoint(), &users.endpoint(), "");
+    let mut c = bff::config::Loader::new()
+        .with_env(HashMap::new())
+        .load_str(&cfg, bff::config::Format::Toml)
+        .unwrap();
+    c.bff.listen = "127.0.0.1:0".into();
+    c.bff.admin_listen = "127.0.0.1:0".into();
+    let app = App::new(c)
+        .unwrap()
+        .route("/api/profile/{id}", get(profile))
+        .route("/api/orders", post(create));
+    TestBff::start_app(app).await
+}
+
+#[tokio::test]
+async fn a_rust_handler_aggregates_through_the_mesh() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    users.on("/users/9").json(json!({"profile": {"name": "Grace"}}));
+    orders.on("/orders").json(json!([{"id": 1}]));
+    let bff = app(&users, &orders).await;
+    let res = bff.get("/api/profile/9").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"profile": {"name": "Grace"}, "orders": [{"id": 1}]}));
+    let o = &orders.requests()[0];
+    assert_eq!(o.uri, "/orders?userId=9");
+    assert_eq!(o.headers["x-caller"], "profile");
+    assert!(o.headers.contains_key("x-bff-deadline-ms"));
+}
+
+#[tokio::test]
+async fn a_downstream_failure_becomes_the_json_error() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    users.on("/users/9").status(503).body("internal detail");
+    let bff = app(&users, &orders).await;
+    let res = bff.get("/api/profile/9").await;
+    assert_eq!(res.status(), 502);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("internal detail"));
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"]["code"], "upstream_failed");
+}
+
+#[tokio::test]
+async fn a_json_body_is_sent_downstream() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    orders.on("/orders").status(201).json(json!({"id": "new"}));
+    let bff = app(&users, &orders).await;
+    let res = bff.client().post(bff.url("/api/orders")).json(&json!({"sku": "b1"})).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"id": "new"}));
+    let o = &orders.requests()[0];
+    assert_eq!(o.method, "POST");
+    assert_eq!(o.headers["content-type"], "application/json");
+    assert_eq!(serde_json::from_slice::<Value>(&o.body).unwrap(), json!({"sku": "b1"}));
+}
+
+#[tokio::test]
+async fn a_config_route_and_a_rust_route_of_the_same_path_are_refused() {
+    let users = Stub::start().await;
+    let routes = r#"
+[[routes]]
+path = "/api/profile/{user_id}"
+[[routes.backends]]
+name = "u"
+service = "users"
+path = "/users/{user_id}"
+"#;
+    let cfg = config(&users.endpoint(), &users.endpoint(), &users.endpoint(), routes);
+    let c = bff::config::Loader::new().with_env(HashMap::new()).load_str(&cfg, bff::config::Format::Toml).unwrap();
+    let err = App::new(c).unwrap().route("/api/profile/{id}", get(profile)).into_router().unwrap_err();
+    assert!(err.to_string().contains("conflicts"), "{err}");
+}
+
+#[tokio::test]
+async fn admin_listener_serves_health_and_readiness_only_there() {
+    let users = Stub::start().await;
+    let bff = app(&users, &users).await;
+    let c = bff.client();
+    assert_eq!(c.get(bff.admin_url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(bff.admin_url("/readyz")).send().await.unwrap().status(), 200);
+    let services: Value = c.get(bff.admin_url("/admin/services")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(services[0]["name"], "catalog");
+    assert_eq!(c.get(bff.url("/healthz")).send().await.unwrap().status(), 404, "admin is never on the public port");
+}
