@@ -56,10 +56,25 @@ async fn world(routes: &str) -> World {
         "profile": {"name": "Ada", "favoriteCategory": "books & more", "avatar": {"small": "s.png", "large": "l.png"}},
         "internal": "not for clients"
     }));
-    orders.on("/orders").json(json!([{"id": "o1", "total": 5}, {"id": "o2", "total": 7}]));
-    catalog.on("/recommendations/books%20%26%20more").json(json!({"items": [{"sku": "b1"}, {"sku": "b2"}]}));
-    let bff = TestBff::start(&config(&users.endpoint(), &orders.endpoint(), &catalog.endpoint(), routes)).await;
-    World { users, orders, catalog, bff }
+    orders
+        .on("/orders")
+        .json(json!([{"id": "o1", "total": 5}, {"id": "o2", "total": 7}]));
+    catalog
+        .on("/recommendations/books%20%26%20more")
+        .json(json!({"items": [{"sku": "b1"}, {"sku": "b2"}]}));
+    let bff = TestBff::start(&config(
+        &users.endpoint(),
+        &orders.endpoint(),
+        &catalog.endpoint(),
+        routes,
+    ))
+    .await;
+    World {
+        users,
+        orders,
+        catalog,
+        bff,
+    }
 }
 
 #[tokio::test]
@@ -111,7 +126,10 @@ path = "/c"
     w.users.on("/c").rendezvous(&rv).json(json!(3));
     let res = w.bff.get("/api/fan/1").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"a": 1, "b": 2, "c": 3}));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"a": 1, "b": 2, "c": 3})
+    );
     assert_eq!(rv.arrived(), 3);
 }
 
@@ -119,7 +137,11 @@ async fn partial_with(program: impl FnOnce(&Stub), expect_code: &str) {
     let w = world(HOME).await;
     program(&w.orders);
     let res = w.bff.get("/api/home/7").await;
-    assert_eq!(res.status(), 200, "optional failure ({expect_code}) must not fail the route");
+    assert_eq!(
+        res.status(),
+        200,
+        "optional failure ({expect_code}) must not fail the route"
+    );
     assert_eq!(res.headers()["x-bff-partial"], "true");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["orders"], Value::Null);
@@ -133,33 +155,67 @@ async fn partial_with(program: impl FnOnce(&Stub), expect_code: &str) {
 
 #[tokio::test]
 async fn optional_backend_500_gives_a_partial_response() {
-    partial_with(|s| { s.on("/orders").status(500).body("stack trace at 10.1.2.3"); }, "upstream_status").await;
+    partial_with(
+        |s| {
+            s.on("/orders").status(500).body("stack trace at 10.1.2.3");
+        },
+        "upstream_status",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn optional_backend_timeout_gives_a_partial_response() {
-    partial_with(|s| { s.on("/orders").delay(Duration::from_secs(3)).json(json!([])); }, "timeout").await;
+    partial_with(
+        |s| {
+            s.on("/orders")
+                .delay(Duration::from_secs(3))
+                .json(json!([]));
+        },
+        "timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn optional_backend_hang_gives_a_partial_response() {
-    partial_with(|s| { s.on("/orders").hang(); }, "timeout").await;
+    partial_with(
+        |s| {
+            s.on("/orders").hang();
+        },
+        "timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn optional_backend_reset_gives_a_partial_response() {
-    partial_with(|s| { s.on("/orders").reset(); }, "reset").await;
+    partial_with(
+        |s| {
+            s.on("/orders").reset();
+        },
+        "reset",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn optional_backend_malformed_json_gives_a_partial_response() {
-    partial_with(|s| { s.on("/orders").malformed_json(); }, "malformed_response").await;
+    partial_with(
+        |s| {
+            s.on("/orders").malformed_json();
+        },
+        "malformed_response",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_failed_dependency_fails_its_dependents() {
     let w = world(HOME).await;
-    w.catalog.on("/recommendations/books%20%26%20more").status(503);
+    w.catalog
+        .on("/recommendations/books%20%26%20more")
+        .status(503);
     let body: Value = w.bff.get("/api/home/7").await.json().await.unwrap();
     assert_eq!(body["recommendations"], Value::Null);
     assert_eq!(body["_errors"][0]["error"], "upstream_status");
@@ -184,24 +240,53 @@ async fn required_failure(program: impl FnOnce(&Stub), status: u16, code: &str) 
 
 #[tokio::test]
 async fn required_backend_500_is_502_without_leaks() {
-    required_failure(|s| { s.on("/users/7").status(500).body("secret-stack at 127.0.0.1"); }, 502, "upstream_failed").await;
+    required_failure(
+        |s| {
+            s.on("/users/7")
+                .status(500)
+                .body("secret-stack at 127.0.0.1");
+        },
+        502,
+        "upstream_failed",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn required_backend_reset_is_502() {
-    required_failure(|s| { s.on("/users/7").reset(); }, 502, "upstream_failed").await;
+    required_failure(
+        |s| {
+            s.on("/users/7").reset();
+        },
+        502,
+        "upstream_failed",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn required_backend_past_the_route_deadline_is_504() {
     // users' own timeout is 2s; the route's deadline (1s) cuts it first.
-    required_failure(|s| { s.on("/users/7").delay(Duration::from_secs(4)).json(json!({})); }, 504, "deadline_exceeded").await;
+    required_failure(
+        |s| {
+            s.on("/users/7")
+                .delay(Duration::from_secs(4))
+                .json(json!({}));
+        },
+        504,
+        "deadline_exceeded",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn required_backend_unreachable_is_502() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dead = format!("127.0.0.1:{port}");
     let bff = TestBff::start(&config(&dead, &dead, &dead, HOME)).await;
     let res = bff.get("/api/home/7").await;
@@ -218,16 +303,27 @@ async fn unknown_route_is_a_json_404() {
     assert!(res.headers().contains_key("x-request-id"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
-    let res = w.bff.client().post(w.bff.url("/api/home/7")).send().await.unwrap();
+    let res = w
+        .bff
+        .client()
+        .post(w.bff.url("/api/home/7"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "method_not_allowed");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
     assert_eq!(w.users.requests().len(), 0);
 }
 
 #[tokio::test]
 async fn path_parameters_are_percent_encoded_downstream() {
     let w = world(HOME).await;
-    w.users.on("/users/..%2F..%2Fadmin").json(json!({"profile": {}}));
+    w.users
+        .on("/users/..%2F..%2Fadmin")
+        .json(json!({"profile": {}}));
     let res = w.bff.get("/api/home/..%2F..%2Fadmin").await;
     assert_eq!(res.status(), 200);
     assert_eq!(w.users.hits("/users/..%2F..%2Fadmin"), 2);

@@ -10,7 +10,11 @@ async fn profile(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>>
     struct User {
         profile: Value,
     }
-    let user: User = mesh.service("users").get(format!("/users/{id}")).send_json().await?;
+    let user: User = mesh
+        .service("users")
+        .get(format!("/users/{id}"))
+        .send_json()
+        .await?;
     let orders = mesh
         .service("orders")
         .get("/orders")
@@ -23,7 +27,12 @@ async fn profile(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>>
 }
 
 async fn create(mesh: Mesh, Json(body): Json<Value>) -> bff::Result<Json<Value>> {
-    let res = mesh.service("orders").post("/orders").json(&body).send_ok().await?;
+    let res = mesh
+        .service("orders")
+        .post("/orders")
+        .json(&body)
+        .send_ok()
+        .await?;
     Ok(Json(res.json("orders")?))
 }
 
@@ -46,12 +55,17 @@ async fn app(users: &Stub, orders: &Stub) -> TestBff {
 async fn a_rust_handler_aggregates_through_the_mesh() {
     let users = Stub::start().await;
     let orders = Stub::start().await;
-    users.on("/users/9").json(json!({"profile": {"name": "Grace"}}));
+    users
+        .on("/users/9")
+        .json(json!({"profile": {"name": "Grace"}}));
     orders.on("/orders").json(json!([{"id": 1}]));
     let bff = app(&users, &orders).await;
     let res = bff.get("/api/profile/9").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"profile": {"name": "Grace"}, "orders": [{"id": 1}]}));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"profile": {"name": "Grace"}, "orders": [{"id": 1}]})
+    );
     let o = &orders.requests()[0];
     assert_eq!(o.uri, "/orders?userId=9");
     assert_eq!(o.headers["x-caller"], "profile");
@@ -68,7 +82,10 @@ async fn a_downstream_failure_becomes_the_json_error() {
     assert_eq!(res.status(), 502);
     let text = res.text().await.unwrap();
     assert!(!text.contains("internal detail"));
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"]["code"], "upstream_failed");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]["code"],
+        "upstream_failed"
+    );
 }
 
 #[tokio::test]
@@ -77,13 +94,22 @@ async fn a_json_body_is_sent_downstream() {
     let orders = Stub::start().await;
     orders.on("/orders").status(201).json(json!({"id": "new"}));
     let bff = app(&users, &orders).await;
-    let res = bff.client().post(bff.url("/api/orders")).json(&json!({"sku": "b1"})).send().await.unwrap();
+    let res = bff
+        .client()
+        .post(bff.url("/api/orders"))
+        .json(&json!({"sku": "b1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"id": "new"}));
     let o = &orders.requests()[0];
     assert_eq!(o.method, "POST");
     assert_eq!(o.headers["content-type"], "application/json");
-    assert_eq!(serde_json::from_slice::<Value>(&o.body).unwrap(), json!({"sku": "b1"}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.body).unwrap(),
+        json!({"sku": "b1"})
+    );
 }
 
 #[tokio::test]
@@ -97,9 +123,21 @@ name = "u"
 service = "users"
 path = "/users/{user_id}"
 "#;
-    let cfg = config(&users.endpoint(), &users.endpoint(), &users.endpoint(), routes);
-    let c = bff::config::Loader::new().with_env(HashMap::new()).load_str(&cfg, bff::config::Format::Toml).unwrap();
-    let err = App::new(c).unwrap().route("/api/profile/{id}", get(profile)).into_router().unwrap_err();
+    let cfg = config(
+        &users.endpoint(),
+        &users.endpoint(),
+        &users.endpoint(),
+        routes,
+    );
+    let c = bff::config::Loader::new()
+        .with_env(HashMap::new())
+        .load_str(&cfg, bff::config::Format::Toml)
+        .unwrap();
+    let err = App::new(c)
+        .unwrap()
+        .route("/api/profile/{id}", get(profile))
+        .into_router()
+        .unwrap_err();
     assert!(err.to_string().contains("conflicts"), "{err}");
 }
 
@@ -108,9 +146,34 @@ async fn admin_listener_serves_health_and_readiness_only_there() {
     let users = Stub::start().await;
     let bff = app(&users, &users).await;
     let c = bff.client();
-    assert_eq!(c.get(bff.admin_url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(bff.admin_url("/readyz")).send().await.unwrap().status(), 200);
-    let services: Value = c.get(bff.admin_url("/admin/services")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        c.get(bff.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(bff.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let services: Value = c
+        .get(bff.admin_url("/admin/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(services[0]["name"], "catalog");
-    assert_eq!(c.get(bff.url("/healthz")).send().await.unwrap().status(), 404, "admin is never on the public port");
+    assert_eq!(
+        c.get(bff.url("/healthz")).send().await.unwrap().status(),
+        404,
+        "admin is never on the public port"
+    );
 }

@@ -20,7 +20,13 @@ path = "/users/{id}"
 async fn downstream_sees_request_id_child_trace_and_deadline_but_no_secrets() {
     let users = Stub::start().await;
     users.on("/users/1").json(json!({"ok": true}));
-    let bff = TestBff::start(&config(&users.endpoint(), &users.endpoint(), &users.endpoint(), ROUTE)).await;
+    let bff = TestBff::start(&config(
+        &users.endpoint(),
+        &users.endpoint(),
+        &users.endpoint(),
+        ROUTE,
+    ))
+    .await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let res = bff
         .client()
@@ -45,8 +51,15 @@ async fn downstream_sees_request_id_child_trace_and_deadline_but_no_secrets() {
     let h = &reqs[0].headers;
     assert_eq!(h["x-request-id"], "req-abc-1");
     let tp = h["traceparent"].to_str().unwrap();
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "same trace: {tp}");
-    assert_ne!(&tp[36..52], "00f067aa0ba902b7", "a child span, not the client's");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "same trace: {tp}"
+    );
+    assert_ne!(
+        &tp[36..52],
+        "00f067aa0ba902b7",
+        "a child span, not the client's"
+    );
     assert_eq!(h["tracestate"], "vendor=x");
     let left: u64 = h["x-bff-deadline-ms"].to_str().unwrap().parse().unwrap();
     assert!(left > 0 && left <= 1500, "deadline left: {left}");
@@ -61,7 +74,13 @@ async fn downstream_sees_request_id_child_trace_and_deadline_but_no_secrets() {
 async fn a_new_trace_and_request_id_are_started_when_the_client_has_none() {
     let users = Stub::start().await;
     users.on("/users/1").json(json!({}));
-    let bff = TestBff::start(&config(&users.endpoint(), &users.endpoint(), &users.endpoint(), ROUTE)).await;
+    let bff = TestBff::start(&config(
+        &users.endpoint(),
+        &users.endpoint(),
+        &users.endpoint(),
+        ROUTE,
+    ))
+    .await;
     let res = bff.get("/api/p/1").await;
     let rid = res.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(rid.len(), 32);
@@ -74,12 +93,23 @@ async fn a_new_trace_and_request_id_are_started_when_the_client_has_none() {
 async fn h2c_services_are_called_over_http2() {
     let users = Stub::start().await;
     users.on("/users/1").json(json!({"via": "h2"}));
-    let cfg = config(&users.endpoint(), &users.endpoint(), &users.endpoint(), ROUTE)
-        .replace("[services.users]\n", "[services.users]\nprotocol = \"h2c\"\n");
+    let cfg = config(
+        &users.endpoint(),
+        &users.endpoint(),
+        &users.endpoint(),
+        ROUTE,
+    )
+    .replace(
+        "[services.users]\n",
+        "[services.users]\nprotocol = \"h2c\"\n",
+    );
     let bff = TestBff::start(&cfg).await;
     let res = bff.get("/api/p/1").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["user"]["via"], "h2");
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["user"]["via"],
+        "h2"
+    );
     assert_eq!(users.requests()[0].version, http::Version::HTTP_2);
 }
 
@@ -87,13 +117,23 @@ async fn h2c_services_are_called_over_http2() {
 async fn connections_to_a_service_are_pooled() {
     let users = Stub::start().await;
     users.on("/users/1").json(json!({}));
-    let bff = TestBff::start(&config(&users.endpoint(), &users.endpoint(), &users.endpoint(), ROUTE)).await;
+    let bff = TestBff::start(&config(
+        &users.endpoint(),
+        &users.endpoint(),
+        &users.endpoint(),
+        ROUTE,
+    ))
+    .await;
     for _ in 0..5 {
         assert_eq!(bff.get("/api/p/1").await.status(), 200);
     }
     assert_eq!(users.requests().len(), 5);
     assert_eq!(users.requests()[0].version, http::Version::HTTP_11);
-    assert_eq!(users.connections(), 1, "five sequential calls share one keep-alive connection");
+    assert_eq!(
+        users.connections(),
+        1,
+        "five sequential calls share one keep-alive connection"
+    );
 }
 
 #[tokio::test]
@@ -102,12 +142,25 @@ async fn the_public_listener_speaks_h2c() {
     use hyper_util::{client::legacy::Client, rt::TokioExecutor};
     let users = Stub::start().await;
     users.on("/users/1").json(json!({"n": 1}));
-    let bff = TestBff::start(&config(&users.endpoint(), &users.endpoint(), &users.endpoint(), ROUTE)).await;
-    let client: Client<_, Empty<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).http2_only(true).build_http();
-    let res = client.get(bff.url("/api/p/1").parse().unwrap()).await.unwrap();
+    let bff = TestBff::start(&config(
+        &users.endpoint(),
+        &users.endpoint(),
+        &users.endpoint(),
+        ROUTE,
+    ))
+    .await;
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let res = client
+        .get(bff.url("/api/p/1").parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.version(), http::Version::HTTP_2);
     assert_eq!(res.status(), 200);
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["user"]["n"], 1);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["user"]["n"],
+        1
+    );
 }

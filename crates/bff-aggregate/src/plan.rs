@@ -13,7 +13,11 @@ use tokio::time::Instant;
 
 /// Everything but the unreserved characters of RFC 3986 is percent-encoded when a value is put into a
 /// downstream path or query, so a parameter can never add a segment, a query or a fragment.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// `x-bff-partial`.
 pub const PARTIAL_HEADER: HeaderName = HeaderName::from_static("x-bff-partial");
@@ -125,7 +129,11 @@ impl Plan {
             backends.push(Backend {
                 name: b.name.as_str().into(),
                 service: b.service.clone(),
-                method: b.method.to_ascii_uppercase().parse().map_err(|_| err("bad method".into()))?,
+                method: b
+                    .method
+                    .to_ascii_uppercase()
+                    .parse()
+                    .map_err(|_| err("bad method".into()))?,
                 path,
                 shape,
                 required: b.required,
@@ -133,7 +141,11 @@ impl Plan {
             });
         }
         Ok(Self {
-            method: route.method.to_ascii_uppercase().parse().map_err(|_| err("bad method".into()))?,
+            method: route
+                .method
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|_| err("bad method".into()))?,
             path: route.path.clone(),
             timeout: route.timeout.map(|t| t.get()),
             forward_headers: route
@@ -147,7 +159,12 @@ impl Plan {
 
     /// Runs the plan: every backend starts as soon as the backends it depends on have finished, so
     /// independent backends run concurrently and the latency is that of the slowest chain.
-    pub async fn execute(&self, mesh: &Mesh, params: &[(String, String)], headers: &HeaderMap) -> Response {
+    pub async fn execute(
+        &self,
+        mesh: &Mesh,
+        params: &[(String, String)],
+        headers: &HeaderMap,
+    ) -> Response {
         let mut ctx: CallContext = mesh.context().clone();
         if let Some(t) = self.timeout {
             ctx = ctx.with_deadline(Instant::now() + t);
@@ -182,7 +199,10 @@ impl Plan {
                             error: BffError::new(
                                 StatusCode::BAD_GATEWAY,
                                 "upstream_failed",
-                                format!("backend {} needs {}, which failed", b.name, self.backends[*d].name),
+                                format!(
+                                    "backend {} needs {}, which failed",
+                                    b.name, self.backends[*d].name
+                                ),
                             ),
                         };
                         if b.required {
@@ -202,7 +222,9 @@ impl Plan {
                     }
                 }
             }
-            let Some((i, result)) = running.next().await else { break };
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
             if let Err(f) = &result {
                 let b = &self.backends[i];
                 tracing::debug!(backend = %b.name, service = %b.service, code = f.code, "backend failed");
@@ -226,7 +248,11 @@ impl Plan {
             match part {
                 Part::Literal(l) => out.push_str(l),
                 Part::Param(p) => {
-                    let v = params.iter().find(|(k, _)| k == p).map(|(_, v)| v.as_str()).unwrap_or_default();
+                    let v = params
+                        .iter()
+                        .find(|(k, _)| k == p)
+                        .map(|(_, v)| v.as_str())
+                        .unwrap_or_default();
                     out.extend(utf8_percent_encode(v, COMPONENT));
                 }
                 Part::Backend(i, sel) => {
@@ -280,10 +306,15 @@ impl Plan {
         if partial {
             body.insert("_errors".into(), Value::Array(errors));
         }
-        let bytes = serde_json::to_vec(&Value::Object(body)).map(Bytes::from).unwrap_or_default();
+        let bytes = serde_json::to_vec(&Value::Object(body))
+            .map(Bytes::from)
+            .unwrap_or_default();
         let mut res = (StatusCode::OK, bytes).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if partial {
             h.insert(PARTIAL_HEADER, HeaderValue::from_static("true"));
         }
@@ -293,14 +324,21 @@ impl Plan {
 
 async fn call(mesh: &Mesh, i: usize, b: &Backend, path: String) -> (usize, Result<Value, Failure>) {
     let result = async {
-        let res = mesh.service(&b.service).request(b.method.clone(), path).send_ok().await?;
+        let res = mesh
+            .service(&b.service)
+            .request(b.method.clone(), path)
+            .send_ok()
+            .await?;
         let body: Value = res.json(&b.service)?;
         Ok(match &b.shape {
             Shape::Whole => body,
             Shape::Select(s) => s.apply_owned(body),
-            Shape::Fields(fields) => {
-                Value::Object(fields.iter().map(|(k, s)| (k.clone(), s.apply(&body))).collect())
-            }
+            Shape::Fields(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.apply(&body)))
+                    .collect(),
+            ),
         })
     }
     .await

@@ -110,7 +110,10 @@ mod tests {
             ("$", v.clone()),
         ] {
             let s = Selector::parse(path).unwrap();
-            assert!(matches!(s, Selector::Singular(_)), "{path} should be singular");
+            assert!(
+                matches!(s, Selector::Singular(_)),
+                "{path} should be singular"
+            );
             assert_eq!(s.apply(&v), want, "{path}");
             assert_eq!(s.apply_owned(v.clone()), want, "{path} (owned)");
         }

@@ -1,1 +1,131 @@
-fn main() {}
+//! The `bff` command: `run` serves a BFF from config alone, `check` validates a config, `demo` starts the
+//! embedded demo. Run with: `cargo run -p bff-cli -- demo`.
+#![forbid(unsafe_code)]
+
+mod demo;
+
+use bff::{
+    App,
+    config::{Loader, Source},
+};
+use clap::{Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(
+    name = "bff",
+    version,
+    about = "Backends-for-Frontends with the gateway and the mesh in one process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a BFF from configuration alone (declarative routes, no Rust code).
+    Run {
+        /// Config file (.toml, .yaml/.yml or .json); default $BFF_CONFIG, then ./bff.toml.
+        #[arg(long, env = "BFF_CONFIG", default_value = "bff.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config: exit 0, or print every error with file, line and key and exit 1.
+    Check {
+        /// Config file (.toml, .yaml/.yml or .json); default $BFF_CONFIG, then ./bff.toml.
+        #[arg(long, env = "BFF_CONFIG", default_value = "bff.toml")]
+        config: PathBuf,
+    },
+    /// Start demo services, a web BFF and a mobile BFF on loopback, and print curl commands to try.
+    Demo {
+        /// Public address of the web BFF.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        web_listen: String,
+        /// Admin address of the web BFF.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        web_admin: String,
+        /// Public address of the mobile BFF.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        mobile_listen: String,
+        /// Admin address of the mobile BFF.
+        #[arg(long, default_value = "127.0.0.1:9902")]
+        mobile_admin: String,
+    },
+}
+
+/// Loads, validates and builds: the one path `check` and `run` share, so they report the same errors.
+fn load(path: &PathBuf) -> Result<App, bff::StartError> {
+    let source = Source::file(path)?;
+    let config = Loader::new().load(&source)?;
+    let app = App::new(config)?;
+    Ok(app)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    bff::init_tracing();
+    match cli.command {
+        Command::Check { config } => match load(&config).and_then(|app| {
+            let summary = format!(
+                "{}: ok ({} services, {} routes)",
+                config.display(),
+                app.config().services.len(),
+                app.config().routes.len()
+            );
+            app.into_router().map(|_| summary)
+        }) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            let app = match load(&config) {
+                Ok(app) => app,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime().block_on(async {
+                match app.bind().await {
+                    Ok(server) => {
+                        println!(
+                            "bff: listening on http://{} (admin http://{})",
+                            server.local_addr(),
+                            server.admin_addr()
+                        );
+                        server.run_until_signal().await;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Demo {
+            web_listen,
+            web_admin,
+            mobile_listen,
+            mobile_admin,
+        } => runtime().block_on(demo::run(demo::Addrs {
+            web_listen,
+            web_admin,
+            mobile_listen,
+            mobile_admin,
+        })),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}

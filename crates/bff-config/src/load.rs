@@ -142,7 +142,9 @@ impl Loader {
             Some(env) => env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             None => std::env::vars().collect(),
         };
-        all.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect()
+        all.into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect()
     }
 
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
@@ -157,7 +159,12 @@ impl Loader {
         let env = self.env_overrides();
         let env_keys: HashMap<String, String> = env
             .keys()
-            .map(|k| (k[ENV_PREFIX.len()..].to_lowercase().replace("__", "."), k.clone()))
+            .map(|k| {
+                (
+                    k[ENV_PREFIX.len()..].to_lowercase().replace("__", "."),
+                    k.clone(),
+                )
+            })
             .collect();
         let locator = Locator::new(source);
         let mut report = Report {
@@ -172,7 +179,10 @@ impl Loader {
         }
 
         let built = config::Config::builder()
-            .add_source(config::File::from_str(&source.text, source.format.to_config()))
+            .add_source(config::File::from_str(
+                &source.text,
+                source.format.to_config(),
+            ))
             .add_source(
                 config::Environment::with_prefix("BFF")
                     .prefix_separator("__")
@@ -198,12 +208,17 @@ impl Loader {
         let (config, poisoned) = deserialize_all(value, &mut report);
         if let Some(config) = &config {
             for (key, message) in validate::validate(config) {
-                if !poisoned.iter().any(|p| key == *p || key.starts_with(&format!("{p}."))) {
+                if !poisoned
+                    .iter()
+                    .any(|p| key == *p || key.starts_with(&format!("{p}.")))
+                {
                     report.push(&key, message);
                 }
             }
         }
-        report.errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.key.clone()));
+        report
+            .errors
+            .sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.key.clone()));
         report.errors.dedup();
         match config {
             Some(config) if report.errors.is_empty() => Ok(config),
@@ -232,9 +247,10 @@ impl Loader {
                     let name = &rest[i + 2..i + end];
                     match self.env_var(name) {
                         Some(v) => out.push_str(&v),
-                        None => {
-                            report.push(&join(path), format!("environment variable {name} is not set"))
-                        }
+                        None => report.push(
+                            &join(path),
+                            format!("environment variable {name} is not set"),
+                        ),
                     }
                     rest = &rest[i + end + 1..];
                 }

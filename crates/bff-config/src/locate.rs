@@ -130,7 +130,12 @@ fn walk_table(table: &DeTable<'_>, prefix: &str, out: &mut HashMap<String, usize
     }
 }
 
-fn walk_value(value: &DeValue<'_>, path: &str, key_offset: usize, out: &mut HashMap<String, usize>) {
+fn walk_value(
+    value: &DeValue<'_>,
+    path: &str,
+    key_offset: usize,
+    out: &mut HashMap<String, usize>,
+) {
     match value {
         DeValue::Table(t) => walk_table(t, path, out),
         DeValue::Array(items) => {
@@ -138,7 +143,11 @@ fn walk_value(value: &DeValue<'_>, path: &str, key_offset: usize, out: &mut Hash
                 let item_path = format!("{path}[{i}]");
                 // An array of tables (`[[routes]]`) has one header per element; an inline array sits on
                 // the key's line unless its items say otherwise.
-                let offset = if item.span().start > key_offset { item.span().start } else { key_offset };
+                let offset = if item.span().start > key_offset {
+                    item.span().start
+                } else {
+                    key_offset
+                };
                 out.entry(item_path.clone()).or_insert(offset);
                 walk_value(item.get_ref(), &item_path, offset, out);
             }

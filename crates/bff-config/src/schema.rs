@@ -256,7 +256,9 @@ impl Default for RetryConfig {
     fn default() -> Self {
         Self {
             max_attempts: 3,
-            on: ["connect_error", "reset", "502", "503", "504"].map(String::from).to_vec(),
+            on: ["connect_error", "reset", "502", "503", "504"]
+                .map(String::from)
+                .to_vec(),
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
             budget_ratio: 0.2,

@@ -33,7 +33,9 @@ impl FromStr for Duration {
         let s = s.trim();
         let split = s
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("invalid duration {s:?}: missing unit (use e.g. \"250ms\", \"2s\", \"1m\")"))?;
+            .ok_or_else(|| {
+                format!("invalid duration {s:?}: missing unit (use e.g. \"250ms\", \"2s\", \"1m\")")
+            })?;
         let (num, unit) = s.split_at(split);
         let value: f64 = num
             .parse()
@@ -62,13 +64,13 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
         let us = self.0.as_micros();
-        if us % 1000 != 0 {
+        if !us.is_multiple_of(1000) {
             write!(f, "{us}us")
-        } else if ms % 3_600_000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(60_000) && ms > 0 {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(1000) && ms > 0 {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -147,11 +149,11 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        if n >= 1 << 30 && n % (1 << 30) == 0 {
+        if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
             write!(f, "{}GiB", n >> 30)
-        } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", n >> 20)
-        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", n >> 10)
         } else {
             write!(f, "{n}B")
@@ -195,10 +197,16 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!("2s".parse::<Duration>().unwrap(), Duration::from_secs(2));
         assert_eq!("1m".parse::<Duration>().unwrap(), Duration::from_secs(60));
-        assert_eq!("1.5s".parse::<Duration>().unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            "1.5s".parse::<Duration>().unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!("10".parse::<Duration>().is_err());
         assert!("10 parsecs".parse::<Duration>().is_err());
         assert!("ms".parse::<Duration>().is_err());

@@ -83,11 +83,16 @@ impl PathTemplate {
 
 /// Multi-line parser messages folded into one line.
 fn one_line(e: &impl std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The parameter names of a route path (`/a/{id}/{*rest}` -> `id`, `rest`).
@@ -124,8 +129,8 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 const ALGORITHMS: [&str; 12] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384",
-    "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
 ];
 
 type Errors = Vec<(String, String)>;
@@ -138,17 +143,20 @@ pub(crate) fn validate(config: &Config) -> Errors {
     if b.name.trim().is_empty() {
         err("bff.name".into(), "must not be empty".into());
     }
-    let listen = check_addr(&b.listen).map_err(|e| err("bff.listen".into(), e)).ok();
+    let listen = check_addr(&b.listen)
+        .map_err(|e| err("bff.listen".into(), e))
+        .ok();
     let admin = check_addr(&b.admin_listen)
         .map_err(|e| err("bff.admin_listen".into(), e))
         .ok();
-    if let (Some(l), Some(a)) = (listen, admin) {
-        if l == a && l.port() != 0 {
-            err(
-                "bff.admin_listen".into(),
-                "must differ from bff.listen: the admin listener is never the public port".into(),
-            );
-        }
+    if let (Some(l), Some(a)) = (listen, admin)
+        && l == a
+        && l.port() != 0
+    {
+        err(
+            "bff.admin_listen".into(),
+            "must differ from bff.listen: the admin listener is never the public port".into(),
+        );
     }
     if b.shutdown_grace.get().is_zero() {
         err("bff.shutdown_grace".into(), "must be greater than 0".into());
@@ -156,7 +164,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
 
     let e = &config.edge;
     if e.request_timeout.get().is_zero() {
-        err("edge.request_timeout".into(), "must be greater than 0".into());
+        err(
+            "edge.request_timeout".into(),
+            "must be greater than 0".into(),
+        );
     }
     if e.max_concurrency == 0 {
         err("edge.max_concurrency".into(), "must be at least 1".into());
@@ -171,7 +182,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
             let key = format!("edge.cors.allow_origins[{i}]");
             if origin == "*" {
                 if cors.allow_credentials {
-                    err(key, "\"*\" cannot be combined with allow_credentials = true".into());
+                    err(
+                        key,
+                        "\"*\" cannot be combined with allow_credentials = true".into(),
+                    );
                 }
             } else if origin == "null" {
                 err(key, "the `null` origin can never be allowed".into());
@@ -185,7 +199,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
             if !ALGORITHMS.contains(&alg.as_str()) {
                 err(
                     format!("edge.auth.jwt.algorithms[{i}]"),
-                    format!("unknown or forbidden algorithm {alg:?} (allowed: {})", ALGORITHMS.join(", ")),
+                    format!(
+                        "unknown or forbidden algorithm {alg:?} (allowed: {})",
+                        ALGORITHMS.join(", ")
+                    ),
                 );
             }
         }
@@ -195,13 +212,16 @@ pub(crate) fn validate(config: &Config) -> Errors {
     }
     if let Some(rl) = &e.rate_limit {
         if rl.per_second == 0 {
-            err("edge.rate_limit.per_second".into(), "must be at least 1".into());
+            err(
+                "edge.rate_limit.per_second".into(),
+                "must be at least 1".into(),
+            );
         }
         if rl.burst == 0 {
             err("edge.rate_limit.burst".into(), "must be at least 1".into());
         }
         let key_ok = matches!(rl.key.as_str(), "client_ip" | "jwt_sub")
-            || rl.key.strip_prefix("header:").is_some_and(|h| is_header_name(h));
+            || rl.key.strip_prefix("header:").is_some_and(is_header_name);
         if !key_ok {
             err(
                 "edge.rate_limit.key".into(),
@@ -213,7 +233,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
     for (name, svc) in &config.services {
         let key = |k: &str| format!("services.{name}.{k}");
         if !is_name(name) {
-            err(format!("services.{name}"), "a service name uses letters, digits, `_` and `-`".into());
+            err(
+                format!("services.{name}"),
+                "a service name uses letters, digits, `_` and `-`".into(),
+            );
         }
         match (&svc.discovery, svc.endpoints.is_empty()) {
             (None, true) => err(
@@ -238,12 +261,17 @@ pub(crate) fn validate(config: &Config) -> Errors {
             if !ok {
                 err(
                     key("discovery"),
-                    format!("{d:?} is not dns://, dns+srv://, file:// or etcd:// followed by an address"),
+                    format!(
+                        "{d:?} is not dns://, dns+srv://, file:// or etcd:// followed by an address"
+                    ),
                 );
             }
         }
         if svc.load_balancer == LoadBalancer::RingHash && svc.hash_key.is_none() {
-            err(key("hash_key"), "ring_hash needs a hash_key (header:NAME or param:NAME)".into());
+            err(
+                key("hash_key"),
+                "ring_hash needs a hash_key (header:NAME or param:NAME)".into(),
+            );
         }
         if svc.timeout.get().is_zero() {
             err(key("timeout"), "must be greater than 0".into());
@@ -253,7 +281,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
         }
         if let Some(r) = &svc.retry {
             if r.max_attempts == 0 {
-                err(key("retry.max_attempts"), "must be at least 1 (the first attempt counts)".into());
+                err(
+                    key("retry.max_attempts"),
+                    "must be at least 1 (the first attempt counts)".into(),
+                );
             }
             for (i, on) in r.on.iter().enumerate() {
                 let ok = matches!(on.as_str(), "connect_error" | "reset" | "timeout")
@@ -269,23 +300,38 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 err(key("retry.budget_ratio"), "must be between 0 and 1".into());
             }
             if r.max_backoff < r.backoff {
-                err(key("retry.max_backoff"), "must not be less than backoff".into());
+                err(
+                    key("retry.max_backoff"),
+                    "must not be less than backoff".into(),
+                );
             }
         }
         if let Some(cb) = &svc.circuit_breaker {
             if !(cb.failure_rate > 0.0 && cb.failure_rate <= 1.0) {
-                err(key("circuit_breaker.failure_rate"), "must be in (0, 1]".into());
+                err(
+                    key("circuit_breaker.failure_rate"),
+                    "must be in (0, 1]".into(),
+                );
             }
             if cb.half_open_probes == 0 {
-                err(key("circuit_breaker.half_open_probes"), "must be at least 1".into());
+                err(
+                    key("circuit_breaker.half_open_probes"),
+                    "must be at least 1".into(),
+                );
             }
         }
         if let Some(od) = &svc.outlier_detection {
             if od.max_ejected_percent > 100 {
-                err(key("outlier_detection.max_ejected_percent"), "must be at most 100".into());
+                err(
+                    key("outlier_detection.max_ejected_percent"),
+                    "must be at most 100".into(),
+                );
             }
             if od.consecutive_failures == 0 {
-                err(key("outlier_detection.consecutive_failures"), "must be at least 1".into());
+                err(
+                    key("outlier_detection.consecutive_failures"),
+                    "must be at least 1".into(),
+                );
             }
         }
         if let Some(hc) = &svc.health_check {
@@ -293,7 +339,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 err(key("health_check.path"), "must start with `/`".into());
             }
             if hc.timeout > hc.interval {
-                err(key("health_check.timeout"), "must not exceed interval".into());
+                err(
+                    key("health_check.timeout"),
+                    "must not exceed interval".into(),
+                );
             }
         }
     }
@@ -315,7 +364,10 @@ fn validate_route(
     let key = |k: &str| format!("routes[{i}].{k}");
     let method = route.method.to_ascii_uppercase();
     if !METHODS.contains(&method.as_str()) {
-        err(key("method"), format!("{:?} is not one of {}", route.method, METHODS.join(", ")));
+        err(
+            key("method"),
+            format!("{:?} is not one of {}", route.method, METHODS.join(", ")),
+        );
     }
     let params = if !route.path.starts_with('/') {
         err(key("path"), "must start with `/`".into());
@@ -327,26 +379,33 @@ fn validate_route(
         })
     };
     if let Some(first) = seen.insert((method.clone(), route.path.clone()), i) {
-        err(key("path"), format!("{method} {} is already routes[{first}]", route.path));
+        err(
+            key("path"),
+            format!("{method} {} is already routes[{first}]", route.path),
+        );
     }
-    if let Some(t) = route.timeout {
-        if t.get().is_zero() {
-            err(key("timeout"), "must be greater than 0".into());
-        }
+    if let Some(t) = route.timeout
+        && t.get().is_zero()
+    {
+        err(key("timeout"), "must be greater than 0".into());
     }
     match route.auth {
         crate::AuthKind::Jwt if config.edge.auth.jwt.is_none() => {
             err(key("auth"), "auth = \"jwt\" needs [edge.auth.jwt]".into())
         }
-        crate::AuthKind::ApiKey if config.edge.auth.api_keys.is_none() => {
-            err(key("auth"), "auth = \"api_key\" needs [edge.auth.api_keys]".into())
-        }
+        crate::AuthKind::ApiKey if config.edge.auth.api_keys.is_none() => err(
+            key("auth"),
+            "auth = \"api_key\" needs [edge.auth.api_keys]".into(),
+        ),
         _ => {}
     }
     for (h, name) in route.forward_headers.iter().enumerate() {
         let lower = name.to_ascii_lowercase();
         if !is_header_name(name) {
-            err(format!("routes[{i}].forward_headers[{h}]"), format!("{name:?} is not a header name"));
+            err(
+                format!("routes[{i}].forward_headers[{h}]"),
+                format!("{name:?} is not a header name"),
+            );
         } else if HOP_BY_HOP.contains(&lower.as_str()) || lower.starts_with("proxy-") {
             err(
                 format!("routes[{i}].forward_headers[{h}]"),
@@ -358,41 +417,78 @@ fn validate_route(
         err(key("backends"), "a route needs at least one backend".into());
     }
 
-    let names: BTreeMap<&str, usize> =
-        route.backends.iter().enumerate().map(|(j, b)| (b.name.as_str(), j)).collect();
+    let names: BTreeMap<&str, usize> = route
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(j, b)| (b.name.as_str(), j))
+        .collect();
     let mut seen_names = HashSet::new();
     for (j, b) in route.backends.iter().enumerate() {
         let bkey = |k: &str| format!("routes[{i}].backends[{j}].{k}");
         if !is_name(&b.name) || b.name.starts_with('_') {
-            err(bkey("name"), format!("{:?}: use letters, digits, `_` and `-`, not starting with `_`", b.name));
+            err(
+                bkey("name"),
+                format!(
+                    "{:?}: use letters, digits, `_` and `-`, not starting with `_`",
+                    b.name
+                ),
+            );
         }
         if !seen_names.insert(b.name.as_str()) {
-            err(bkey("name"), format!("backend {:?} appears twice in this route", b.name));
+            err(
+                bkey("name"),
+                format!("backend {:?} appears twice in this route", b.name),
+            );
         }
         if !config.services.contains_key(&b.service) {
-            err(bkey("service"), format!("unknown service {:?} (no [services.{}])", b.service, b.service));
+            err(
+                bkey("service"),
+                format!(
+                    "unknown service {:?} (no [services.{}])",
+                    b.service, b.service
+                ),
+            );
         }
         if !METHODS.contains(&b.method.to_ascii_uppercase().as_str()) {
-            err(bkey("method"), format!("{:?} is not one of {}", b.method, METHODS.join(", ")));
+            err(
+                bkey("method"),
+                format!("{:?} is not one of {}", b.method, METHODS.join(", ")),
+            );
         }
         if b.select.is_some() && b.fields.is_some() {
-            err(bkey("fields"), "set either `select` or `fields`, not both".into());
+            err(
+                bkey("fields"),
+                "set either `select` or `fields`, not both".into(),
+            );
         }
-        if let Some(sel) = &b.select {
-            if let Err(e) = jsonpath_rust::parser::parse_json_path(sel) {
-                err(bkey("select"), format!("invalid JSONPath {sel:?}: {}", one_line(&e)));
-            }
+        if let Some(sel) = &b.select
+            && let Err(e) = jsonpath_rust::parser::parse_json_path(sel)
+        {
+            err(
+                bkey("select"),
+                format!("invalid JSONPath {sel:?}: {}", one_line(&e)),
+            );
         }
         for (f, path) in b.fields.iter().flatten() {
             if let Err(e) = jsonpath_rust::parser::parse_json_path(path) {
-                err(format!("routes[{i}].backends[{j}].fields.{f}"), format!("invalid JSONPath {path:?}: {}", one_line(&e)));
+                err(
+                    format!("routes[{i}].backends[{j}].fields.{f}"),
+                    format!("invalid JSONPath {path:?}: {}", one_line(&e)),
+                );
             }
         }
         for (d, dep) in b.depends_on.iter().enumerate() {
             if !names.contains_key(dep.as_str()) {
-                err(format!("routes[{i}].backends[{j}].depends_on[{d}]"), format!("unknown backend {dep:?}"));
+                err(
+                    format!("routes[{i}].backends[{j}].depends_on[{d}]"),
+                    format!("unknown backend {dep:?}"),
+                );
             } else if dep == &b.name {
-                err(format!("routes[{i}].backends[{j}].depends_on[{d}]"), "a backend cannot depend on itself".into());
+                err(
+                    format!("routes[{i}].backends[{j}].depends_on[{d}]"),
+                    "a backend cannot depend on itself".into(),
+                );
             }
         }
         if !b.path.starts_with('/') {
@@ -424,13 +520,19 @@ fn validate_route(
     }
     // Cycles in depends_on.
     if let Some(cycle) = find_cycle(route) {
-        err(key("backends"), format!("depends_on forms a cycle: {}", cycle.join(" -> ")));
+        err(
+            key("backends"),
+            format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+        );
     }
 }
 
 fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
-    let deps: HashMap<&str, &Vec<String>> =
-        route.backends.iter().map(|b| (b.name.as_str(), &b.depends_on)).collect();
+    let deps: HashMap<&str, &Vec<String>> = route
+        .backends
+        .iter()
+        .map(|b| (b.name.as_str(), &b.depends_on))
+        .collect();
     // 0 unvisited, 1 on the stack, 2 done
     let mut state: HashMap<&str, u8> = HashMap::new();
     fn dfs<'a>(
@@ -446,7 +548,8 @@ fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
             match state.get(d).copied().unwrap_or(0) {
                 1 => {
                     let start = stack.iter().position(|s| *s == d).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|s| s.to_string()).collect();
                     cycle.push(d.to_string());
                     return Some(cycle);
                 }
@@ -463,10 +566,10 @@ fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
         None
     }
     for b in &route.backends {
-        if state.get(b.name.as_str()).copied().unwrap_or(0) == 0 {
-            if let Some(c) = dfs(&b.name, &deps, &mut state, &mut Vec::new()) {
-                return Some(c);
-            }
+        if state.get(b.name.as_str()).copied().unwrap_or(0) == 0
+            && let Some(c) = dfs(&b.name, &deps, &mut state, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
@@ -474,7 +577,8 @@ fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
 
 fn is_header_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_addr(s: &str) -> Result<SocketAddr, String> {
@@ -497,7 +601,9 @@ fn check_endpoint(s: &str) -> Result<(), String> {
 
 fn check_cidr(s: &str) -> Result<(), String> {
     let (ip, len) = s.split_once('/').map_or((s, None), |(i, l)| (i, Some(l)));
-    let ip: IpAddr = ip.parse().map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
     if let Some(len) = len {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         match len.parse::<u8>() {
@@ -514,7 +620,9 @@ fn check_origin(s: &str) -> Result<(), String> {
         .or_else(|| s.strip_prefix("http://"))
         .ok_or_else(|| format!("{s:?} is not an origin like \"https://app.example.com\""))?;
     if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
-        return Err(format!("{s:?} is not an origin: scheme://host[:port], no path"));
+        return Err(format!(
+            "{s:?} is not an origin: scheme://host[:port], no path"
+        ));
     }
     Ok(())
 }

@@ -2,11 +2,17 @@ use bff_config::{ConfigErrors, Format, Loader};
 use std::collections::HashMap;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn errors(text: &str, format: Format) -> ConfigErrors {
-    Loader::new().with_env(env(&[])).load_str(text, format).expect_err("config should be refused")
+    Loader::new()
+        .with_env(env(&[]))
+        .load_str(text, format)
+        .expect_err("config should be refused")
 }
 
 const GOOD: &str = r#"
@@ -37,7 +43,10 @@ depends_on = ["user"]
 
 #[test]
 fn a_good_config_loads_with_defaults() {
-    let c = Loader::new().with_env(env(&[])).load_str(GOOD, Format::Toml).unwrap();
+    let c = Loader::new()
+        .with_env(env(&[]))
+        .load_str(GOOD, Format::Toml)
+        .unwrap();
     assert_eq!(c.bff.name, "web-bff");
     assert_eq!(c.services["users"].timeout.get().as_millis(), 800);
     assert_eq!(c.services["users"].connect_timeout.get().as_millis(), 200);
@@ -92,12 +101,24 @@ depends_on = ["recs"]
     assert_eq!(find("bff.colour").line, Some(5));
     assert!(find("bff.colour").message.contains("unknown field"));
     assert_eq!(find("services.users.timeout").line, Some(9));
-    assert!(find("services.users.timeout").message.contains("invalid duration"));
+    assert!(
+        find("services.users.timeout")
+            .message
+            .contains("invalid duration")
+    );
     assert_eq!(find("routes[0].backends[0].service").line, Some(16));
-    assert!(find("routes[0].backends[0].service").message.contains("unknown service"));
+    assert!(
+        find("routes[0].backends[0].service")
+            .message
+            .contains("unknown service")
+    );
     assert_eq!(find("routes[0].backends[0].select").line, Some(18));
     assert_eq!(find("routes[0].backends[1].path").line, Some(23));
-    assert!(find("routes[0].backends[1].path").message.contains("unknown placeholder {nope}"));
+    assert!(
+        find("routes[0].backends[1].path")
+            .message
+            .contains("unknown placeholder {nope}")
+    );
     assert!(find("routes[0].backends").message.contains("cycle"));
     assert!(text.starts_with("7 config errors"), "{text}");
     assert!(text.contains("<inline>:4: bff.listen:"), "{text}");
@@ -125,7 +146,10 @@ fn syntax_errors_name_the_line() {
 #[test]
 fn environment_overrides_a_key() {
     let c = Loader::new()
-        .with_env(env(&[("BFF__SERVICES__USERS__TIMEOUT", "2s"), ("BFF__EDGE__MAX_CONCURRENCY", "7")]))
+        .with_env(env(&[
+            ("BFF__SERVICES__USERS__TIMEOUT", "2s"),
+            ("BFF__EDGE__MAX_CONCURRENCY", "7"),
+        ]))
         .load_str(GOOD, Format::Toml)
         .unwrap();
     assert_eq!(c.services["users"].timeout.get().as_secs(), 2);
@@ -138,16 +162,29 @@ fn a_bad_environment_override_names_the_variable() {
         .with_env(env(&[("BFF__SERVICES__USERS__TIMEOUT", "soon")]))
         .load_str(GOOD, Format::Toml)
         .unwrap_err();
-    assert_eq!(errs.0[0].file, "environment BFF__SERVICES__USERS__TIMEOUT", "{errs}");
+    assert_eq!(
+        errs.0[0].file, "environment BFF__SERVICES__USERS__TIMEOUT",
+        "{errs}"
+    );
 }
 
 #[test]
 fn env_vars_are_expanded_in_strings() {
     let text = GOOD.replace("\"web-bff\"", "\"${APP}-bff\"");
-    let c = Loader::new().with_env(env(&[("APP", "shop")])).load_str(&text, Format::Toml).unwrap();
+    let c = Loader::new()
+        .with_env(env(&[("APP", "shop")]))
+        .load_str(&text, Format::Toml)
+        .unwrap();
     assert_eq!(c.bff.name, "shop-bff");
-    let errs = Loader::new().with_env(env(&[])).load_str(&text, Format::Toml).unwrap_err();
-    assert!(errs.to_string().contains("environment variable APP is not set"), "{errs}");
+    let errs = Loader::new()
+        .with_env(env(&[]))
+        .load_str(&text, Format::Toml)
+        .unwrap_err();
+    assert!(
+        errs.to_string()
+            .contains("environment variable APP is not set"),
+        "{errs}"
+    );
     assert_eq!(errs.0[0].line, Some(3));
 }
 
@@ -159,7 +196,10 @@ fn yaml_and_json_load_and_locate() {
     assert_eq!(errs.0[0].line, Some(8), "{errs}");
     let json = r#"{"bff": {"name": "j", "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
  "services": {"users": {"endpoints": ["127.0.0.1:1"]}}}"#;
-    let c = Loader::new().with_env(env(&[])).load_str(json, Format::Json).unwrap();
+    let c = Loader::new()
+        .with_env(env(&[]))
+        .load_str(json, Format::Json)
+        .unwrap();
     assert_eq!(c.bff.name, "j");
 }
 

@@ -22,7 +22,11 @@ pub struct BffError {
 }
 
 impl BffError {
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -35,7 +39,11 @@ impl BffError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "authentication required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "authentication required",
+        )
     }
     pub fn forbidden() -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "not allowed")
@@ -44,22 +52,48 @@ impl BffError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no route for this path")
     }
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        )
     }
     pub fn payload_too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large",
+        )
     }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests").retry_after(retry_after_secs)
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests",
+        )
+        .retry_after(retry_after_secs)
     }
     pub fn overloaded() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight").retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight",
+        )
+        .retry_after(1)
     }
     pub fn deadline_exceeded() -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", "the request's deadline was exceeded")
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            "the request's deadline was exceeded",
+        )
     }
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// Adds `retry-after` (seconds) to the response.
@@ -99,13 +133,21 @@ impl BffError {
                 request_id: request_id.and_then(|v| v.to_str().ok()),
             },
         };
-        serde_json::to_vec(&body).map(Bytes::from).unwrap_or_default()
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .unwrap_or_default()
     }
 }
 
 impl std::fmt::Display for BffError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -116,7 +158,9 @@ impl From<MeshError> for BffError {
         let kind = e.kind();
         tracing::debug!(error = %e, "downstream call failed");
         let code = match kind.http_status() {
-            StatusCode::GATEWAY_TIMEOUT if kind == bff_mesh::ErrorKind::Timeout => "upstream_timeout",
+            StatusCode::GATEWAY_TIMEOUT if kind == bff_mesh::ErrorKind::Timeout => {
+                "upstream_timeout"
+            }
             StatusCode::GATEWAY_TIMEOUT => "deadline_exceeded",
             StatusCode::SERVICE_UNAVAILABLE => kind.code(),
             StatusCode::BAD_GATEWAY => "upstream_failed",
@@ -132,7 +176,10 @@ impl IntoResponse for BffError {
     fn into_response(self) -> Response {
         let mut res = (self.status, self.body(None)).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -155,16 +202,24 @@ mod tests {
             (ErrorKind::NoEndpoint, 503, "no_healthy_endpoint"),
             (ErrorKind::Connect, 502, "upstream_failed"),
             (ErrorKind::Reset, 502, "upstream_failed"),
-            (ErrorKind::Status(StatusCode::INTERNAL_SERVER_ERROR), 502, "upstream_failed"),
+            (
+                ErrorKind::Status(StatusCode::INTERNAL_SERVER_ERROR),
+                502,
+                "upstream_failed",
+            ),
             (ErrorKind::Decode, 502, "upstream_failed"),
             (ErrorKind::UnknownService, 500, "internal"),
         ];
         for (kind, status, code) in cases {
-            let e: BffError = MeshError::new(kind, "users", "10.0.0.7:8080 said: secret stack").into();
+            let e: BffError =
+                MeshError::new(kind, "users", "10.0.0.7:8080 said: secret stack").into();
             assert_eq!(e.status().as_u16(), status, "{kind:?}");
             assert_eq!(e.code(), code, "{kind:?}");
             let body = String::from_utf8(e.body(None).to_vec()).unwrap();
-            assert!(!body.contains("10.0.0.7") && !body.contains("secret"), "{body}");
+            assert!(
+                !body.contains("10.0.0.7") && !body.contains("secret"),
+                "{body}"
+            );
         }
     }
 

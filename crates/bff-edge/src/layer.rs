@@ -47,7 +47,9 @@ pub struct EdgeLayer {
 
 impl EdgeLayer {
     pub fn new(policy: EdgePolicy) -> Self {
-        let permits = Arc::new(Semaphore::new(policy.max_concurrency.min(Semaphore::MAX_PERMITS)));
+        let permits = Arc::new(Semaphore::new(
+            policy.max_concurrency.min(Semaphore::MAX_PERMITS),
+        ));
         Self {
             policy: Arc::new(policy),
             permits,
@@ -153,7 +155,10 @@ fn finish(mut res: Response, rid: &HeaderValue) -> Response {
     }
     let h = res.headers_mut();
     h.insert(REQUEST_ID, rid.clone());
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     res
 }
 
@@ -179,9 +184,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deadline_gives_504_with_request_id() {
         let app = Router::new()
-            .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await; "late" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
             .layer(EdgeLayer::new(policy(100, 10)));
-        let req = Request::get("/slow").header("x-request-id", "rid-7").body(Body::empty()).unwrap();
+        let req = Request::get("/slow")
+            .header("x-request-id", "rid-7")
+            .body(Body::empty())
+            .unwrap();
         let res = app.oneshot(req).await.unwrap();
         assert_eq!(res.status(), 504);
         assert_eq!(res.headers()["x-request-id"], "rid-7");
@@ -208,12 +222,19 @@ mod tests {
                 }),
             )
             .layer(EdgeLayer::new(policy(10_000, 1)));
-        let first = tokio::spawn(app.clone().oneshot(Request::get("/hold").body(Body::empty()).unwrap()));
+        let first = tokio::spawn(
+            app.clone()
+                .oneshot(Request::get("/hold").body(Body::empty()).unwrap()),
+        );
         tokio::task::yield_now().await;
         // Wait until the first request holds the only permit.
         let mut second = None;
         for _ in 0..100 {
-            let res = app.clone().oneshot(Request::get("/hold").body(Body::empty()).unwrap()).await.unwrap();
+            let res = app
+                .clone()
+                .oneshot(Request::get("/hold").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
             if res.status() == 503 {
                 second = Some(res);
                 break;

@@ -112,7 +112,13 @@ impl MeshError {
 
 impl fmt::Display for MeshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} calling {}: {}", self.kind.code(), self.service, self.detail)
+        write!(
+            f,
+            "{} calling {}: {}",
+            self.kind.code(),
+            self.service,
+            self.detail
+        )
     }
 }
 

@@ -37,8 +37,12 @@ impl Mesh {
     /// Builds every `[services.*]` of a validated config. Calls made through it have no request context
     /// until [`Mesh::with_context`] gives one.
     pub fn from_config(config: &Config) -> Result<Self, MeshBuildError> {
-        let user_agent = HeaderValue::from_str(&config.bff.name)
-            .map_err(|_| MeshBuildError(format!("bff.name {:?} is not a valid header value", config.bff.name)))?;
+        let user_agent = HeaderValue::from_str(&config.bff.name).map_err(|_| {
+            MeshBuildError(format!(
+                "bff.name {:?} is not a valid header value",
+                config.bff.name
+            ))
+        })?;
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
             let svc = Service::new(name, cfg, user_agent.clone()).map_err(MeshBuildError)?;

@@ -1,5 +1,6 @@
 use crate::{
-    DEADLINE_HEADER, ErrorKind, MeshError, ServiceClient, headers::strip_hop_by_hop, service::Endpoint,
+    DEADLINE_HEADER, ErrorKind, MeshError, ServiceClient, headers::strip_hop_by_hop,
+    service::Endpoint,
 };
 use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE};
 use bytes::Bytes;
@@ -36,7 +37,8 @@ pub struct Response {
 impl Response {
     /// The body parsed as JSON into `T`.
     pub fn json<T: DeserializeOwned>(&self, service: &str) -> Result<T, MeshError> {
-        serde_json::from_slice(&self.body).map_err(|e| MeshError::new(ErrorKind::Decode, service, e))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| MeshError::new(ErrorKind::Decode, service, e))
     }
 }
 
@@ -73,7 +75,8 @@ impl RequestBuilder {
         match serde_urlencoded::to_string(query) {
             Ok(q) if q.is_empty() => {}
             Ok(q) => {
-                self.path.push(if self.path.contains('?') { '&' } else { '?' });
+                self.path
+                    .push(if self.path.contains('?') { '&' } else { '?' });
                 self.path.push_str(&q);
             }
             Err(e) => self.error = Some(format!("query: {e}")),
@@ -111,11 +114,16 @@ impl RequestBuilder {
         let service = match &self.client.service {
             Ok(s) => s.clone(),
             Err(name) => {
-                return Err(MeshError::new(ErrorKind::UnknownService, name.clone(), "no such service"));
+                return Err(MeshError::new(
+                    ErrorKind::UnknownService,
+                    name.clone(),
+                    "no such service",
+                ));
             }
         };
         let name = service.name.clone();
-        let fail = |kind, detail: &dyn std::fmt::Display| MeshError::new(kind, name.clone(), detail);
+        let fail =
+            |kind, detail: &dyn std::fmt::Display| MeshError::new(kind, name.clone(), detail);
         if let Some(e) = &self.error {
             return Err(fail(ErrorKind::InvalidRequest, e));
         }
@@ -123,12 +131,17 @@ impl RequestBuilder {
 
         // The attempt gets the service's timeout, capped by what is left of the request's deadline.
         let now = Instant::now();
-        let mut budget = self.timeout.map_or(service.timeout, |t| t.min(service.timeout));
+        let mut budget = self
+            .timeout
+            .map_or(service.timeout, |t| t.min(service.timeout));
         let mut capped_by_deadline = false;
         if let Some(deadline) = ctx.deadline {
             let left = deadline.saturating_duration_since(now);
             if left < Duration::from_millis(1) {
-                return Err(fail(ErrorKind::Deadline, &"no time left before the deadline"));
+                return Err(fail(
+                    ErrorKind::Deadline,
+                    &"no time left before the deadline",
+                ));
             }
             if left <= budget {
                 budget = left;
@@ -139,10 +152,12 @@ impl RequestBuilder {
         let Some(endpoint) = service.pick() else {
             return Err(fail(ErrorKind::NoEndpoint, &"no endpoints"));
         };
-        let pq: PathAndQuery = self
-            .path
-            .parse()
-            .map_err(|e| fail(ErrorKind::InvalidRequest, &format_args!("path {:?}: {e}", self.path)))?;
+        let pq: PathAndQuery = self.path.parse().map_err(|e| {
+            fail(
+                ErrorKind::InvalidRequest,
+                &format_args!("path {:?}: {e}", self.path),
+            )
+        })?;
         let uri = Uri::builder()
             .scheme("http")
             .authority(endpoint.authority.clone())
@@ -165,7 +180,10 @@ impl RequestBuilder {
         }
         if let Some(deadline) = ctx.deadline {
             let ms = deadline.saturating_duration_since(now).as_millis();
-            headers.insert(DEADLINE_HEADER, HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)));
+            headers.insert(
+                DEADLINE_HEADER,
+                HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+            );
         }
         if !headers.contains_key(USER_AGENT) {
             headers.insert(USER_AGENT, service.user_agent.clone());
@@ -178,11 +196,20 @@ impl RequestBuilder {
         let _guard = InFlight::enter(endpoint);
         let max = service.max_response;
         let call = async {
-            let res = service.client.request(req).await.map_err(|e| classify(&e))?;
+            let res = service
+                .client
+                .request(req)
+                .await
+                .map_err(|e| classify(&e))?;
             let (parts, body) = res.into_parts();
             let body = Limited::new(body, max).collect().await.map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    (ErrorKind::Decode, format!("response larger than {max} bytes"))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    (
+                        ErrorKind::Decode,
+                        format!("response larger than {max} bytes"),
+                    )
                 } else {
                     (ErrorKind::Reset, format!("reading the body: {e}"))
                 }
@@ -195,9 +222,17 @@ impl RequestBuilder {
         };
         let result = match tokio::time::timeout(budget, call).await {
             Ok(Ok(res)) => Ok(res),
-            Ok(Err((kind, detail))) => Err(fail(kind, &format_args!("{} ({})", detail, endpoint.addr))),
-            Err(_) if capped_by_deadline => Err(fail(ErrorKind::Deadline, &format_args!("deadline reached after {budget:?}"))),
-            Err(_) => Err(fail(ErrorKind::Timeout, &format_args!("no response within {budget:?} ({})", endpoint.addr))),
+            Ok(Err((kind, detail))) => {
+                Err(fail(kind, &format_args!("{} ({})", detail, endpoint.addr)))
+            }
+            Err(_) if capped_by_deadline => Err(fail(
+                ErrorKind::Deadline,
+                &format_args!("deadline reached after {budget:?}"),
+            )),
+            Err(_) => Err(fail(
+                ErrorKind::Timeout,
+                &format_args!("no response within {budget:?} ({})", endpoint.addr),
+            )),
         };
         if result.is_err() {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +247,11 @@ impl RequestBuilder {
         if res.status.is_success() {
             Ok(res)
         } else {
-            Err(MeshError::new(ErrorKind::Status(res.status), name, format_args!("status {}", res.status)))
+            Err(MeshError::new(
+                ErrorKind::Status(res.status),
+                name,
+                format_args!("status {}", res.status),
+            ))
         }
     }
 
@@ -254,10 +293,10 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return (ErrorKind::Decode, format!("malformed HTTP response: {h}"));
-            }
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_status() || h.is_parse_too_large())
+        {
+            return (ErrorKind::Decode, format!("malformed HTTP response: {h}"));
         }
         source = s.source();
     }

@@ -42,7 +42,11 @@ pub(crate) struct Endpoint {
 }
 
 impl Service {
-    pub(crate) fn new(name: &str, cfg: &ServiceConfig, user_agent: HeaderValue) -> Result<Self, String> {
+    pub(crate) fn new(
+        name: &str,
+        cfg: &ServiceConfig,
+        user_agent: HeaderValue,
+    ) -> Result<Self, String> {
         let endpoints = cfg
             .endpoints
             .iter()

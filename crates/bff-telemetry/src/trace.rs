@@ -22,7 +22,9 @@ impl TraceContext {
     /// Continues the client's trace when its `traceparent` is valid, else starts a new, sampled one.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let tracestate = headers.get(&TRACESTATE).filter(|v| v.len() <= 512).cloned();
-        if let Some((trace_id, parent, flags)) = headers.get(&TRACEPARENT).and_then(|v| parse(v.as_bytes())) {
+        if let Some((trace_id, parent, flags)) =
+            headers.get(&TRACEPARENT).and_then(|v| parse(v.as_bytes()))
+        {
             return Self {
                 trace_id,
                 parent_span_id: Some(parent),
@@ -117,7 +119,12 @@ fn parse(v: &[u8]) -> Option<([u8; 16], [u8; 8], u8)> {
         return None;
     }
     let version = unhex::<1>(&v[0..2])?[0];
-    if version == 0xff || (version == 0 && v.len() != 55) || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+    if version == 0xff
+        || (version == 0 && v.len() != 55)
+        || v[2] != b'-'
+        || v[35] != b'-'
+        || v[52] != b'-'
+    {
         return None;
     }
     let trace = unhex::<16>(&v[3..35])?;
@@ -142,7 +149,10 @@ mod tests {
         h.insert(TRACESTATE, HeaderValue::from_static("vendor=1"));
         let t = TraceContext::from_headers(&h);
         assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
+        assert_eq!(
+            t.parent_span_id,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
         let (child, span) = t.child_traceparent();
         let child = child.to_str().unwrap();
         assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
@@ -174,7 +184,12 @@ mod tests {
     #[test]
     fn future_versions_may_append_fields() {
         let mut h = HeaderMap::new();
-        h.insert(TRACEPARENT, HeaderValue::from_static("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"));
+        h.insert(
+            TRACEPARENT,
+            HeaderValue::from_static(
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what",
+            ),
+        );
         assert!(TraceContext::from_headers(&h).parent_span_id.is_some());
     }
 }

@@ -28,7 +28,13 @@ impl Drop for DemoServices {
     }
 }
 
-const NAMES: [&str; 5] = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov"];
+const NAMES: [&str; 5] = [
+    "Ada Lovelace",
+    "Grace Hopper",
+    "Alan Turing",
+    "Edsger Dijkstra",
+    "Barbara Liskov",
+];
 const CATEGORIES: [&str; 3] = ["books", "music", "garden"];
 
 fn user(id: u64) -> Value {
@@ -56,53 +62,63 @@ fn users_app() -> Router {
             get(|Path(id): Path<String>| async move {
                 match id.parse::<u64>() {
                     Ok(id) if id > 0 => Json(user(id)).into_response(),
-                    _ => (StatusCode::NOT_FOUND, Json(json!({"error": "no such user"}))).into_response(),
+                    _ => (
+                        StatusCode::NOT_FOUND,
+                        Json(json!({"error": "no such user"})),
+                    )
+                        .into_response(),
                 }
             }),
         )
 }
 
 fn orders_app() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route(
-        "/orders",
-        get(|Query(q): Query<HashMap<String, String>>| async move {
-            let uid: u64 = q.get("userId").and_then(|u| u.parse().ok()).unwrap_or(0);
-            let orders: Vec<Value> = (1..=3)
-                .map(|n| {
-                    json!({
-                        "id": format!("o-{uid}-{n}"),
-                        "total": {"amount": 1000 * n + uid, "currency": "EUR"},
-                        "status": if n == 1 { "shipped" } else { "delivered" },
-                        "items": n,
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/orders",
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                let uid: u64 = q.get("userId").and_then(|u| u.parse().ok()).unwrap_or(0);
+                let orders: Vec<Value> = (1..=3)
+                    .map(|n| {
+                        json!({
+                            "id": format!("o-{uid}-{n}"),
+                            "total": {"amount": 1000 * n + uid, "currency": "EUR"},
+                            "status": if n == 1 { "shipped" } else { "delivered" },
+                            "items": n,
+                        })
                     })
-                })
-                .collect();
-            Json(Value::Array(orders))
-        }),
-    )
+                    .collect();
+                Json(Value::Array(orders))
+            }),
+        )
 }
 
 fn catalog_app() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route(
-        "/recommendations/{category}",
-        get(|Path(category): Path<String>| async move {
-            let items: Vec<Value> = (1..=4)
-                .map(|n| {
-                    json!({
-                        "sku": format!("{category}-{n}"),
-                        "title": format!("{} pick #{n}", category),
-                        "price": {"amount": 999 + n * 100, "currency": "EUR"},
-                        "image": format!("https://cdn.example.com/{category}/{n}.jpg"),
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/recommendations/{category}",
+            get(|Path(category): Path<String>| async move {
+                let items: Vec<Value> = (1..=4)
+                    .map(|n| {
+                        json!({
+                            "sku": format!("{category}-{n}"),
+                            "title": format!("{} pick #{n}", category),
+                            "price": {"amount": 999 + n * 100, "currency": "EUR"},
+                            "image": format!("https://cdn.example.com/{category}/{n}.jpg"),
+                        })
                     })
-                })
-                .collect();
-            Json(json!({"category": category, "items": items}))
-        }),
-    )
+                    .collect();
+                Json(json!({"category": category, "items": items}))
+            }),
+        )
 }
 
 async fn serve(app: Router) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind demo service");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind demo service");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

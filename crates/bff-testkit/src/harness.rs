@@ -1,4 +1,7 @@
-use bff::{App, Server, ShutdownHandle, config::{Format, Loader}};
+use bff::{
+    App, Server, ShutdownHandle,
+    config::{Format, Loader},
+};
 use std::{collections::HashMap, net::SocketAddr};
 use tokio::task::JoinHandle;
 
@@ -86,7 +89,11 @@ impl TestBff {
 
     /// GET on the public listener.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request to the BFF")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request to the BFF")
     }
 
     /// Starts the drain and waits until it is over.

@@ -130,7 +130,10 @@ impl RouteBuilder<'_> {
     pub fn json(self, body: Value) -> Self {
         self.update(|b| {
             b.body = serde_json::to_vec(&body).expect("json").into();
-            b.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            b.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         })
     }
 
@@ -154,7 +157,10 @@ impl RouteBuilder<'_> {
     pub fn malformed_json(self) -> Self {
         self.update(|b| {
             b.body = Bytes::from_static(b"{\"truncated\": [1, 2");
-            b.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            b.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         })
     }
 
@@ -185,13 +191,18 @@ impl Stub {
         let task = tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 // Closing with linger 0 sends a RST: that is how `reset()` resets.
                 let _ = stream.set_zero_linger();
-                st.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                st.connections
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let st = st.clone();
                 let service = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -224,7 +235,9 @@ impl Stub {
 
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.state.connections.load(std::sync::atomic::Ordering::SeqCst)
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Requests received on `path` (without the query string).
@@ -253,10 +266,20 @@ impl std::fmt::Display for StubReset {
 
 impl std::error::Error for StubReset {}
 
-async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Result<Response<Full<Bytes>>, StubReset> {
+async fn handle(
+    state: Arc<State>,
+    req: http::Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, StubReset> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let uri = parts.uri.path_and_query().map_or("/".into(), |p| p.to_string());
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/".into(), |p| p.to_string());
     let path = parts.uri.path().to_string();
     state.requests.lock().expect("stub lock").push(Recorded {
         method: parts.method,
@@ -267,7 +290,9 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> Result<Respo
     });
     let behavior = state.routes.lock().expect("stub lock").get(&path).cloned();
     let Some(b) = behavior else {
-        let mut res = Response::new(Full::new(Bytes::from_static(b"{\"error\":\"no such stub route\"}")));
+        let mut res = Response::new(Full::new(Bytes::from_static(
+            b"{\"error\":\"no such stub route\"}",
+        )));
         *res.status_mut() = StatusCode::NOT_FOUND;
         return Ok(res);
     };

@@ -21,9 +21,10 @@ pub(crate) struct RouteInfo {
 
 impl RouteInfo {
     pub(crate) fn declarative(plan: &Plan, config: &Config) -> Self {
-        let route = config.routes.iter().find(|r| {
-            r.path == plan.path && r.method.eq_ignore_ascii_case(plan.method.as_str())
-        });
+        let route = config
+            .routes
+            .iter()
+            .find(|r| r.path == plan.path && r.method.eq_ignore_ascii_case(plan.method.as_str()));
         Self {
             method: plan.method.to_string(),
             path: plan.path.clone(),
@@ -61,16 +62,34 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
             "/readyz",
             get(|Extension(draining): Extension<Draining>| async move {
                 if draining.0.load(Ordering::SeqCst) {
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})))
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(json!({"status": "draining"})),
+                    )
                 } else {
                     (StatusCode::OK, Json(json!({"status": "ready"})))
                 }
             }),
         )
-        .route("/admin/services", get(move || async move { Json(mesh.snapshot()) }))
-        .route("/admin/routes", get(move || async move { Json(routes.as_ref().clone()) }))
-        .route("/admin/config", get(move || async move { Json(redacted.clone()) }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "not_found", "message": "no such admin endpoint"}}))).into_response() })
+        .route(
+            "/admin/services",
+            get(move || async move { Json(mesh.snapshot()) }),
+        )
+        .route(
+            "/admin/routes",
+            get(move || async move { Json(routes.as_ref().clone()) }),
+        )
+        .route(
+            "/admin/config",
+            get(move || async move { Json(redacted.clone()) }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": {"code": "not_found", "message": "no such admin endpoint"}})),
+            )
+                .into_response()
+        })
 }
 
 /// Hides credentials: the user-info part of URLs, and keys that name secrets.
@@ -79,15 +98,23 @@ fn redact(v: Value) -> Value {
         Value::Object(m) => Value::Object(
             m.into_iter()
                 .map(|(k, v)| {
-                    let secret = ["secret", "password", "token"].iter().any(|s| k.contains(s));
-                    let v = if secret && !v.is_null() { Value::String("<redacted>".into()) } else { redact(v) };
+                    let secret = ["secret", "password", "token"]
+                        .iter()
+                        .any(|s| k.contains(s));
+                    let v = if secret && !v.is_null() {
+                        Value::String("<redacted>".into())
+                    } else {
+                        redact(v)
+                    };
                     (k, v)
                 })
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
         Value::String(s) => match (s.find("://"), s.find('@')) {
-            (Some(i), Some(at)) if at > i => Value::String(format!("{}<redacted>{}", &s[..i + 3], &s[at..])),
+            (Some(i), Some(at)) if at > i => {
+                Value::String(format!("{}<redacted>{}", &s[..i + 3], &s[at..]))
+            }
             _ => Value::String(s),
         },
         other => other,
@@ -100,7 +127,9 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        let v = redact(json!({"store": "redis://user:pw@127.0.0.1:6379", "secret": "x", "name": "web"}));
+        let v = redact(
+            json!({"store": "redis://user:pw@127.0.0.1:6379", "secret": "x", "name": "web"}),
+        );
         assert_eq!(v["store"], "redis://<redacted>@127.0.0.1:6379");
         assert_eq!(v["secret"], "<redacted>");
         assert_eq!(v["name"], "web");

@@ -141,7 +141,8 @@ impl App {
         let mut router = self.router;
         let mut by_path: BTreeMap<&str, Vec<Plan>> = BTreeMap::new();
         for route in &self.config.routes {
-            let plan = Plan::compile(route, &self.config).map_err(|e| StartError::Build(e.to_string()))?;
+            let plan =
+                Plan::compile(route, &self.config).map_err(|e| StartError::Build(e.to_string()))?;
             by_path.entry(route.path.as_str()).or_default().push(plan);
         }
         let mut routes_info = Vec::new();
@@ -154,20 +155,29 @@ impl App {
             let mut method_router = MethodRouter::new();
             for plan in plans {
                 routes_info.push(admin::RouteInfo::declarative(&plan, &self.config));
-                let filter = MethodFilter::try_from(plan.method.clone())
-                    .map_err(|_| StartError::Build(format!("unsupported method {}", plan.method)))?;
+                let filter = MethodFilter::try_from(plan.method.clone()).map_err(|_| {
+                    StartError::Build(format!("unsupported method {}", plan.method))
+                })?;
                 let plan = Arc::new(plan);
-                method_router = method_router.on(filter, move |mesh: Mesh, params: Result<Path<Vec<(String, String)>>, PathRejection>, headers: HeaderMap| {
-                    let plan = plan.clone();
-                    async move {
-                        let params = match params {
-                            Ok(Path(p)) => p,
-                            Err(PathRejection::MissingPathParams(_)) => Vec::new(),
-                            Err(_) => return BffError::bad_request("invalid path parameter").into_response(),
-                        };
-                        plan.execute(&mesh, &params, &headers).await
-                    }
-                });
+                method_router = method_router.on(
+                    filter,
+                    move |mesh: Mesh,
+                          params: Result<Path<Vec<(String, String)>>, PathRejection>,
+                          headers: HeaderMap| {
+                        let plan = plan.clone();
+                        async move {
+                            let params = match params {
+                                Ok(Path(p)) => p,
+                                Err(PathRejection::MissingPathParams(_)) => Vec::new(),
+                                Err(_) => {
+                                    return BffError::bad_request("invalid path parameter")
+                                        .into_response();
+                                }
+                            };
+                            plan.execute(&mesh, &params, &headers).await
+                        }
+                    },
+                );
             }
             router = router.route(path, method_router);
         }
@@ -212,7 +222,8 @@ fn same_shape(a: &str, b: &str) -> bool {
 
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("App").field("name", &self.config.bff.name).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("name", &self.config.bff.name)
+            .finish_non_exhaustive()
     }
 }
-

@@ -28,7 +28,7 @@ mod app;
 mod server;
 
 pub use self::{
-    app::{App, StartError},
+    app::{App, StartError, config_path_from_args},
     server::{Server, ShutdownHandle},
 };
 pub use axum;
@@ -53,5 +53,8 @@ pub mod prelude {
 pub fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

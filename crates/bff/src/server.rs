@@ -56,9 +56,12 @@ impl Server {
         let admin = admin.layer(axum::Extension(Draining(draining.clone())));
 
         let bind = |addr: String| async move {
-            TcpListener::bind(&addr)
-                .await
-                .map_err(|e| StartError::Io(std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))))
+            TcpListener::bind(&addr).await.map_err(|e| {
+                StartError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ))
+            })
         };
         let public_listener = bind(listen).await?;
         let admin_listener = bind(admin_listen).await?;
@@ -70,7 +73,12 @@ impl Server {
         let public_task = tokio::spawn(accept_loop(public_listener, public, stop_rx, grace));
         // The admin listener outlives the public one until the drain is over, so probes see it.
         let (admin_stop, admin_stop_rx) = watch::channel(false);
-        let admin_task = tokio::spawn(accept_loop(admin_listener, admin, admin_stop_rx, Duration::from_millis(100)));
+        let admin_task = tokio::spawn(accept_loop(
+            admin_listener,
+            admin,
+            admin_stop_rx,
+            Duration::from_millis(100),
+        ));
         Ok(Self {
             public_addr,
             admin_addr,
@@ -140,7 +148,12 @@ async fn shutdown_signal() {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>, grace: Duration) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -148,7 +161,10 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Rec
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .max_headers(100);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -180,7 +196,13 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Rec
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "shutdown grace elapsed with requests still in flight");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace elapsed with requests still in flight"
+        );
     }
 }

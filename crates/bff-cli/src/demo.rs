@@ -1,0 +1,99 @@
+//! `bff demo`: the demo services, a web BFF and a mobile BFF in front of them, in this process.
+
+use bff::{
+    App,
+    config::{Format, Loader},
+};
+use std::{collections::HashMap, process::ExitCode};
+
+pub(crate) struct Addrs {
+    pub(crate) web_listen: String,
+    pub(crate) web_admin: String,
+    pub(crate) mobile_listen: String,
+    pub(crate) mobile_admin: String,
+}
+
+const WEB: &str = include_str!("../demo/web.toml");
+const MOBILE: &str = include_str!("../demo/mobile.toml");
+
+pub(crate) async fn run(addrs: Addrs) -> ExitCode {
+    let services = bff_testkit::demo::start().await;
+    let env: HashMap<String, String> = [
+        ("DEMO_USERS", services.users),
+        ("DEMO_ORDERS", services.orders),
+        ("DEMO_CATALOG", services.catalog),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let start = |text: &str, listen: &str, admin: &str| {
+        let env = env.clone();
+        let (text, listen, admin) = (text.to_string(), listen.to_string(), admin.to_string());
+        async move {
+            let mut config = Loader::new().with_env(env).load_str(&text, Format::Toml)?;
+            config.bff.listen = listen;
+            config.bff.admin_listen = admin;
+            App::new(config)?.bind().await
+        }
+    };
+    let web = match start(WEB, &addrs.web_listen, &addrs.web_admin).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("web BFF: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mobile = match start(MOBILE, &addrs.mobile_listen, &addrs.mobile_admin).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mobile BFF: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (w, wa, m, ma) = (
+        web.local_addr(),
+        web.admin_addr(),
+        mobile.local_addr(),
+        mobile.admin_addr(),
+    );
+    println!(
+        "bff demo: users {}, orders {}, catalog {} (demo services)\n\
+         web BFF     http://{w}   admin http://{wa}\n\
+         mobile BFF  http://{m}   admin http://{ma}\n\
+         \n\
+         Try:\n\
+         curl -s http://{w}/api/home/42\n\
+         curl -s http://{m}/m/home/42\n\
+         curl -s http://{wa}/admin/services\n\
+         curl -s http://{wa}/readyz\n\
+         \n\
+         Ctrl-C stops all.",
+        services.users, services.orders, services.catalog
+    );
+    let (wh, mh) = (web.shutdown_handle(), mobile.shutdown_handle());
+    let signal = tokio::spawn(async move {
+        wait_for_signal().await;
+        wh.shutdown();
+        mh.shutdown();
+    });
+    tokio::join!(web.run(), mobile.run());
+    signal.abort();
+    drop(services);
+    println!("bff demo: stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

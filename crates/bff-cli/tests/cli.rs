@@ -1,0 +1,329 @@
+//! The `bff` binary, black-box: check, run, drain on SIGTERM, demo.
+
+use bff_testkit::Stub;
+use serde_json::{Value, json};
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+fn bff() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bff"));
+    c.env_remove("BFF_CONFIG").env("RUST_LOG", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BFF__") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bff-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn good_config(users: &str) -> String {
+    format!(
+        r#"[bff]
+name = "cli-bff"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+shutdown_grace = "5s"
+
+[services.users]
+endpoints = ["{users}"]
+
+[[routes]]
+path = "/api/u/{{id}}"
+
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{{id}}"
+select = "$.name"
+"#
+    )
+}
+
+const BAD: &str = r#"[bff]
+name = "cli-bff"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+speed = "fast"
+
+[services.users]
+endpoints = ["127.0.0.1:1"]
+timeout = "soon"
+
+[[routes]]
+path = "/api/u/{id}"
+
+[[routes.backends]]
+name = "user"
+service = "nope"
+path = "/users/{uid}"
+"#;
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let path = write_config("good.toml", &good_config("127.0.0.1:9"));
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 services, 1 routes)"));
+}
+
+#[test]
+fn check_names_file_line_and_key_of_every_error() {
+    let path = write_config("bad.toml", BAD);
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for want in [
+        format!("{file}:5: bff.speed: unknown field `speed`"),
+        format!("{file}:9: services.users.timeout: invalid duration \"soon\""),
+        format!("{file}:16: routes[0].backends[0].service: unknown service \"nope\""),
+        format!("{file}:17: routes[0].backends[0].path: unknown placeholder {{uid}}"),
+    ] {
+        assert!(err.contains(&want), "missing `{want}` in:\n{err}");
+    }
+    assert!(err.starts_with("4 config errors"), "{err}");
+}
+
+#[test]
+fn check_reads_bff_config_and_env_overrides() {
+    let path = write_config("env.toml", &good_config("127.0.0.1:9"));
+    let out = bff()
+        .arg("check")
+        .env("BFF_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = bff()
+        .arg("check")
+        .env("BFF_CONFIG", &path)
+        .env("BFF__SERVICES__USERS__TIMEOUT", "whenever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "environment BFF__SERVICES__USERS__TIMEOUT: services.users.timeout: invalid duration"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_with_the_same_errors_as_check() {
+    let path = write_config("bad-run.toml", BAD);
+    let check = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let run = bff().args(["run", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(run.stdout.is_empty(), "nothing was served");
+}
+
+/// Kills the child if a test fails half-way.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Reads stdout lines until one contains `marker`; returns every line read.
+fn read_until(child: &mut Child, marker: &str) -> Vec<String> {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(stdout);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("process ended before printing {marker:?}: {lines:?}");
+        }
+        let done = line.contains(marker);
+        lines.push(line.trim_end().to_string());
+        if done {
+            // Keep draining stdout in the background so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in reader.lines() {});
+            return lines;
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_config_routes_and_drains_in_flight_requests_on_sigterm() {
+    let users = Stub::start().await;
+    users
+        .on("/users/1")
+        .delay(Duration::from_millis(600))
+        .json(json!({"name": "Ada"}));
+    let path = write_config("run.toml", &good_config(&users.endpoint()));
+    let mut child = Proc(
+        bff()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = read_until(&mut child.0, "listening on");
+    let url = lines
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    let admin = lines
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(5)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    assert_eq!(
+        client()
+            .get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let in_flight =
+        tokio::spawn(async move { client().get(format!("{url}/api/u/1")).send().await });
+    // SIGTERM once the request is with the downstream.
+    while users.hits("/users/1") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&child.0);
+    let res = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request finishes during the drain");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"user": "Ada"}));
+    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_answers_its_printed_curls_with_merged_json_from_three_services() {
+    let mut child = Proc(
+        bff()
+            .args([
+                "demo",
+                "--web-listen",
+                "127.0.0.1:0",
+                "--web-admin",
+                "127.0.0.1:0",
+                "--mobile-listen",
+                "127.0.0.1:0",
+                "--mobile-admin",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = read_until(&mut child.0, "Ctrl-C stops all");
+    let curls: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("curl -s "))
+        .collect();
+    assert_eq!(curls.len(), 4, "{lines:?}");
+
+    let web: Value = client()
+        .get(curls[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(web["user"]["name"], "Alan Turing", "users: {web}");
+    assert_eq!(web["orders"].as_array().unwrap().len(), 3, "orders: {web}");
+    assert_eq!(
+        web["recommendations"][0]["sku"], "books-1",
+        "catalog, after users: {web}"
+    );
+
+    let mobile: Value = client()
+        .get(curls[1])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        mobile,
+        json!({
+            "me": {"name": "Alan Turing", "avatar": "https://cdn.example.com/avatars/42-64.png", "category": "books"},
+            "order_ids": ["o-42-1", "o-42-2", "o-42-3"],
+            "picks": ["books-1", "books-2", "books-3", "books-4"],
+        })
+    );
+    let services: Value = client()
+        .get(curls[2])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services.as_array().unwrap().len(), 3);
+    assert_eq!(client().get(curls[3]).send().await.unwrap().status(), 200);
+
+    sigterm(&child.0);
+    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
