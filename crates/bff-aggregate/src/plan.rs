@@ -212,7 +212,7 @@ impl Plan {
                         continue;
                     }
                     match self.path_of(b, params, &results) {
-                        Ok(path) => running.push(call(&mesh, i, b, path)),
+                        Ok(path) => running.push(call(&mesh, i, b, path, params)),
                         Err(failure) => {
                             if b.required {
                                 return failure.error.into_response();
@@ -322,13 +322,24 @@ impl Plan {
     }
 }
 
-async fn call(mesh: &Mesh, i: usize, b: &Backend, path: String) -> (usize, Result<Value, Failure>) {
+async fn call(
+    mesh: &Mesh,
+    i: usize,
+    b: &Backend,
+    path: String,
+    params: &[(String, String)],
+) -> (usize, Result<Value, Failure>) {
     let result = async {
-        let res = mesh
-            .service(&b.service)
-            .request(b.method.clone(), path)
-            .send_ok()
-            .await?;
+        let client = mesh.service(&b.service);
+        let mut req = client.request(b.method.clone(), path);
+        // A ring_hash service keyed on a route parameter gets that parameter as its key.
+        if let Some((_, v)) = client
+            .hashes_on_param()
+            .and_then(|p| params.iter().find(|(k, _)| k == p))
+        {
+            req = req.hash_key(v);
+        }
+        let res = req.send_ok().await?;
         let body: Value = res.json(&b.service)?;
         Ok(match &b.shape {
             Shape::Whole => body,

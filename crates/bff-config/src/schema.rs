@@ -199,6 +199,8 @@ pub struct ServiceConfig {
     pub max_response: ByteSize,
     /// Whether `/readyz` waits for a healthy endpoint of this service.
     pub required: bool,
+    /// Calls in flight to this service at once; beyond: an immediate 503 (`service_overloaded`).
+    pub max_in_flight: usize,
     /// Retry policy.
     pub retry: Option<RetryConfig>,
     /// Circuit breaker.
@@ -223,6 +225,7 @@ impl Default for ServiceConfig {
             connect_timeout: Duration::from_millis(200),
             max_response: ByteSize::mib(8),
             required: true,
+            max_in_flight: 10_000,
             retry: None,
             circuit_breaker: None,
             outlier_detection: None,

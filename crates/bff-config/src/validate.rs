@@ -273,6 +273,9 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 "ring_hash needs a hash_key (header:NAME or param:NAME)".into(),
             );
         }
+        if svc.max_in_flight == 0 {
+            err(key("max_in_flight"), "must be at least 1".into());
+        }
         if svc.timeout.get().is_zero() {
             err(key("timeout"), "must be greater than 0".into());
         }

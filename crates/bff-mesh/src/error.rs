@@ -7,8 +7,12 @@ use std::{fmt, sync::Arc};
 pub enum ErrorKind {
     /// The handler named a service that is not configured.
     UnknownService,
-    /// The service has no endpoint to send to.
+    /// The service has no endpoint to send to (none configured, healthy or not ejected).
     NoEndpoint,
+    /// The service's circuit breaker is open: failed fast, without touching the network.
+    CircuitOpen,
+    /// The service's `max_in_flight` calls are already in flight: failed fast.
+    Overloaded,
     /// The TCP connection could not be made (refused, unreachable, connect timeout).
     Connect,
     /// The attempt took longer than the service's `timeout`.
@@ -31,6 +35,8 @@ impl ErrorKind {
         match self {
             Self::UnknownService => "unknown_service",
             Self::NoEndpoint => "no_healthy_endpoint",
+            Self::CircuitOpen => "circuit_open",
+            Self::Overloaded => "service_overloaded",
             Self::Connect => "connect_error",
             Self::Timeout => "timeout",
             Self::Deadline => "deadline_exceeded",
@@ -45,7 +51,9 @@ impl ErrorKind {
     pub fn http_status(self) -> StatusCode {
         match self {
             Self::Timeout | Self::Deadline => StatusCode::GATEWAY_TIMEOUT,
-            Self::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoEndpoint | Self::CircuitOpen | Self::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UnknownService | Self::InvalidRequest => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Connect | Self::Reset | Self::Status(_) | Self::Decode => StatusCode::BAD_GATEWAY,
         }
@@ -102,6 +110,10 @@ impl MeshError {
             ErrorKind::Timeout => format!("service {} timed out", self.service),
             ErrorKind::Deadline => "the request's deadline was exceeded".into(),
             ErrorKind::NoEndpoint => format!("service {} has no healthy endpoint", self.service),
+            ErrorKind::CircuitOpen => format!("service {} is failing: circuit open", self.service),
+            ErrorKind::Overloaded => {
+                format!("service {} has too many calls in flight", self.service)
+            }
             ErrorKind::Connect => format!("service {} is unreachable", self.service),
             ErrorKind::Reset => format!("service {} closed the connection", self.service),
             ErrorKind::Decode => format!("service {} sent a malformed response", self.service),

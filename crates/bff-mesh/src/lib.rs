@@ -3,20 +3,27 @@
 //! carries the request's [`CallContext`]: deadline, request id and trace.
 #![forbid(unsafe_code)]
 
+mod balancer;
+mod breaker;
+mod classify;
 mod context;
+mod endpoint;
 mod error;
 mod extract;
 mod headers;
+mod health;
 mod mesh;
 mod request;
+mod retry;
 mod service;
 
 pub use self::{
+    breaker::BreakerState,
     context::{CallContext, DEADLINE_HEADER},
     error::{ErrorKind, MeshError},
     extract::MeshRejection,
     headers::{is_hop_by_hop, strip_hop_by_hop},
-    mesh::{Mesh, MeshBuildError},
+    mesh::{HealthChecks, Mesh, MeshBuildError},
     request::{RequestBuilder, Response},
     service::{EndpointSnapshot, Service, ServiceClient, ServiceSnapshot},
 };

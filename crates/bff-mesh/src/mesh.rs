@@ -75,11 +75,41 @@ impl Mesh {
         }
     }
 
+    /// Starts the active health checks of every service that has them; they run until the returned guard
+    /// is dropped.
+    pub fn start_health_checks(&self) -> HealthChecks {
+        HealthChecks(
+            self.services
+                .values()
+                .flat_map(|s| s.start_health_checks())
+                .collect(),
+        )
+    }
+
+    /// Ready when every required service has an available endpoint (healthy, not ejected).
+    pub fn is_ready(&self) -> bool {
+        self.services
+            .values()
+            .all(|s| !s.is_required() || s.is_available())
+    }
+
     /// Every service's state, sorted by name (for `/admin/services`).
     pub fn snapshot(&self) -> Vec<ServiceSnapshot> {
         let mut all: Vec<_> = self.services.values().map(|s| s.snapshot()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+}
+
+/// The running health checks of a mesh; dropping it stops them.
+#[derive(Debug)]
+pub struct HealthChecks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for HealthChecks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 

@@ -1,7 +1,14 @@
-use crate::{CallContext, RequestBuilder};
+use crate::{
+    CallContext, RequestBuilder,
+    balancer::Balancer,
+    breaker::{BreakerState, CircuitBreaker},
+    endpoint::{Endpoint, OutlierPolicy},
+    health::HealthCheck,
+    retry::RetryPolicy,
+};
 use bff_config::{Protocol, ServiceConfig};
 use bytes::Bytes;
-use http::{HeaderValue, Method, uri::Authority};
+use http::{HeaderName, HeaderValue, Method, uri::Authority};
 use http_body_util::Full;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -15,30 +22,39 @@ use std::{
     },
     time::Duration,
 };
+use tokio::{task::JoinHandle, time::Instant};
 
 pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// One downstream service: its endpoints, its balancer and its connection pool.
+/// Where `ring_hash` finds a request's key.
+#[derive(Debug, Clone)]
+pub(crate) enum HashKey {
+    /// A header of the downstream request.
+    Header(HeaderName),
+    /// A route parameter (declarative routes set it on the request).
+    Param(String),
+}
+
+/// One downstream service: its endpoints, balancer, policies and connection pool.
 #[derive(Debug)]
 pub struct Service {
     pub(crate) name: Arc<str>,
-    pub(crate) endpoints: Vec<Endpoint>,
-    next: AtomicUsize,
+    pub(crate) endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) balancer: Balancer,
     pub(crate) client: HttpClient,
     pub(crate) timeout: Duration,
     pub(crate) max_response: usize,
     pub(crate) user_agent: HeaderValue,
-    protocol: Protocol,
-}
-
-/// One address of a service, with its live counters.
-#[derive(Debug)]
-pub(crate) struct Endpoint {
-    pub(crate) addr: Arc<str>,
-    pub(crate) authority: Authority,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) outlier: Option<OutlierPolicy>,
+    health: Option<HealthCheck>,
+    pub(crate) hash_key: Option<HashKey>,
     pub(crate) in_flight: AtomicUsize,
-    pub(crate) requests: AtomicU64,
-    pub(crate) failures: AtomicU64,
+    pub(crate) max_in_flight: usize,
+    pub(crate) retries: AtomicU64,
+    required: bool,
+    protocol: Protocol,
 }
 
 impl Service {
@@ -54,13 +70,7 @@ impl Service {
                 let authority: Authority = addr
                     .parse()
                     .map_err(|e| format!("service {name}: endpoint {addr:?}: {e}"))?;
-                Ok(Endpoint {
-                    addr: addr.as_str().into(),
-                    authority,
-                    in_flight: AtomicUsize::new(0),
-                    requests: AtomicU64::new(0),
-                    failures: AtomicU64::new(0),
-                })
+                Ok(Arc::new(Endpoint::new(addr, authority)))
             })
             .collect::<Result<Vec<_>, String>>()?;
         let mut connector = HttpConnector::new();
@@ -74,14 +84,38 @@ impl Service {
         if cfg.protocol == Protocol::H2c {
             builder.http2_only(true);
         }
+        let hash_key = match cfg.hash_key.as_deref() {
+            None => None,
+            Some(k) => Some(if let Some(h) = k.strip_prefix("header:") {
+                HashKey::Header(
+                    HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|_| format!("service {name}: bad hash_key {k:?}"))?,
+                )
+            } else if let Some(p) = k.strip_prefix("param:") {
+                HashKey::Param(p.to_string())
+            } else {
+                return Err(format!(
+                    "service {name}: hash_key {k:?} is not header:NAME or param:NAME"
+                ));
+            }),
+        };
         Ok(Self {
             name: name.into(),
+            balancer: Balancer::new(cfg.load_balancer, &endpoints),
             endpoints,
-            next: AtomicUsize::new(0),
             client: builder.build(connector),
             timeout: cfg.timeout.get(),
             max_response: usize::try_from(cfg.max_response.bytes()).unwrap_or(usize::MAX),
             user_agent,
+            retry: cfg.retry.as_ref().map(RetryPolicy::new),
+            breaker: cfg.circuit_breaker.as_ref().map(CircuitBreaker::new),
+            outlier: cfg.outlier_detection.as_ref().map(OutlierPolicy::new),
+            health: cfg.health_check.clone().map(|cfg| HealthCheck { cfg }),
+            hash_key,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: cfg.max_in_flight,
+            retries: AtomicU64::new(0),
+            required: cfg.required,
             protocol: cfg.protocol,
         })
     }
@@ -90,32 +124,63 @@ impl Service {
         &self.name
     }
 
-    /// Round robin over the endpoints.
-    pub(crate) fn pick(&self) -> Option<&Endpoint> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        Some(&self.endpoints[i])
+    /// Whether at least one endpoint may receive traffic (healthy and not ejected).
+    pub fn is_available(&self) -> bool {
+        let now = Instant::now();
+        self.endpoints.iter().any(|e| e.is_available(now))
+    }
+
+    /// Whether `/readyz` waits for this service.
+    pub fn is_required(&self) -> bool {
+        self.required
+    }
+
+    pub(crate) fn start_health_checks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        self.health
+            .as_ref()
+            .map(|h| h.spawn(self))
+            .unwrap_or_default()
     }
 
     /// What `/admin/services` shows of this service.
     pub fn snapshot(&self) -> ServiceSnapshot {
+        let now = Instant::now();
         ServiceSnapshot {
             name: self.name.to_string(),
             protocol: match self.protocol {
                 Protocol::Http1 => "http1",
                 Protocol::H2c => "h2c",
             },
-            load_balancer: "round_robin",
+            load_balancer: self.balancer.name(),
+            required: self.required,
+            available: self.is_available(),
+            circuit: self
+                .breaker
+                .as_ref()
+                .map_or(BreakerState::Closed, |b| b.state()),
+            retry_budget_remaining: self.retry.as_ref().map(|r| r.budget.remaining()),
+            retries: self.retries.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
             endpoints: self
                 .endpoints
                 .iter()
-                .map(|e| EndpointSnapshot {
-                    address: e.addr.to_string(),
-                    in_flight: e.in_flight.load(Ordering::Relaxed),
-                    requests: e.requests.load(Ordering::Relaxed),
-                    failures: e.failures.load(Ordering::Relaxed),
+                .map(|e| {
+                    let ejected_until = e
+                        .outlier
+                        .lock()
+                        .ok()
+                        .and_then(|o| o.ejected_until)
+                        .filter(|u| *u > now)
+                        .map(|u| u.duration_since(now).as_millis() as u64);
+                    EndpointSnapshot {
+                        address: e.addr.to_string(),
+                        healthy: e.healthy.load(Ordering::Relaxed),
+                        ejected_for_ms: ejected_until,
+                        ewma_ms: (e.ewma_ms(now) * 1000.0).round() / 1000.0,
+                        in_flight: e.in_flight.load(Ordering::Relaxed),
+                        requests: e.requests.load(Ordering::Relaxed),
+                        failures: e.failures.load(Ordering::Relaxed),
+                    }
                 })
                 .collect(),
         }
@@ -128,6 +193,16 @@ pub struct ServiceSnapshot {
     pub name: String,
     pub protocol: &'static str,
     pub load_balancer: &'static str,
+    /// Whether `/readyz` waits for this service.
+    pub required: bool,
+    /// Whether an endpoint may receive traffic now.
+    pub available: bool,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: BreakerState,
+    /// Retries the budget allows now (absent without a retry policy).
+    pub retry_budget_remaining: Option<u64>,
+    pub retries: u64,
+    pub in_flight: usize,
     pub endpoints: Vec<EndpointSnapshot>,
 }
 
@@ -135,6 +210,11 @@ pub struct ServiceSnapshot {
 #[derive(Clone, Debug, Serialize)]
 pub struct EndpointSnapshot {
     pub address: String,
+    pub healthy: bool,
+    /// Milliseconds of ejection left, when ejected.
+    pub ejected_for_ms: Option<u64>,
+    /// Peak-EWMA latency estimate.
+    pub ewma_ms: f64,
     pub in_flight: usize,
     pub requests: u64,
     pub failures: u64,
@@ -165,5 +245,16 @@ impl ServiceClient {
     }
     pub fn delete(&self, path: impl Into<String>) -> RequestBuilder {
         self.request(Method::DELETE, path)
+    }
+
+    /// Whether the service has a `ring_hash` key taken from the route parameter `name`.
+    pub fn hashes_on_param(&self) -> Option<&str> {
+        match &self.service {
+            Ok(s) => match &s.hash_key {
+                Some(HashKey::Param(p)) => Some(p),
+                _ => None,
+            },
+            Err(_) => None,
+        }
     }
 }

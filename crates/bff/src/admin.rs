@@ -56,19 +56,29 @@ impl RouteInfo {
 pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) -> Router {
     let redacted = redact(serde_json::to_value(&*config).unwrap_or(Value::Null));
     let routes = Arc::new(routes);
+    let ready_mesh = mesh.clone();
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
             "/readyz",
-            get(|Extension(draining): Extension<Draining>| async move {
+            get(move |Extension(draining): Extension<Draining>| async move {
                 if draining.0.load(Ordering::SeqCst) {
-                    (
+                    return (
                         StatusCode::SERVICE_UNAVAILABLE,
                         Json(json!({"status": "draining"})),
-                    )
-                } else {
-                    (StatusCode::OK, Json(json!({"status": "ready"})))
+                    );
                 }
+                if ready_mesh.is_ready() {
+                    return (StatusCode::OK, Json(json!({"status": "ready"})));
+                }
+                let unavailable: Vec<String> = ready_mesh
+                    .snapshot()
+                    .into_iter()
+                    .filter(|s| s.required && !s.available)
+                    .map(|s| s.name)
+                    .collect();
+                let body = json!({"status": "not_ready", "unavailable": unavailable});
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body))
             }),
         )
         .route(

@@ -24,6 +24,7 @@ pub struct Server {
     public_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
     admin_stop: watch::Sender<bool>,
+    _health_checks: bff_mesh::HealthChecks,
 }
 
 /// Starts the drain of a [`Server`] from anywhere (tests, signal handlers).
@@ -52,6 +53,7 @@ impl Server {
         let admin_listen = app.config().bff.admin_listen.clone();
         let grace = app.config().bff.shutdown_grace.get();
         let draining = Arc::new(AtomicBool::new(false));
+        let health_checks = app.mesh().start_health_checks();
         let (public, admin, _config) = app.build()?;
         let admin = admin.layer(axum::Extension(Draining(draining.clone())));
 
@@ -86,6 +88,7 @@ impl Server {
             public_task,
             admin_task,
             admin_stop,
+            _health_checks: health_checks,
         })
     }
 

@@ -1,0 +1,279 @@
+//! The circuit breaker of a service: closed -> open when the failure rate over a window reaches the
+//! threshold; open fails fast; half-open admits a few probes that decide.
+
+use bff_config::CircuitBreakerConfig;
+use std::{sync::Mutex, time::Duration};
+use tokio::time::Instant;
+
+/// The breaker's state, as `bff_circuit_state` reports it: 0 closed, 1 open, 2 half-open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_gauge(self) -> u8 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
+}
+
+/// What `admit` granted: a normal call, or one of the half-open probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Normal,
+    Probe,
+}
+
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    failure_rate: f64,
+    min_requests: u64,
+    open_for: Duration,
+    probes: u32,
+    bucket_width: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+enum State {
+    Closed(Window),
+    Open { until: Instant },
+    HalfOpen { admitted: u32, succeeded: u32 },
+}
+
+/// Outcomes over the last `window`, in ten buckets.
+#[derive(Debug)]
+struct Window {
+    buckets: [(u64, u64); 10],
+    head: usize,
+    head_start: Instant,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Self {
+            buckets: [(0, 0); 10],
+            head: 0,
+            head_start: now,
+        }
+    }
+
+    fn advance(&mut self, now: Instant, width: Duration) {
+        let mut steps = 0;
+        while now.saturating_duration_since(self.head_start) >= width && steps < 10 {
+            self.head = (self.head + 1) % 10;
+            self.buckets[self.head] = (0, 0);
+            self.head_start += width;
+            steps += 1;
+        }
+        if steps == 10 {
+            self.head_start = now;
+        }
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        self.buckets
+            .iter()
+            .fold((0, 0), |(s, f), (bs, bf)| (s + bs, f + bf))
+    }
+}
+
+impl CircuitBreaker {
+    pub fn new(cfg: &CircuitBreakerConfig) -> Self {
+        Self {
+            failure_rate: cfg.failure_rate,
+            min_requests: u64::from(cfg.min_requests.max(1)),
+            open_for: cfg.open_for.get(),
+            probes: cfg.half_open_probes.max(1),
+            bucket_width: (cfg.window.get() / 10).max(Duration::from_millis(1)),
+            state: Mutex::new(State::Closed(Window::new(Instant::now()))),
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        let Ok(mut s) = self.state.lock() else {
+            return BreakerState::Closed;
+        };
+        if let State::Open { until } = *s
+            && Instant::now() >= until
+        {
+            *s = State::HalfOpen {
+                admitted: 0,
+                succeeded: 0,
+            };
+        }
+        match *s {
+            State::Closed(_) => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// May a call go to the network? `None`: the breaker is open (fail fast).
+    pub(crate) fn admit(&self) -> Option<Admission> {
+        let Ok(mut s) = self.state.lock() else {
+            return Some(Admission::Normal);
+        };
+        let now = Instant::now();
+        match &mut *s {
+            State::Closed(_) => Some(Admission::Normal),
+            State::Open { until } if now < *until => None,
+            State::Open { .. } => {
+                *s = State::HalfOpen {
+                    admitted: 1,
+                    succeeded: 0,
+                };
+                Some(Admission::Probe)
+            }
+            State::HalfOpen { admitted, .. } if *admitted < self.probes => {
+                *admitted += 1;
+                Some(Admission::Probe)
+            }
+            State::HalfOpen { .. } => None,
+        }
+    }
+
+    /// The outcome of an admitted call.
+    pub(crate) fn record(&self, admission: Admission, success: bool) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let now = Instant::now();
+        match &mut *s {
+            State::Closed(w) => {
+                w.advance(now, self.bucket_width);
+                let b = &mut w.buckets[w.head];
+                if success {
+                    b.0 += 1
+                } else {
+                    b.1 += 1
+                }
+                let (ok, failed) = w.totals();
+                let total = ok + failed;
+                if total >= self.min_requests && failed as f64 >= self.failure_rate * total as f64 {
+                    tracing::warn!(failed, total, "circuit breaker opened");
+                    *s = State::Open {
+                        until: now + self.open_for,
+                    };
+                }
+            }
+            State::HalfOpen { succeeded, .. } if admission == Admission::Probe => {
+                if !success {
+                    *s = State::Open {
+                        until: now + self.open_for,
+                    };
+                } else {
+                    *succeeded += 1;
+                    if *succeeded >= self.probes {
+                        tracing::info!("circuit breaker closed");
+                        *s = State::Closed(Window::new(now));
+                    }
+                }
+            }
+            // A call admitted before the breaker opened finishes late: it does not decide anything.
+            State::HalfOpen { .. } | State::Open { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bff_config::Duration as D;
+
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::new(&CircuitBreakerConfig {
+            failure_rate: 0.5,
+            min_requests: 4,
+            window: D::from_secs(10),
+            open_for: D::from_secs(5),
+            half_open_probes: 2,
+        })
+    }
+
+    fn call(b: &CircuitBreaker, success: bool) -> bool {
+        match b.admit() {
+            Some(a) => {
+                b.record(a, success);
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_at_the_failure_rate_with_enough_requests() {
+        let b = breaker();
+        assert!(call(&b, false));
+        assert!(call(&b, false));
+        assert!(call(&b, false), "3 requests are fewer than min_requests");
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(call(&b, true));
+        assert_eq!(b.state(), BreakerState::Open, "3 of 4 failed >= 50%");
+        assert!(b.admit().is_none(), "open fails fast");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stays_closed_below_the_rate() {
+        let b = breaker();
+        for i in 0..20 {
+            call(&b, i % 4 != 0);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_leave_the_window() {
+        let b = breaker();
+        for _ in 0..3 {
+            call(&b, false);
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        call(&b, false);
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "only 1 request in the window"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_probes_close_it_on_success() {
+        let b = breaker();
+        for _ in 0..4 {
+            call(&b, false);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let p1 = b.admit().unwrap();
+        let p2 = b.admit().unwrap();
+        assert!(b.admit().is_none(), "only half_open_probes are admitted");
+        b.record(p1, true);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.record(p2, true);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(call(&b, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_opens_it_again() {
+        let b = breaker();
+        for _ in 0..4 {
+            call(&b, false);
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let p = b.admit().unwrap();
+        b.record(p, false);
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(b.admit().is_none(), "open for another open_for");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(b.admit().is_some());
+    }
+}

@@ -1,0 +1,273 @@
+//! One address of a service and what the mesh knows of it: load (in flight, peak EWMA latency), active
+//! health, and outlier ejection.
+
+use bff_config::OutlierDetectionConfig;
+use http::uri::Authority;
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// The latency assumed of an endpoint before it has answered (as linkerd's default RTT).
+const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// How fast the EWMA forgets: the weight of an observation after `DECAY` is 1/e.
+const DECAY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) addr: Arc<str>,
+    pub(crate) authority: Authority,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) requests: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) ewma: Mutex<PeakEwma>,
+    /// Set by active health checks; true until a check says otherwise.
+    pub(crate) healthy: AtomicBool,
+    pub(crate) outlier: Mutex<Outlier>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(addr: &str, authority: Authority) -> Self {
+        Self {
+            addr: addr.into(),
+            authority,
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            ewma: Mutex::new(PeakEwma::new(Instant::now())),
+            healthy: AtomicBool::new(true),
+            outlier: Mutex::new(Outlier::default()),
+        }
+    }
+
+    pub(crate) fn is_ejected(&self, now: Instant) -> bool {
+        self.outlier
+            .lock()
+            .map(|o| o.ejected_until.is_some_and(|u| u > now))
+            .unwrap_or(false)
+    }
+
+    /// Healthy and not ejected: may receive traffic.
+    pub(crate) fn is_available(&self, now: Instant) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.is_ejected(now)
+    }
+
+    /// Peak-EWMA latency weighted by the requests in flight: what p2c compares.
+    pub(crate) fn cost(&self, now: Instant) -> f64 {
+        let rtt = self.ewma.lock().map(|e| e.estimate(now)).unwrap_or(0.0);
+        rtt * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
+    }
+
+    pub(crate) fn observe(&self, rtt: Duration, now: Instant) {
+        if let Ok(mut e) = self.ewma.lock() {
+            e.observe(rtt, now);
+        }
+    }
+
+    pub(crate) fn ewma_ms(&self, now: Instant) -> f64 {
+        self.ewma
+            .lock()
+            .map(|e| e.estimate(now) / 1e6)
+            .unwrap_or(0.0)
+    }
+}
+
+/// Peak EWMA of the round-trip time (linkerd2-proxy, Finagle): a slower observation replaces the estimate
+/// at once; faster ones pull it down with a weight that grows with the time since the last one; an idle
+/// endpoint's estimate decays so that it gets probed again.
+#[derive(Debug)]
+pub(crate) struct PeakEwma {
+    rtt_ns: f64,
+    stamp: Instant,
+}
+
+impl PeakEwma {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            rtt_ns: DEFAULT_RTT.as_nanos() as f64,
+            stamp: now,
+        }
+    }
+
+    fn decay(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+        (-elapsed / DECAY.as_nanos() as f64).exp()
+    }
+
+    pub(crate) fn observe(&mut self, rtt: Duration, now: Instant) {
+        let rtt = rtt.as_nanos() as f64;
+        if rtt > self.rtt_ns {
+            self.rtt_ns = rtt;
+        } else {
+            let w = self.decay(now);
+            self.rtt_ns = self.rtt_ns * w + rtt * (1.0 - w);
+        }
+        self.stamp = now;
+    }
+
+    /// The estimate now, decayed by the time since the last observation.
+    pub(crate) fn estimate(&self, now: Instant) -> f64 {
+        self.rtt_ns * self.decay(now)
+    }
+}
+
+/// Consecutive failures and ejections of one endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Outlier {
+    consecutive: u32,
+    times_ejected: u32,
+    pub(crate) ejected_until: Option<Instant>,
+}
+
+/// Outlier detection of a service (`[services.NAME.outlier_detection]`).
+#[derive(Debug)]
+pub(crate) struct OutlierPolicy {
+    consecutive_failures: u32,
+    base_ejection: Duration,
+    max_ejected_percent: u32,
+}
+
+impl OutlierPolicy {
+    pub(crate) fn new(cfg: &OutlierDetectionConfig) -> Self {
+        Self {
+            consecutive_failures: cfg.consecutive_failures.max(1),
+            base_ejection: cfg.base_ejection.get(),
+            max_ejected_percent: cfg.max_ejected_percent.min(100),
+        }
+    }
+
+    /// Records an attempt's outcome on `endpoints[i]`; ejects it after enough consecutive failures, for
+    /// `base_ejection` x times ejected (at most 10x), unless that would eject more than
+    /// `max_ejected_percent` of the endpoints or the last available one.
+    pub(crate) fn record(&self, endpoints: &[Arc<Endpoint>], i: usize, failed: bool, now: Instant) {
+        let ep = &endpoints[i];
+        let trip = {
+            let Ok(mut o) = ep.outlier.lock() else { return };
+            if !failed {
+                o.consecutive = 0;
+                return;
+            }
+            o.consecutive += 1;
+            o.consecutive >= self.consecutive_failures && o.ejected_until.is_none_or(|u| u <= now)
+        };
+        if !trip {
+            return;
+        }
+        let ejected = endpoints.iter().filter(|e| e.is_ejected(now)).count();
+        let available = endpoints.iter().filter(|e| e.is_available(now)).count();
+        let allowed = (ejected + 1) * 100 <= self.max_ejected_percent as usize * endpoints.len();
+        if !allowed || available <= 1 {
+            return;
+        }
+        if let Ok(mut o) = ep.outlier.lock() {
+            o.times_ejected += 1;
+            let factor = o.times_ejected.min(10);
+            o.ejected_until = Some(now + self.base_ejection * factor);
+            o.consecutive = 0;
+            tracing::warn!(endpoint = %ep.addr, for_ = ?self.base_ejection * factor, "endpoint ejected");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eps(n: usize) -> Vec<Arc<Endpoint>> {
+        (0..n)
+            .map(|i| {
+                let a = format!("127.0.0.1:{}", 9000 + i);
+                Arc::new(Endpoint::new(&a, a.parse().unwrap()))
+            })
+            .collect()
+    }
+
+    fn policy(pct: u32) -> OutlierPolicy {
+        OutlierPolicy::new(&OutlierDetectionConfig {
+            consecutive_failures: 3,
+            base_ejection: bff_config::Duration::from_secs(30),
+            max_ejected_percent: pct,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejects_after_consecutive_failures_and_returns() {
+        let e = eps(3);
+        let p = policy(50);
+        let now = Instant::now();
+        p.record(&e, 0, true, now);
+        p.record(&e, 0, true, now);
+        p.record(&e, 0, false, now);
+        p.record(&e, 0, true, now);
+        p.record(&e, 0, true, now);
+        assert!(!e[0].is_ejected(now), "a success resets the count");
+        p.record(&e, 0, true, now);
+        assert!(e[0].is_ejected(now));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let later = Instant::now();
+        assert!(!e[0].is_ejected(later), "back after base_ejection");
+        // The second ejection lasts twice as long.
+        for _ in 0..3 {
+            p.record(&e, 0, true, later);
+        }
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(e[0].is_ejected(Instant::now()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!e[0].is_ejected(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_max_percent_nor_the_last_endpoint() {
+        let e = eps(3);
+        let p = policy(50);
+        let now = Instant::now();
+        for i in 0..3 {
+            for _ in 0..3 {
+                p.record(&e, i, true, now);
+            }
+        }
+        let ejected = e.iter().filter(|x| x.is_ejected(now)).count();
+        assert_eq!(ejected, 1, "50% of 3 allows one");
+
+        let e = eps(2);
+        let p = policy(100);
+        for i in 0..2 {
+            for _ in 0..3 {
+                p.record(&e, i, true, now);
+            }
+        }
+        assert_eq!(
+            e.iter().filter(|x| x.is_ejected(now)).count(),
+            1,
+            "never the last one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ewma_takes_peaks_at_once_and_decays() {
+        let start = Instant::now();
+        let mut e = PeakEwma::new(start);
+        e.observe(Duration::from_millis(100), start);
+        assert!(
+            (e.estimate(start) - 100e6).abs() < 1.0,
+            "a peak replaces the estimate"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let now = Instant::now();
+        let decayed = e.estimate(now);
+        assert!(
+            (decayed - 100e6 / std::f64::consts::E).abs() < 1e3,
+            "idle decay after DECAY: {decayed}"
+        );
+        e.observe(Duration::from_millis(10), now);
+        let est = e.estimate(now);
+        assert!(
+            est < 100e6 && est > 10e6,
+            "a faster observation pulls it down: {est}"
+        );
+    }
+}

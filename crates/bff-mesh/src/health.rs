@@ -1,0 +1,73 @@
+//! Active health checks: each endpoint of a service with `[services.NAME.health_check]` is probed with
+//! `GET path` every `interval`; `unhealthy_threshold` failures in a row take it out of rotation,
+//! `healthy_threshold` successes bring it back.
+
+use crate::{Service, endpoint::Endpoint};
+use bff_config::HealthCheckConfig;
+use bytes::Bytes;
+use http::{Request, Uri, header::USER_AGENT};
+use http_body_util::Full;
+use std::sync::{Arc, atomic::Ordering};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub(crate) struct HealthCheck {
+    pub(crate) cfg: HealthCheckConfig,
+}
+
+impl HealthCheck {
+    /// One task per endpoint, probing until aborted.
+    pub(crate) fn spawn(&self, service: &Arc<Service>) -> Vec<JoinHandle<()>> {
+        (0..service.endpoints.len())
+            .map(|i| {
+                let service = service.clone();
+                let cfg = self.cfg.clone();
+                tokio::spawn(async move {
+                    let mut passes = 0u32;
+                    let mut fails = 0u32;
+                    let mut tick = tokio::time::interval(cfg.interval.get());
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let ep = &service.endpoints[i];
+                        let ok = probe(&service, ep, &cfg).await;
+                        if ok {
+                            passes += 1;
+                            fails = 0;
+                        } else {
+                            fails += 1;
+                            passes = 0;
+                        }
+                        let healthy = ep.healthy.load(Ordering::Relaxed);
+                        if healthy && fails >= cfg.unhealthy_threshold.max(1) {
+                            tracing::warn!(service = %service.name, endpoint = %ep.addr, "endpoint unhealthy");
+                            ep.healthy.store(false, Ordering::Relaxed);
+                        } else if !healthy && passes >= cfg.healthy_threshold.max(1) {
+                            tracing::info!(service = %service.name, endpoint = %ep.addr, "endpoint healthy again");
+                            ep.healthy.store(true, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+async fn probe(service: &Service, ep: &Endpoint, cfg: &HealthCheckConfig) -> bool {
+    let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(ep.authority.clone())
+        .path_and_query(cfg.path.as_str())
+        .build()
+    else {
+        return false;
+    };
+    let mut req = Request::new(Full::new(Bytes::new()));
+    *req.uri_mut() = uri;
+    req.headers_mut()
+        .insert(USER_AGENT, service.user_agent.clone());
+    match tokio::time::timeout(cfg.timeout.get(), service.client.request(req)).await {
+        Ok(Ok(res)) => res.status().is_success(),
+        _ => false,
+    }
+}
