@@ -343,3 +343,61 @@ async fn max_in_flight_fails_fast() {
     assert_eq!(stub.hits("/x/1"), 1);
     first.abort();
 }
+
+#[tokio::test]
+async fn a_slow_attempt_is_hedged_to_another_endpoint() {
+    let hanging = Stub::start().await;
+    let fast = Stub::start().await;
+    hanging.on("/x/1").hang();
+    fast.on("/x/1").json(json!("fast"));
+    // No retries: without the hedge, every request that starts on the hanging endpoint would time out.
+    let extra = r#"load_balancer = "round_robin"
+hedge_after = "30ms""#;
+    let bff = TestBff::start(&config(&[&hanging, &fast], extra, "GET")).await;
+    for _ in 0..10 {
+        let res = bff.get("/r/1").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.json::<Value>().await.unwrap()["x"], "fast");
+    }
+    // Round robin sends first attempts to the hanging endpoint (the hedge takes the next turn).
+    let stuck = hanging.hits("/x/1");
+    assert!(stuck >= 5, "{stuck}");
+    let services: Value = bff
+        .client()
+        .get(bff.admin_url("/admin/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        services[0]["hedges"], stuck as u64,
+        "one hedge for each stuck attempt: {services}"
+    );
+}
+
+#[tokio::test]
+async fn a_post_is_never_hedged() {
+    let hanging = Stub::start().await;
+    let fast = Stub::start().await;
+    hanging.on("/x/1").hang();
+    fast.on("/x/1").json(json!("fast"));
+    let extra = r#"load_balancer = "round_robin"
+timeout = "200ms"
+hedge_after = "20ms""#;
+    let cfg = config(&[&hanging, &fast], extra, "POST").replace("timeout = \"1s\"\n", "");
+    let bff = TestBff::start(&cfg).await;
+    let mut failed = 0;
+    for _ in 0..4 {
+        if bff.get("/r/1").await.status() != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 2, "the POSTs sent to the hanging endpoint time out");
+    assert_eq!(
+        hanging.hits("/x/1") + fast.hits("/x/1"),
+        4,
+        "one attempt each"
+    );
+}

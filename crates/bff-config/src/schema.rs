@@ -205,6 +205,9 @@ pub struct ServiceConfig {
     pub retry: Option<RetryConfig>,
     /// Circuit breaker.
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Hedging: `"p95"` (any `pNN` from p50) or a duration; a slow idempotent call gets a second attempt to
+    /// another endpoint after that long, and the first good answer wins.
+    pub hedge_after: Option<String>,
     /// Outlier detection (ejection of failing endpoints).
     pub outlier_detection: Option<OutlierDetectionConfig>,
     /// Active health checks.
@@ -228,6 +231,7 @@ impl Default for ServiceConfig {
             max_in_flight: 10_000,
             retry: None,
             circuit_breaker: None,
+            hedge_after: None,
             outlier_detection: None,
             health_check: None,
             tls: None,

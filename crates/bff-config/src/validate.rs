@@ -309,6 +309,20 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 );
             }
         }
+        if let Some(h) = &svc.hedge_after {
+            let ok = match h.strip_prefix('p') {
+                Some(q) => q.parse::<f64>().is_ok_and(|q| (50.0..100.0).contains(&q)),
+                None => h
+                    .parse::<crate::Duration>()
+                    .is_ok_and(|d| !d.get().is_zero()),
+            };
+            if !ok {
+                err(
+                    key("hedge_after"),
+                    format!("{h:?} is not a percentile from \"p50\" to \"p99.9\" nor a duration"),
+                );
+            }
+        }
         if let Some(cb) = &svc.circuit_breaker {
             if !(cb.failure_rate > 0.0 && cb.failure_rate <= 1.0) {
                 err(

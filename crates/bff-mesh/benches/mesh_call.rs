@@ -41,12 +41,19 @@ async fn server() -> SocketAddr {
 
 fn mesh(addr: SocketAddr, extra: &str) -> Mesh {
     let text = format!("[services.s]\nendpoints = [\"{addr}\"]\n{extra}\n");
-    let config = Loader::new().with_env(HashMap::new()).load_str(&text, Format::Toml).unwrap();
+    let config = Loader::new()
+        .with_env(HashMap::new())
+        .load_str(&text, Format::Toml)
+        .unwrap();
     Mesh::from_config(&config).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let addr = rt.block_on(server());
     let uri: hyper::Uri = format!("http://{addr}/users/7").parse().unwrap();
     let bare: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -62,15 +69,34 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("downstream_call");
     g.bench_function("bare_hyper_client", |b| {
         b.to_async(&rt).iter(|| async {
-            let res = bare.request(Request::get(uri.clone()).body(Full::default()).unwrap()).await.unwrap();
+            let res = bare
+                .request(Request::get(uri.clone()).body(Full::default()).unwrap())
+                .await
+                .unwrap();
             res.into_body().collect().await.unwrap().to_bytes()
         })
     });
     g.bench_function("mesh_round_robin", |b| {
-        b.to_async(&rt).iter(|| async { plain.service("s").get("/users/7").send().await.unwrap().body })
+        b.to_async(&rt).iter(|| async {
+            plain
+                .service("s")
+                .get("/users/7")
+                .send()
+                .await
+                .unwrap()
+                .body
+        })
     });
     g.bench_function("mesh_p2c_retry_breaker_outlier", |b| {
-        b.to_async(&rt).iter(|| async { policies.service("s").get("/users/7").send().await.unwrap().body })
+        b.to_async(&rt).iter(|| async {
+            policies
+                .service("s")
+                .get("/users/7")
+                .send()
+                .await
+                .unwrap()
+                .body
+        })
     });
     g.finish();
 }

@@ -31,6 +31,35 @@ pub(crate) enum Admission {
     Probe,
 }
 
+/// Leave to make one call. Record its outcome; a permit dropped unrecorded (the call was cancelled: client
+/// gone, deadline, a hedge that lost) gives its half-open probe slot back, so the breaker never waits
+/// forever for a probe that will not report.
+#[derive(Debug)]
+pub(crate) struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    admission: Admission,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    pub(crate) fn record(mut self, success: bool) {
+        self.recorded = true;
+        self.breaker.record(self.admission, success);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded
+            && self.admission == Admission::Probe
+            && let Ok(mut s) = self.breaker.state.lock()
+            && let State::HalfOpen { admitted, .. } = &mut *s
+        {
+            *admitted = admitted.saturating_sub(1);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct CircuitBreaker {
     failure_rate: f64,
@@ -117,7 +146,16 @@ impl CircuitBreaker {
     }
 
     /// May a call go to the network? `None`: the breaker is open (fail fast).
-    pub(crate) fn admit(&self) -> Option<Admission> {
+    pub(crate) fn admit(&self) -> Option<Permit<'_>> {
+        let admission = self.admission()?;
+        Some(Permit {
+            breaker: self,
+            admission,
+            recorded: false,
+        })
+    }
+
+    fn admission(&self) -> Option<Admission> {
         let Ok(mut s) = self.state.lock() else {
             return Some(Admission::Normal);
         };
@@ -141,7 +179,7 @@ impl CircuitBreaker {
     }
 
     /// The outcome of an admitted call.
-    pub(crate) fn record(&self, admission: Admission, success: bool) {
+    fn record(&self, admission: Admission, success: bool) {
         let Ok(mut s) = self.state.lock() else { return };
         let now = Instant::now();
         match &mut *s {
@@ -198,8 +236,8 @@ mod tests {
 
     fn call(b: &CircuitBreaker, success: bool) -> bool {
         match b.admit() {
-            Some(a) => {
-                b.record(a, success);
+            Some(p) => {
+                p.record(success);
                 true
             }
             None => false,
@@ -254,9 +292,9 @@ mod tests {
         let p1 = b.admit().unwrap();
         let p2 = b.admit().unwrap();
         assert!(b.admit().is_none(), "only half_open_probes are admitted");
-        b.record(p1, true);
+        p1.record(true);
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        b.record(p2, true);
+        p2.record(true);
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(call(&b, true));
     }
@@ -269,11 +307,28 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(5)).await;
         let p = b.admit().unwrap();
-        b.record(p, false);
+        p.record(false);
         assert_eq!(b.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(b.admit().is_none(), "open for another open_for");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(b.admit().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_gives_its_slot_back() {
+        let b = breaker();
+        for _ in 0..4 {
+            call(&b, false);
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let p1 = b.admit().unwrap();
+        let p2 = b.admit().unwrap();
+        assert!(b.admit().is_none());
+        drop(p1);
+        let p3 = b.admit().expect("the dropped probe's slot is free again");
+        p2.record(true);
+        p3.record(true);
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod headers;
 mod health;
+mod hedge;
 mod mesh;
 mod request;
 mod retry;

@@ -1,6 +1,7 @@
 use crate::{
-    DEADLINE_HEADER, ErrorKind, MeshError, ServiceClient, classify::Failure, endpoint::Endpoint,
-    headers::strip_hop_by_hop, service::HashKey,
+    CallContext, DEADLINE_HEADER, ErrorKind, MeshError, Service, ServiceClient, breaker::Permit,
+    classify::Failure, endpoint::Endpoint, headers::strip_hop_by_hop, hedge::Hedge,
+    service::HashKey,
 };
 use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE};
 use bytes::Bytes;
@@ -187,117 +188,65 @@ impl RequestBuilder {
             .as_ref()
             .filter(|r| r.allows(&method, body.len()));
         let max_attempts = retry.map_or(1, |r| r.max_attempts);
+        // Hedging follows the retry rules: idempotent methods, small bodies.
+        let hedge = service.hedge.as_ref().filter(|_| {
+            service.retry.as_ref().map_or_else(
+                || {
+                    crate::retry::is_idempotent(&method)
+                        && body.len() <= crate::retry::MAX_RETRY_BODY
+                },
+                |r| r.allows(&method, body.len()),
+            )
+        });
+        let call = Call {
+            service: &service,
+            ctx: &ctx,
+            method: &method,
+            pq: &pq,
+            headers: &headers,
+            body: &body,
+            timeout: self.timeout,
+        };
         let mut tried: Vec<usize> = Vec::new();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // The attempt gets the service's timeout, capped by what is left of the request's deadline.
-            let now = Instant::now();
-            let mut budget = self
-                .timeout
-                .map_or(service.timeout, |t| t.min(service.timeout));
-            let mut capped_by_deadline = false;
-            if let Some(deadline) = ctx.deadline {
-                let left = deadline.saturating_duration_since(now);
-                if left < Duration::from_millis(1) {
-                    return Err(fail(
-                        ErrorKind::Deadline,
-                        &"no time left before the deadline",
-                    ));
-                }
-                if left <= budget {
-                    budget = left;
-                    capped_by_deadline = true;
-                }
-            }
+            let Some(budget) = call.budget() else {
+                return Err(fail(
+                    ErrorKind::Deadline,
+                    &"no time left before the deadline",
+                ));
+            };
             let Some(i) = service.balancer.pick(&service.endpoints, &tried, key) else {
                 return Err(fail(ErrorKind::NoEndpoint, &"no healthy endpoint"));
             };
             // The breaker's fast failures never reach an endpoint, so they never count toward ejection.
-            let admission = match &service.breaker {
-                Some(b) => match b.admit() {
-                    Some(a) => Some(a),
-                    None => return Err(fail(ErrorKind::CircuitOpen, &"circuit open")),
-                },
-                None => None,
+            let Ok(permit) = call.admit() else {
+                return Err(fail(ErrorKind::CircuitOpen, &"circuit open"));
             };
-            let endpoint = &service.endpoints[i];
             tried.push(i);
 
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(endpoint.authority.clone())
-                .path_and_query(pq.clone())
-                .build()
-                .map_err(|e| fail(ErrorKind::InvalidRequest, &e))?;
-            let mut req = Request::new(Full::new(body.clone()));
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = uri;
-            *req.headers_mut() = headers.clone();
-            let h = req.headers_mut();
-            h.insert(TRACEPARENT, ctx.trace.child_traceparent().0);
-            if let Some(deadline) = ctx.deadline {
-                let ms = deadline.saturating_duration_since(now).as_millis();
-                h.insert(
-                    DEADLINE_HEADER,
-                    HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
-                );
-            }
-
-            let outcome = {
-                let _guard = InFlight::enter(endpoint);
-                let max = service.max_response;
-                let call = async {
-                    let res = service
-                        .client
-                        .request(req)
-                        .await
-                        .map_err(|e| classify(&e))?;
-                    let (parts, body) = res.into_parts();
-                    let body = Limited::new(body, max).collect().await.map_err(|e| {
-                        if e.downcast_ref::<http_body_util::LengthLimitError>()
-                            .is_some()
-                        {
-                            (
-                                ErrorKind::Decode,
-                                format!("response larger than {max} bytes"),
-                            )
-                        } else {
-                            (ErrorKind::Reset, format!("reading the body: {e}"))
+            let (i, outcome) = match hedge.and_then(|h| h.delay().map(|d| (h, d))) {
+                None => (i, call.attempt(i, permit, budget).await),
+                Some((h, delay)) => {
+                    let first = call.attempt(i, permit, budget);
+                    tokio::pin!(first);
+                    tokio::select! {
+                        out = &mut first => (i, out),
+                        _ = tokio::time::sleep(delay) => {
+                            match call.hedge(h, &mut tried, key) {
+                                None => (i, first.await),
+                                Some((j, permit, budget)) => {
+                                    tracing::debug!(service = %name, ?delay, "hedging");
+                                    let second = call.attempt(j, permit, budget);
+                                    tokio::pin!(second);
+                                    first_good((i, first), (j, second)).await
+                                }
+                            }
                         }
-                    })?;
-                    Ok::<_, (ErrorKind, String)>(Response {
-                        status: parts.status,
-                        headers: parts.headers,
-                        body: body.to_bytes(),
-                    })
-                };
-                match tokio::time::timeout(budget, call).await {
-                    Ok(r) => r,
-                    Err(_) if capped_by_deadline => Err((
-                        ErrorKind::Deadline,
-                        format!("deadline reached after {budget:?}"),
-                    )),
-                    Err(_) => Err((ErrorKind::Timeout, format!("no response within {budget:?}"))),
+                    }
                 }
             };
-
-            // One classification feeds every policy.
-            let done = Instant::now();
-            endpoint.observe(done.saturating_duration_since(now), done);
-            let endpoint_failed = match &outcome {
-                Ok(res) => Failure::of_status(res.status).is_some(),
-                Err(_) => true,
-            };
-            if endpoint_failed {
-                endpoint.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(o) = &service.outlier {
-                o.record(&service.endpoints, i, endpoint_failed, done);
-            }
-            if let (Some(b), Some(a)) = (&service.breaker, admission) {
-                b.record(a, !endpoint_failed);
-            }
 
             let wait = retry.and_then(|r| {
                 let retryable = match &outcome {
@@ -316,7 +265,7 @@ impl RequestBuilder {
                 }
                 .unwrap_or_else(|| r.backoff(attempt));
                 let fits = ctx.deadline.is_none_or(|d| {
-                    d.saturating_duration_since(done) > wait + Duration::from_millis(1)
+                    d.saturating_duration_since(Instant::now()) > wait + Duration::from_millis(1)
                 });
                 (fits && r.budget.withdraw()).then_some(wait)
             });
@@ -328,7 +277,8 @@ impl RequestBuilder {
                 }
                 (None, Ok(res)) => return Ok(res),
                 (None, Err((kind, detail))) => {
-                    return Err(fail(kind, &format_args!("{detail} ({})", endpoint.addr)));
+                    let addr = &service.endpoints[i].addr;
+                    return Err(fail(kind, &format_args!("{detail} ({addr})")));
                 }
             }
         }
@@ -360,6 +310,187 @@ impl RequestBuilder {
             Ok(s) => s.name.to_string(),
             Err(n) => n.to_string(),
         }
+    }
+}
+
+type Outcome = Result<Response, (ErrorKind, String)>;
+
+/// The time an attempt may take: the service's timeout (or the request's shorter one), capped by what is
+/// left of the deadline; `capped` says the deadline is what limits it.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    time: Duration,
+    capped: bool,
+}
+
+/// What every attempt of one call shares.
+struct Call<'a> {
+    service: &'a Service,
+    ctx: &'a CallContext,
+    method: &'a Method,
+    pq: &'a PathAndQuery,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    timeout: Option<Duration>,
+}
+
+impl Call<'_> {
+    fn budget(&self) -> Option<Budget> {
+        let mut time = self
+            .timeout
+            .map_or(self.service.timeout, |t| t.min(self.service.timeout));
+        let mut capped = false;
+        if let Some(deadline) = self.ctx.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                return None;
+            }
+            if left <= time {
+                time = left;
+                capped = true;
+            }
+        }
+        Some(Budget { time, capped })
+    }
+
+    /// The breaker's leave (`Ok(None)` without a breaker); `Err` when it is open.
+    fn admit(&self) -> Result<Option<Permit<'_>>, ()> {
+        match &self.service.breaker {
+            Some(b) => b.admit().map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    }
+
+    /// A hedge: another endpoint, the breaker's leave and the budget's; `None` when one of them says no.
+    fn hedge(
+        &self,
+        h: &Hedge,
+        tried: &mut Vec<usize>,
+        key: Option<u64>,
+    ) -> Option<(usize, Option<Permit<'_>>, Budget)> {
+        let svc = self.service;
+        let j = svc
+            .balancer
+            .pick(&svc.endpoints, tried, key)
+            .filter(|j| !tried.contains(j))?;
+        let permit = self.admit().ok()?;
+        let budget = self.budget()?;
+        let paid = match &svc.retry {
+            Some(r) => r.budget.withdraw(),
+            None => h.own_budget.withdraw(),
+        };
+        if !paid {
+            return None;
+        }
+        tried.push(j);
+        svc.hedges.fetch_add(1, Ordering::Relaxed);
+        Some((j, permit, budget))
+    }
+
+    /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
+    async fn attempt(&self, i: usize, permit: Option<Permit<'_>>, budget: Budget) -> Outcome {
+        let svc = self.service;
+        let endpoint = &svc.endpoints[i];
+        let start = Instant::now();
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(endpoint.authority.clone())
+            .path_and_query(self.pq.clone())
+            .build()
+            .map_err(|e| (ErrorKind::InvalidRequest, e.to_string()))?;
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = self.headers.clone();
+        let h = req.headers_mut();
+        h.insert(TRACEPARENT, self.ctx.trace.child_traceparent().0);
+        if let Some(deadline) = self.ctx.deadline {
+            let ms = deadline.saturating_duration_since(start).as_millis();
+            h.insert(
+                DEADLINE_HEADER,
+                HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+            );
+        }
+
+        let outcome = {
+            let _guard = InFlight::enter(endpoint);
+            let max = svc.max_response;
+            let call = async {
+                let res = svc.client.request(req).await.map_err(|e| classify(&e))?;
+                let (parts, body) = res.into_parts();
+                let body = Limited::new(body, max).collect().await.map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        (
+                            ErrorKind::Decode,
+                            format!("response larger than {max} bytes"),
+                        )
+                    } else {
+                        (ErrorKind::Reset, format!("reading the body: {e}"))
+                    }
+                })?;
+                Ok::<_, (ErrorKind, String)>(Response {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: body.to_bytes(),
+                })
+            };
+            match tokio::time::timeout(budget.time, call).await {
+                Ok(r) => r,
+                Err(_) if budget.capped => Err((
+                    ErrorKind::Deadline,
+                    format!("deadline reached after {:?}", budget.time),
+                )),
+                Err(_) => Err((
+                    ErrorKind::Timeout,
+                    format!("no response within {:?}", budget.time),
+                )),
+            }
+        };
+
+        // One classification feeds every policy.
+        let done = Instant::now();
+        let latency = done.saturating_duration_since(start);
+        endpoint.observe(latency, done);
+        let failed = is_failure(&outcome);
+        if failed {
+            endpoint.failures.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(h) = &svc.hedge {
+            h.observe(latency);
+        }
+        if let Some(o) = &svc.outlier {
+            o.record(&svc.endpoints, i, failed, done);
+        }
+        if let Some(permit) = permit {
+            permit.record(!failed);
+        }
+        outcome
+    }
+}
+
+/// A failure of the endpoint: any error, or a 5xx.
+fn is_failure(outcome: &Outcome) -> bool {
+    match outcome {
+        Ok(res) => Failure::of_status(res.status).is_some(),
+        Err(_) => true,
+    }
+}
+
+/// The first good outcome of two racing attempts; a failure only when both failed (the later one then).
+async fn first_good<A, B>(
+    a: (usize, std::pin::Pin<&mut A>),
+    b: (usize, std::pin::Pin<&mut B>),
+) -> (usize, Outcome)
+where
+    A: std::future::Future<Output = Outcome>,
+    B: std::future::Future<Output = Outcome>,
+{
+    let (i, mut fa) = a;
+    let (j, mut fb) = b;
+    tokio::select! {
+        out = &mut fa => if is_failure(&out) { (j, fb.await) } else { (i, out) },
+        out = &mut fb => if is_failure(&out) { (i, fa.await) } else { (j, out) },
     }
 }
 

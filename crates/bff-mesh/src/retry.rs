@@ -15,6 +15,14 @@ use tokio::time::Instant;
 /// Requests with a larger body are never retried (the body would have to be kept for every attempt).
 pub(crate) const MAX_RETRY_BODY: usize = 64 * 1024;
 
+/// GET, HEAD, OPTIONS, PUT, DELETE, TRACE (RFC 9110 section 9.2.2).
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
 /// A service's retry policy, compiled from `[services.NAME.retry]`.
 #[derive(Debug)]
 pub(crate) struct RetryPolicy {

@@ -4,6 +4,7 @@ use crate::{
     breaker::{BreakerState, CircuitBreaker},
     endpoint::{Endpoint, OutlierPolicy},
     health::HealthCheck,
+    hedge::{Hedge, HedgeAfter},
     retry::RetryPolicy,
 };
 use bff_config::{Protocol, ServiceConfig};
@@ -53,6 +54,8 @@ pub struct Service {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: usize,
     pub(crate) retries: AtomicU64,
+    pub(crate) hedge: Option<Hedge>,
+    pub(crate) hedges: AtomicU64,
     required: bool,
     protocol: Protocol,
 }
@@ -115,6 +118,14 @@ impl Service {
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
             retries: AtomicU64::new(0),
+            hedge: match cfg.hedge_after.as_deref() {
+                None => None,
+                Some(h) => Some(Hedge::new(
+                    HedgeAfter::parse(h)
+                        .map_err(|e| format!("service {name}: hedge_after: {e}"))?,
+                )),
+            },
+            hedges: AtomicU64::new(0),
             required: cfg.required,
             protocol: cfg.protocol,
         })
@@ -160,6 +171,7 @@ impl Service {
                 .map_or(BreakerState::Closed, |b| b.state()),
             retry_budget_remaining: self.retry.as_ref().map(|r| r.budget.remaining()),
             retries: self.retries.load(Ordering::Relaxed),
+            hedges: self.hedges.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             endpoints: self
                 .endpoints
@@ -202,6 +214,8 @@ pub struct ServiceSnapshot {
     /// Retries the budget allows now (absent without a retry policy).
     pub retry_budget_remaining: Option<u64>,
     pub retries: u64,
+    /// Hedged attempts sent.
+    pub hedges: u64,
     pub in_flight: usize,
     pub endpoints: Vec<EndpointSnapshot>,
 }
