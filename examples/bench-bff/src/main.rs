@@ -1,0 +1,81 @@
+//! Variant B of `scripts/bench`: the benchmark's aggregation written as a Rust handler on the `bff`
+//! framework, so every request still passes the embedded edge and every call the embedded mesh.
+//! `GET /api/home/{id}`: user and orders concurrently, then the recommendations of the user's favourite
+//! category, merged like the declarative route of variant A (`bench/a.toml`).
+//!
+//! Run with: `USERS_ADDR=127.0.0.1:9001 ORDERS_ADDR=127.0.0.1:9002 CATALOG_ADDR=127.0.0.1:9003
+//! B_LISTEN=127.0.0.1:8080 B_ADMIN=127.0.0.1:9901 cargo run --release -p bench-bff -- --config bench/b.toml`
+
+use bff::{
+    axum::response::{IntoResponse, Response},
+    prelude::*,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Everything but RFC 3986 unreserved characters is encoded, as declarative routes do with placeholders.
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `GET /api/home/{id}`: `{user, orders, recommendations}`; orders and recommendations are optional.
+async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
+    let users = mesh.service("users");
+    let orders = mesh.service("orders");
+    let (user, orders) = tokio::join!(
+        users
+            .get(format!("/users/{}", utf8_percent_encode(&id, VALUE)))
+            .send_json::<Value>(),
+        orders
+            .get("/orders")
+            .query(&[("userId", &id)])
+            .send_json::<Value>(),
+    );
+    // required: its failure is the response (502/503/504 as JSON)
+    let user = user?.get_mut("profile").map_or(Value::Null, Value::take);
+    let mut errors = Vec::new();
+    let orders = match orders {
+        Ok(Value::Array(list)) => list
+            .into_iter()
+            .filter_map(|mut order| order.get_mut("id").map(Value::take))
+            .collect(),
+        Ok(_) => Value::Array(Vec::new()),
+        Err(e) => {
+            errors.push(json!({ "backend": "orders", "error": e.kind().code() }));
+            Value::Null
+        }
+    };
+    let recommendations = match user["favoriteCategory"].as_str() {
+        Some(category) => {
+            let path = format!("/recommendations/{}", utf8_percent_encode(category, VALUE));
+            match mesh.service("catalog").get(path).send_json::<Value>().await {
+                Ok(body) => body,
+                Err(e) => {
+                    errors.push(json!({ "backend": "recommendations", "error": e.kind().code() }));
+                    Value::Null
+                }
+            }
+        }
+        None => {
+            errors.push(json!({ "backend": "recommendations", "error": "unresolved_placeholder" }));
+            Value::Null
+        }
+    };
+    let mut page = json!({ "user": user, "orders": orders, "recommendations": recommendations });
+    Ok(if errors.is_empty() {
+        Json(page).into_response()
+    } else {
+        page["_errors"] = Value::Array(errors);
+        ([("x-bff-partial", "true")], Json(page)).into_response()
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), bff::StartError> {
+    bff::init_tracing();
+    bff::App::from_args()?
+        .route("/api/home/{id}", get(home))
+        .serve()
+        .await
+}
