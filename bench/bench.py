@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/bench: free ports, templates, readiness, /proc readings, wrk parsing, the report.
+
+Standard library only. Every subcommand prints its result on stdout and exits non-zero with a message on
+stderr when it cannot do its job, so that scripts/bench (set -e) stops with a clear error.
+"""
+
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def die(msg):
+    print(f"bench: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- setup
+
+
+def cmd_ports(n):
+    """N distinct free loopback ports, all bound at once so that none repeats."""
+    socks = []
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    print(" ".join(str(s.getsockname()[1]) for s in socks))
+    for s in socks:
+        s.close()
+
+
+def cmd_minify(path):
+    """A JSON file on one line, checked to be safe inside an nginx single-quoted string."""
+    with open(path) as f:
+        text = json.dumps(json.load(f), separators=(",", ":"), ensure_ascii=True)
+    if any(c in text for c in "'$\\"):
+        die(f"{path}: ' $ and \\ are not allowed (the JSON is inlined in an nginx config)")
+    print(text)
+
+
+def cmd_render(template, out):
+    """Copies TEMPLATE to OUT with every ${NAME} replaced by the environment's NAME (unset: error)."""
+    with open(template) as f:
+        text = f.read()
+    missing = sorted({m for m in re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text) if m not in os.environ})
+    if missing:
+        die(f"{template}: unset variables: {', '.join(missing)}")
+    text = re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", lambda m: os.environ[m.group(1)], text)
+    with open(out, "w") as f:
+        f.write(text)
+
+
+def http_status(url, timeout=0.5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as res:
+            return res.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cmd_wait_ready(url, pid, timeout_s):
+    """Polls URL until it answers 200; fails at once if PID died, or after TIMEOUT_S seconds."""
+    deadline = time.monotonic() + float(timeout_s)
+    while time.monotonic() < deadline:
+        if http_status(url) == 200:
+            return
+        if not alive(pid):
+            die(f"process {pid} exited before {url} answered 200")
+        time.sleep(0.01)
+    die(f"{url} did not answer 200 within {timeout_s}s")
+
+
+def cmd_start_timed(url, log, pidfile, *cmd):
+    """Starts CMD (output to LOG, pid to PIDFILE) and prints the milliseconds from the spawn to the first
+    200 of URL. Polls every millisecond for 10 s at most. CMD keeps running when this returns."""
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    out = open(log, "w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with open(pidfile, "w") as f:
+        f.write(str(proc.pid))
+    host, port, path = re.match(r"http://([^:/]+):(\d+)(/.*)", url).groups()
+    deadline = t0 + 10
+    while time.perf_counter() < deadline:
+        try:
+            s = socket.create_connection((host, int(port)), timeout=1)
+            try:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    print(f"{(time.perf_counter() - t0) * 1000:.1f}")
+                    return
+            finally:
+                s.close()
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            die(f"{cmd[0]} exited with {proc.returncode} before {url} answered 200 (see {log})")
+        time.sleep(0.001)
+    die(f"{url} did not answer 200 within 10s (see {log})")
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def tree(pids):
+    """The PIDs and all their descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [int(p) for p in pids]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cmd_ticks(*pids):
+    """utime + stime, in clock ticks, of the PIDs and their descendants."""
+    total = 0
+    for p in tree(pids):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+        except (OSError, IndexError, ValueError):
+            die(f"cannot read /proc/{p}/stat")
+    print(total)
+
+
+def cmd_mem(field, *pids):
+    """The sum of /proc/PID/status FIELD (VmRSS, VmHWM) in KiB over the PIDs and their descendants."""
+    total = 0
+    for p in tree(pids):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            die(f"cannot read /proc/{p}/status")
+    print(total)
+
+
+# ---------------------------------------------------------------- wrk
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_wrk(path):
+    with open(path) as f:
+        text = f.read()
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+        if not m:
+            die(f"{path}: no {p}% latency (was wrk run with --latency?)")
+        return float(m.group(1)) * UNITS[m.group(2)]
+
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", text)
+    if not m:
+        die(f"{path}: no request count in wrk's output")
+    requests = int(m.group(1))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {
+        "requests": requests,
+        "rps": float(rps.group(1)),
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "errors": errors,
+    }
+
+
+def cpu_times(path):
+    """{cpu number: (busy, total)} jiffies from a copy of /proc/stat."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                idle = v[3] + v[4]  # idle + iowait
+                out[int(m.group(1))] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def cmd_record(variant, rnd, wrk_out, ticks0, ticks1, hwm_kib, stat0, stat1, results):
+    """Appends one run to RESULTS (JSON lines): wrk's output, the CPU ticks of the measured processes
+    before and after, their peak RSS, and how busy each CPU was (copies of /proc/stat before and after)."""
+    run = parse_wrk(wrk_out)
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(ticks1) - int(ticks0)) / hz
+    before, after = cpu_times(stat0), cpu_times(stat1)
+    busy = {
+        str(c): round(100 * (after[c][0] - before[c][0]) / max(after[c][1] - before[c][1], 1))
+        for c in after
+        if c in before
+    }
+    run.update(
+        variant=variant,
+        round=int(rnd),
+        cpu_s=cpu_s,
+        cpu_per_10k=cpu_s / max(run["requests"], 1) * 10000,
+        peak_rss_mib=int(hwm_kib) / 1024,
+        cpu_busy_percent=busy,
+    )
+    with open(results, "a") as f:
+        f.write(json.dumps(run) + "\n")
+    print(
+        f"  {variant} round {rnd}: {run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms, "
+        f"p99 {run['p99_ms']:.2f} ms, {run['cpu_per_10k']:.2f} CPU s/10k, "
+        f"peak RSS {run['peak_rss_mib']:.1f} MiB, {run['errors']} errors; CPUs busy "
+        + ", ".join(f"{c}: {b}%" for c, b in busy.items())
+    )
+
+
+# ---------------------------------------------------------------- checks
+
+
+def cmd_same_json(*files):
+    """Fails unless the JSON bodies in FILES (name=path) are equal; prints a one-line summary."""
+    bodies = {}
+    for arg in files:
+        name, path = arg.split("=", 1)
+        try:
+            with open(path) as f:
+                bodies[name] = json.load(f)
+        except (OSError, ValueError) as e:
+            die(f"{name}: not a JSON body ({e}); see {path}")
+    names = list(bodies)
+    first = bodies[names[0]]
+    for n in names[1:]:
+        if bodies[n] != first:
+            die(
+                f"{n} and {names[0]} answer different JSON:\n  {names[0]}: {json.dumps(first)}\n"
+                f"  {n}: {json.dumps(bodies[n])}"
+            )
+    for key in ("user", "orders", "recommendations"):
+        if not isinstance(first, dict) or first.get(key) in (None, [], {}):
+            die(f"the answers lack {key!r}: {json.dumps(first)}")
+    if "_errors" in first:
+        die(f"the answers are partial: {json.dumps(first['_errors'])}")
+    keys = ", ".join(first)
+    print(f"{' == '.join(names)}: the same JSON ({keys}; {len(json.dumps(first))} bytes)")
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt_ratio(x):
+    return f"{x:.2f}"
+
+
+def cmd_report(results, footprint, meta, out):
+    runs = [json.loads(line) for line in open(results) if line.strip()]
+    fp = json.load(open(footprint))
+    info = json.load(open(meta))
+    variants = {
+        "A": "`bff run`, declarative route, policies on (bench/a.toml)",
+        "B": "Rust handler on `bff` (examples/bench-bff)",
+        "C": "hand-written axum + hyper, no policies (examples/baseline)",
+        "D": "nginx gateway -> C -> haproxy sidecar",
+    }
+    med = {}
+    for v in variants:
+        rs = [r for r in runs if r["variant"] == v]
+        if not rs:
+            die(f"no runs of {v} in {results}")
+        med[v] = {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p50": statistics.median(r["p50_ms"] for r in rs),
+            "p99": statistics.median(r["p99_ms"] for r in rs),
+            "cpu": statistics.median(r["cpu_per_10k"] for r in rs),
+            "rss": max(r["peak_rss_mib"] for r in rs),
+            "errors": sum(r["errors"] for r in rs),
+            "busy": {
+                c: statistics.median(r["cpu_busy_percent"][c] for r in rs)
+                for c in rs[0]["cpu_busy_percent"]
+            },
+        }
+    lines = []
+    w = lines.append
+    w(f"# bff whole-process benchmark ({info['date']})")
+    w("")
+    w(
+        f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), Linux {info['kernel']}. "
+        f"Commit {info['commit']}. {info['nginx']}, {info['haproxy']}, {info['wrk']}."
+    )
+    w(
+        f"Load: `wrk -t1 -c{info['connections']} -d{info['duration']}s --latency` on "
+        f"`GET /api/home/42`, {info['rounds']} interleaved rounds (A B C D, ...), medians; "
+        f"peak RSS is the maximum. Pinning: {info['pinning']}."
+    )
+    w("")
+    w("| variant | what | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | errors |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for v, what in variants.items():
+        m = med[v]
+        w(
+            f"| {v} | {what} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu']:.2f} | "
+            f"{m['rss']:.1f} | {m['errors']} |"
+        )
+    w("")
+    w("CPU and RSS are those of the BFF-side processes: the BFF for A, B and C; nginx gateway + C + haproxy")
+    w("for D (each with its worker processes). The downstream services and wrk are not counted.")
+    busy = "; ".join(
+        f"{v}: " + ", ".join(f"CPU {c} {b:.0f}%" for c, b in med[v]["busy"].items()) for v in variants
+    )
+    w(f"How busy each CPU was during the runs (whole machine, medians): {busy}.")
+    w("")
+
+    ratios = [
+        ("A/C throughput", med["A"]["rps"] / med["C"]["rps"], ">= 0.90", lambda x: x >= 0.9),
+        ("B/C throughput", med["B"]["rps"] / med["C"]["rps"], ">= 0.95", lambda x: x >= 0.95),
+        ("A/D throughput", med["A"]["rps"] / med["D"]["rps"], ">= 2.00", lambda x: x >= 2.0),
+        ("p99 A/C", med["A"]["p99"] / med["C"]["p99"], "<= 1.15", lambda x: x <= 1.15),
+        ("CPU per request A/C", med["A"]["cpu"] / med["C"]["cpu"], "(no target)", None),
+        ("CPU per request A/D", med["A"]["cpu"] / med["D"]["cpu"], "(no target)", None),
+    ]
+    w("| ratio | value | target | |")
+    w("| --- | ---: | --- | --- |")
+    for name, value, target, ok in ratios:
+        verdict = "" if ok is None else ("met" if ok(value) else "**missed**")
+        w(f"| {name} | {fmt_ratio(value)} | {target} | {verdict} |")
+    w("")
+
+    w(f"Footprint (a fresh process of each, pinned like above; RSS@{info['footprint_connections']} is the")
+    w(f"peak RSS after `wrk -c{info['footprint_connections']} -d{info['footprint_duration']}s`):")
+    w("")
+    w(f"| variant | start to ready ms | idle RSS MiB | RSS@{info['footprint_connections']} MiB |")
+    w("| --- | ---: | ---: | ---: |")
+    for v in ("A", "B", "C"):
+        f = fp[v]
+        w(f"| {v} | {f['ready_ms']:.1f} | {f['idle_kib'] / 1024:.1f} | {f['load_kib'] / 1024:.1f} |")
+    w("")
+    a = fp["A"]
+    targets = [
+        ("A: idle RSS", f"{a['idle_kib'] / 1024:.1f} MiB", "<= 20 MiB", a["idle_kib"] <= 20 * 1024),
+        (
+            f"A: RSS@{info['footprint_connections']}",
+            f"{a['load_kib'] / 1024:.1f} MiB",
+            "<= 64 MiB",
+            a["load_kib"] <= 64 * 1024,
+        ),
+        ("A: start to /readyz 200", f"{a['ready_ms']:.1f} ms", "<= 200 ms", a["ready_ms"] <= 200),
+    ]
+    w("| footprint target | value | target | |")
+    w("| --- | ---: | --- | --- |")
+    for name, value, target, ok in targets:
+        w(f"| {name} | {value} | {target} | {'met' if ok else '**missed**'} |")
+    w("")
+    if any(m["errors"] for m in med.values()):
+        w("**Warning**: some runs had non-2xx answers or socket errors (column `errors`); their numbers")
+        w("do not measure the aggregation alone.")
+        w("")
+    text = "\n".join(lines)
+    with open(out, "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+COMMANDS = {
+    "ports": cmd_ports,
+    "minify": cmd_minify,
+    "render": cmd_render,
+    "wait-ready": cmd_wait_ready,
+    "start-timed": cmd_start_timed,
+    "ticks": cmd_ticks,
+    "mem": cmd_mem,
+    "record": cmd_record,
+    "same-json": cmd_same_json,
+    "report": cmd_report,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        die(f"usage: bench.py {{{'|'.join(COMMANDS)}}} ARGS...")
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
