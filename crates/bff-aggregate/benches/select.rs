@@ -38,12 +38,24 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("select");
     let u = user();
     let o = orders();
-    g.bench_function("singular_$.profile.avatar.small", |b| b.iter(|| avatar.apply(black_box(&u))));
-    g.bench_function("singular_owned_$.profile", |b| b.iter(|| profile.apply_owned(black_box(u.clone()))));
-    g.bench_function("query_$[*].id_20_items", |b| b.iter(|| ids.apply(black_box(&o))));
-    g.bench_function("query_filter_20_items", |b| b.iter(|| filtered.apply(black_box(&o))));
+    g.bench_function("singular_$.profile.avatar.small", |b| {
+        b.iter(|| avatar.apply(black_box(&u)))
+    });
+    g.bench_function("singular_owned_$.profile", |b| {
+        b.iter(|| profile.apply_owned(black_box(u.clone())))
+    });
+    g.bench_function("query_$[*].id_20_items", |b| {
+        b.iter(|| ids.apply(black_box(&o)))
+    });
+    g.bench_function("query_filter_20_items", |b| {
+        b.iter(|| filtered.apply(black_box(&o)))
+    });
     g.bench_function("jsonpath_parse_each_time_$[*].id", |b| {
-        b.iter(|| Selector::parse(black_box("$[*].id")).unwrap().apply(black_box(&o)))
+        b.iter(|| {
+            Selector::parse(black_box("$[*].id"))
+                .unwrap()
+                .apply(black_box(&o))
+        })
     });
     g.finish();
 

@@ -39,6 +39,8 @@ pub struct Source {
     pub name: String,
     pub text: String,
     pub format: Format,
+    /// The folder relative paths in the config are read from (the file's own folder).
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl Source {
@@ -56,6 +58,13 @@ impl Source {
             name: path.display().to_string(),
             text,
             format: Format::from_path(path),
+            dir: path.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".").to_path_buf()
+                } else {
+                    p.to_path_buf()
+                }
+            }),
         })
     }
 
@@ -64,6 +73,7 @@ impl Source {
             name: "<inline>".into(),
             text: text.into(),
             format,
+            dir: None,
         }
     }
 }
@@ -221,7 +231,10 @@ impl Loader {
             .sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.key.clone()));
         report.errors.dedup();
         match config {
-            Some(config) if report.errors.is_empty() => Ok(config),
+            Some(mut config) if report.errors.is_empty() => {
+                config.base_dir = source.dir.clone();
+                Ok(config)
+            }
             _ => Err(ConfigErrors(report.errors)),
         }
     }

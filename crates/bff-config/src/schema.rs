@@ -23,6 +23,9 @@ pub struct Config {
     /// Declarative aggregation routes.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// The folder of the config file: relative file paths in the config (keys, JWKS) are read from it.
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 /// `[bff]`: identity and listeners.
@@ -62,6 +65,12 @@ pub struct EdgeConfig {
     pub max_concurrency: usize,
     /// CIDRs whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<String>,
+    /// Time a client has to send a request's headers; slower connections are closed (slowloris).
+    pub header_timeout: Duration,
+    /// Most headers in a request; more: 431.
+    pub max_headers: usize,
+    /// Most bytes of a request's head (request line and headers); more: 431. At least 8KiB.
+    pub max_header_bytes: ByteSize,
     /// Cross-origin resource sharing.
     pub cors: Option<CorsConfig>,
     /// Authentication schemes that routes refer to with `auth = "..."`.
@@ -77,6 +86,9 @@ impl Default for EdgeConfig {
             max_body: ByteSize::mib(1),
             max_concurrency: 1024,
             trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: ByteSize::kib(32),
             cors: None,
             auth: AuthConfig::default(),
             rate_limit: None,
@@ -120,6 +132,10 @@ pub struct JwtConfig {
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Option<Duration>,
+    /// Shared secret for HS256/HS384/HS512 (only then are they accepted).
+    pub secret: Option<String>,
+    /// How often `jwks_url` is fetched again.
+    pub jwks_refresh: Option<Duration>,
 }
 
 /// `[edge.auth.api_keys]`.
@@ -395,6 +411,12 @@ pub struct RouteConfig {
     /// Client headers passed to this route's backends (none by default).
     #[serde(default)]
     pub forward_headers: Vec<String>,
+    /// A rate limit for this route, in addition to `[edge.rate_limit]`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Largest request body of this route (instead of `edge.max_body`).
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
     /// The backends whose results are merged into the response.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,

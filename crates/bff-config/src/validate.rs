@@ -194,7 +194,28 @@ pub(crate) fn validate(config: &Config) -> Errors {
             }
         }
     }
+    if e.max_headers == 0 {
+        err("edge.max_headers".into(), "must be at least 1".into());
+    }
+    if e.max_header_bytes.bytes() < 8192 {
+        err(
+            "edge.max_header_bytes".into(),
+            "must be at least 8KiB".into(),
+        );
+    }
+    if e.header_timeout.get().is_zero() {
+        err(
+            "edge.header_timeout".into(),
+            "must be greater than 0".into(),
+        );
+    }
     if let Some(jwt) = &e.auth.jwt {
+        if jwt.algorithms.iter().any(|a| a.starts_with("HS")) && jwt.secret.is_none() {
+            err(
+                "edge.auth.jwt.secret".into(),
+                "HS256/HS384/HS512 need a secret".into(),
+            );
+        }
         for (i, alg) in jwt.algorithms.iter().enumerate() {
             if !ALGORITHMS.contains(&alg.as_str()) {
                 err(
@@ -211,23 +232,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
         }
     }
     if let Some(rl) = &e.rate_limit {
-        if rl.per_second == 0 {
-            err(
-                "edge.rate_limit.per_second".into(),
-                "must be at least 1".into(),
-            );
-        }
-        if rl.burst == 0 {
-            err("edge.rate_limit.burst".into(), "must be at least 1".into());
-        }
-        let key_ok = matches!(rl.key.as_str(), "client_ip" | "jwt_sub")
-            || rl.key.strip_prefix("header:").is_some_and(is_header_name);
-        if !key_ok {
-            err(
-                "edge.rate_limit.key".into(),
-                format!("{:?} is not client_ip, jwt_sub or header:NAME", rl.key),
-            );
-        }
+        check_rate_limit("edge.rate_limit", rl, &mut err);
     }
 
     for (name, svc) in &config.services {
@@ -401,6 +406,9 @@ fn validate_route(
             format!("{method} {} is already routes[{first}]", route.path),
         );
     }
+    if let Some(rl) = &route.rate_limit {
+        check_rate_limit(&format!("routes[{i}].rate_limit"), rl, err);
+    }
     if let Some(t) = route.timeout
         && t.get().is_zero()
     {
@@ -540,6 +548,35 @@ fn validate_route(
         err(
             key("backends"),
             format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+        );
+    }
+}
+
+fn check_rate_limit(
+    prefix: &str,
+    rl: &crate::RateLimitConfig,
+    err: &mut impl FnMut(String, String),
+) {
+    if rl.per_second == 0 {
+        err(format!("{prefix}.per_second"), "must be at least 1".into());
+    }
+    if rl.burst == 0 {
+        err(format!("{prefix}.burst"), "must be at least 1".into());
+    }
+    let key_ok = matches!(rl.key.as_str(), "client_ip" | "jwt_sub")
+        || rl.key.strip_prefix("header:").is_some_and(is_header_name);
+    if !key_ok {
+        err(
+            format!("{prefix}.key"),
+            format!("{:?} is not client_ip, jwt_sub or header:NAME", rl.key),
+        );
+    }
+    if let Some(store) = &rl.store
+        && !store.starts_with("redis://")
+    {
+        err(
+            format!("{prefix}.store"),
+            format!("{store:?} is not a redis:// URL"),
         );
     }
 }

@@ -1,4 +1,10 @@
 use crate::BffError;
+use crate::{
+    client_ip::{ClientIp, TrustedProxies},
+    cors::{Cors, CorsDecision},
+    path::{self, BadPath},
+};
+use axum::extract::ConnectInfo;
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -7,8 +13,10 @@ use bff_config::EdgeConfig;
 use bff_mesh::CallContext;
 use bff_telemetry::{REQUEST_ID, TraceContext, request_id};
 use http::{HeaderMap, HeaderValue, Request, header};
-use http_body::Body as _;
-use http_body_util::Limited;
+use std::{
+    borrow::Cow,
+    net::{IpAddr, SocketAddr},
+};
 use std::{
     convert::Infallible,
     future::Future,
@@ -24,16 +32,18 @@ use tower::{Layer, Service};
 #[derive(Clone, Debug)]
 pub struct EdgePolicy {
     pub request_timeout: Duration,
-    pub max_body: u64,
     pub max_concurrency: usize,
+    pub cors: Option<Cors>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl EdgePolicy {
     pub fn from_config(edge: &EdgeConfig) -> Self {
         Self {
             request_timeout: edge.request_timeout.get(),
-            max_body: edge.max_body.bytes(),
             max_concurrency: edge.max_concurrency,
+            cors: edge.cors.as_ref().map(Cors::new),
+            trusted_proxies: TrustedProxies::new(&edge.trusted_proxies),
         }
     }
 }
@@ -105,29 +115,79 @@ where
 
         let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
             tracing::debug!("shedding load: max_concurrency reached");
-            return ready(finish(BffError::overloaded().into_response(), &rid));
+            return ready(finish(BffError::overloaded().into_response(), &rid, None));
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > policy.max_body) {
-            return ready(finish(BffError::payload_too_large().into_response(), &rid));
-        }
-        if !req.body().is_end_stream() && declared.is_none() {
-            let max = usize::try_from(policy.max_body).unwrap_or(usize::MAX);
-            req = req.map(|b| Body::new(Limited::new(b, max)));
+
+        // One path, normalised before routing and auth.
+        match path::normalize(req.uri().path()) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(normalized)) => {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{normalized}?{q}"),
+                    None => normalized,
+                };
+                let mut parts = req.uri().clone().into_parts();
+                match pq.parse() {
+                    Ok(pq) => parts.path_and_query = Some(pq),
+                    Err(_) => {
+                        return ready(finish(
+                            BffError::bad_request("invalid path").into_response(),
+                            &rid,
+                            None,
+                        ));
+                    }
+                }
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+            Err(BadPath(why)) => {
+                return ready(finish(
+                    BffError::bad_request(why).into_response(),
+                    &rid,
+                    None,
+                ));
+            }
         }
 
+        let cors_headers = match policy
+            .cors
+            .as_ref()
+            .map(|c| c.decide(req.method(), req.headers()))
+        {
+            None | Some(CorsDecision::NotCors) => None,
+            Some(CorsDecision::Refused) => {
+                let e = BffError::new(
+                    http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "origin not allowed",
+                );
+                return ready(finish(e.into_response(), &rid, None));
+            }
+            Some(CorsDecision::Preflight(headers)) => {
+                let mut res = http::StatusCode::NO_CONTENT.into_response();
+                res.headers_mut().extend(headers);
+                return ready(finish(res, &rid, None));
+            }
+            Some(CorsDecision::Allowed(headers)) => Some(headers),
+        };
+
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        let client = policy.trusted_proxies.client_ip(peer, req.headers());
         let deadline = Instant::now() + policy.request_timeout;
         let ctx = CallContext {
             request_id: rid.clone(),
             trace: TraceContext::from_headers(req.headers()),
             deadline: Some(deadline),
             forward: HeaderMap::new(),
+            forwarded_for: policy.trusted_proxies.forwarded_for(peer, req.headers()),
+            forwarded_proto: Some(HeaderValue::from_static("http")),
         };
         req.extensions_mut().insert(Arc::new(ctx));
+        req.extensions_mut().insert(ClientIp(client));
 
         // Take the service that was driven to readiness, leave a clone for the next call.
         let clone = self.inner.clone();
@@ -138,7 +198,7 @@ where
                 Err(_) => BffError::deadline_exceeded().into_response(),
             };
             drop(permit);
-            Ok(finish(res, &rid))
+            Ok(finish(res, &rid, cors_headers))
         })
     }
 }
@@ -148,9 +208,19 @@ fn ready(res: Response) -> BoxFuture {
 }
 
 /// Renders a [`BffError`] response with the request id, and stamps the headers every response carries.
-fn finish(mut res: Response, rid: &HeaderValue) -> Response {
-    if let Some(err) = res.extensions_mut().remove::<BffError>() {
+fn finish(mut res: Response, rid: &HeaderValue, cors: Option<HeaderMap>) -> Response {
+    let err = res.extensions_mut().remove::<BffError>().or_else(|| {
+        // A body over the limit, found while an extractor read it: the JSON error too.
+        (res.status() == http::StatusCode::PAYLOAD_TOO_LARGE).then(BffError::payload_too_large)
+    });
+    if let Some(err) = err {
         res.headers_mut().remove(header::CONTENT_LENGTH);
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         *res.body_mut() = Body::from(err.body(Some(rid)));
     }
     let h = res.headers_mut();
@@ -159,6 +229,13 @@ fn finish(mut res: Response, rid: &HeaderValue) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(cors) = cors {
+        for (k, v) in cors {
+            if let Some(k) = k {
+                h.append(k, v);
+            }
+        }
+    }
     res
 }
 
@@ -172,8 +249,9 @@ mod tests {
     fn policy(timeout_ms: u64, max: usize) -> EdgePolicy {
         EdgePolicy {
             request_timeout: Duration::from_millis(timeout_ms),
-            max_body: 16,
             max_concurrency: max,
+            cors: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -246,19 +324,5 @@ mod tests {
         assert_eq!(json(second).await["error"]["code"], "overloaded");
         tx.send(()).unwrap();
         assert_eq!(first.await.unwrap().unwrap().status(), 200);
-    }
-
-    #[tokio::test]
-    async fn declared_body_over_the_limit_is_413() {
-        let app = Router::new()
-            .route("/p", axum::routing::post(|| async { "ok" }))
-            .layer(EdgeLayer::new(policy(1000, 10)));
-        let req = Request::post("/p")
-            .header("content-length", "17")
-            .body(Body::from(vec![b'x'; 17]))
-            .unwrap();
-        let res = app.oneshot(req).await.unwrap();
-        assert_eq!(res.status(), 413);
-        assert!(res.headers().contains_key("x-request-id"));
     }
 }

@@ -14,6 +14,10 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// Client headers the route allows to pass to its backends (already filtered).
     pub forward: HeaderMap,
+    /// `x-forwarded-for` to send downstream: the trusted chain with the client's address appended.
+    pub forwarded_for: Option<HeaderValue>,
+    /// `x-forwarded-proto` to send downstream: the scheme the client used.
+    pub forwarded_proto: Option<HeaderValue>,
 }
 
 impl CallContext {
@@ -24,6 +28,8 @@ impl CallContext {
             trace: TraceContext::from_headers(&HeaderMap::new()),
             deadline: None,
             forward: HeaderMap::new(),
+            forwarded_for: None,
+            forwarded_proto: None,
         }
     }
 

@@ -18,6 +18,9 @@ use std::{
 };
 use tokio::time::Instant;
 
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 /// A downstream call being built: `mesh.service("users").get("/users/1").query(&q).send_json::<T>()`.
 #[must_use = "a request does nothing until it is sent"]
 pub struct RequestBuilder {
@@ -161,6 +164,12 @@ impl RequestBuilder {
             }
         }
         headers.insert(REQUEST_ID, ctx.request_id.clone());
+        if let Some(xff) = &ctx.forwarded_for {
+            headers.insert(X_FORWARDED_FOR, xff.clone());
+        }
+        if let Some(proto) = &ctx.forwarded_proto {
+            headers.insert(X_FORWARDED_PROTO, proto.clone());
+        }
         if let Some(ts) = &ctx.trace.tracestate {
             headers.insert(TRACESTATE, ts.clone());
         }

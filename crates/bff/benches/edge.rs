@@ -22,7 +22,10 @@ fn routes(mut r: Router) -> Router {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let bare = Router::new().route("/api/hello/{id}", get(hello));
     let framework = App::from_toml("[bff]\nname = \"bench\"\n")
         .unwrap()
@@ -34,22 +37,29 @@ fn bench(c: &mut Criterion) {
     let req = |path: &str| {
         Request::get(path)
             .header("x-request-id", "bench-1")
-            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .body(Body::empty())
             .unwrap()
     };
     let mut g = c.benchmark_group("request");
     g.bench_function("bare_axum_router", |b| {
-        b.to_async(&rt).iter(|| bare.clone().oneshot(req("/api/hello/7")))
+        b.to_async(&rt)
+            .iter(|| bare.clone().oneshot(req("/api/hello/7")))
     });
     g.bench_function("bff_edge_and_router", |b| {
-        b.to_async(&rt).iter(|| framework.clone().oneshot(req("/api/hello/7")))
+        b.to_async(&rt)
+            .iter(|| framework.clone().oneshot(req("/api/hello/7")))
     });
     g.bench_function("bff_404_json_error", |b| {
-        b.to_async(&rt).iter(|| framework.clone().oneshot(req("/nowhere")))
+        b.to_async(&rt)
+            .iter(|| framework.clone().oneshot(req("/nowhere")))
     });
     g.bench_function("route_match_50_routes_last", |b| {
-        b.to_async(&rt).iter(|| table.clone().oneshot(req("/api/v1/section49/7/items")))
+        b.to_async(&rt)
+            .iter(|| table.clone().oneshot(req("/api/v1/section49/7/items")))
     });
     g.finish();
 }

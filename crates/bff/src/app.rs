@@ -6,8 +6,12 @@ use axum::{
     routing::{MethodFilter, MethodRouter},
 };
 use bff_aggregate::Plan;
+use bff_config::{AuthKind, RouteConfig};
 use bff_config::{Config, ConfigErrors, Loader, Source};
-use bff_edge::{BffError, EdgeLayer, EdgePolicy};
+use bff_edge::{
+    BffError, EdgeLayer, EdgePolicy, Gate, Policy, PolicyLayer, RateLimiter, RoutePolicy,
+    auth::{ApiKeys, JwtAuth},
+};
 use bff_mesh::Mesh;
 use http::HeaderMap;
 use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
@@ -29,6 +33,9 @@ pub struct App {
     mesh: Mesh,
     router: Router,
     rust_routes: Vec<String>,
+    gate: Arc<Gate>,
+    /// `[edge.rate_limit]`, one limiter shared by every route.
+    global_limit: Option<RateLimiter>,
 }
 
 /// Why a BFF could not start. Its `Display` lists every config error with file, line and key.
@@ -99,19 +106,95 @@ impl App {
     /// A BFF from an already validated config.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let mesh = Mesh::from_config(&config).map_err(|e| StartError::Build(e.to_string()))?;
+        let base = config
+            .base_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        let auth = &config.edge.auth;
+        let gate = Gate {
+            jwt: match &auth.jwt {
+                Some(j) => Some(Arc::new(JwtAuth::new(j, &base).map_err(StartError::Build)?)),
+                None => None,
+            },
+            api_keys: match &auth.api_keys {
+                Some(k) => Some(Arc::new(
+                    ApiKeys::load(&base.join(&k.keys_file)).map_err(StartError::Build)?,
+                )),
+                None => None,
+            },
+        };
+        let global_limit = config
+            .edge
+            .rate_limit
+            .as_ref()
+            .map(|rl| RateLimiter::from_config(rl, "edge"));
         Ok(Self {
             config: Arc::new(config),
             mesh,
             router: Router::new(),
             rust_routes: Vec::new(),
+            gate: Arc::new(gate),
+            global_limit,
         })
+    }
+
+    /// The compiled policy of a route: `[edge.rate_limit]` plus the route's own limit, its auth, deadline
+    /// and body limit.
+    fn route_policy(
+        &self,
+        auth: AuthKind,
+        limit: Option<RateLimiter>,
+        timeout: Option<std::time::Duration>,
+        max_body: Option<u64>,
+    ) -> RoutePolicy {
+        RoutePolicy {
+            auth,
+            limits: self.global_limit.iter().cloned().chain(limit).collect(),
+            timeout,
+            max_body: max_body.unwrap_or(self.config.edge.max_body.bytes()),
+        }
+    }
+
+    /// Starts fetching the JWKS URL (first now, then every `jwks_refresh`), when there is one.
+    pub(crate) fn jwt_refresher(&self) -> Option<crate::server::AbortOnDrop> {
+        let jwt = self.gate.jwt.clone().filter(|j| j.has_url())?;
+        Some(crate::server::AbortOnDrop(tokio::spawn(jwt.run_refresh())))
+    }
+
+    fn policy_layer(&self, policy: RoutePolicy) -> PolicyLayer {
+        PolicyLayer::new(policy, self.gate.clone())
     }
 
     /// Registers a Rust handler (an axum [`MethodRouter`], e.g. `get(home)`).
     #[must_use]
-    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+    pub fn route(self, path: &str, method_router: MethodRouter) -> Self {
+        self.route_with(path, Policy::new(), method_router)
+    }
+
+    /// Registers a Rust handler with its own policy: authentication, a rate limit on top of
+    /// `[edge.rate_limit]`, a deadline, a body limit.
+    ///
+    /// ```no_run
+    /// # use bff::prelude::*;
+    /// # async fn me(claims: bff::Claims) -> String { claims.sub().unwrap_or_default().to_string() }
+    /// # fn f(app: bff::App) -> bff::App {
+    /// use bff::{AuthKind, Policy};
+    /// app.route_with("/api/me", Policy::new().auth(AuthKind::Jwt).rate_limit(10, 20), get(me))
+    /// # }
+    /// ```
+    pub fn route_with(mut self, path: &str, policy: Policy, method_router: MethodRouter) -> Self {
+        let limit = policy.rate_limit.map(|(per_second, burst)| {
+            let cfg = bff_config::RateLimitConfig {
+                per_second,
+                burst,
+                ..Default::default()
+            };
+            RateLimiter::from_config(&cfg, path)
+        });
+        let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
+        let layer = self.policy_layer(compiled);
         self.rust_routes.push(path.to_string());
-        self.router = self.router.route(path, method_router);
+        self.router = self.router.route(path, method_router.layer(layer));
         self
     }
 
@@ -137,13 +220,17 @@ impl App {
         Ok(self.build()?.0)
     }
 
-    pub(crate) fn build(self) -> Result<(Router, Router, Arc<Config>), StartError> {
-        let mut router = self.router;
-        let mut by_path: BTreeMap<&str, Vec<Plan>> = BTreeMap::new();
-        for route in &self.config.routes {
+    pub(crate) fn build(mut self) -> Result<(Router, Router, Arc<Config>), StartError> {
+        let mut router = std::mem::take(&mut self.router);
+        let config = self.config.clone();
+        let mut by_path: BTreeMap<&str, Vec<(Plan, &RouteConfig)>> = BTreeMap::new();
+        for route in &config.routes {
             let plan =
-                Plan::compile(route, &self.config).map_err(|e| StartError::Build(e.to_string()))?;
-            by_path.entry(route.path.as_str()).or_default().push(plan);
+                Plan::compile(route, &config).map_err(|e| StartError::Build(e.to_string()))?;
+            by_path
+                .entry(route.path.as_str())
+                .or_default()
+                .push((plan, route));
         }
         let mut routes_info = Vec::new();
         for (path, plans) in by_path {
@@ -153,13 +240,25 @@ impl App {
                 )));
             }
             let mut method_router = MethodRouter::new();
-            for plan in plans {
+            for (plan, route) in plans {
                 routes_info.push(admin::RouteInfo::declarative(&plan, &self.config));
                 let filter = MethodFilter::try_from(plan.method.clone()).map_err(|_| {
                     StartError::Build(format!("unsupported method {}", plan.method))
                 })?;
                 let plan = Arc::new(plan);
-                method_router = method_router.on(
+                let scope = format!("{} {}", route.method.to_ascii_uppercase(), route.path);
+                let limit = route
+                    .rate_limit
+                    .as_ref()
+                    .map(|rl| RateLimiter::from_config(rl, &scope));
+                let policy = self.route_policy(
+                    route.auth,
+                    limit,
+                    route.timeout.map(|t| t.get()),
+                    route.max_body.map(|b| b.bytes()),
+                );
+                let layer = self.policy_layer(policy);
+                let single = MethodRouter::new().on(
                     filter,
                     move |mesh: Mesh,
                           params: Result<Path<Vec<(String, String)>>, PathRejection>,
@@ -178,6 +277,7 @@ impl App {
                         }
                     },
                 );
+                method_router = method_router.merge(single.layer(layer));
             }
             router = router.route(path, method_router);
         }
@@ -185,11 +285,13 @@ impl App {
             routes_info.push(admin::RouteInfo::rust(path));
         }
         let edge = EdgeLayer::new(EdgePolicy::from_config(&self.config.edge));
-        let public = router
+        let routes = router
             .fallback(|| async { BffError::not_found() })
             .method_not_allowed_fallback(|| async { BffError::method_not_allowed() })
-            .layer(Extension(self.mesh.clone()))
-            .layer(edge);
+            .layer(Extension(self.mesh.clone()));
+        // The edge wraps the router from outside: it runs before routing (so the normalised path is the
+        // routed one) and for every request, matched or not.
+        let public = Router::new().fallback_service(tower::Layer::layer(&edge, routes));
         let admin = admin::router(self.mesh, self.config.clone(), routes_info);
         Ok((public, admin, self.config))
     }

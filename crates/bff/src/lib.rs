@@ -34,12 +34,13 @@ pub use self::{
 pub use axum;
 pub use bff_aggregate as aggregate;
 pub use bff_config as config;
-pub use bff_edge::{BffError, Result};
+pub use bff_config::AuthKind;
+pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
 pub use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
 
 /// What handlers usually need.
 pub mod prelude {
-    pub use crate::{App, BffError, Mesh, MeshError, Result};
+    pub use crate::{App, AuthKind, BffError, Claims, Mesh, MeshError, Policy, Result};
     pub use axum::{
         Json, Router,
         extract::{Path, Query, State},

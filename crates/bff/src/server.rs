@@ -25,6 +25,34 @@ pub struct Server {
     admin_task: JoinHandle<()>,
     admin_stop: watch::Sender<bool>,
     _health_checks: bff_mesh::HealthChecks,
+    _jwks: Option<AbortOnDrop>,
+}
+
+/// A background task that ends with the server.
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a connection may send before the BFF gives up on it.
+#[derive(Clone, Copy, Debug)]
+struct ConnLimits {
+    header_timeout: Duration,
+    max_headers: usize,
+    max_header_bytes: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
+        }
+    }
 }
 
 /// Starts the drain of a [`Server`] from anywhere (tests, signal handlers).
@@ -54,6 +82,14 @@ impl Server {
         let grace = app.config().bff.shutdown_grace.get();
         let draining = Arc::new(AtomicBool::new(false));
         let health_checks = app.mesh().start_health_checks();
+        let limits = ConnLimits {
+            header_timeout: app.config().edge.header_timeout.get(),
+            max_headers: app.config().edge.max_headers,
+            max_header_bytes: usize::try_from(app.config().edge.max_header_bytes.bytes())
+                .unwrap_or(usize::MAX)
+                .max(8192),
+        };
+        let jwks = app.jwt_refresher();
         let (public, admin, _config) = app.build()?;
         let admin = admin.layer(axum::Extension(Draining(draining.clone())));
 
@@ -72,7 +108,8 @@ impl Server {
 
         let (stop, stop_rx) = watch::channel(false);
         let handle = ShutdownHandle { stop, draining };
-        let public_task = tokio::spawn(accept_loop(public_listener, public, stop_rx, grace));
+        let public_task =
+            tokio::spawn(accept_loop(public_listener, public, stop_rx, grace, limits));
         // The admin listener outlives the public one until the drain is over, so probes see it.
         let (admin_stop, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(accept_loop(
@@ -80,6 +117,7 @@ impl Server {
             admin,
             admin_stop_rx,
             Duration::from_millis(100),
+            ConnLimits::default(),
         ));
         Ok(Self {
             public_addr,
@@ -89,6 +127,7 @@ impl Server {
             admin_task,
             admin_stop,
             _health_checks: health_checks,
+            _jwks: jwks,
         })
     }
 
@@ -156,14 +195,16 @@ async fn accept_loop(
     router: Router,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    limits: ConnLimits,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_headers(100);
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -1,0 +1,252 @@
+//! JWT bearer tokens: keys from a JWKS file or URL (refreshed in the background, fetched again when an
+//! unknown `kid` appears, at most every 10 s), issuer, audiences, `exp`/`nbf` with leeway. The algorithm
+//! comes from the allow-list and the key, never from the token alone: `alg: none` does not parse, an
+//! algorithm off the list is refused, an HMAC token is only checked against the configured secret (never
+//! against a public key), and the key's family must match the algorithm.
+
+use super::Claims;
+use bff_config::JwtConfig;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation,
+    jwk::{AlgorithmParameters, JwkSet},
+};
+use serde_json::{Map, Value};
+use std::{
+    collections::HashMap,
+    path::Path,
+    str::FromStr,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+use tokio::time::Instant;
+
+const REFETCH_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct Keys {
+    by_kid: HashMap<String, Arc<DecodingKey>>,
+    /// The only key, for tokens without `kid` when the set has exactly one.
+    single: Option<Arc<DecodingKey>>,
+}
+
+pub struct JwtAuth {
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    secret: Option<DecodingKey>,
+    keys: RwLock<Keys>,
+    url: Option<http::Uri>,
+    refresh: Duration,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("issuer", &self.issuer)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token was refused. Only logged: the client is told no more than `unauthenticated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl JwtAuth {
+    /// Builds the verifier; a `jwks_file` is read now (relative to `base`), a `jwks_url` on [`JwtAuth::refresh`].
+    pub fn new(cfg: &JwtConfig, base: &Path) -> Result<Self, String> {
+        let mut algorithms = Vec::new();
+        for a in &cfg.algorithms {
+            let alg = Algorithm::from_str(a).map_err(|_| format!("unknown algorithm {a}"))?;
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            algorithms = vec![Algorithm::RS256, Algorithm::ES256];
+        }
+        let keys = match &cfg.jwks_file {
+            Some(f) => {
+                let path = base.join(f);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("jwks_file {}: {e}", path.display()))?;
+                parse_jwks(&text).map_err(|e| format!("jwks_file {}: {e}", path.display()))?
+            }
+            None => Keys {
+                by_kid: HashMap::new(),
+                single: None,
+            },
+        };
+        let url = match &cfg.jwks_url {
+            Some(u) => Some(
+                u.parse::<http::Uri>()
+                    .map_err(|e| format!("jwks_url {u:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        if url.as_ref().is_some_and(|u| u.scheme_str() != Some("http")) {
+            return Err(
+                "jwks_url: only http:// is supported (TLS comes with the mTLS work)".into(),
+            );
+        }
+        Ok(Self {
+            issuer: cfg.issuer.clone(),
+            audiences: cfg.audiences.clone(),
+            algorithms,
+            leeway: cfg.leeway.map_or(0, |l| l.get().as_secs()),
+            secret: cfg
+                .secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.as_bytes())),
+            keys: RwLock::new(keys),
+            url,
+            refresh: cfg
+                .jwks_refresh
+                .map_or(Duration::from_secs(300), |d| d.get()),
+            last_fetch: Mutex::new(None),
+        })
+    }
+
+    /// Whether keys come from a URL (and need [`JwtAuth::run_refresh`]).
+    pub fn has_url(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// Fetches the JWKS URL now; keeps the old keys when it fails.
+    pub async fn refresh(&self) -> Result<(), String> {
+        let Some(url) = &self.url else { return Ok(()) };
+        if let Ok(mut last) = self.last_fetch.lock() {
+            *last = Some(Instant::now());
+        }
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let fetch = async {
+            let res = client.get(url.clone()).await.map_err(|e| e.to_string())?;
+            if !res.status().is_success() {
+                return Err(format!("status {}", res.status()));
+            }
+            let body = Limited::new(res.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            parse_jwks(std::str::from_utf8(&body.to_bytes()).map_err(|e| e.to_string())?)
+        };
+        let keys = tokio::time::timeout(Duration::from_secs(5), fetch)
+            .await
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r)
+            .map_err(|e| format!("jwks_url {url}: {e}"))?;
+        if let Ok(mut k) = self.keys.write() {
+            *k = keys;
+        }
+        Ok(())
+    }
+
+    /// Refreshes the JWKS URL every `jwks_refresh`, forever (spawn it).
+    pub async fn run_refresh(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.refresh().await {
+                tracing::error!(error = %e, "cannot refresh the JWKS; keeping the keys we have");
+            }
+            tokio::time::sleep(self.refresh).await;
+        }
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+        let keys = self.keys.read().ok()?;
+        match kid {
+            Some(k) => keys.by_kid.get(k).cloned(),
+            None => keys.single.clone(),
+        }
+    }
+
+    /// Verifies a compact JWT and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Refused> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| Refused(format!("header: {e}")))?;
+        let alg = header.alg;
+        if !self.algorithms.contains(&alg) {
+            return Err(Refused(format!("algorithm {alg:?} is not allowed")));
+        }
+        let key: Arc<DecodingKey> =
+            if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                // HMAC only with the configured secret: a public key is never a shared secret.
+                let secret = self
+                    .secret
+                    .as_ref()
+                    .ok_or_else(|| Refused("no secret for HMAC".into()))?;
+                Arc::new(secret.clone())
+            } else {
+                match self.key_for(header.kid.as_deref()) {
+                    Some(k) => k,
+                    None => {
+                        let due = self
+                            .last_fetch
+                            .lock()
+                            .map(|l| l.is_none_or(|t| t.elapsed() >= REFETCH_EVERY))
+                            .unwrap_or(false);
+                        if self.url.is_some()
+                            && due
+                            && let Err(e) = self.refresh().await
+                        {
+                            tracing::warn!(error = %e, "JWKS fetch for an unknown kid failed");
+                        }
+                        self.key_for(header.kid.as_deref())
+                            .ok_or_else(|| Refused(format!("unknown kid {:?}", header.kid)))?
+                    }
+                }
+            };
+        if key.family() != alg.family() {
+            return Err(Refused(format!("algorithm {alg:?} does not match the key")));
+        }
+        let mut v = Validation::new(alg);
+        v.algorithms = vec![alg];
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        let mut required = vec!["exp"];
+        match &self.issuer {
+            Some(iss) => {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => v.iss = None,
+        }
+        if self.audiences.is_empty() {
+            v.validate_aud = false;
+        } else {
+            v.set_audience(&self.audiences);
+            required.push("aud");
+        }
+        v.set_required_spec_claims(&required);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
+            .map_err(|e| Refused(e.to_string()))?;
+        Ok(Claims(data.claims))
+    }
+}
+
+fn parse_jwks(text: &str) -> Result<Keys, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut by_kid = HashMap::new();
+    let mut all = Vec::new();
+    for jwk in &set.keys {
+        // Symmetric keys in a JWKS are ignored: HMAC is only ever checked against the configured secret.
+        if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let key = Arc::new(key);
+        if let Some(kid) = &jwk.common.key_id {
+            by_kid.insert(kid.clone(), key.clone());
+        }
+        all.push(key);
+    }
+    if all.is_empty() {
+        return Err("no usable key".into());
+    }
+    let single = (all.len() == 1).then(|| all[0].clone());
+    Ok(Keys { by_kid, single })
+}

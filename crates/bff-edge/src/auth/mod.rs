@@ -1,0 +1,48 @@
+//! Authentication a route requires (`auth = "jwt"` or `"api_key"`), and the verified identity handlers
+//! read through the [`Claims`] extractor.
+
+mod api_key;
+mod jwt;
+
+pub use self::{api_key::ApiKeys, jwt::JwtAuth};
+
+use crate::BffError;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+use serde_json::{Map, Value};
+
+/// The verified claims of the request's JWT. A handler of a route with `auth = "jwt"` takes `claims:
+/// Claims`; on other routes `Option<Claims>` is `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claims(pub Map<String, Value>);
+
+impl Claims {
+    /// The `sub` claim.
+    pub fn sub(&self) -> Option<&str> {
+        self.0.get("sub").and_then(Value::as_str)
+    }
+
+    pub fn get(&self, claim: &str) -> Option<&Value> {
+        self.0.get(claim)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Claims {
+    type Rejection = BffError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Claims>()
+            .cloned()
+            .ok_or_else(BffError::unauthenticated)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
+    type Rejection = BffError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Claims>().cloned())
+    }
+}

@@ -1,0 +1,255 @@
+//! What one route demands of a request, after routing: authentication, rate limits, a body limit and a
+//! deadline of its own. Declarative routes take theirs from `[[routes]]`; Rust routes from a [`Policy`].
+
+use crate::{
+    BffError,
+    auth::{ApiKeys, JwtAuth},
+    rate_limit::RateLimiter,
+};
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use bff_config::AuthKind;
+use bff_mesh::CallContext;
+use http::{Request, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+/// A route's policy, as a Rust route declares it: `App::route_with(path, Policy::new().auth(AuthKind::Jwt), get(h))`.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Policy {
+    pub auth: AuthKind,
+    /// `(per_second, burst)`: a limit of this route keyed by client IP, on top of `[edge.rate_limit]`.
+    pub rate_limit: Option<(u32, u32)>,
+    pub timeout: Option<Duration>,
+    pub max_body: Option<u64>,
+}
+
+impl Policy {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn auth(mut self, auth: AuthKind) -> Self {
+        self.auth = auth;
+        self
+    }
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate_limit = Some((per_second, burst));
+        self
+    }
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+}
+
+/// The authenticators of a BFF, shared by every route.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    pub jwt: Option<Arc<JwtAuth>>,
+    pub api_keys: Option<Arc<ApiKeys>>,
+}
+
+/// A route's policy, compiled: what [`PolicyLayer`] enforces.
+#[derive(Clone, Debug)]
+pub struct RoutePolicy {
+    pub auth: AuthKind,
+    pub limits: Vec<RateLimiter>,
+    pub timeout: Option<Duration>,
+    pub max_body: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct PolicyLayer {
+    policy: Arc<RoutePolicy>,
+    gate: Arc<Gate>,
+}
+
+impl PolicyLayer {
+    pub fn new(policy: RoutePolicy, gate: Arc<Gate>) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            gate,
+        }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService {
+            inner,
+            policy: self.policy.clone(),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// Enforces a [`RoutePolicy`]: limits keyed before authentication, authentication, limits keyed on the
+/// identity, the body limit, then the route's deadline.
+#[derive(Clone, Debug)]
+pub struct PolicyService<S> {
+    inner: S,
+    policy: Arc<RoutePolicy>,
+    gate: Arc<Gate>,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request<Body>> for PolicyService<S>
+where
+    S: Service<Request<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            if let Err(res) = check_limits(&policy, &parts, false).await {
+                return Ok(res);
+            }
+            if let Err(e) = authenticate(&policy, &gate, &mut parts).await {
+                return Ok(e.into_response());
+            }
+            if let Err(res) = check_limits(&policy, &parts, true).await {
+                return Ok(res);
+            }
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > policy.max_body) {
+                return Ok(BffError::payload_too_large().into_response());
+            }
+            let body = if body.is_end_stream() || declared.is_some() {
+                body
+            } else {
+                // Chunked: read up to the limit before the route runs, so that an oversized body is a 413
+                // before any downstream call, whatever the handler does with it.
+                let max = usize::try_from(policy.max_body).unwrap_or(usize::MAX);
+                match Limited::new(body, max).collect().await {
+                    Ok(b) => Body::from(b.to_bytes()),
+                    Err(e)
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some() =>
+                    {
+                        return Ok(BffError::payload_too_large().into_response());
+                    }
+                    Err(_) => {
+                        return Ok(BffError::bad_request("the request body could not be read")
+                            .into_response());
+                    }
+                }
+            };
+            let mut req = Request::from_parts(parts, body);
+            let Some(timeout) = policy.timeout else {
+                return Ok(inner.call(req).await.into_response());
+            };
+            let deadline = Instant::now() + timeout;
+            let ctx = req.extensions().get::<Arc<CallContext>>().cloned();
+            let deadline = ctx
+                .as_ref()
+                .and_then(|c| c.deadline)
+                .map_or(deadline, |d| d.min(deadline));
+            if let Some(ctx) = ctx {
+                req.extensions_mut()
+                    .insert(Arc::new(ctx.as_ref().clone().with_deadline(deadline)));
+            }
+            Ok(
+                match tokio::time::timeout_at(deadline, inner.call(req)).await {
+                    Ok(res) => res.into_response(),
+                    Err(_) => BffError::deadline_exceeded().into_response(),
+                },
+            )
+        })
+    }
+}
+
+/// The limits keyed before (`after_auth = false`) or after authentication; 429 with `retry-after`.
+async fn check_limits(
+    policy: &RoutePolicy,
+    parts: &http::request::Parts,
+    after_auth: bool,
+) -> Result<(), Response> {
+    for l in policy
+        .limits
+        .iter()
+        .filter(|l| l.after_auth() == after_auth)
+    {
+        if let Err(wait) = l.check(parts).await {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(BffError::rate_limited(secs).into_response());
+        }
+    }
+    Ok(())
+}
+
+async fn authenticate(
+    policy: &RoutePolicy,
+    gate: &Gate,
+    parts: &mut http::request::Parts,
+) -> Result<(), BffError> {
+    match policy.auth {
+        AuthKind::None => Ok(()),
+        AuthKind::Jwt => {
+            let jwt = gate.jwt.as_ref().ok_or_else(BffError::internal)?;
+            let token = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .ok_or_else(BffError::unauthenticated)?;
+            let claims = jwt.verify(token).await.map_err(|e| {
+                tracing::debug!(reason = %e.0, "JWT refused");
+                BffError::unauthenticated()
+            })?;
+            parts.extensions.insert(claims);
+            Ok(())
+        }
+        AuthKind::ApiKey => {
+            let keys = gate.api_keys.as_ref().ok_or_else(BffError::internal)?;
+            let ok = parts
+                .headers
+                .get("x-api-key")
+                .is_some_and(|k| keys.verify(k.as_bytes()));
+            if ok {
+                Ok(())
+            } else {
+                Err(BffError::unauthenticated())
+            }
+        }
+    }
+}
