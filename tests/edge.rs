@@ -591,3 +591,62 @@ async fn slow_clients_are_cut_by_the_header_timeout_while_others_are_served() {
         "every slow connection was closed"
     );
 }
+
+#[tokio::test]
+async fn jwks_url_keys_rotate_without_a_restart() {
+    let idp = Stub::start().await;
+    idp.on("/jwks.json")
+        .body(std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap());
+    let s = stub().await;
+    let cfg = format!(
+        r#"
+[edge.auth.jwt]
+issuer = "https://id.example.com"
+audiences = ["web"]
+jwks_url = "http://{idp}/jwks.json"
+jwks_refresh = "200ms"
+algorithms = ["RS256"]
+
+[services.svc]
+endpoints = ["{ep}"]
+
+[[routes]]
+path = "/private/{{id}}"
+auth = "jwt"
+[[routes.backends]]
+name = "x"
+service = "svc"
+path = "/x/{{id}}"
+"#,
+        idp = idp.endpoint(),
+        ep = s.endpoint()
+    );
+    let bff = TestBff::start(&cfg).await;
+    let k1 = token(good_claims(), Some("k1"), "rsa.pem");
+    let mut ok = false;
+    for _ in 0..50 {
+        if status_with_bearer(&bff, "/private/1", &k1).await == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "keys fetched from the URL");
+    let k2 = token(good_claims(), Some("k2"), "other.pem");
+    assert_eq!(
+        status_with_bearer(&bff, "/private/1", &k2).await,
+        401,
+        "k2 is not published yet"
+    );
+    idp.on("/jwks.json")
+        .body(std::fs::read(format!("{FIXTURES}/jwks-rotated.json")).unwrap());
+    let mut rotated = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if status_with_bearer(&bff, "/private/1", &k2).await == 200 {
+            rotated = true;
+            break;
+        }
+    }
+    assert!(rotated, "the new kid is picked up without a restart");
+}

@@ -83,6 +83,30 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, BadPath> {
     Ok(Cow::Owned(normalized))
 }
 
+/// The properties the fuzzer and the seed-corpus test check on any input: no panic; a normalised path
+/// starts with `/`, has no empty, `.` or `..` segment left, and normalises to itself.
+#[doc(hidden)]
+pub fn check_properties(data: &[u8]) {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(out) = normalize(input) else { return };
+    assert!(out.starts_with('/'), "{input:?} -> {out:?}");
+    let inner = out.trim_end_matches('/');
+    for seg in inner.split('/').skip(1) {
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        assert!(
+            !seg.is_empty() && decoded != "." && decoded != "..",
+            "{input:?} -> {out:?}"
+        );
+    }
+    assert_eq!(
+        normalize(&out).expect("a normalised path is valid"),
+        out,
+        "{input:?} is not idempotent"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,7 +233,7 @@ async fn authenticate(
                 .map(str::trim)
                 .ok_or_else(BffError::unauthenticated)?;
             let claims = jwt.verify(token).await.map_err(|e| {
-                tracing::debug!(reason = %e.0, "JWT refused");
+                tracing::debug!(reason = %e, "JWT refused");
                 BffError::unauthenticated()
             })?;
             parts.extensions.insert(claims);

@@ -55,7 +55,20 @@ impl std::fmt::Debug for JwtAuth {
 
 /// Why a token was refused. Only logged: the client is told no more than `unauthenticated`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused(pub String);
+pub enum Refused {
+    /// No key with the token's `kid`.
+    UnknownKid(String),
+    Invalid(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownKid(k) => write!(f, "unknown kid {k:?}"),
+            Self::Invalid(why) => f.write_str(why),
+        }
+    }
+}
 
 impl JwtAuth {
     /// Builds the verifier; a `jwks_file` is read now (relative to `base`), a `jwks_url` on [`JwtAuth::refresh`].
@@ -162,13 +175,37 @@ impl JwtAuth {
         }
     }
 
-    /// Verifies a compact JWT and returns its claims.
+    /// Verifies a compact JWT and returns its claims; an unknown `kid` makes it fetch the JWKS URL again
+    /// (at most every 10 s) before giving up.
     pub async fn verify(&self, token: &str) -> Result<Claims, Refused> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| Refused(format!("header: {e}")))?;
+        match self.verify_known(token) {
+            Err(Refused::UnknownKid(kid)) if self.url.is_some() => {
+                let due = self
+                    .last_fetch
+                    .lock()
+                    .map(|l| l.is_none_or(|t| t.elapsed() >= REFETCH_EVERY.min(self.refresh)))
+                    .unwrap_or(false);
+                if !due {
+                    return Err(Refused::UnknownKid(kid));
+                }
+                if let Err(e) = self.refresh().await {
+                    tracing::warn!(error = %e, "JWKS fetch for an unknown kid failed");
+                }
+                self.verify_known(token)
+            }
+            other => other,
+        }
+    }
+
+    /// Verifies with the keys at hand, without any network: header, algorithm, key, signature, claims.
+    pub fn verify_known(&self, token: &str) -> Result<Claims, Refused> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Refused::Invalid(format!("header: {e}")))?;
         let alg = header.alg;
         if !self.algorithms.contains(&alg) {
-            return Err(Refused(format!("algorithm {alg:?} is not allowed")));
+            return Err(Refused::Invalid(format!(
+                "algorithm {alg:?} is not allowed"
+            )));
         }
         let key: Arc<DecodingKey> =
             if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
@@ -176,30 +213,16 @@ impl JwtAuth {
                 let secret = self
                     .secret
                     .as_ref()
-                    .ok_or_else(|| Refused("no secret for HMAC".into()))?;
+                    .ok_or_else(|| Refused::Invalid("no secret for HMAC".into()))?;
                 Arc::new(secret.clone())
             } else {
-                match self.key_for(header.kid.as_deref()) {
-                    Some(k) => k,
-                    None => {
-                        let due = self
-                            .last_fetch
-                            .lock()
-                            .map(|l| l.is_none_or(|t| t.elapsed() >= REFETCH_EVERY))
-                            .unwrap_or(false);
-                        if self.url.is_some()
-                            && due
-                            && let Err(e) = self.refresh().await
-                        {
-                            tracing::warn!(error = %e, "JWKS fetch for an unknown kid failed");
-                        }
-                        self.key_for(header.kid.as_deref())
-                            .ok_or_else(|| Refused(format!("unknown kid {:?}", header.kid)))?
-                    }
-                }
+                self.key_for(header.kid.as_deref())
+                    .ok_or_else(|| Refused::UnknownKid(header.kid.clone().unwrap_or_default()))?
             };
         if key.family() != alg.family() {
-            return Err(Refused(format!("algorithm {alg:?} does not match the key")));
+            return Err(Refused::Invalid(format!(
+                "algorithm {alg:?} does not match the key"
+            )));
         }
         let mut v = Validation::new(alg);
         v.algorithms = vec![alg];
@@ -221,7 +244,7 @@ impl JwtAuth {
         }
         v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-            .map_err(|e| Refused(e.to_string()))?;
+            .map_err(|e| Refused::Invalid(e.to_string()))?;
         Ok(Claims(data.claims))
     }
 }

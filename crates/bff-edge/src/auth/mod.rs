@@ -4,12 +4,27 @@
 mod api_key;
 mod jwt;
 
-pub use self::{api_key::ApiKeys, jwt::JwtAuth};
+pub use self::{
+    api_key::ApiKeys,
+    jwt::{JwtAuth, Refused},
+};
 
 use crate::BffError;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde_json::{Map, Value};
+
+/// What the fuzzer and the seed-corpus test check on any token: no panic, and nothing but a token signed by
+/// a known key with valid claims is accepted (the corpus holds no such token).
+#[doc(hidden)]
+pub fn check_jwt_properties(auth: &JwtAuth, data: &[u8]) {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(claims) = auth.verify_known(token) {
+        panic!("a fuzzed token was accepted: {claims:?}");
+    }
+}
 
 /// The verified claims of the request's JWT. A handler of a route with `auth = "jwt"` takes `claims:
 /// Claims`; on other routes `Option<Claims>` is `None`.
