@@ -1,11 +1,11 @@
-//! Variant C of `scripts/bench`, the floor: a hand-written BFF with axum and a pooled hyper client doing the
-//! same fan-out as the bench BFFs (`GET /api/home/{id}`: user and orders concurrently, then the
-//! recommendations of the user's favourite category), with no policies: no timeouts, retries, limits,
-//! request ids or trace headers. What `bff` costs is measured against this.
-//!
 //! Run with: `cargo run --release -p baseline -- --listen 127.0.0.1:8090 --users 127.0.0.1:9001
 //! --orders 127.0.0.1:9002 --catalog 127.0.0.1:9003` (or `BASELINE_LISTEN`, `USERS_ADDR`, `ORDERS_ADDR`,
-//! `CATALOG_ADDR`). `GET /readyz` answers 200 once it listens.
+//! `CATALOG_ADDR`); `GET /readyz` answers 200 once it listens. `scripts/bench` runs it as variant C.
+//!
+//! The floor of the benchmark: a hand-written BFF with axum and a pooled hyper client doing the same
+//! fan-out as the bench BFFs (`GET /api/home/{id}`: user and orders concurrently, then the
+//! recommendations of the user's favourite category), with no policies: no timeouts, retries, limits,
+//! request ids or trace headers. What `bff` costs is measured against this.
 
 use axum::{
     Json, Router,

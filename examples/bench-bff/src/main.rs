@@ -1,10 +1,11 @@
-//! Variant B of `scripts/bench`: the benchmark's aggregation written as a Rust handler on the `bff`
-//! framework, so every request still passes the embedded edge and every call the embedded mesh.
-//! `GET /api/home/{id}`: user and orders concurrently, then the recommendations of the user's favourite
-//! category, merged like the declarative route of variant A (`bench/a.toml`).
-//!
 //! Run with: `USERS_ADDR=127.0.0.1:9001 ORDERS_ADDR=127.0.0.1:9002 CATALOG_ADDR=127.0.0.1:9003
-//! B_LISTEN=127.0.0.1:8080 B_ADMIN=127.0.0.1:9901 cargo run --release -p bench-bff -- --config bench/b.toml`
+//! BFF_LISTEN=127.0.0.1:8080 BFF_ADMIN=127.0.0.1:9901 cargo run --release -p bench-bff -- --config
+//! bench/b.toml`. `scripts/bench` runs it as variant B.
+//!
+//! The benchmark's aggregation written as a Rust handler on the `bff` framework, so every request still
+//! passes the embedded edge and every call the embedded mesh. `GET /api/home/{id}`: user and orders
+//! concurrently, then the recommendations of the user's favourite category, merged like the declarative
+//! route of variant A (`bench/a.toml`).
 
 use bff::{
     axum::response::{IntoResponse, Response},
