@@ -211,10 +211,10 @@ async fn p2c_ewma_avoids_the_slow_endpoint() {
     let fast = Stub::start().await;
     let slow = Stub::start().await;
     fast.on("/x/1")
-        .delay(Duration::from_millis(3))
+        .delay(Duration::from_millis(20))
         .json(json!("fast"));
     slow.on("/x/1")
-        .delay(Duration::from_millis(30))
+        .delay(Duration::from_millis(200))
         .json(json!("slow"));
     let bff = TestBff::start(&config(
         &[&fast, &slow],

@@ -42,6 +42,8 @@ struct Backend {
     shape: Shape,
     required: bool,
     deps: Vec<usize>,
+    /// Partial responses this backend caused (`bff_partial_responses_total`).
+    partials: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl Plan {
                 shape,
                 required: b.required,
                 deps,
+                partials: None,
             });
         }
         Ok(Self {
@@ -155,6 +158,17 @@ impl Plan {
                 .collect(),
             backends,
         })
+    }
+
+    /// Counts the partial responses of each optional backend in the route's metrics.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: &bff_telemetry::RouteMetrics) -> Self {
+        for b in &mut self.backends {
+            if !b.required {
+                b.partials = Some(metrics.partial_counter(&b.name));
+            }
+        }
+        self
     }
 
     /// Runs the plan: every backend starts as soon as the backends it depends on have finished, so
@@ -289,6 +303,9 @@ impl Plan {
             let value = match r {
                 Some(Ok(v)) => v,
                 Some(Err(f)) => {
+                    if let Some(c) = &b.partials {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let mut e = Map::new();
                     e.insert("backend".into(), Value::String(b.name.to_string()));
                     e.insert("error".into(), Value::String(f.code.into()));

@@ -23,6 +23,9 @@ pub struct Config {
     /// Declarative aggregation routes.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Access log, traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The folder of the config file: relative file paths in the config (keys, JWKS) are read from it.
     #[serde(skip)]
     pub base_dir: Option<std::path::PathBuf>,
@@ -49,6 +52,25 @@ impl Default for BffConfig {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9901".into(),
             shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
+    /// OTLP/HTTP collector that traces are exported to.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            access_log: true,
+            otlp_endpoint: None,
         }
     }
 }

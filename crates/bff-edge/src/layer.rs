@@ -1,4 +1,5 @@
 use crate::BffError;
+use crate::policy::RouteTag;
 use crate::{
     client_ip::{ClientIp, TrustedProxies},
     cors::{Cors, CorsDecision},
@@ -11,8 +12,10 @@ use axum::{
 };
 use bff_config::EdgeConfig;
 use bff_mesh::CallContext;
+use bff_telemetry::Metrics;
 use bff_telemetry::{REQUEST_ID, TraceContext, request_id};
 use http::{HeaderMap, HeaderValue, Request, header};
+use std::sync::atomic::Ordering;
 use std::{
     borrow::Cow,
     net::{IpAddr, SocketAddr},
@@ -35,6 +38,8 @@ pub struct EdgePolicy {
     pub max_concurrency: usize,
     pub cors: Option<Cors>,
     pub trusted_proxies: TrustedProxies,
+    /// One JSON line a request on stdout.
+    pub access_log: bool,
 }
 
 impl EdgePolicy {
@@ -44,6 +49,7 @@ impl EdgePolicy {
             max_concurrency: edge.max_concurrency,
             cors: edge.cors.as_ref().map(Cors::new),
             trusted_proxies: TrustedProxies::new(&edge.trusted_proxies),
+            access_log: true,
         }
     }
 }
@@ -53,16 +59,18 @@ impl EdgePolicy {
 pub struct EdgeLayer {
     policy: Arc<EdgePolicy>,
     permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl EdgeLayer {
-    pub fn new(policy: EdgePolicy) -> Self {
+    pub fn new(policy: EdgePolicy, metrics: Arc<Metrics>) -> Self {
         let permits = Arc::new(Semaphore::new(
             policy.max_concurrency.min(Semaphore::MAX_PERMITS),
         ));
         Self {
             policy: Arc::new(policy),
             permits,
+            metrics,
         }
     }
 
@@ -110,12 +118,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
         let rid = request_id(req.headers());
-        let policy = &self.layer.policy;
+        let log = Arc::new(AccessLog {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            request_id: rid.clone(),
+            trace_id: None,
+            client: None,
+        });
+        let layer = self.layer.clone();
+        let policy = &layer.policy;
 
-        let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
+        let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
             tracing::debug!("shedding load: max_concurrency reached");
-            return ready(finish(BffError::overloaded().into_response(), &rid, None));
+            layer.metrics.shed.fetch_add(1, Ordering::Relaxed);
+            return ready(layer.done(BffError::overloaded().into_response(), &log, None, start));
         };
 
         // One path, normalised before routing and auth.
@@ -130,11 +148,8 @@ where
                 match pq.parse() {
                     Ok(pq) => parts.path_and_query = Some(pq),
                     Err(_) => {
-                        return ready(finish(
-                            BffError::bad_request("invalid path").into_response(),
-                            &rid,
-                            None,
-                        ));
+                        let res = BffError::bad_request("invalid path").into_response();
+                        return ready(layer.done(res, &log, None, start));
                     }
                 }
                 if let Ok(uri) = http::Uri::from_parts(parts) {
@@ -142,10 +157,11 @@ where
                 }
             }
             Err(BadPath(why)) => {
-                return ready(finish(
+                return ready(layer.done(
                     BffError::bad_request(why).into_response(),
-                    &rid,
+                    &log,
                     None,
+                    start,
                 ));
             }
         }
@@ -162,12 +178,12 @@ where
                     "forbidden",
                     "origin not allowed",
                 );
-                return ready(finish(e.into_response(), &rid, None));
+                return ready(layer.done(e.into_response(), &log, None, start));
             }
             Some(CorsDecision::Preflight(headers)) => {
                 let mut res = http::StatusCode::NO_CONTENT.into_response();
                 res.headers_mut().extend(headers);
-                return ready(finish(res, &rid, None));
+                return ready(layer.done(res, &log, None, start));
             }
             Some(CorsDecision::Allowed(headers)) => Some(headers),
         };
@@ -177,10 +193,20 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
         let client = policy.trusted_proxies.client_ip(peer, req.headers());
-        let deadline = Instant::now() + policy.request_timeout;
+        let deadline = start + policy.request_timeout;
+        let trace = TraceContext::from_headers(req.headers());
+        let log = if policy.access_log {
+            Arc::new(AccessLog {
+                trace_id: Some(trace.trace_id_hex()),
+                client: Some(client),
+                ..(*log).clone()
+            })
+        } else {
+            log
+        };
         let ctx = CallContext {
-            request_id: rid.clone(),
-            trace: TraceContext::from_headers(req.headers()),
+            request_id: rid,
+            trace,
             deadline: Some(deadline),
             forward: HeaderMap::new(),
             forwarded_for: policy.trusted_proxies.forwarded_for(peer, req.headers()),
@@ -193,14 +219,93 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            layer.metrics.inflight.fetch_add(1, Ordering::Relaxed);
             let res = match tokio::time::timeout_at(deadline, inner.call(req)).await {
                 Ok(Ok(res)) => res,
                 Err(_) => BffError::deadline_exceeded().into_response(),
             };
+            layer.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
-            Ok(finish(res, &rid, cors_headers))
+            Ok(layer.done(res, &log, cors_headers, start))
         })
     }
+}
+
+/// What the access log says of a request.
+#[derive(Clone, Debug)]
+struct AccessLog {
+    method: http::Method,
+    path: String,
+    request_id: HeaderValue,
+    trace_id: Option<String>,
+    client: Option<IpAddr>,
+}
+
+impl EdgeLayer {
+    /// The end of every request: the JSON error rendering and common headers, metrics of requests that no
+    /// route answered, the access log line.
+    fn done(
+        &self,
+        res: Response,
+        log: &AccessLog,
+        cors: Option<HeaderMap>,
+        start: Instant,
+    ) -> Response {
+        let res = finish(res, &log.request_id, cors);
+        let elapsed = start.elapsed();
+        let route = res.extensions().get::<RouteTag>().map(|t| t.0.clone());
+        if route.is_none() {
+            self.metrics
+                .unmatched
+                .record(res.status().as_u16(), elapsed);
+        }
+        if self.policy.access_log {
+            write_access_log(log, route.as_deref(), res.status().as_u16(), elapsed);
+        }
+        res
+    }
+}
+
+/// One JSON line on stdout.
+fn write_access_log(log: &AccessLog, route: Option<&str>, status: u16, elapsed: Duration) {
+    use std::io::Write;
+    let line = serde_json::json!({
+        "time": rfc3339(std::time::SystemTime::now()),
+        "request_id": log.request_id.to_str().unwrap_or_default(),
+        "trace_id": log.trace_id,
+        "client": log.client.map(|c| c.to_string()),
+        "method": log.method.as_str(),
+        "path": log.path,
+        "route": route,
+        "status": status,
+        "duration_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+/// `2026-11-28T00:10:15.123Z`.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 fn ready(res: Response) -> BoxFuture {
@@ -241,6 +346,16 @@ fn finish(mut res: Response, rid: &HeaderValue, cors: Option<HeaderMap>) -> Resp
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(1_764_288_615_123);
+        assert_eq!(super::rfc3339(t), "2025-11-28T00:10:15.123Z");
+        assert_eq!(
+            super::rfc3339(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
     use super::*;
     use axum::{Router, routing::get};
     use http_body_util::BodyExt;
@@ -252,6 +367,7 @@ mod tests {
             max_concurrency: max,
             cors: None,
             trusted_proxies: TrustedProxies::default(),
+            access_log: false,
         }
     }
 
@@ -269,7 +385,7 @@ mod tests {
                     "late"
                 }),
             )
-            .layer(EdgeLayer::new(policy(100, 10)));
+            .layer(EdgeLayer::new(policy(100, 10), Arc::new(Metrics::new())));
         let req = Request::get("/slow")
             .header("x-request-id", "rid-7")
             .body(Body::empty())
@@ -299,7 +415,7 @@ mod tests {
                     }
                 }),
             )
-            .layer(EdgeLayer::new(policy(10_000, 1)));
+            .layer(EdgeLayer::new(policy(10_000, 1), Arc::new(Metrics::new())));
         let first = tokio::spawn(
             app.clone()
                 .oneshot(Request::get("/hold").body(Body::empty()).unwrap()),

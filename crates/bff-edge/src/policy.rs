@@ -12,6 +12,7 @@ use axum::{
 };
 use bff_config::AuthKind;
 use bff_mesh::CallContext;
+use bff_telemetry::RouteMetrics;
 use http::{Request, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
@@ -19,7 +20,7 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
     time::Duration,
 };
@@ -79,35 +80,39 @@ pub struct RoutePolicy {
 pub struct PolicyLayer {
     policy: Arc<RoutePolicy>,
     gate: Arc<Gate>,
+    metrics: Arc<RouteMetrics>,
 }
 
 impl PolicyLayer {
-    pub fn new(policy: RoutePolicy, gate: Arc<Gate>) -> Self {
+    pub fn new(policy: RoutePolicy, gate: Arc<Gate>, metrics: Arc<RouteMetrics>) -> Self {
         Self {
             policy: Arc::new(policy),
             gate,
+            metrics,
         }
     }
 }
+
+/// The route template that answered, in the response's extensions (for the access log).
+#[derive(Clone, Debug)]
+pub struct RouteTag(pub Arc<str>);
 
 impl<S> Layer<S> for PolicyLayer {
     type Service = PolicyService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         PolicyService {
             inner,
-            policy: self.policy.clone(),
-            gate: self.gate.clone(),
+            layer: self.clone(),
         }
     }
 }
 
 /// Enforces a [`RoutePolicy`]: limits keyed before authentication, authentication, limits keyed on the
-/// identity, the body limit, then the route's deadline.
+/// identity, the body limit, then the route's deadline; records the route's metrics.
 #[derive(Clone, Debug)]
 pub struct PolicyService<S> {
     inner: S,
-    policy: Arc<RoutePolicy>,
-    gate: Arc<Gate>,
+    layer: PolicyLayer,
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -128,69 +133,87 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let policy = self.policy.clone();
-        let gate = self.gate.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let start = Instant::now();
         Box::pin(async move {
-            let (mut parts, body) = req.into_parts();
-            if let Err(res) = check_limits(&policy, &parts, false).await {
-                return Ok(res);
+            let mut res = enforce(&layer.policy, &layer.gate, inner, req).await;
+            let status = res.status().as_u16();
+            if status == 429 {
+                layer.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
-            if let Err(e) = authenticate(&policy, &gate, &mut parts).await {
-                return Ok(e.into_response());
-            }
-            if let Err(res) = check_limits(&policy, &parts, true).await {
-                return Ok(res);
-            }
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > policy.max_body) {
-                return Ok(BffError::payload_too_large().into_response());
-            }
-            let body = if body.is_end_stream() || declared.is_some() {
-                body
-            } else {
-                // Chunked: read up to the limit before the route runs, so that an oversized body is a 413
-                // before any downstream call, whatever the handler does with it.
-                let max = usize::try_from(policy.max_body).unwrap_or(usize::MAX);
-                match Limited::new(body, max).collect().await {
-                    Ok(b) => Body::from(b.to_bytes()),
-                    Err(e)
-                        if e.downcast_ref::<http_body_util::LengthLimitError>()
-                            .is_some() =>
-                    {
-                        return Ok(BffError::payload_too_large().into_response());
-                    }
-                    Err(_) => {
-                        return Ok(BffError::bad_request("the request body could not be read")
-                            .into_response());
-                    }
-                }
-            };
-            let mut req = Request::from_parts(parts, body);
-            let Some(timeout) = policy.timeout else {
-                return Ok(inner.call(req).await.into_response());
-            };
-            let deadline = Instant::now() + timeout;
-            let ctx = req.extensions().get::<Arc<CallContext>>().cloned();
-            let deadline = ctx
-                .as_ref()
-                .and_then(|c| c.deadline)
-                .map_or(deadline, |d| d.min(deadline));
-            if let Some(ctx) = ctx {
-                req.extensions_mut()
-                    .insert(Arc::new(ctx.as_ref().clone().with_deadline(deadline)));
-            }
-            Ok(
-                match tokio::time::timeout_at(deadline, inner.call(req)).await {
-                    Ok(res) => res.into_response(),
-                    Err(_) => BffError::deadline_exceeded().into_response(),
-                },
-            )
+            layer.metrics.record(status, start.elapsed());
+            res.extensions_mut()
+                .insert(RouteTag(layer.metrics.template()));
+            Ok(res)
         })
+    }
+}
+
+/// The policy's checks in order, then the route.
+async fn enforce<S>(policy: &RoutePolicy, gate: &Gate, mut inner: S, req: Request<Body>) -> Response
+where
+    S: Service<Request<Body>, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    let (mut parts, body) = req.into_parts();
+    if let Err(res) = check_limits(policy, &parts, false).await {
+        return res;
+    }
+    if let Err(e) = authenticate(policy, gate, &mut parts).await {
+        return e.into_response();
+    }
+    if let Err(res) = check_limits(policy, &parts, true).await {
+        return res;
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > policy.max_body) {
+        return BffError::payload_too_large().into_response();
+    }
+    let body = if body.is_end_stream() || declared.is_some() {
+        body
+    } else {
+        // Chunked: read up to the limit before the route runs, so that an oversized body is a 413 before
+        // any downstream call, whatever the handler does with it.
+        let max = usize::try_from(policy.max_body).unwrap_or(usize::MAX);
+        match Limited::new(body, max).collect().await {
+            Ok(b) => Body::from(b.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return BffError::payload_too_large().into_response();
+            }
+            Err(_) => {
+                return BffError::bad_request("the request body could not be read").into_response();
+            }
+        }
+    };
+    let mut req = Request::from_parts(parts, body);
+    let Some(timeout) = policy.timeout else {
+        return match inner.call(req).await {
+            Ok(res) => res.into_response(),
+            Err(never) => match never {},
+        };
+    };
+    let deadline = Instant::now() + timeout;
+    let ctx = req.extensions().get::<Arc<CallContext>>().cloned();
+    let deadline = ctx
+        .as_ref()
+        .and_then(|c| c.deadline)
+        .map_or(deadline, |d| d.min(deadline));
+    if let Some(ctx) = ctx {
+        req.extensions_mut()
+            .insert(Arc::new(ctx.as_ref().clone().with_deadline(deadline)));
+    }
+    match tokio::time::timeout_at(deadline, inner.call(req)).await {
+        Ok(Ok(res)) => res.into_response(),
+        Ok(Err(never)) => match never {},
+        Err(_) => BffError::deadline_exceeded().into_response(),
     }
 }
 

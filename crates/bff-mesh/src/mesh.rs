@@ -1,5 +1,6 @@
 use crate::{CallContext, Service, ServiceClient, ServiceSnapshot};
 use bff_config::Config;
+use bff_telemetry::Metrics;
 use http::HeaderValue;
 use std::{collections::HashMap, fmt, sync::Arc};
 
@@ -19,6 +20,7 @@ use std::{collections::HashMap, fmt, sync::Arc};
 pub struct Mesh {
     services: Arc<HashMap<String, Arc<Service>>>,
     ctx: Arc<CallContext>,
+    metrics: Arc<Metrics>,
 }
 
 /// The services of a config could not be built.
@@ -37,6 +39,11 @@ impl Mesh {
     /// Builds every `[services.*]` of a validated config. Calls made through it have no request context
     /// until [`Mesh::with_context`] gives one.
     pub fn from_config(config: &Config) -> Result<Self, MeshBuildError> {
+        Self::with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Mesh::from_config`], recording into `metrics`.
+    pub fn with_metrics(config: &Config, metrics: Arc<Metrics>) -> Result<Self, MeshBuildError> {
         let user_agent = HeaderValue::from_str(&config.bff.name).map_err(|_| {
             MeshBuildError(format!(
                 "bff.name {:?} is not a valid header value",
@@ -45,12 +52,14 @@ impl Mesh {
         })?;
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
-            let svc = Service::new(name, cfg, user_agent.clone()).map_err(MeshBuildError)?;
+            let svc = Service::new(name, cfg, user_agent.clone(), metrics.service(name))
+                .map_err(MeshBuildError)?;
             services.insert(name.clone(), Arc::new(svc));
         }
         Ok(Self {
             services: Arc::new(services),
             ctx: Arc::new(CallContext::detached()),
+            metrics,
         })
     }
 
@@ -60,6 +69,7 @@ impl Mesh {
         Self {
             services: self.services.clone(),
             ctx,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -72,6 +82,63 @@ impl Mesh {
         ServiceClient {
             service: self.services.get(name).cloned().ok_or_else(|| name.into()),
             ctx: self.ctx.clone(),
+        }
+    }
+
+    /// The metrics registry this mesh records into (shared with the rest of the BFF).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The breaker state and ejected endpoints of every service, as Prometheus gauges.
+    pub fn render_gauges(&self, out: &mut String) {
+        use bff_telemetry::metrics::{esc, header};
+        use std::fmt::Write;
+        let snapshot = self.snapshot();
+        header(
+            out,
+            "bff_circuit_state",
+            "gauge",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+        );
+        for s in &snapshot {
+            let _ = writeln!(
+                out,
+                "bff_circuit_state{{service=\"{}\"}} {}",
+                esc(&s.name),
+                s.circuit.as_gauge()
+            );
+        }
+        header(
+            out,
+            "bff_endpoint_ejected",
+            "gauge",
+            "1 while an endpoint is ejected by outlier detection.",
+        );
+        header(
+            out,
+            "bff_endpoint_healthy",
+            "gauge",
+            "1 while an endpoint passes its health checks.",
+        );
+        for s in &snapshot {
+            for e in &s.endpoints {
+                let labels = format!(
+                    "service=\"{}\",endpoint=\"{}\"",
+                    esc(&s.name),
+                    esc(&e.address)
+                );
+                let _ = writeln!(
+                    out,
+                    "bff_endpoint_ejected{{{labels}}} {}",
+                    u8::from(e.ejected_for_ms.is_some())
+                );
+                let _ = writeln!(
+                    out,
+                    "bff_endpoint_healthy{{{labels}}} {}",
+                    u8::from(e.healthy)
+                );
+            }
         }
     }
 

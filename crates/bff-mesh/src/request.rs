@@ -186,6 +186,7 @@ impl RequestBuilder {
         let method = self.method;
 
         if service.in_flight.load(Ordering::Relaxed) >= service.max_in_flight {
+            service.metrics.record(FAST_FAIL, None);
             return Err(fail(ErrorKind::Overloaded, &"max_in_flight reached"));
         }
         let _in_flight = Counted::enter(&service.in_flight);
@@ -227,10 +228,12 @@ impl RequestBuilder {
                 ));
             };
             let Some(i) = service.balancer.pick(&service.endpoints, &tried, key) else {
+                service.metrics.record(FAST_FAIL, None);
                 return Err(fail(ErrorKind::NoEndpoint, &"no healthy endpoint"));
             };
             // The breaker's fast failures never reach an endpoint, so they never count toward ejection.
             let Ok(permit) = call.admit() else {
+                service.metrics.record(FAST_FAIL, None);
                 return Err(fail(ErrorKind::CircuitOpen, &"circuit open"));
             };
             tried.push(i);
@@ -276,11 +279,23 @@ impl RequestBuilder {
                 let fits = ctx.deadline.is_none_or(|d| {
                     d.saturating_duration_since(Instant::now()) > wait + Duration::from_millis(1)
                 });
-                (fits && r.budget.withdraw()).then_some(wait)
+                if !fits {
+                    return None;
+                }
+                if r.budget.withdraw() {
+                    Some(wait)
+                } else {
+                    service
+                        .metrics
+                        .retries_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    None
+                }
             });
             match (wait, outcome) {
                 (Some(wait), _) => {
                     service.retries.fetch_add(1, Ordering::Relaxed);
+                    service.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(service = %name, attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -393,6 +408,7 @@ impl Call<'_> {
         }
         tried.push(j);
         svc.hedges.fetch_add(1, Ordering::Relaxed);
+        svc.metrics.hedges.fetch_add(1, Ordering::Relaxed);
         Some((j, permit, budget))
     }
 
@@ -463,6 +479,7 @@ impl Call<'_> {
         let latency = done.saturating_duration_since(start);
         endpoint.observe(latency, done);
         let failed = is_failure(&outcome);
+        svc.metrics.record(outcome_index(&outcome), Some(latency));
         if failed {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
         } else if let Some(h) = &svc.hedge {
@@ -477,6 +494,23 @@ impl Call<'_> {
         outcome
     }
 }
+
+/// The index in `bff_telemetry::metrics::OUTCOMES` of an attempt's outcome.
+fn outcome_index(outcome: &Outcome) -> usize {
+    match outcome {
+        Ok(res) if res.status.is_server_error() => 2,
+        Ok(res) if res.status.is_client_error() => 1,
+        Ok(_) => 0,
+        Err((ErrorKind::Connect, _)) => 3,
+        Err((ErrorKind::Timeout, _)) => 5,
+        Err((ErrorKind::Deadline, _)) => 6,
+        Err((ErrorKind::Decode, _)) => 7,
+        Err(_) => 4,
+    }
+}
+
+/// `fast_fail` in `bff_telemetry::metrics::OUTCOMES`: refused without touching the network.
+const FAST_FAIL: usize = 8;
 
 /// A failure of the endpoint: any error, or a 5xx.
 fn is_failure(outcome: &Outcome) -> bool {

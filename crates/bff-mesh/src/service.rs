@@ -56,6 +56,7 @@ pub struct Service {
     pub(crate) retries: AtomicU64,
     pub(crate) hedge: Option<Hedge>,
     pub(crate) hedges: AtomicU64,
+    pub(crate) metrics: Arc<bff_telemetry::ServiceMetrics>,
     required: bool,
     protocol: Protocol,
 }
@@ -65,6 +66,7 @@ impl Service {
         name: &str,
         cfg: &ServiceConfig,
         user_agent: HeaderValue,
+        metrics: Arc<bff_telemetry::ServiceMetrics>,
     ) -> Result<Self, String> {
         let endpoints = cfg
             .endpoints
@@ -126,6 +128,7 @@ impl Service {
                 )),
             },
             hedges: AtomicU64::new(0),
+            metrics,
             required: cfg.required,
             protocol: cfg.protocol,
         })

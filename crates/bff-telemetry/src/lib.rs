@@ -1,11 +1,14 @@
-//! Request identity (`x-request-id`) and W3C trace context (`traceparent`, `tracestate`): continued from the
-//! client or started, and a child span for every downstream call.
+//! Request identity (`x-request-id`), W3C trace context (`traceparent`, `tracestate`: continued from the
+//! client or started, a child span for every downstream call), and lock-free metrics in the Prometheus text
+//! format.
 #![forbid(unsafe_code)]
 
+pub mod metrics;
 mod request_id;
 mod trace;
 
 pub use self::{
+    metrics::{Metrics, RouteMetrics, ServiceMetrics},
     request_id::{REQUEST_ID, request_id},
     trace::{TRACEPARENT, TRACESTATE, TraceContext},
 };

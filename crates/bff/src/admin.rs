@@ -82,6 +82,19 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
             }),
         )
         .route(
+            "/metrics",
+            get({
+                let mesh = mesh.clone();
+                move || async move {
+                    let mut out = String::with_capacity(16 * 1024);
+                    mesh.metrics().render(&mut out);
+                    mesh.render_gauges(&mut out);
+                    let ct = "text/plain; version=0.0.4; charset=utf-8";
+                    ([(http::header::CONTENT_TYPE, ct)], out)
+                }
+            }),
+        )
+        .route(
             "/admin/services",
             get(move || async move { Json(mesh.snapshot()) }),
         )

@@ -105,7 +105,9 @@ impl App {
 
     /// A BFF from an already validated config.
     pub fn new(config: Config) -> Result<Self, StartError> {
-        let mesh = Mesh::from_config(&config).map_err(|e| StartError::Build(e.to_string()))?;
+        let metrics = Arc::new(bff_telemetry::Metrics::new());
+        let mesh =
+            Mesh::with_metrics(&config, metrics).map_err(|e| StartError::Build(e.to_string()))?;
         let base = config
             .base_dir
             .clone()
@@ -161,8 +163,12 @@ impl App {
         Some(crate::server::AbortOnDrop(tokio::spawn(jwt.run_refresh())))
     }
 
-    fn policy_layer(&self, policy: RoutePolicy) -> PolicyLayer {
-        PolicyLayer::new(policy, self.gate.clone())
+    fn policy_layer(&self, policy: RoutePolicy, route: &str, method: &str) -> PolicyLayer {
+        PolicyLayer::new(
+            policy,
+            self.gate.clone(),
+            self.mesh.metrics().route(route, method),
+        )
     }
 
     /// Registers a Rust handler (an axum [`MethodRouter`], e.g. `get(home)`).
@@ -192,7 +198,7 @@ impl App {
             RateLimiter::from_config(&cfg, path)
         });
         let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
-        let layer = self.policy_layer(compiled);
+        let layer = self.policy_layer(compiled, path, "*");
         self.rust_routes.push(path.to_string());
         self.router = self.router.route(path, method_router.layer(layer));
         self
@@ -245,8 +251,10 @@ impl App {
                 let filter = MethodFilter::try_from(plan.method.clone()).map_err(|_| {
                     StartError::Build(format!("unsupported method {}", plan.method))
                 })?;
-                let plan = Arc::new(plan);
-                let scope = format!("{} {}", route.method.to_ascii_uppercase(), route.path);
+                let method = route.method.to_ascii_uppercase();
+                let route_metrics = self.mesh.metrics().route(&route.path, &method);
+                let plan = Arc::new(plan.with_metrics(&route_metrics));
+                let scope = format!("{method} {}", route.path);
                 let limit = route
                     .rate_limit
                     .as_ref()
@@ -257,7 +265,7 @@ impl App {
                     route.timeout.map(|t| t.get()),
                     route.max_body.map(|b| b.bytes()),
                 );
-                let layer = self.policy_layer(policy);
+                let layer = self.policy_layer(policy, &route.path, &method);
                 let single = MethodRouter::new().on(
                     filter,
                     move |mesh: Mesh,
@@ -284,7 +292,11 @@ impl App {
         for path in &self.rust_routes {
             routes_info.push(admin::RouteInfo::rust(path));
         }
-        let edge = EdgeLayer::new(EdgePolicy::from_config(&self.config.edge));
+        let edge_policy = EdgePolicy {
+            access_log: self.config.telemetry.access_log,
+            ..EdgePolicy::from_config(&self.config.edge)
+        };
+        let edge = EdgeLayer::new(edge_policy, self.mesh.metrics().clone());
         let routes = router
             .fallback(|| async { BffError::not_found() })
             .method_not_allowed_fallback(|| async { BffError::method_not_allowed() })

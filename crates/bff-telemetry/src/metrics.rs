@@ -1,0 +1,440 @@
+//! Metrics in the Prometheus text format, lock-free on the hot path: every label set a request can touch
+//! (route, service) is registered when the BFF is built and handed out as an `Arc` of atomics, so recording
+//! is a few relaxed atomic adds; statuses and outcomes index fixed arrays. Label values are route templates
+//! and service names, never raw paths or client input.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// Upper bounds of the latency histograms, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// The metrics of one route (its template, and method).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: Arc<str>,
+    method: String,
+    /// Responses by status code, 100..=599.
+    statuses: Box<[AtomicU64]>,
+    pub duration: Histogram,
+    pub rate_limited: AtomicU64,
+    /// Partial responses, by the backend that failed.
+    partial: RwLock<BTreeMap<String, Arc<AtomicU64>>>,
+}
+
+impl RouteMetrics {
+    fn new(route: &str, method: &str) -> Self {
+        Self {
+            route: route.into(),
+            method: method.to_string(),
+            statuses: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            duration: Histogram::default(),
+            rate_limited: AtomicU64::new(0),
+            partial: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The route template (its label).
+    pub fn template(&self) -> Arc<str> {
+        self.route.clone()
+    }
+
+    /// A response of this route.
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        if let Some(c) = status
+            .checked_sub(100)
+            .and_then(|i| self.statuses.get(i as usize))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration.observe(elapsed);
+    }
+
+    /// Registers a backend whose failures make partial responses (at build time).
+    pub fn partial_counter(&self, backend: &str) -> Arc<AtomicU64> {
+        let Ok(mut p) = self.partial.write() else {
+            return Arc::default();
+        };
+        p.entry(backend.to_string()).or_default().clone()
+    }
+}
+
+/// Outcomes of downstream attempts, as `bff_upstream_requests_total{outcome}` names them.
+pub const OUTCOMES: [&str; 9] = [
+    "success",
+    "status_4xx",
+    "status_5xx",
+    "connect_error",
+    "reset",
+    "timeout",
+    "deadline_exceeded",
+    "malformed_response",
+    "fast_fail",
+];
+
+/// The metrics of one downstream service.
+#[derive(Debug)]
+pub struct ServiceMetrics {
+    service: String,
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    pub duration: Histogram,
+    pub retries: AtomicU64,
+    pub retries_refused: AtomicU64,
+    pub hedges: AtomicU64,
+}
+
+impl ServiceMetrics {
+    fn new(service: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            outcomes: Default::default(),
+            duration: Histogram::default(),
+            retries: AtomicU64::new(0),
+            retries_refused: AtomicU64::new(0),
+            hedges: AtomicU64::new(0),
+        }
+    }
+
+    /// An attempt's outcome (an index of [`OUTCOMES`]) and latency.
+    pub fn record(&self, outcome: usize, elapsed: Option<Duration>) {
+        if let Some(c) = self.outcomes.get(outcome) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(e) = elapsed {
+            self.duration.observe(e);
+        }
+    }
+}
+
+/// Gauges read when scraped (breaker states, ejections) are written by the caller into the same text.
+#[derive(Debug)]
+pub struct Metrics {
+    routes: RwLock<Vec<Arc<RouteMetrics>>>,
+    services: RwLock<BTreeMap<String, Arc<ServiceMetrics>>>,
+    pub inflight: AtomicI64,
+    pub shed: AtomicU64,
+    /// Responses to requests that matched no route (404, 405, preflights, refused paths).
+    pub unmatched: Arc<RouteMetrics>,
+    pub reloads: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            routes: RwLock::default(),
+            services: RwLock::default(),
+            inflight: AtomicI64::new(0),
+            shed: AtomicU64::new(0),
+            unmatched: Arc::new(RouteMetrics::new("unmatched", "*")),
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// The metrics of a route, registered once when routes are built.
+    pub fn route(&self, route: &str, method: &str) -> Arc<RouteMetrics> {
+        let Ok(mut routes) = self.routes.write() else {
+            return Arc::new(RouteMetrics::new(route, method));
+        };
+        if let Some(r) = routes
+            .iter()
+            .find(|r| &*r.route == route && r.method == method)
+        {
+            return r.clone();
+        }
+        let r = Arc::new(RouteMetrics::new(route, method));
+        routes.push(r.clone());
+        r
+    }
+
+    /// The metrics of a service, registered once when the mesh is built.
+    pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {
+        let Ok(mut services) = self.services.write() else {
+            return Arc::new(ServiceMetrics::new(service));
+        };
+        services
+            .entry(service.to_string())
+            .or_insert_with(|| Arc::new(ServiceMetrics::new(service)))
+            .clone()
+    }
+
+    /// Everything recorded, in the Prometheus text format (version 0.0.4).
+    pub fn render(&self, out: &mut String) {
+        let routes: Vec<Arc<RouteMetrics>> = self
+            .routes
+            .read()
+            .map(|r| {
+                r.iter()
+                    .cloned()
+                    .chain(std::iter::once(self.unmatched.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        header(
+            out,
+            "bff_requests_total",
+            "counter",
+            "Requests answered, by route template, method and status.",
+        );
+        for r in &routes {
+            for (i, c) in r.statuses.iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "bff_requests_total{{route=\"{}\",method=\"{}\",status=\"{}\"}} {n}",
+                        esc(&r.route),
+                        esc(&r.method),
+                        i + 100
+                    );
+                }
+            }
+        }
+        header(
+            out,
+            "bff_request_duration_seconds",
+            "histogram",
+            "Time to answer a request, by route template.",
+        );
+        for r in &routes {
+            r.duration.render(
+                out,
+                "bff_request_duration_seconds",
+                &format!("route=\"{}\",method=\"{}\"", esc(&r.route), esc(&r.method)),
+            );
+        }
+        header(
+            out,
+            "bff_rate_limited_total",
+            "counter",
+            "Requests refused with 429, by route template.",
+        );
+        for r in &routes {
+            let _ = writeln!(
+                out,
+                "bff_rate_limited_total{{route=\"{}\"}} {}",
+                esc(&r.route),
+                r.rate_limited.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "bff_partial_responses_total",
+            "counter",
+            "Responses missing an optional backend, by route and backend.",
+        );
+        for r in &routes {
+            if let Ok(p) = r.partial.read() {
+                for (backend, c) in p.iter() {
+                    let _ = writeln!(
+                        out,
+                        "bff_partial_responses_total{{route=\"{}\",backend=\"{}\"}} {}",
+                        esc(&r.route),
+                        esc(backend),
+                        c.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        }
+        let services: Vec<Arc<ServiceMetrics>> = self
+            .services
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        header(
+            out,
+            "bff_upstream_requests_total",
+            "counter",
+            "Downstream attempts, by service and outcome.",
+        );
+        for s in &services {
+            for (i, name) in OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "bff_upstream_requests_total{{service=\"{}\",outcome=\"{name}\"}} {}",
+                    esc(&s.service),
+                    s.outcomes[i].load(Ordering::Relaxed)
+                );
+            }
+        }
+        header(
+            out,
+            "bff_upstream_request_duration_seconds",
+            "histogram",
+            "Time of a downstream attempt, by service.",
+        );
+        for s in &services {
+            s.duration.render(
+                out,
+                "bff_upstream_request_duration_seconds",
+                &format!("service=\"{}\"", esc(&s.service)),
+            );
+        }
+        for (name, help, get) in [
+            (
+                "bff_upstream_retries_total",
+                "Retries sent, by service.",
+                (|s: &ServiceMetrics| &s.retries) as fn(&ServiceMetrics) -> &AtomicU64,
+            ),
+            (
+                "bff_upstream_retries_refused_total",
+                "Retries not sent because the retry budget was spent, by service.",
+                |s| &s.retries_refused,
+            ),
+            (
+                "bff_upstream_hedges_total",
+                "Hedged attempts sent, by service.",
+                |s| &s.hedges,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            for s in &services {
+                let _ = writeln!(
+                    out,
+                    "{name}{{service=\"{}\"}} {}",
+                    esc(&s.service),
+                    get(s).load(Ordering::Relaxed)
+                );
+            }
+        }
+        header(
+            out,
+            "bff_inflight_requests",
+            "gauge",
+            "Requests being served now.",
+        );
+        let _ = writeln!(
+            out,
+            "bff_inflight_requests {}",
+            self.inflight.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            "bff_shed_total",
+            "counter",
+            "Requests refused with 503 because max_concurrency was reached.",
+        );
+        let _ = writeln!(out, "bff_shed_total {}", self.shed.load(Ordering::Relaxed));
+        header(
+            out,
+            "bff_config_reloads_total",
+            "counter",
+            "Configurations applied after the first.",
+        );
+        let _ = writeln!(
+            out,
+            "bff_config_reloads_total {}",
+            self.reloads.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// `# HELP` and `# TYPE` lines.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value escaped for the text format.
+pub fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::new();
+        let r = m.route("/api/home/{id}", "GET");
+        r.record(200, Duration::from_millis(3));
+        r.record(200, Duration::from_millis(30));
+        r.record(502, Duration::from_millis(300));
+        let s = m.service("users");
+        s.record(0, Some(Duration::from_millis(2)));
+        s.retries.fetch_add(1, Ordering::Relaxed);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains(
+                "bff_requests_total{route=\"/api/home/{id}\",method=\"GET\",status=\"200\"} 2"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(
+            "bff_requests_total{route=\"/api/home/{id}\",method=\"GET\",status=\"502\"} 1"
+        ));
+        assert!(out.contains("bff_request_duration_seconds_bucket{route=\"/api/home/{id}\",method=\"GET\",le=\"0.005\"} 1"));
+        assert!(out.contains(
+            "bff_request_duration_seconds_count{route=\"/api/home/{id}\",method=\"GET\"} 3"
+        ));
+        assert!(
+            out.contains("bff_upstream_requests_total{service=\"users\",outcome=\"success\"} 1")
+        );
+        assert!(out.contains("bff_upstream_retries_total{service=\"users\"} 1"));
+        assert_eq!(
+            m.route("/api/home/{id}", "GET")
+                .duration
+                .count
+                .load(Ordering::Relaxed),
+            3,
+            "registered once"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

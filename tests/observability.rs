@@ -1,0 +1,173 @@
+//! Metrics as operators read them: the Prometheus text format checked by `promtool`, and scraped by a real
+//! Prometheus server (both from Debian's prometheus package, which scripts/test installs).
+
+use bff_testkit::{Stub, TestBff};
+use serde_json::{Value, json};
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+const ROUTES: &str = r#"
+[telemetry]
+access_log = false
+
+[services.users]
+endpoints = ["USERS"]
+[services.users.retry]
+on = ["503"]
+backoff = "1ms"
+[services.users.circuit_breaker]
+
+[[routes]]
+path = "/api/u/{id}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{id}"
+[[routes.backends]]
+name = "extra"
+service = "users"
+path = "/extra"
+required = false
+"#;
+
+async fn traffic() -> (Stub, TestBff) {
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"n": 1}));
+    users.on("/extra").status(503);
+    let bff = TestBff::start(&ROUTES.replace("USERS", &users.endpoint())).await;
+    for _ in 0..5 {
+        assert_eq!(bff.get("/api/u/1").await.status(), 200);
+    }
+    assert_eq!(bff.get("/nowhere").await.status(), 404);
+    (users, bff)
+}
+
+#[tokio::test]
+async fn metrics_have_the_contract_names_and_pass_promtool() {
+    let (_users, bff) = traffic().await;
+    let res = bff
+        .client()
+        .get(bff.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    for want in [
+        r#"bff_requests_total{route="/api/u/{id}",method="GET",status="200"} 5"#,
+        r#"bff_requests_total{route="unmatched",method="*",status="404"} 1"#,
+        r#"bff_request_duration_seconds_count{route="/api/u/{id}",method="GET"} 5"#,
+        r#"bff_upstream_requests_total{service="users",outcome="success"} 5"#,
+        r#"bff_upstream_requests_total{service="users",outcome="status_5xx"} 15"#,
+        r#"bff_upstream_retries_total{service="users"} 10"#,
+        r#"bff_partial_responses_total{route="/api/u/{id}",backend="extra"} 5"#,
+        // 15 failed attempts of 20 open the breaker (failure_rate 0.5, min_requests 20).
+        r#"bff_circuit_state{service="users"} 1"#,
+        "bff_upstream_request_duration_seconds_bucket{service=\"users\",le=\"+Inf\"} 20",
+        "bff_inflight_requests 0",
+        "bff_rate_limited_total{route=\"/api/u/{id}\"} 0",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    assert!(text.contains(&format!(
+        "bff_endpoint_ejected{{service=\"users\",endpoint=\"{}\"}} 0",
+        _users.endpoint()
+    )));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops the Prometheus server when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_admin_listener() {
+    let (_users, bff) = traffic().await;
+    let dir = std::env::temp_dir().join(format!("bff-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: bff\n    static_configs:\n      - targets: ['{}']\n",
+            bff.admin_addr()
+        ),
+    )
+    .unwrap();
+    let _prom = Killed(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's prometheus package; scripts/test installs it)"),
+    );
+    let query = format!("http://127.0.0.1:{port}/api/v1/query?query=up%7Bjob%3D%22bff%22%7D");
+    let mut up = None;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(res) = bff.client().get(&query).send().await else {
+            continue;
+        };
+        let Ok(v) = res.json::<Value>().await else {
+            continue;
+        };
+        if let Some(value) = v["data"]["result"][0]["value"][1].as_str() {
+            up = Some(value.to_string());
+            if value == "1" {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        up.as_deref(),
+        Some("1"),
+        "Prometheus scraped /metrics (target up)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
