@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The whole configuration of one BFF.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Identity and listeners of this BFF.
@@ -32,7 +32,7 @@ pub struct Config {
 }
 
 /// `[bff]`: identity and listeners.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BffConfig {
     /// Identity: metrics label, trace service.name, user-agent sent downstream.
@@ -43,6 +43,11 @@ pub struct BffConfig {
     pub admin_listen: String,
     /// On SIGTERM or Ctrl-C: stop accepting, finish in-flight requests within this time, then exit 0.
     pub shutdown_grace: Duration,
+    /// On SIGTERM, `/readyz` is 503 at once but the listener keeps accepting this long, so that load
+    /// balancers notice before connections are refused (match the Kubernetes preStop sleep).
+    pub drain_delay: Duration,
+    /// Reload the config when its file changes (checked every second).
+    pub watch_config: bool,
 }
 
 impl Default for BffConfig {
@@ -52,12 +57,14 @@ impl Default for BffConfig {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9901".into(),
             shutdown_grace: Duration::from_secs(20),
+            drain_delay: Duration::from_secs(0),
+            watch_config: false,
         }
     }
 }
 
 /// `[telemetry]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// One JSON line per request on stdout.
@@ -76,7 +83,7 @@ impl Default for TelemetryConfig {
 }
 
 /// `[edge]`: the embedded gateway.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
     /// Whole-request deadline; propagated downstream as `x-bff-deadline-ms`. Exceeded: 504.
@@ -119,7 +126,7 @@ impl Default for EdgeConfig {
 }
 
 /// `[edge.cors]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Exact origins allowed; `"*"` only without credentials.
@@ -129,7 +136,7 @@ pub struct CorsConfig {
 }
 
 /// `[edge.auth]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// JWT bearer tokens, for routes with `auth = "jwt"`.
@@ -139,7 +146,7 @@ pub struct AuthConfig {
 }
 
 /// `[edge.auth.jwt]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// Required `iss` claim.
@@ -161,7 +168,7 @@ pub struct JwtConfig {
 }
 
 /// `[edge.auth.api_keys]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiKeysConfig {
     /// File with one key a line (or `sha256:HEX`).
@@ -169,7 +176,7 @@ pub struct ApiKeysConfig {
 }
 
 /// `[edge.rate_limit]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Sustained requests a second per key.
@@ -216,7 +223,7 @@ pub enum Protocol {
 }
 
 /// `[services.NAME]`: one downstream service.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Static endpoints, `host:port`.
@@ -278,7 +285,7 @@ impl Default for ServiceConfig {
 }
 
 /// `[services.NAME.retry]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts in all, the first included.
@@ -314,7 +321,7 @@ impl Default for RetryConfig {
 }
 
 /// `[services.NAME.circuit_breaker]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerConfig {
     /// Failure rate over `window` that opens the breaker.
@@ -342,7 +349,7 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// `[services.NAME.outlier_detection]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierDetectionConfig {
     /// Consecutive failures that eject an endpoint.
@@ -364,7 +371,7 @@ impl Default for OutlierDetectionConfig {
 }
 
 /// `[services.NAME.health_check]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     /// Path probed with GET.
@@ -392,7 +399,7 @@ impl Default for HealthCheckConfig {
 }
 
 /// `[services.NAME.tls]`: mTLS.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// CA bundle (PEM) that verifies the service.
@@ -416,7 +423,7 @@ pub enum AuthKind {
 }
 
 /// `[[routes]]`: a declarative aggregation route.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// HTTP method.
@@ -453,7 +460,7 @@ fn default_true() -> bool {
 }
 
 /// `[[routes.backends]]`: one downstream call of an aggregation.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Key of this backend in the merged response.

@@ -44,6 +44,16 @@ impl Mesh {
 
     /// Like [`Mesh::from_config`], recording into `metrics`.
     pub fn with_metrics(config: &Config, metrics: Arc<Metrics>) -> Result<Self, MeshBuildError> {
+        Self::reusing(config, metrics, None)
+    }
+
+    /// Builds the services of `config`, keeping those of `previous` whose config and identity are
+    /// unchanged, with their connection pools and their breaker, outlier and health state.
+    pub fn reusing(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        previous: Option<&Mesh>,
+    ) -> Result<Self, MeshBuildError> {
         let user_agent = HeaderValue::from_str(&config.bff.name).map_err(|_| {
             MeshBuildError(format!(
                 "bff.name {:?} is not a valid header value",
@@ -52,9 +62,18 @@ impl Mesh {
         })?;
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
-            let svc = Service::new(name, cfg, user_agent.clone(), metrics.service(name))
-                .map_err(MeshBuildError)?;
-            services.insert(name.clone(), Arc::new(svc));
+            let kept = previous
+                .and_then(|p| p.services.get(name))
+                .filter(|s| s.config == *cfg && s.user_agent == user_agent)
+                .cloned();
+            let svc = match kept {
+                Some(s) => s,
+                None => Arc::new(
+                    Service::new(name, cfg, user_agent.clone(), metrics.service(name))
+                        .map_err(MeshBuildError)?,
+                ),
+            };
+            services.insert(name.clone(), svc);
         }
         Ok(Self {
             services: Arc::new(services),

@@ -57,6 +57,8 @@ pub struct Service {
     pub(crate) hedge: Option<Hedge>,
     pub(crate) hedges: AtomicU64,
     pub(crate) metrics: Arc<bff_telemetry::ServiceMetrics>,
+    /// The config it was built from: a reload keeps the service when it is unchanged.
+    pub(crate) config: ServiceConfig,
     required: bool,
     protocol: Protocol,
 }
@@ -129,6 +131,7 @@ impl Service {
             },
             hedges: AtomicU64::new(0),
             metrics,
+            config: cfg.clone(),
             required: cfg.required,
             protocol: cfg.protocol,
         })

@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz`, `/readyz`, `/admin/services`, `/admin/routes`, `/admin/config`.
 
-use crate::server::Draining;
+use crate::server::ServerState;
 use axum::{Extension, Json, Router, http::StatusCode, response::IntoResponse, routing::get};
 use bff_aggregate::Plan;
 use bff_config::Config;
@@ -61,8 +61,8 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
             "/readyz",
-            get(move |Extension(draining): Extension<Draining>| async move {
-                if draining.0.load(Ordering::SeqCst) {
+            get(move |Extension(state): Extension<ServerState>| async move {
+                if state.draining.load(Ordering::SeqCst) {
                     return (
                         StatusCode::SERVICE_UNAVAILABLE,
                         Json(json!({"status": "draining"})),
@@ -104,7 +104,26 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
         )
         .route(
             "/admin/config",
-            get(move || async move { Json(redacted.clone()) }),
+            get(move |Extension(state): Extension<ServerState>| async move {
+                let version = state.version.load(Ordering::SeqCst);
+                Json(json!({"version": version, "config": redacted}))
+            }),
+        )
+        .route(
+            "/admin/reload",
+            axum::routing::post(|Extension(state): Extension<ServerState>| async move {
+                let Some(reload) = state.reload else {
+                    let body = json!({"error": {"code": "not_reloadable", "message": "this BFF was not started from a config file"}});
+                    return (StatusCode::CONFLICT, Json(body));
+                };
+                match reload.reload().await {
+                    Ok(version) => (StatusCode::OK, Json(json!({"status": "applied", "version": version}))),
+                    Err(errors) => {
+                        let body = json!({"error": {"code": "config_refused", "message": errors}});
+                        (StatusCode::UNPROCESSABLE_ENTITY, Json(body))
+                    }
+                }
+            }),
         )
         .fallback(|| async {
             (

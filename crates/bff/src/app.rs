@@ -28,14 +28,31 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 ///     .await
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct App {
     config: Arc<Config>,
     mesh: Mesh,
-    router: Router,
-    rust_routes: Vec<String>,
+    rust_routes: Vec<RustRoute>,
+    merged: Vec<Router>,
     gate: Arc<Gate>,
     /// `[edge.rate_limit]`, one limiter shared by every route.
     global_limit: Option<RateLimiter>,
+    /// The config file, for reloads.
+    source: Option<PathBuf>,
+}
+
+/// A Rust handler as registered, kept so that a reload can rebuild its route with the new policies.
+#[derive(Clone)]
+struct RustRoute {
+    path: String,
+    policy: Policy,
+    method_router: MethodRouter,
+}
+
+/// What [`App::build`] makes: the public and admin routers.
+pub(crate) struct Built {
+    pub(crate) public: Router,
+    pub(crate) admin: Router,
 }
 
 /// Why a BFF could not start. Its `Display` lists every config error with file, line and key.
@@ -89,8 +106,28 @@ pub fn config_path_from_args() -> PathBuf {
 impl App {
     /// Loads and validates a config file (TOML, YAML or JSON by extension, `BFF__...` overrides).
     pub fn from_config(path: impl Into<PathBuf>) -> Result<Self, StartError> {
-        let source = Source::file(path.into())?;
-        Self::new(Loader::new().load(&source)?)
+        let path = path.into();
+        let source = Source::file(&path)?;
+        let mut app = Self::new(Loader::new().load(&source)?)?;
+        app.source = Some(path);
+        Ok(app)
+    }
+
+    /// The same app on a new config: routes rebuilt with the new policies, services whose config did not
+    /// change kept as they are (connection pools, breaker and outlier state, health).
+    pub(crate) fn reconfigure(&self, config: Config) -> Result<Self, StartError> {
+        let mesh = Mesh::reusing(&config, self.mesh.metrics().clone(), Some(&self.mesh))
+            .map_err(|e| StartError::Build(e.to_string()))?;
+        let mut app = Self::with_mesh(config, mesh)?;
+        app.rust_routes = self.rust_routes.clone();
+        app.merged = self.merged.clone();
+        app.source = self.source.clone();
+        Ok(app)
+    }
+
+    /// The config file this app was loaded from, if any.
+    pub fn source(&self) -> Option<&std::path::Path> {
+        self.source.as_deref()
     }
 
     /// Like [`App::from_config`], with the file named by `--config`, `$BFF_CONFIG` or `./bff.toml`.
@@ -108,6 +145,10 @@ impl App {
         let metrics = Arc::new(bff_telemetry::Metrics::new());
         let mesh =
             Mesh::with_metrics(&config, metrics).map_err(|e| StartError::Build(e.to_string()))?;
+        Self::with_mesh(config, mesh)
+    }
+
+    fn with_mesh(config: Config, mesh: Mesh) -> Result<Self, StartError> {
         let base = config
             .base_dir
             .clone()
@@ -133,10 +174,11 @@ impl App {
         Ok(Self {
             config: Arc::new(config),
             mesh,
-            router: Router::new(),
             rust_routes: Vec::new(),
+            merged: Vec::new(),
             gate: Arc::new(gate),
             global_limit,
+            source: None,
         })
     }
 
@@ -189,6 +231,15 @@ impl App {
     /// # }
     /// ```
     pub fn route_with(mut self, path: &str, policy: Policy, method_router: MethodRouter) -> Self {
+        self.rust_routes.push(RustRoute {
+            path: path.to_string(),
+            policy,
+            method_router,
+        });
+        self
+    }
+
+    fn rust_layer(&self, path: &str, policy: &Policy) -> PolicyLayer {
         let limit = policy.rate_limit.map(|(per_second, burst)| {
             let cfg = bff_config::RateLimitConfig {
                 per_second,
@@ -198,16 +249,14 @@ impl App {
             RateLimiter::from_config(&cfg, path)
         });
         let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
-        let layer = self.policy_layer(compiled, path, "*");
-        self.rust_routes.push(path.to_string());
-        self.router = self.router.route(path, method_router.layer(layer));
-        self
+        self.policy_layer(compiled, path, "*")
     }
 
     /// Merges an axum router of Rust handlers.
     #[must_use]
+    /// Merges an axum router of Rust handlers; its routes get the default route policy.
     pub fn merge(mut self, router: Router) -> Self {
-        self.router = self.router.merge(router);
+        self.merged.push(router);
         self
     }
 
@@ -223,11 +272,19 @@ impl App {
     /// The public router with the whole edge stack: what the public listener serves. Useful to drive a
     /// BFF in tests with `tower::ServiceExt::oneshot`.
     pub fn into_router(self) -> Result<Router, StartError> {
-        Ok(self.build()?.0)
+        Ok(self.build()?.public)
     }
 
-    pub(crate) fn build(mut self) -> Result<(Router, Router, Arc<Config>), StartError> {
-        let mut router = std::mem::take(&mut self.router);
+    pub(crate) fn build(&self) -> Result<Built, StartError> {
+        let mut router = Router::new();
+        for r in &self.rust_routes {
+            let layer = self.rust_layer(&r.path, &r.policy);
+            router = router.route(&r.path, r.method_router.clone().layer(layer));
+        }
+        for m in &self.merged {
+            let layer = self.rust_layer("merged", &Policy::new());
+            router = router.merge(m.clone().route_layer(layer));
+        }
         let config = self.config.clone();
         let mut by_path: BTreeMap<&str, Vec<(Plan, &RouteConfig)>> = BTreeMap::new();
         for route in &config.routes {
@@ -240,7 +297,7 @@ impl App {
         }
         let mut routes_info = Vec::new();
         for (path, plans) in by_path {
-            if self.rust_routes.iter().any(|r| same_shape(r, path)) {
+            if self.rust_routes.iter().any(|r| same_shape(&r.path, path)) {
                 return Err(StartError::Build(format!(
                     "the config route {path} conflicts with a Rust route of the same path"
                 )));
@@ -289,8 +346,8 @@ impl App {
             }
             router = router.route(path, method_router);
         }
-        for path in &self.rust_routes {
-            routes_info.push(admin::RouteInfo::rust(path));
+        for r in &self.rust_routes {
+            routes_info.push(admin::RouteInfo::rust(&r.path));
         }
         let edge_policy = EdgePolicy {
             access_log: self.config.telemetry.access_log,
@@ -304,8 +361,8 @@ impl App {
         // The edge wraps the router from outside: it runs before routing (so the normalised path is the
         // routed one) and for every request, matched or not.
         let public = Router::new().fallback_service(tower::Layer::layer(&edge, routes));
-        let admin = admin::router(self.mesh, self.config.clone(), routes_info);
-        Ok((public, admin, self.config))
+        let admin = admin::router(self.mesh.clone(), self.config.clone(), routes_info);
+        Ok(Built { public, admin })
     }
 
     /// Binds the public and admin listeners and starts serving; see [`Server`].

@@ -1,5 +1,6 @@
 use crate::{App, StartError};
 use axum::{Router, body::Body, extract::ConnectInfo};
+use bff_config::Loader;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -8,24 +9,108 @@ use hyper_util::{
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 use tower::ServiceExt;
 
-/// A running BFF: its public and admin listeners.
+/// A running BFF: its public and admin listeners, and what a reload swaps.
 pub struct Server {
     public_addr: SocketAddr,
     admin_addr: SocketAddr,
     handle: ShutdownHandle,
+    reload: ReloadHandle,
     public_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
     admin_stop: watch::Sender<bool>,
+    reloader: JoinHandle<()>,
+}
+
+/// Starts the drain of a [`Server`] from anywhere (tests, signal handlers).
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    stop: watch::Sender<bool>,
+    draining: Arc<AtomicBool>,
+    drain_delay: Duration,
+}
+
+impl ShutdownHandle {
+    /// Begins the drain: `/readyz` turns 503 at once; after `bff.drain_delay` (while load balancers
+    /// notice) the public listener stops accepting; in-flight requests finish within `shutdown_grace`.
+    pub fn shutdown(&self) {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let stop = self.stop.clone();
+        let delay = self.drain_delay;
+        if delay.is_zero() {
+            stop.send_replace(true);
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                stop.send_replace(true);
+            });
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Asks the server to reload its config file (what `POST /admin/reload` and SIGHUP do).
+#[derive(Clone, Debug)]
+pub struct ReloadHandle(mpsc::Sender<oneshot::Sender<Result<u64, String>>>);
+
+impl ReloadHandle {
+    /// Re-reads and validates the config; applies it when valid. `Ok(version)`, or every error; a refused
+    /// config leaves the running one in place.
+    pub async fn reload(&self) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(tx)
+            .await
+            .map_err(|_| "the server is stopping".to_string())?;
+        rx.await.map_err(|_| "the server is stopping".to_string())?
+    }
+}
+
+/// The routers being served; a reload swaps them, requests in flight keep the ones they started with.
+pub(crate) struct Routers {
+    public: RwLock<Router>,
+    admin: RwLock<Router>,
+}
+
+/// Whether the BFF is draining, and the config version; read by the admin endpoints.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerState {
+    pub(crate) draining: Arc<AtomicBool>,
+    pub(crate) version: Arc<AtomicU64>,
+    pub(crate) reload: Option<ReloadHandle>,
+}
+
+/// What lives as long as one config: health checks and JWKS refresh.
+struct Generation {
+    app: App,
     _health_checks: bff_mesh::HealthChecks,
     _jwks: Option<AbortOnDrop>,
+}
+
+impl Generation {
+    fn start(app: App) -> Self {
+        Self {
+            _health_checks: app.mesh().start_health_checks(),
+            _jwks: app.jwt_refresher(),
+            app,
+        }
+    }
 }
 
 /// A background task that ends with the server.
@@ -55,43 +140,30 @@ impl Default for ConnLimits {
     }
 }
 
-/// Starts the drain of a [`Server`] from anywhere (tests, signal handlers).
-#[derive(Clone, Debug)]
-pub struct ShutdownHandle {
-    stop: watch::Sender<bool>,
-    draining: Arc<AtomicBool>,
-}
-
-impl ShutdownHandle {
-    /// Begins the drain: `/readyz` turns 503, the public listener stops accepting, in-flight requests
-    /// finish within `shutdown_grace`.
-    pub fn shutdown(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        self.stop.send_replace(true);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-}
-
 impl Server {
     pub(crate) async fn bind(app: App) -> Result<Self, StartError> {
-        let listen = app.config().bff.listen.clone();
-        let admin_listen = app.config().bff.admin_listen.clone();
-        let grace = app.config().bff.shutdown_grace.get();
+        let cfg = app.config().clone();
         let draining = Arc::new(AtomicBool::new(false));
-        let health_checks = app.mesh().start_health_checks();
+        let version = Arc::new(AtomicU64::new(1));
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let reload = ReloadHandle(reload_tx);
+        let state = ServerState {
+            draining: draining.clone(),
+            version: version.clone(),
+            reload: app.source().map(|_| reload.clone()),
+        };
         let limits = ConnLimits {
-            header_timeout: app.config().edge.header_timeout.get(),
-            max_headers: app.config().edge.max_headers,
-            max_header_bytes: usize::try_from(app.config().edge.max_header_bytes.bytes())
+            header_timeout: cfg.edge.header_timeout.get(),
+            max_headers: cfg.edge.max_headers,
+            max_header_bytes: usize::try_from(cfg.edge.max_header_bytes.bytes())
                 .unwrap_or(usize::MAX)
                 .max(8192),
         };
-        let jwks = app.jwt_refresher();
-        let (public, admin, _config) = app.build()?;
-        let admin = admin.layer(axum::Extension(Draining(draining.clone())));
+        let built = app.build()?;
+        let routers = Arc::new(Routers {
+            public: RwLock::new(built.public),
+            admin: RwLock::new(built.admin.layer(axum::Extension(state.clone()))),
+        });
 
         let bind = |addr: String| async move {
             TcpListener::bind(&addr).await.map_err(|e| {
@@ -101,33 +173,51 @@ impl Server {
                 ))
             })
         };
-        let public_listener = bind(listen).await?;
-        let admin_listener = bind(admin_listen).await?;
+        let public_listener = bind(cfg.bff.listen.clone()).await?;
+        let admin_listener = bind(cfg.bff.admin_listen.clone()).await?;
         let public_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
         let (stop, stop_rx) = watch::channel(false);
-        let handle = ShutdownHandle { stop, draining };
-        let public_task =
-            tokio::spawn(accept_loop(public_listener, public, stop_rx, grace, limits));
+        let handle = ShutdownHandle {
+            stop,
+            draining,
+            drain_delay: cfg.bff.drain_delay.get(),
+        };
+        let grace = cfg.bff.shutdown_grace.get();
+        let r = routers.clone();
+        let public_task = tokio::spawn(accept_loop(
+            public_listener,
+            move || r.public.read().map(|g| g.clone()).unwrap_or_default(),
+            stop_rx,
+            grace,
+            limits,
+        ));
         // The admin listener outlives the public one until the drain is over, so probes see it.
         let (admin_stop, admin_stop_rx) = watch::channel(false);
+        let r = routers.clone();
         let admin_task = tokio::spawn(accept_loop(
             admin_listener,
-            admin,
+            move || r.admin.read().map(|g| g.clone()).unwrap_or_default(),
             admin_stop_rx,
             Duration::from_millis(100),
             ConnLimits::default(),
+        ));
+        let reloader = tokio::spawn(reload_loop(
+            Generation::start(app),
+            routers,
+            state,
+            reload_rx,
         ));
         Ok(Self {
             public_addr,
             admin_addr,
             handle,
+            reload,
             public_task,
             admin_task,
             admin_stop,
-            _health_checks: health_checks,
-            _jwks: jwks,
+            reloader,
         })
     }
 
@@ -144,14 +234,19 @@ impl Server {
         self.handle.clone()
     }
 
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
+    }
+
     /// Waits until a [`ShutdownHandle`] starts the drain and the drain is over.
     pub async fn run(self) {
         let _ = self.public_task.await;
         self.admin_stop.send_replace(true);
         let _ = self.admin_task.await;
+        self.reloader.abort();
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then drains.
+    /// Serves until SIGTERM or Ctrl-C, then drains; SIGHUP reloads the config file.
     pub async fn run_until_signal(self) {
         let handle = self.handle.clone();
         tokio::spawn(async move {
@@ -159,14 +254,103 @@ impl Server {
             tracing::info!("shutting down: draining in-flight requests");
             handle.shutdown();
         });
+        #[cfg(unix)]
+        {
+            let reload = self.reload.clone();
+            tokio::spawn(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match reload.reload().await {
+                        Ok(v) => tracing::info!(version = v, "config reloaded (SIGHUP)"),
+                        Err(e) => tracing::error!("config refused, the running one stays:\n{e}"),
+                    }
+                }
+            });
+        }
         self.run().await;
         tracing::info!("stopped");
     }
 }
 
-/// Whether the BFF is draining; read by `/readyz`.
-#[derive(Clone, Debug)]
-pub(crate) struct Draining(pub(crate) Arc<AtomicBool>);
+/// Applies reloads one at a time: load and validate the file, build everything, then swap. A config
+/// watched with `bff.watch_config` is checked every second and reloaded when its content changes.
+async fn reload_loop(
+    mut current: Generation,
+    routers: Arc<Routers>,
+    state: ServerState,
+    mut requests: mpsc::Receiver<oneshot::Sender<Result<u64, String>>>,
+) {
+    let watch = current.app.config().bff.watch_config;
+    let mut last_text = current.app.source().and_then(|p| std::fs::read(p).ok());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let reply = tokio::select! {
+            r = requests.recv() => match r {
+                Some(reply) => Some(reply),
+                None => return,
+            },
+            _ = tick.tick(), if watch => {
+                let text = current.app.source().and_then(|p| std::fs::read(p).ok());
+                if text.is_none() || text == last_text {
+                    continue;
+                }
+                None
+            }
+        };
+        let result = reload_once(&current, &routers, &state);
+        last_text = current.app.source().and_then(|p| std::fs::read(p).ok());
+        let outcome = match result {
+            Ok(app) => {
+                current = Generation::start(app);
+                let v = state.version.fetch_add(1, Ordering::SeqCst) + 1;
+                current
+                    .app
+                    .mesh()
+                    .metrics()
+                    .reloads
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(version = v, "config applied");
+                Ok(v)
+            }
+            Err(e) => {
+                tracing::error!("config refused, the running one stays:\n{e}");
+                Err(e.to_string())
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+fn reload_once(
+    current: &Generation,
+    routers: &Routers,
+    state: &ServerState,
+) -> Result<App, StartError> {
+    let path = current
+        .app
+        .source()
+        .ok_or_else(|| StartError::Build("this BFF was not started from a config file".into()))?;
+    let config = Loader::new().load_file(path)?;
+    let old = &current.app.config().bff;
+    if config.bff.listen != old.listen || config.bff.admin_listen != old.admin_listen {
+        tracing::warn!("bff.listen and bff.admin_listen take effect at the next start");
+    }
+    let app = current.app.reconfigure(config)?;
+    let built = app.build()?;
+    let admin = built.admin.layer(axum::Extension(state.clone()));
+    if let (Ok(mut p), Ok(mut a)) = (routers.public.write(), routers.admin.write()) {
+        *p = built.public;
+        *a = admin;
+    }
+    Ok(app)
+}
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -192,7 +376,7 @@ async fn shutdown_signal() {
 
 async fn accept_loop(
     listener: TcpListener,
-    router: Router,
+    current: impl Fn() -> Router + Clone + Send + Sync + 'static,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnLimits,
@@ -222,11 +406,12 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let router = router.clone();
+                let current = current.clone();
                 let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let mut req = req.map(Body::new);
                     req.extensions_mut().insert(ConnectInfo(peer));
-                    router.clone().oneshot(req)
+                    // Each request takes the routers of the config current when it starts.
+                    current().oneshot(req)
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
