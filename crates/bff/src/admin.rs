@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/admin/services`, `/admin/routes`, `/admin/config`.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/` (a page), `/admin/services`,
+//! `/admin/routes`, `/admin/config`, `POST /admin/reload`.
 
 use crate::server::ServerState;
 use axum::{Extension, Json, Router, http::StatusCode, response::IntoResponse, routing::get};
@@ -58,6 +59,8 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
     let routes = Arc::new(routes);
     let ready_mesh = mesh.clone();
     Router::new()
+        .route("/admin/", get(page))
+        .route("/admin", get(page))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
             "/readyz",
@@ -132,6 +135,21 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
             )
                 .into_response()
         })
+}
+
+/// The admin page: services, endpoints, breaker states and live rates, from the JSON and metrics endpoints;
+/// no external asset.
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("admin.html"),
+    )
 }
 
 /// Hides credentials: the user-info part of URLs, and keys that name secrets.
