@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod new;
 
 use bff::{
     App,
@@ -24,6 +25,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a BFF project from a template: code, tests, bff.toml, Dockerfile, k8s manifests.
+    New {
+        /// The project's name: a crate name (letters, digits, '-', '_'; starting with a letter).
+        name: String,
+        /// web (JWT, CORS, a page aggregation), mobile (API keys, trimmed payloads, rate limits, batch) or minimal.
+        #[arg(long, default_value = "web")]
+        template: String,
+        /// The folder to create the project in (as DIR/NAME); default: the current folder.
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// A checkout of this framework for the project's path dependencies; default: the one bff was built from.
+        #[arg(long, value_name = "PATH")]
+        framework_path: Option<PathBuf>,
+    },
     /// Serve a BFF from configuration alone (declarative routes, no Rust code).
     Run {
         /// Config file (.toml, .yaml/.yml or .json); default $BFF_CONFIG, then ./bff.toml.
@@ -65,6 +80,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     bff::init_tracing();
     match cli.command {
+        Command::New {
+            name,
+            template,
+            path,
+            framework_path,
+        } => new::run(&new::Args {
+            name,
+            template,
+            path,
+            framework_path,
+        }),
         Command::Check { config } => match load(&config).and_then(|app| {
             let summary = format!(
                 "{}: ok ({} services, {} routes)",

@@ -1,0 +1,50 @@
+//! golden-minimal: a Backend-for-Frontend built with `bff`. Its one handler calls the users service
+//! through the embedded mesh; the embedded gateway in front of it sets the deadline, sheds load and turns
+//! every failure into a JSON error.
+//!
+//! `app` is the whole BFF: `main.rs` serves it, the tests and `examples/dev.rs` start it against stubs.
+
+use bff::prelude::*;
+
+#[derive(Deserialize)]
+struct User {
+    profile: Profile,
+}
+
+#[derive(Deserialize)]
+struct Profile {
+    name: String,
+}
+
+/// `GET /api/hello/{user_id}`: a greeting with the user's name from the users service.
+pub async fn hello(mesh: Mesh, Path(user_id): Path<String>) -> bff::Result<Json<Value>> {
+    let user_id = id(&user_id)?;
+    let user: User = mesh
+        .service("users")
+        .get(format!("/users/{user_id}"))
+        .send_json()
+        .await?; // a failure is the response: 502, 503 or 504 as JSON
+    Ok(Json(
+        json!({ "message": format!("Hello, {}!", user.profile.name) }),
+    ))
+}
+
+/// A path parameter checked before it goes into a downstream path: axum decodes `%2F` and `%3F`, so an
+/// unchecked value could add path segments or a query to the call.
+fn id(raw: &str) -> bff::Result<&str> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(raw)
+    } else {
+        Err(BffError::bad_request("invalid id"))
+    }
+}
+
+/// The BFF: the routes of this crate on an app built from `config`.
+pub fn app(config: bff::config::Config) -> Result<App, bff::StartError> {
+    Ok(App::new(config)?.route("/api/hello/{user_id}", get(hello)))
+}

@@ -1,0 +1,22 @@
+//! Run with: `USERS_ADDR=127.0.0.1:9001 cargo run` (the config is `--config FILE`, else `$BFF_CONFIG`,
+//! else `./bff.toml`), or `cargo run --example dev` in front of stub services.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    bff::init_tracing();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every config error with its file, line and key.
+            eprintln!("{}", e.to_string().trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), bff::StartError> {
+    let config = bff::config::Loader::new().load_file(bff::config_path_from_args())?;
+    golden_minimal::app(config)?.serve().await
+}

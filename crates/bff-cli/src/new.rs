@@ -1,0 +1,404 @@
+//! `bff new NAME`: how a frontend team meets the framework. It renders one of the project templates of
+//! `bff-templates/` (embedded in this binary by build.rs, so it works outside this repository) into a new
+//! folder: a Cargo project that builds, runs, passes its own tests and carries its Dockerfile and
+//! Kubernetes manifests.
+//!
+//! Templates use cargo-generate's placeholder names (`{{project-name}}`, `{{crate_name}}`, plus
+//! `{{framework-path}}` declared in each template's `cargo-generate.toml`), so the same folders work with
+//! cargo-generate where users have it. Substituting three names needs no template engine: the renderer
+//! below refuses any other `{{...}}`, and a test renders every template.
+//!
+//! Every refusal (bad name, non-empty folder, unknown template, no framework checkout) happens before the
+//! first write and is one line on stderr.
+
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/templates.rs"));
+}
+
+/// The checkout this binary was built from: the default framework the project depends on.
+const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// What `bff new` was asked for.
+pub(crate) struct Args {
+    pub(crate) name: String,
+    pub(crate) template: String,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) framework_path: Option<PathBuf>,
+}
+
+/// Why nothing was created; its `Display` is the one line printed.
+#[derive(Debug)]
+pub(crate) struct Refused(String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn refuse<T>(message: impl Into<String>) -> Result<T, Refused> {
+    Err(Refused(message.into()))
+}
+
+pub(crate) fn run(args: &Args) -> ExitCode {
+    match create(args) {
+        Ok(dir) => {
+            let cd = shell_word(&dir.display().to_string());
+            println!(
+                "Created {name} from the {template} template in {dir}.\n\
+                 \n\
+                 Next:\n  \
+                 cd {cd}\n  \
+                 cargo test                # builds it (a few minutes the first time) and tests it against stubs\n  \
+                 cargo run --example dev   # serves it on http://127.0.0.1:8080 in front of stub services\n\
+                 \n\
+                 Then read {readme}: run it against your services, build its image, deploy it.",
+                name = args.name,
+                template = args.template,
+                dir = dir.display(),
+                readme = dir.join("README.md").display(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bff new: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Validates everything, renders in memory, then writes; returns the project's folder.
+pub(crate) fn create(args: &Args) -> Result<PathBuf, Refused> {
+    check_name(&args.name)?;
+    let files = template(&args.template)?;
+    let framework = framework(args.framework_path.as_deref())?;
+    let dir = match &args.path {
+        Some(parent) => parent.join(&args.name),
+        None => PathBuf::from(&args.name),
+    };
+    check_target(&dir)?;
+
+    let framework_str = framework.to_str().ok_or_else(|| {
+        Refused(format!(
+            "the framework path {} is not UTF-8",
+            framework.display()
+        ))
+    })?;
+    // Every template uses it inside a double-quoted TOML or JSON string: escape for both.
+    let framework_str = framework_str.replace('\\', "\\\\").replace('"', "\\\"");
+    let crate_name = args.name.replace('-', "_");
+    let vars = [
+        ("project-name", args.name.as_str()),
+        ("crate_name", crate_name.as_str()),
+        ("framework-path", framework_str.as_str()),
+    ];
+    let mut rendered = Vec::with_capacity(files.len());
+    for (path, text) in files {
+        let text = render(text, &vars)
+            .map_err(|e| Refused(format!("template {} is broken: {path}: {e}", args.template)))?;
+        rendered.push((*path, text));
+    }
+
+    let existed = dir.exists();
+    write_all(&dir, &rendered, &framework).inspect_err(|_| {
+        // Leave nothing half-written behind.
+        if existed {
+            for (path, _) in &rendered {
+                let _ = fs::remove_file(dir.join(path));
+            }
+            let _ = fs::remove_file(dir.join("Cargo.lock"));
+        } else {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    })?;
+    Ok(dir)
+}
+
+fn write_all(dir: &Path, files: &[(&str, String)], framework: &Path) -> Result<(), Refused> {
+    let io =
+        |path: &Path, e: std::io::Error| Refused(format!("cannot write {}: {e}", path.display()));
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    // The framework's lock file: the project's first build uses the versions the framework is tested
+    // with (and works offline when they are already downloaded). Cargo trims what the project does not use.
+    let lock = framework.join("Cargo.lock");
+    if lock.is_file() {
+        let dest = dir.join("Cargo.lock");
+        fs::copy(&lock, &dest).map_err(|e| io(&dest, e))?;
+    }
+    Ok(())
+}
+
+/// The files of an embedded template.
+fn template(name: &str) -> Result<&'static [(&'static str, &'static str)], Refused> {
+    match embedded::TEMPLATES.iter().find(|(n, _)| *n == name) {
+        Some((_, files)) => Ok(files),
+        None => refuse(format!(
+            "unknown template {name:?}: choose {}",
+            names().join(", ")
+        )),
+    }
+}
+
+/// The names of the embedded templates.
+pub(crate) fn names() -> Vec<&'static str> {
+    embedded::TEMPLATES.iter().map(|(n, _)| *n).collect()
+}
+
+/// The framework checkout the project depends on by path, absolute so the project can live anywhere.
+fn framework(given: Option<&Path>) -> Result<PathBuf, Refused> {
+    let (path, hint) = match given {
+        Some(p) => (p.to_path_buf(), ""),
+        None => (
+            PathBuf::from(BUILT_FROM),
+            " (the checkout this bff was built from); pass --framework-path",
+        ),
+    };
+    let abs = match path.canonicalize() {
+        Ok(p) => p,
+        Err(e) => {
+            return refuse(format!("framework checkout {}: {e}{hint}", path.display()));
+        }
+    };
+    for krate in ["bff", "bff-testkit"] {
+        if !abs.join("crates").join(krate).join("Cargo.toml").is_file() {
+            return refuse(format!(
+                "{} is not a checkout of the bff framework (no crates/{krate}/Cargo.toml){hint}",
+                abs.display()
+            ));
+        }
+    }
+    Ok(abs)
+}
+
+/// The project's folder may be new or empty, never anything else.
+fn check_target(dir: &Path) -> Result<(), Refused> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        return refuse(format!("{} exists and is not a folder", dir.display()));
+    }
+    let mut entries =
+        fs::read_dir(dir).map_err(|e| Refused(format!("cannot read {}: {e}", dir.display())))?;
+    if entries.next().is_some() {
+        return refuse(format!(
+            "{} exists and is not empty: choose another NAME or --path",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Rust keywords: a crate name is also an identifier in `use NAME::...`.
+const KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
+    "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
+    "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
+    "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Names cargo itself refuses (artifact folders, the standard library, Windows devices).
+const RESERVED: &[&str] = &[
+    "test",
+    "build",
+    "deps",
+    "examples",
+    "incremental",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    "com1",
+    "com2",
+    "com3",
+    "com4",
+    "com5",
+    "com6",
+    "com7",
+    "com8",
+    "com9",
+    "lpt1",
+    "lpt2",
+    "lpt3",
+    "lpt4",
+    "lpt5",
+    "lpt6",
+    "lpt7",
+    "lpt8",
+    "lpt9",
+];
+
+/// Crates the generated projects depend on: a project of the same name could not name them.
+const DEPENDENCIES: &[&str] = &[
+    "bff",
+    "bff_testkit",
+    "tokio",
+    "serde",
+    "serde_json",
+    "reqwest",
+    "jsonwebtoken",
+    "percent_encoding",
+];
+
+/// NAME becomes the package name, the binary's name and (with `_` for `-`) the library's name.
+pub(crate) fn check_name(name: &str) -> Result<(), Refused> {
+    let bad = |why: &str| refuse(format!("{name:?} is not a valid crate name: {why}"));
+    let Some(first) = name.chars().next() else {
+        return bad("it is empty");
+    };
+    if !first.is_ascii_alphabetic() {
+        return bad("it must start with a letter");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return bad(&format!(
+            "{c:?} is not allowed (use letters, digits, '-' and '_')"
+        ));
+    }
+    if name.len() > 64 {
+        return bad("it is longer than 64 characters");
+    }
+    let ident = name.replace('-', "_").to_ascii_lowercase();
+    if KEYWORDS.contains(&ident.as_str()) {
+        return bad("it is a Rust keyword");
+    }
+    if RESERVED.contains(&ident.as_str()) {
+        return bad("cargo reserves it");
+    }
+    if DEPENDENCIES.contains(&ident.as_str()) {
+        return bad("the project depends on a crate of that name");
+    }
+    Ok(())
+}
+
+/// Replaces each `{{ name }}` by its value; any other `{{...}}` is an error, so a template never ships a
+/// placeholder that cargo-generate and `bff new` would render differently.
+pub(crate) fn render(text: &str, vars: &[(&str, &str)]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "a `{{` without its `}}`".to_string())?;
+        let key = after[..end].trim();
+        let (_, value) = vars
+            .iter()
+            .find(|(k, _)| *k == key)
+            .ok_or_else(|| format!("unknown placeholder `{key}`"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A path as one word of a shell command line.
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./+,:@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_three_names_and_refuses_others() {
+        let vars = [("project-name", "shop-web"), ("crate_name", "shop_web")];
+        assert_eq!(
+            render(
+                "name = \"{{project-name}}\" use {{ crate_name }}::app;",
+                &vars
+            )
+            .unwrap(),
+            "name = \"shop-web\" use shop_web::app;"
+        );
+        assert!(
+            render("{{authors}}", &vars)
+                .unwrap_err()
+                .contains("authors")
+        );
+        assert!(render("x {{project-name", &vars).is_err());
+        assert_eq!(render("{single} }}", &vars).unwrap(), "{single} }}");
+    }
+
+    #[test]
+    fn every_embedded_template_renders() {
+        let vars = [
+            ("project-name", "p"),
+            ("crate_name", "p"),
+            ("framework-path", "/f"),
+        ];
+        assert_eq!(names(), ["minimal", "web", "mobile"]);
+        for (name, files) in embedded::TEMPLATES {
+            for want in [
+                "Cargo.toml",
+                "src/main.rs",
+                "src/lib.rs",
+                "bff.toml",
+                "Dockerfile",
+            ] {
+                assert!(files.iter().any(|(p, _)| *p == want), "{name}: no {want}");
+            }
+            for (path, text) in *files {
+                render(text, &vars).unwrap_or_else(|e| panic!("{name}/{path}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn names_follow_cargo_rules() {
+        for ok in ["shop-web", "mobile_bff", "a", "Web2"] {
+            check_name(ok).unwrap();
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("1bad", "start with a letter"),
+            ("-x", "start with a letter"),
+            ("has space", "' ' is not allowed"),
+            ("café", "'é' is not allowed"),
+            ("fn", "keyword"),
+            ("self", "keyword"),
+            ("test", "reserves"),
+            ("bff", "depends on"),
+            ("bff-testkit", "depends on"),
+        ] {
+            let e = check_name(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(shell_word("./shop-web"), "./shop-web");
+        assert_eq!(shell_word("/tmp/my apps/x"), "'/tmp/my apps/x'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+}

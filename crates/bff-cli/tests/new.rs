@@ -1,0 +1,265 @@
+//! `bff new`, black-box: every template renders exactly its golden copy (`BFF_UPDATE_GOLDEN=1` rewrites
+//! them), every refusal is one line on stderr and writes nothing, and one generated project builds and
+//! passes its own `cargo test` against this checkout, the way a new user runs it.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Instant,
+};
+
+const TEMPLATES: [&str; 3] = ["minimal", "web", "mobile"];
+
+/// What the golden copies say instead of this checkout's absolute path: the checkout's root seen from
+/// `bff-templates/golden/<template>/`.
+const GOLDEN_FRAMEWORK_PATH: &str = "../../..";
+
+fn bff() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bff"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// This checkout, as `bff new` writes it: absolute and canonical.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A fresh temporary folder, removed when the test passes (kept to look into when it fails).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("bff-new-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("left for inspection: {}", self.0.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Every file under `dir` by its `/`-separated relative path.
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, files);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_str().unwrap();
+                let text =
+                    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                files.insert(rel.replace('\\', "/"), text);
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut files);
+    }
+    files
+}
+
+fn new_project(name: &str, template: &str, parent: &Path) -> Output {
+    let out = bff()
+        .args(["new", name, "--template", template, "--path"])
+        .arg(parent)
+        .arg("--framework-path")
+        .arg(workspace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bff new {name} --template {template}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The first line where two texts differ, to point at it rather than print both files.
+fn first_difference(want: &str, got: &str) -> String {
+    let (mut w, mut g) = (want.lines(), got.lines());
+    for n in 1.. {
+        match (w.next(), g.next()) {
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return "differs in line endings".into(),
+            (a, b) => return format!("line {n}: golden {a:?}, rendered {b:?}"),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn every_template_renders_its_golden_copy() {
+    let scratch = Scratch::new("golden");
+    let root = workspace();
+    let update = std::env::var_os("BFF_UPDATE_GOLDEN").is_some();
+    for template in TEMPLATES {
+        let name = format!("golden-{template}");
+        let out = new_project(&name, template, &scratch.0);
+        let project = scratch.0.join(&name);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for next in [
+            format!("cd {}", project.display()),
+            "cargo test".into(),
+            "cargo run --example dev".into(),
+        ] {
+            assert!(stdout.contains(&next), "no `{next}` in:\n{stdout}");
+        }
+
+        let mut rendered = tree(&project);
+        // Not a template file: the framework's lock, copied so the first build uses its versions.
+        let lock = rendered.remove("Cargo.lock").expect("Cargo.lock copied");
+        assert_eq!(lock, fs::read_to_string(root.join("Cargo.lock")).unwrap());
+        let rendered: BTreeMap<String, String> = rendered
+            .into_iter()
+            .map(|(path, text)| {
+                let text = text.replace(root.to_str().unwrap(), GOLDEN_FRAMEWORK_PATH);
+                (path, text)
+            })
+            .collect();
+
+        let golden_dir = root.join("bff-templates/golden").join(template);
+        if update {
+            let _ = fs::remove_dir_all(&golden_dir);
+            for (path, text) in &rendered {
+                let dest = golden_dir.join(path);
+                fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                fs::write(dest, text).unwrap();
+            }
+            eprintln!("rewrote {}", golden_dir.display());
+            continue;
+        }
+        let golden = tree(&golden_dir);
+        let hint = "after a template change: BFF_UPDATE_GOLDEN=1 cargo test -p bff-cli --test new, then review git diff bff-templates/golden";
+        assert_eq!(
+            golden.keys().collect::<Vec<_>>(),
+            rendered.keys().collect::<Vec<_>>(),
+            "{template}: the files differ from bff-templates/golden/{template} ({hint})"
+        );
+        for (path, want) in &golden {
+            let got = &rendered[path];
+            assert!(
+                want == got,
+                "{template}: {path} differs from its golden copy: {} ({hint})",
+                first_difference(want, got)
+            );
+        }
+    }
+}
+
+#[test]
+fn refusals_are_one_line_on_stderr_and_write_nothing() {
+    let scratch = Scratch::new("refusals");
+    let taken = scratch.0.join("taken");
+    fs::create_dir(&taken).unwrap();
+    fs::write(taken.join("notes.txt"), "mine").unwrap();
+    let nowhere = scratch.0.join("no-such-checkout");
+    let not_framework = scratch.0.join("taken");
+
+    let cases: [(&[&str], Option<&Path>, &str); 7] = [
+        (
+            &["1bad"],
+            None,
+            "\"1bad\" is not a valid crate name: it must start with a letter",
+        ),
+        (
+            &["has space"],
+            None,
+            "\"has space\" is not a valid crate name: ' ' is not allowed",
+        ),
+        (
+            &["fn"],
+            None,
+            "\"fn\" is not a valid crate name: it is a Rust keyword",
+        ),
+        (&["taken"], None, "taken exists and is not empty"),
+        (
+            &["fresh", "--template", "desktop"],
+            None,
+            "unknown template \"desktop\": choose minimal, web, mobile",
+        ),
+        (&["fresh"], Some(&nowhere), "framework checkout"),
+        (
+            &["fresh"],
+            Some(&not_framework),
+            "is not a checkout of the bff framework",
+        ),
+    ];
+    for (args, framework, want) in cases {
+        let out = bff()
+            .arg("new")
+            .args(args)
+            .arg("--path")
+            .arg(&scratch.0)
+            .arg("--framework-path")
+            .arg(framework.map_or_else(workspace, Path::to_path_buf))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: printed on stdout");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: not one line: {stderr}"
+        );
+        assert!(
+            stderr.starts_with("bff new: ") && stderr.contains(want),
+            "{args:?}: want `{want}` in: {stderr}"
+        );
+    }
+
+    let left: Vec<String> = tree(&scratch.0).into_keys().collect();
+    assert_eq!(left, ["taken/notes.txt"], "nothing was written");
+    assert_eq!(fs::read_to_string(taken.join("notes.txt")).unwrap(), "mine");
+}
+
+/// The one build of CI: a generated project compiles and passes its own tests with no edits. It builds in
+/// the workspace's target folder (`--offline`: every crate it needs is in the checkout's lock file, which
+/// `bff new` copies), so the framework's crates already compiled are reused.
+#[test]
+fn a_generated_project_builds_and_passes_its_own_tests() {
+    let scratch = Scratch::new("build");
+    // An existing empty folder is a fine place for a project.
+    fs::create_dir(scratch.0.join("ci-mobile")).unwrap();
+    new_project("ci-mobile", "mobile", &scratch.0);
+    let project = scratch.0.join("ci-mobile");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+
+    let started = Instant::now();
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["test", "--offline"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_TERM_COLOR", "never")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "cargo test in the generated project failed after {took:?}:\n{stdout}\n{stderr}"
+    );
+    eprintln!("generated project: cargo test took {took:?}");
+    for suite in ["Running tests/api.rs", "Running tests/deploy.rs"] {
+        assert!(stderr.contains(suite), "{suite} did not run:\n{stderr}");
+    }
+    assert!(!stdout.contains("FAILED") && stdout.contains("test result: ok"));
+}
