@@ -1,13 +1,10 @@
 //! Load balancers over a service's available endpoints (healthy, not ejected).
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::EndpointSet;
 use bff_config::LoadBalancer;
 use std::{
     hash::{Hash, Hasher},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::{AtomicUsize, Ordering},
 };
 use tokio::time::Instant;
 
@@ -23,7 +20,7 @@ pub(crate) enum Balancer {
     P2cEwma,
     /// Consistent hashing (ketama-style ring): a key sticks to an endpoint; removing one of N endpoints moves
     /// about 1/N of the keys.
-    RingHash(Vec<(u64, usize)>),
+    RingHash,
 }
 
 pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
@@ -34,12 +31,12 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
 }
 
 impl Balancer {
-    pub(crate) fn new(kind: LoadBalancer, endpoints: &[Arc<Endpoint>]) -> Self {
+    pub(crate) fn new(kind: LoadBalancer) -> Self {
         match kind {
             LoadBalancer::RoundRobin => Self::RoundRobin(AtomicUsize::new(0)),
             LoadBalancer::LeastRequest => Self::LeastRequest,
             LoadBalancer::P2cEwma => Self::P2cEwma,
-            LoadBalancer::RingHash => Self::RingHash(ring(endpoints.iter().map(|e| &*e.addr))),
+            LoadBalancer::RingHash => Self::RingHash,
         }
     }
 
@@ -48,7 +45,7 @@ impl Balancer {
             Self::RoundRobin(_) => "round_robin",
             Self::LeastRequest => "least_request",
             Self::P2cEwma => "p2c_ewma",
-            Self::RingHash(_) => "ring_hash",
+            Self::RingHash => "ring_hash",
         }
     }
 
@@ -56,10 +53,11 @@ impl Balancer {
     /// available. `key` is the hash key for `ring_hash`.
     pub(crate) fn pick(
         &self,
-        endpoints: &[Arc<Endpoint>],
+        set: &EndpointSet,
         exclude: &[usize],
         key: Option<u64>,
     ) -> Option<usize> {
+        let endpoints = &set.list;
         let now = Instant::now();
         let ok = |i: usize| endpoints[i].is_available(now);
         let fresh = |i: usize| ok(i) && !exclude.contains(&i);
@@ -75,7 +73,8 @@ impl Balancer {
                 endpoints[i].in_flight.load(Ordering::Relaxed) as f64
             }),
             Self::P2cEwma => p2c(n, eligible, |i| endpoints[i].cost(now)),
-            Self::RingHash(ring) => {
+            Self::RingHash => {
+                let ring = &set.ring;
                 let Some(key) = key else {
                     return p2c(n, eligible, |i| endpoints[i].cost(now));
                 };
@@ -125,24 +124,20 @@ pub(crate) fn ring<'a>(addrs: impl Iterator<Item = &'a str>) -> Vec<(u64, usize)
 mod tests {
     use super::*;
 
-    fn eps(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| {
-                let a = format!("10.0.0.{i}:80");
-                Arc::new(Endpoint::new(&a, a.parse().unwrap()))
-            })
-            .collect()
+    fn eps(n: usize) -> EndpointSet {
+        let addrs: Vec<String> = (0..n).map(|i| format!("10.0.0.{i}:80")).collect();
+        EndpointSet::build(&addrs, None).unwrap()
     }
 
     #[tokio::test]
     async fn round_robin_cycles_and_skips_unavailable() {
         let e = eps(3);
-        let b = Balancer::new(LoadBalancer::RoundRobin, &e);
+        let b = Balancer::new(LoadBalancer::RoundRobin);
         let picks: Vec<_> = (0..6).map(|_| b.pick(&e, &[], None).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        e[1].healthy.store(false, Ordering::Relaxed);
+        e.list[1].healthy.store(false, Ordering::Relaxed);
         assert!((0..10).all(|_| b.pick(&e, &[], None) != Some(1)));
-        for x in &e {
+        for x in &e.list {
             x.healthy.store(false, Ordering::Relaxed);
         }
         assert_eq!(b.pick(&e, &[], None), None);
@@ -151,18 +146,18 @@ mod tests {
     #[tokio::test]
     async fn a_retry_avoids_the_endpoint_already_tried() {
         let e = eps(2);
-        let b = Balancer::new(LoadBalancer::P2cEwma, &e);
+        let b = Balancer::new(LoadBalancer::P2cEwma);
         assert!((0..50).all(|_| b.pick(&e, &[0], None) == Some(1)));
         // With nothing else available, the tried one is used again.
-        e[1].healthy.store(false, Ordering::Relaxed);
+        e.list[1].healthy.store(false, Ordering::Relaxed);
         assert_eq!(b.pick(&e, &[0], None), Some(0));
     }
 
     #[tokio::test]
     async fn least_request_prefers_the_idle_endpoint() {
         let e = eps(2);
-        e[0].in_flight.store(5, Ordering::Relaxed);
-        let b = Balancer::new(LoadBalancer::LeastRequest, &e);
+        e.list[0].in_flight.store(5, Ordering::Relaxed);
+        let b = Balancer::new(LoadBalancer::LeastRequest);
         assert!((0..50).all(|_| b.pick(&e, &[], None) == Some(1)));
     }
 

@@ -12,6 +12,42 @@ use std::{
 };
 use tokio::time::Instant;
 
+/// The endpoints of a service at one moment. Discovery replaces the whole set; endpoints that remain are
+/// the same `Arc`s, with their load, latency, health and ejection state.
+#[derive(Debug, Default)]
+pub(crate) struct EndpointSet {
+    pub(crate) list: Vec<Arc<Endpoint>>,
+    /// The `ring_hash` ring over `list`.
+    pub(crate) ring: Vec<(u64, usize)>,
+}
+
+impl EndpointSet {
+    /// A set of `addrs`, reusing the endpoints of `previous` with the same address.
+    pub(crate) fn build(addrs: &[String], previous: Option<&EndpointSet>) -> Result<Self, String> {
+        let mut list = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            if list.iter().any(|e: &Arc<Endpoint>| &*e.addr == addr) {
+                continue;
+            }
+            let kept = previous
+                .and_then(|p| p.list.iter().find(|e| &*e.addr == addr))
+                .cloned();
+            let ep = match kept {
+                Some(e) => e,
+                None => {
+                    let authority: Authority = addr
+                        .parse()
+                        .map_err(|e| format!("endpoint {addr:?}: {e}"))?;
+                    Arc::new(Endpoint::new(addr, authority))
+                }
+            };
+            list.push(ep);
+        }
+        let ring = crate::balancer::ring(list.iter().map(|e| &*e.addr));
+        Ok(Self { list, ring })
+    }
+}
+
 /// The latency assumed of an endpoint before it has answered (as linkerd's default RTT).
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// How fast the EWMA forgets: the weight of an observation after `DECAY` is 1/e.
@@ -27,6 +63,8 @@ pub(crate) struct Endpoint {
     pub(crate) ewma: Mutex<PeakEwma>,
     /// Set by active health checks; true until a check says otherwise.
     pub(crate) healthy: AtomicBool,
+    /// Consecutive probe results: passes (positive) or failures (negative).
+    probes: std::sync::atomic::AtomicI32,
     pub(crate) outlier: Mutex<Outlier>,
 }
 
@@ -40,7 +78,39 @@ impl Endpoint {
             failures: AtomicU64::new(0),
             ewma: Mutex::new(PeakEwma::new(Instant::now())),
             healthy: AtomicBool::new(true),
+            probes: std::sync::atomic::AtomicI32::new(0),
             outlier: Mutex::new(Outlier::default()),
+        }
+    }
+
+    /// A health probe's result: `unhealthy_threshold` failures in a row take the endpoint out,
+    /// `healthy_threshold` passes bring it back.
+    pub(crate) fn health_result(
+        &self,
+        ok: bool,
+        cfg: &bff_config::HealthCheckConfig,
+        service: &str,
+    ) {
+        let run = if ok {
+            self.probes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.max(0) + 1))
+                .unwrap_or(0)
+                .max(0)
+                + 1
+        } else {
+            self.probes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.min(0) - 1))
+                .unwrap_or(0)
+                .min(0)
+                - 1
+        };
+        let healthy = self.healthy.load(Ordering::Relaxed);
+        if healthy && -run >= cfg.unhealthy_threshold.max(1) as i32 {
+            tracing::warn!(%service, endpoint = %self.addr, "endpoint unhealthy");
+            self.healthy.store(false, Ordering::Relaxed);
+        } else if !healthy && run >= cfg.healthy_threshold.max(1) as i32 {
+            tracing::info!(%service, endpoint = %self.addr, "endpoint healthy again");
+            self.healthy.store(true, Ordering::Relaxed);
         }
     }
 
@@ -178,12 +248,8 @@ mod tests {
     use super::*;
 
     fn eps(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| {
-                let a = format!("127.0.0.1:{}", 9000 + i);
-                Arc::new(Endpoint::new(&a, a.parse().unwrap()))
-            })
-            .collect()
+        let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", 9000 + i)).collect();
+        EndpointSet::build(&addrs, None).unwrap().list
     }
 
     fn policy(pct: u32) -> OutlierPolicy {

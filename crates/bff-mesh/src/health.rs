@@ -7,7 +7,7 @@ use bff_config::HealthCheckConfig;
 use bytes::Bytes;
 use http::{Request, Uri, header::USER_AGENT};
 use http_body_util::Full;
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
@@ -16,40 +16,23 @@ pub(crate) struct HealthCheck {
 }
 
 impl HealthCheck {
-    /// One task per endpoint, probing until aborted.
+    /// One task for the service: every `interval`, all its current endpoints are probed concurrently.
     pub(crate) fn spawn(&self, service: &Arc<Service>) -> Vec<JoinHandle<()>> {
-        (0..service.endpoints.len())
-            .map(|i| {
-                let service = service.clone();
-                let cfg = self.cfg.clone();
-                tokio::spawn(async move {
-                    let mut passes = 0u32;
-                    let mut fails = 0u32;
-                    let mut tick = tokio::time::interval(cfg.interval.get());
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        let ep = &service.endpoints[i];
-                        let ok = probe(&service, ep, &cfg).await;
-                        if ok {
-                            passes += 1;
-                            fails = 0;
-                        } else {
-                            fails += 1;
-                            passes = 0;
-                        }
-                        let healthy = ep.healthy.load(Ordering::Relaxed);
-                        if healthy && fails >= cfg.unhealthy_threshold.max(1) {
-                            tracing::warn!(service = %service.name, endpoint = %ep.addr, "endpoint unhealthy");
-                            ep.healthy.store(false, Ordering::Relaxed);
-                        } else if !healthy && passes >= cfg.healthy_threshold.max(1) {
-                            tracing::info!(service = %service.name, endpoint = %ep.addr, "endpoint healthy again");
-                            ep.healthy.store(true, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect()
+        let service = service.clone();
+        let cfg = self.cfg.clone();
+        vec![tokio::spawn(async move {
+            let mut tick = tokio::time::interval(cfg.interval.get());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let set = service.endpoints();
+                let probes = set.list.iter().map(|ep| async {
+                    let ok = probe(&service, ep, &cfg).await;
+                    ep.health_result(ok, &cfg, &service.name);
+                });
+                futures::future::join_all(probes).await;
+            }
+        })]
     }
 }
 

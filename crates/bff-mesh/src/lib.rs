@@ -7,6 +7,7 @@ mod balancer;
 mod breaker;
 mod classify;
 mod context;
+mod discover;
 mod endpoint;
 mod error;
 mod extract;

@@ -69,8 +69,14 @@ impl Mesh {
             let svc = match kept {
                 Some(s) => s,
                 None => Arc::new(
-                    Service::new(name, cfg, user_agent.clone(), metrics.service(name))
-                        .map_err(MeshBuildError)?,
+                    Service::new(
+                        name,
+                        cfg,
+                        user_agent.clone(),
+                        metrics.service(name),
+                        config.base_dir.as_deref(),
+                    )
+                    .map_err(MeshBuildError)?,
                 ),
             };
             services.insert(name.clone(), svc);
@@ -161,13 +167,13 @@ impl Mesh {
         }
     }
 
-    /// Starts the active health checks of every service that has them; they run until the returned guard
-    /// is dropped.
-    pub fn start_health_checks(&self) -> HealthChecks {
+    /// Starts the background work of every service (discovery, active health checks); it runs until the
+    /// returned guard is dropped.
+    pub fn start_tasks(&self) -> HealthChecks {
         HealthChecks(
             self.services
                 .values()
-                .flat_map(|s| s.start_health_checks())
+                .flat_map(|s| s.start_tasks())
                 .collect(),
         )
     }

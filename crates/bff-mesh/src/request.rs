@@ -1,6 +1,10 @@
 use crate::{
-    CallContext, DEADLINE_HEADER, ErrorKind, MeshError, Service, ServiceClient, breaker::Permit,
-    classify::Failure, endpoint::Endpoint, headers::strip_hop_by_hop, hedge::Hedge,
+    CallContext, DEADLINE_HEADER, ErrorKind, MeshError, Service, ServiceClient,
+    breaker::Permit,
+    classify::Failure,
+    endpoint::{Endpoint, EndpointSet},
+    headers::strip_hop_by_hop,
+    hedge::Hedge,
     service::HashKey,
 };
 use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE};
@@ -208,8 +212,10 @@ impl RequestBuilder {
                 |r| r.allows(&method, body.len()),
             )
         });
+        let empty = EndpointSet::default();
         let call = Call {
             service: &service,
+            set: &empty,
             ctx: &ctx,
             method: &method,
             pq: &pq,
@@ -217,6 +223,8 @@ impl RequestBuilder {
             body: &body,
             timeout: self.timeout,
         };
+        let set = service.endpoints();
+        let call = Call { set: &set, ..call };
         let mut tried: Vec<usize> = Vec::new();
         let mut attempt = 0;
         loop {
@@ -227,7 +235,7 @@ impl RequestBuilder {
                     &"no time left before the deadline",
                 ));
             };
-            let Some(i) = service.balancer.pick(&service.endpoints, &tried, key) else {
+            let Some(i) = service.balancer.pick(&set, &tried, key) else {
                 service.metrics.record(FAST_FAIL, None);
                 return Err(fail(ErrorKind::NoEndpoint, &"no healthy endpoint"));
             };
@@ -301,7 +309,7 @@ impl RequestBuilder {
                 }
                 (None, Ok(res)) => return Ok(res),
                 (None, Err((kind, detail))) => {
-                    let addr = &service.endpoints[i].addr;
+                    let addr = &set.list[i].addr;
                     return Err(fail(kind, &format_args!("{detail} ({addr})")));
                 }
             }
@@ -350,6 +358,7 @@ struct Budget {
 /// What every attempt of one call shares.
 struct Call<'a> {
     service: &'a Service,
+    set: &'a EndpointSet,
     ctx: &'a CallContext,
     method: &'a Method,
     pq: &'a PathAndQuery,
@@ -395,7 +404,7 @@ impl Call<'_> {
         let svc = self.service;
         let j = svc
             .balancer
-            .pick(&svc.endpoints, tried, key)
+            .pick(self.set, tried, key)
             .filter(|j| !tried.contains(j))?;
         let permit = self.admit().ok()?;
         let budget = self.budget()?;
@@ -415,7 +424,7 @@ impl Call<'_> {
     /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
     async fn attempt(&self, i: usize, permit: Option<Permit<'_>>, budget: Budget) -> Outcome {
         let svc = self.service;
-        let endpoint = &svc.endpoints[i];
+        let endpoint = &self.set.list[i];
         let start = Instant::now();
         let uri = Uri::builder()
             .scheme("http")
@@ -486,7 +495,7 @@ impl Call<'_> {
             h.observe(latency);
         }
         if let Some(o) = &svc.outlier {
-            o.record(&svc.endpoints, i, failed, done);
+            o.record(&self.set.list, i, failed, done);
         }
         if let Some(permit) = permit {
             permit.record(!failed);

@@ -2,14 +2,15 @@ use crate::{
     CallContext, RequestBuilder,
     balancer::Balancer,
     breaker::{BreakerState, CircuitBreaker},
-    endpoint::{Endpoint, OutlierPolicy},
+    discover::Discovery,
+    endpoint::{EndpointSet, OutlierPolicy},
     health::HealthCheck,
     hedge::{Hedge, HedgeAfter},
     retry::RetryPolicy,
 };
 use bff_config::{Protocol, ServiceConfig};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, uri::Authority};
+use http::{HeaderName, HeaderValue, Method};
 use http_body_util::Full;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -40,7 +41,7 @@ pub(crate) enum HashKey {
 #[derive(Debug)]
 pub struct Service {
     pub(crate) name: Arc<str>,
-    pub(crate) endpoints: Vec<Arc<Endpoint>>,
+    endpoints: std::sync::RwLock<Arc<EndpointSet>>,
     pub(crate) balancer: Balancer,
     pub(crate) client: HttpClient,
     pub(crate) timeout: Duration,
@@ -50,6 +51,7 @@ pub struct Service {
     pub(crate) breaker: Option<CircuitBreaker>,
     pub(crate) outlier: Option<OutlierPolicy>,
     health: Option<HealthCheck>,
+    discovery: Option<Discovery>,
     pub(crate) hash_key: Option<HashKey>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: usize,
@@ -69,17 +71,10 @@ impl Service {
         cfg: &ServiceConfig,
         user_agent: HeaderValue,
         metrics: Arc<bff_telemetry::ServiceMetrics>,
+        base: Option<&std::path::Path>,
     ) -> Result<Self, String> {
-        let endpoints = cfg
-            .endpoints
-            .iter()
-            .map(|addr| {
-                let authority: Authority = addr
-                    .parse()
-                    .map_err(|e| format!("service {name}: endpoint {addr:?}: {e}"))?;
-                Ok(Arc::new(Endpoint::new(addr, authority)))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let endpoints =
+            EndpointSet::build(&cfg.endpoints, None).map_err(|e| format!("service {name}: {e}"))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
@@ -108,8 +103,8 @@ impl Service {
         };
         Ok(Self {
             name: name.into(),
-            balancer: Balancer::new(cfg.load_balancer, &endpoints),
-            endpoints,
+            balancer: Balancer::new(cfg.load_balancer),
+            endpoints: std::sync::RwLock::new(Arc::new(endpoints)),
             client: builder.build(connector),
             timeout: cfg.timeout.get(),
             max_response: usize::try_from(cfg.max_response.bytes()).unwrap_or(usize::MAX),
@@ -118,6 +113,12 @@ impl Service {
             breaker: cfg.circuit_breaker.as_ref().map(CircuitBreaker::new),
             outlier: cfg.outlier_detection.as_ref().map(OutlierPolicy::new),
             health: cfg.health_check.clone().map(|cfg| HealthCheck { cfg }),
+            discovery: cfg
+                .discovery
+                .as_deref()
+                .map(|d| Discovery::parse(d, base))
+                .transpose()
+                .map_err(|e| format!("service {name}: {e}"))?,
             hash_key,
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
@@ -144,7 +145,32 @@ impl Service {
     /// Whether at least one endpoint may receive traffic (healthy and not ejected).
     pub fn is_available(&self) -> bool {
         let now = Instant::now();
-        self.endpoints.iter().any(|e| e.is_available(now))
+        self.endpoints().list.iter().any(|e| e.is_available(now))
+    }
+
+    /// The endpoints now (a snapshot: a call keeps the set it started with).
+    pub(crate) fn endpoints(&self) -> Arc<EndpointSet> {
+        self.endpoints.read().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the endpoints (discovery). Endpoints that remain keep their state and connections; calls
+    /// in flight to a removed one finish.
+    pub fn set_endpoints(&self, addrs: &[String]) -> Result<(), String> {
+        let current = self.endpoints();
+        let next = EndpointSet::build(addrs, Some(&current))?;
+        if next.list.len() != current.list.len()
+            || next
+                .list
+                .iter()
+                .zip(&current.list)
+                .any(|(a, b)| !Arc::ptr_eq(a, b))
+        {
+            tracing::info!(service = %self.name, endpoints = ?addrs, "endpoints changed");
+            if let Ok(mut e) = self.endpoints.write() {
+                *e = Arc::new(next);
+            }
+        }
+        Ok(())
     }
 
     /// Whether `/readyz` waits for this service.
@@ -152,11 +178,21 @@ impl Service {
         self.required
     }
 
-    pub(crate) fn start_health_checks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
-        self.health
-            .as_ref()
-            .map(|h| h.spawn(self))
-            .unwrap_or_default()
+    /// Its background tasks: discovery, then health checks.
+    pub(crate) fn start_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<JoinHandle<()>> = self
+            .discovery
+            .clone()
+            .map(|d| d.spawn(self.clone()))
+            .into_iter()
+            .collect();
+        tasks.extend(
+            self.health
+                .as_ref()
+                .map(|h| h.spawn(self))
+                .unwrap_or_default(),
+        );
+        tasks
     }
 
     /// What `/admin/services` shows of this service.
@@ -180,7 +216,8 @@ impl Service {
             hedges: self.hedges.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             endpoints: self
-                .endpoints
+                .endpoints()
+                .list
                 .iter()
                 .map(|e| {
                     let ejected_until = e

@@ -106,7 +106,7 @@ struct Generation {
 impl Generation {
     fn start(app: App) -> Self {
         Self {
-            _health_checks: app.mesh().start_health_checks(),
+            _health_checks: app.mesh().start_tasks(),
             _jwks: app.jwt_refresher(),
             app,
         }

@@ -1,0 +1,121 @@
+//! Dynamic discovery under a steady load: removing an endpoint fails no request; a broken source keeps the
+//! last good endpoints.
+
+use bff_testkit::{Stub, TestBff};
+use serde_json::json;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_discovery_removes_an_endpoint_without_a_failed_request() {
+    let a = Stub::start().await;
+    let b = Stub::start().await;
+    for s in [&a, &b] {
+        s.on("/x").json(json!(s.endpoint()));
+    }
+    let dir = std::env::temp_dir().join(format!("bff-disc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let eps = dir.join("users.json");
+    std::fs::write(
+        &eps,
+        json!([a.endpoint(), {"address": b.endpoint(), "zone": "b"}]).to_string(),
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"
+[telemetry]
+access_log = false
+[services.users]
+discovery = "file://{}"
+load_balancer = "round_robin"
+[[routes]]
+path = "/r"
+[[routes.backends]]
+name = "x"
+service = "users"
+path = "/x"
+"#,
+        eps.display()
+    );
+    let bff = TestBff::start(&cfg).await;
+    let ready = bff.admin_url("/readyz");
+    let mut up = false;
+    for _ in 0..50 {
+        if bff.client().get(&ready).send().await.unwrap().status() == 200 {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "ready once the file gave endpoints");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, url, stop, failed, ok) = (
+                bff.client().clone(),
+                bff.url("/r"),
+                stop.clone(),
+                failed.clone(),
+                ok.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    match c.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                        _ => failed.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.hits("/x") > 0, "both endpoints serve");
+
+    std::fs::write(&eps, json!([a.endpoint()]).to_string()).unwrap();
+    let mut removed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = b.hits("/x");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if b.hits("/x") == before {
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "the removed endpoint gets no more traffic");
+
+    // A broken file is refused: the last good set keeps serving.
+    std::fs::write(&eps, "[not json").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "no failed request ({} served)",
+        ok.load(Ordering::SeqCst)
+    );
+    let services: serde_json::Value = bff
+        .client()
+        .get(bff.admin_url("/admin/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoints = services[0]["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["address"], a.endpoint().as_str());
+    let _ = std::fs::remove_dir_all(&dir);
+}
