@@ -171,3 +171,162 @@ async fn a_real_prometheus_scrapes_the_admin_listener() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_of_a_three_backend_aggregation_reaches_an_otlp_receiver() {
+    let receiver = bff_testkit::OtlpReceiver::start().await;
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"cat": "books"}));
+    users.on("/orders").json(json!([1]));
+    users.on("/recs/books").json(json!(["b1"]));
+    let cfg = format!(
+        r#"
+[bff]
+name = "traced-bff"
+[telemetry]
+access_log = false
+otlp_endpoint = "{otlp}"
+[services.users]
+endpoints = ["{u}"]
+[[routes]]
+path = "/api/home/{{id}}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{{id}}"
+[[routes.backends]]
+name = "orders"
+service = "users"
+path = "/orders"
+[[routes.backends]]
+name = "recs"
+service = "users"
+path = "/recs/{{user.cat}}"
+depends_on = ["user"]
+"#,
+        otlp = receiver.endpoint(),
+        u = users.endpoint()
+    );
+    let bff = TestBff::start(&cfg).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let res = bff
+        .client()
+        .get(bff.url("/api/home/1"))
+        .header("traceparent", parent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut spans = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        spans = receiver.spans();
+        if spans.len() >= 4 {
+            break;
+        }
+    }
+    assert_eq!(
+        spans.len(),
+        4,
+        "one server span and three client spans: {spans:#?}"
+    );
+    let trace: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&parent[3 + 2 * i..5 + 2 * i], 16).unwrap())
+        .collect();
+    assert!(
+        spans.iter().all(|s| s.trace_id == trace),
+        "one trace, continued from the client"
+    );
+    let server = spans.iter().find(|s| s.kind == 2).expect("a server span");
+    assert_eq!(server.name, "GET /api/home/{id}");
+    assert_eq!(
+        server.parent_span_id,
+        vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+    );
+    assert_eq!(server.service, "traced-bff");
+    assert!(
+        server
+            .attributes
+            .contains(&("http.response.status_code".into(), "200".into()))
+    );
+    let clients: Vec<_> = spans.iter().filter(|s| s.kind == 3).collect();
+    assert_eq!(clients.len(), 3);
+    for c in &clients {
+        assert_eq!(
+            c.parent_span_id, server.span_id,
+            "each downstream attempt is a child of the request"
+        );
+        assert!(
+            c.attributes
+                .contains(&("bff.service".into(), "users".into()))
+        );
+        assert!(c.attributes.contains(&("bff.attempt".into(), "1".into())));
+    }
+    // The span ids sent downstream in traceparent are the client spans' ids.
+    let sent: Vec<String> = users
+        .requests()
+        .iter()
+        .map(|r| r.headers["traceparent"].to_str().unwrap()[36..52].to_string())
+        .collect();
+    for c in &clients {
+        let hex: String = c.span_id.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(sent.contains(&hex), "{hex} not in {sent:?}");
+    }
+    let metrics = bff
+        .client()
+        .get(bff.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("bff_trace_spans_exported_total 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn spans_are_dropped_and_counted_when_the_collector_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({}));
+    let cfg = format!(
+        "[telemetry]\naccess_log = false\notlp_endpoint = \"http://127.0.0.1:{port}\"\n[services.users]\nendpoints = [\"{}\"]\n[[routes]]\npath = \"/u\"\n[[routes.backends]]\nname = \"u\"\nservice = \"users\"\npath = \"/users/1\"\n",
+        users.endpoint()
+    );
+    let bff = TestBff::start(&cfg).await;
+    for _ in 0..3 {
+        assert_eq!(
+            bff.get("/u").await.status(),
+            200,
+            "requests are not slowed or failed by a dead collector"
+        );
+    }
+    let mut dropped = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = bff
+            .client()
+            .get(bff.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("bff_trace_spans_dropped_total 6") {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(
+        dropped,
+        "6 spans (3 requests, 3 attempts) counted as dropped"
+    );
+}

@@ -162,6 +162,20 @@ pub(crate) fn validate(config: &Config) -> Errors {
         err("bff.shutdown_grace".into(), "must be greater than 0".into());
     }
 
+    if let Some(ep) = &config.telemetry.otlp_endpoint {
+        let ok = ep
+            .strip_prefix("http://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+        if !ok {
+            err(
+                "telemetry.otlp_endpoint".into(),
+                format!(
+                    "{ep:?} is not an http:// URL of an OTLP/HTTP collector (e.g. \"http://127.0.0.1:4318\")"
+                ),
+            );
+        }
+    }
+
     let e = &config.edge;
     if e.request_timeout.get().is_zero() {
         err(

@@ -40,6 +40,8 @@ pub struct EdgePolicy {
     pub trusted_proxies: TrustedProxies,
     /// One JSON line a request on stdout.
     pub access_log: bool,
+    /// Where spans go, when traces are exported.
+    pub tracer: Option<bff_telemetry::Tracer>,
 }
 
 impl EdgePolicy {
@@ -50,6 +52,7 @@ impl EdgePolicy {
             cors: edge.cors.as_ref().map(Cors::new),
             trusted_proxies: TrustedProxies::new(&edge.trusted_proxies),
             access_log: true,
+            tracer: None,
         }
     }
 }
@@ -126,6 +129,7 @@ where
             request_id: rid.clone(),
             trace_id: None,
             client: None,
+            span: None,
         });
         let layer = self.layer.clone();
         let policy = &layer.policy;
@@ -195,10 +199,14 @@ where
         let client = policy.trusted_proxies.client_ip(peer, req.headers());
         let deadline = start + policy.request_timeout;
         let trace = TraceContext::from_headers(req.headers());
-        let log = if policy.access_log {
+        let log = if policy.access_log || policy.tracer.is_some() {
             Arc::new(AccessLog {
                 trace_id: Some(trace.trace_id_hex()),
                 client: Some(client),
+                span: policy
+                    .tracer
+                    .as_ref()
+                    .map(|_| (trace.clone(), std::time::SystemTime::now())),
                 ..(*log).clone()
             })
         } else {
@@ -211,6 +219,7 @@ where
             forward: HeaderMap::new(),
             forwarded_for: policy.trusted_proxies.forwarded_for(peer, req.headers()),
             forwarded_proto: Some(HeaderValue::from_static("http")),
+            tracer: policy.tracer.clone(),
         };
         req.extensions_mut().insert(Arc::new(ctx));
         req.extensions_mut().insert(ClientIp(client));
@@ -239,6 +248,8 @@ struct AccessLog {
     request_id: HeaderValue,
     trace_id: Option<String>,
     client: Option<IpAddr>,
+    /// The request's server span, when traces are exported.
+    span: Option<(TraceContext, std::time::SystemTime)>,
 }
 
 impl EdgeLayer {
@@ -261,6 +272,34 @@ impl EdgeLayer {
         }
         if self.policy.access_log {
             write_access_log(log, route.as_deref(), res.status().as_u16(), elapsed);
+        }
+        if let (Some(tracer), Some((trace, started))) = (&self.policy.tracer, &log.span) {
+            let status = res.status().as_u16();
+            let route = route.as_deref().unwrap_or("unmatched");
+            let mut attributes = vec![
+                ("http.request.method", log.method.as_str().into()),
+                ("http.route", route.into()),
+                ("url.path", log.path.clone().into()),
+                ("http.response.status_code", i64::from(status).into()),
+                (
+                    "bff.partial",
+                    res.headers().contains_key("x-bff-partial").into(),
+                ),
+            ];
+            if let Some(c) = log.client {
+                attributes.push(("client.address", c.to_string().into()));
+            }
+            tracer.record(bff_telemetry::Span {
+                trace_id: trace.trace_id,
+                span_id: trace.span_id,
+                parent_span_id: trace.parent_span_id,
+                name: format!("{} {route}", log.method),
+                kind: bff_telemetry::SpanKind::Server,
+                start: *started,
+                end: std::time::SystemTime::now(),
+                attributes,
+                error: status >= 500,
+            });
         }
         res
     }
@@ -368,6 +407,7 @@ mod tests {
             cors: None,
             trusted_proxies: TrustedProxies::default(),
             access_log: false,
+            tracer: None,
         }
     }
 

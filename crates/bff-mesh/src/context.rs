@@ -18,6 +18,8 @@ pub struct CallContext {
     pub forwarded_for: Option<HeaderValue>,
     /// `x-forwarded-proto` to send downstream: the scheme the client used.
     pub forwarded_proto: Option<HeaderValue>,
+    /// Where the spans of downstream attempts go (when traces are exported).
+    pub tracer: Option<bff_telemetry::Tracer>,
 }
 
 impl CallContext {
@@ -30,6 +32,7 @@ impl CallContext {
             forward: HeaderMap::new(),
             forwarded_for: None,
             forwarded_proto: None,
+            tracer: None,
         }
     }
 

@@ -227,6 +227,7 @@ impl RequestBuilder {
         let call = Call { set: &set, ..call };
         let mut tried: Vec<usize> = Vec::new();
         let mut attempt = 0;
+        let mut reason: Option<&'static str> = None;
         loop {
             attempt += 1;
             let Some(budget) = call.budget() else {
@@ -247,9 +248,13 @@ impl RequestBuilder {
             tried.push(i);
 
             let (i, outcome) = match hedge.and_then(|h| h.delay().map(|d| (h, d))) {
-                None => (i, call.attempt(i, permit, budget).await),
+                None => (
+                    i,
+                    call.attempt(i, permit, budget, (attempt, reason), false)
+                        .await,
+                ),
                 Some((h, delay)) => {
-                    let first = call.attempt(i, permit, budget);
+                    let first = call.attempt(i, permit, budget, (attempt, reason), false);
                     tokio::pin!(first);
                     tokio::select! {
                         out = &mut first => (i, out),
@@ -258,7 +263,7 @@ impl RequestBuilder {
                                 None => (i, first.await),
                                 Some((j, permit, budget)) => {
                                     tracing::debug!(service = %name, ?delay, "hedging");
-                                    let second = call.attempt(j, permit, budget);
+                                    let second = call.attempt(j, permit, budget, (attempt, reason), true);
                                     tokio::pin!(second);
                                     first_good((i, first), (j, second)).await
                                 }
@@ -301,7 +306,11 @@ impl RequestBuilder {
                 }
             });
             match (wait, outcome) {
-                (Some(wait), _) => {
+                (Some(wait), outcome) => {
+                    reason = Some(match &outcome {
+                        Ok(_) => "upstream_status",
+                        Err((kind, _)) => kind.code(),
+                    });
                     service.retries.fetch_add(1, Ordering::Relaxed);
                     service.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(service = %name, attempt, ?wait, "retrying");
@@ -422,7 +431,16 @@ impl Call<'_> {
     }
 
     /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
-    async fn attempt(&self, i: usize, permit: Option<Permit<'_>>, budget: Budget) -> Outcome {
+    /// `attempt` is the attempt's number and, for a retry, why the one before failed.
+    async fn attempt(
+        &self,
+        i: usize,
+        permit: Option<Permit<'_>>,
+        budget: Budget,
+        attempt: (u32, Option<&'static str>),
+        hedge: bool,
+    ) -> Outcome {
+        let (attempt, reason) = attempt;
         let svc = self.service;
         let endpoint = &self.set.list[i];
         let start = Instant::now();
@@ -437,7 +455,9 @@ impl Call<'_> {
         *req.uri_mut() = uri;
         *req.headers_mut() = self.headers.clone();
         let h = req.headers_mut();
-        h.insert(TRACEPARENT, self.ctx.trace.child_traceparent().0);
+        let (traceparent, span_id) = self.ctx.trace.child_traceparent();
+        h.insert(TRACEPARENT, traceparent);
+        let wall_start = std::time::SystemTime::now();
         if let Some(deadline) = self.ctx.deadline {
             let ms = deadline.saturating_duration_since(start).as_millis();
             h.insert(
@@ -499,6 +519,42 @@ impl Call<'_> {
         }
         if let Some(permit) = permit {
             permit.record(!failed);
+        }
+        if let Some(tracer) = &self.ctx.tracer {
+            let mut attributes = vec![
+                ("bff.service", svc.name.to_string().into()),
+                ("server.address", endpoint.addr.to_string().into()),
+                ("http.request.method", self.method.as_str().into()),
+                ("bff.attempt", i64::from(attempt).into()),
+                ("bff.hedge", hedge.into()),
+            ];
+            if let Some(r) = reason {
+                attributes.push(("bff.retry_reason", r.into()));
+            }
+            if let Some(b) = &svc.breaker {
+                attributes.push((
+                    "bff.circuit",
+                    format!("{:?}", b.state()).to_lowercase().into(),
+                ));
+            }
+            match &outcome {
+                Ok(res) => attributes.push((
+                    "http.response.status_code",
+                    i64::from(res.status.as_u16()).into(),
+                )),
+                Err((kind, _)) => attributes.push(("error.type", kind.code().into())),
+            }
+            tracer.record(bff_telemetry::Span {
+                trace_id: self.ctx.trace.trace_id,
+                span_id,
+                parent_span_id: Some(self.ctx.trace.span_id),
+                name: format!("{} {}", self.method, svc.name),
+                kind: bff_telemetry::SpanKind::Client,
+                start: wall_start,
+                end: std::time::SystemTime::now(),
+                attributes,
+                error: failed,
+            });
         }
         outcome
     }

@@ -4,11 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod metrics;
+pub mod otlp;
 mod request_id;
 mod trace;
 
 pub use self::{
     metrics::{Metrics, RouteMetrics, ServiceMetrics},
+    otlp::{Span, SpanKind, Tracer},
     request_id::{REQUEST_ID, request_id},
     trace::{TRACEPARENT, TRACESTATE, TraceContext},
 };

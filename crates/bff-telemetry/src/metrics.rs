@@ -159,6 +159,9 @@ pub struct Metrics {
     /// Responses to requests that matched no route (404, 405, preflights, refused paths).
     pub unmatched: Arc<RouteMetrics>,
     pub reloads: AtomicU64,
+    /// Spans not exported: queue full or collector unreachable.
+    pub spans_dropped: Arc<AtomicU64>,
+    pub spans_exported: Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -176,6 +179,8 @@ impl Metrics {
             shed: AtomicU64::new(0),
             unmatched: Arc::new(RouteMetrics::new("unmatched", "*")),
             reloads: AtomicU64::new(0),
+            spans_dropped: Arc::default(),
+            spans_exported: Arc::default(),
         }
     }
 
@@ -374,6 +379,21 @@ impl Metrics {
             "bff_config_reloads_total {}",
             self.reloads.load(Ordering::Relaxed)
         );
+        for (name, help, c) in [
+            (
+                "bff_trace_spans_exported_total",
+                "Spans accepted by the OTLP collector.",
+                &self.spans_exported,
+            ),
+            (
+                "bff_trace_spans_dropped_total",
+                "Spans dropped: queue full or collector unreachable.",
+                &self.spans_dropped,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
+        }
     }
 }
 

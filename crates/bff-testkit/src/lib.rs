@@ -5,9 +5,11 @@
 
 pub mod demo;
 mod harness;
+mod otlp;
 mod stub;
 
 pub use self::{
     harness::TestBff,
+    otlp::{DecodedSpan, OtlpReceiver},
     stub::{Recorded, Rendezvous, RouteBuilder, Stub},
 };

@@ -349,8 +349,22 @@ impl App {
         for r in &self.rust_routes {
             routes_info.push(admin::RouteInfo::rust(&r.path));
         }
+        let metrics = self.mesh.metrics();
+        let tracer = match &self.config.telemetry.otlp_endpoint {
+            Some(endpoint) if tokio::runtime::Handle::try_current().is_ok() => Some(
+                bff_telemetry::Tracer::start(
+                    endpoint,
+                    &self.config.bff.name,
+                    metrics.spans_dropped.clone(),
+                    metrics.spans_exported.clone(),
+                )
+                .map_err(StartError::Build)?,
+            ),
+            _ => None,
+        };
         let edge_policy = EdgePolicy {
             access_log: self.config.telemetry.access_log,
+            tracer,
             ..EdgePolicy::from_config(&self.config.edge)
         };
         let edge = EdgeLayer::new(edge_policy, self.mesh.metrics().clone());

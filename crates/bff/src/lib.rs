@@ -37,6 +37,7 @@ pub use bff_config as config;
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
 pub use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
+pub use bff_telemetry as telemetry;
 
 /// What handlers usually need.
 pub mod prelude {
