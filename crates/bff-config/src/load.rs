@@ -215,7 +215,10 @@ impl Loader {
 
         let mut path = Vec::new();
         self.expand_vars(&mut value, &mut path, &mut report);
-        let (config, poisoned) = deserialize_all(value, &mut report);
+        // A key whose variable is unset was reported once; validation must not report it again.
+        let unset: Vec<String> = report.errors.iter().map(|e| e.key.clone()).collect();
+        let (config, mut poisoned) = deserialize_all(value, &mut report);
+        poisoned.extend(unset);
         if let Some(config) = &config {
             for (key, message) in validate::validate(config) {
                 if !poisoned

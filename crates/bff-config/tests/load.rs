@@ -234,3 +234,17 @@ on = ["sometimes"]
         assert!(keys.contains(&k), "missing {k} in {errs}");
     }
 }
+
+#[test]
+fn an_unset_variable_is_one_error_not_two() {
+    let text = GOOD.replace("\"127.0.0.1:9001\"", "\"${USERS_ADDR}\"");
+    let errs = Loader::new()
+        .with_env(env(&[]))
+        .load_str(&text, Format::Toml)
+        .unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert!(
+        errs.0[0].message.contains("USERS_ADDR is not set"),
+        "{errs}"
+    );
+}

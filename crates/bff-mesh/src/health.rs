@@ -38,7 +38,7 @@ impl HealthCheck {
 
 async fn probe(service: &Service, ep: &Endpoint, cfg: &HealthCheckConfig) -> bool {
     let Ok(uri) = Uri::builder()
-        .scheme("http")
+        .scheme(service.scheme.clone())
         .authority(ep.authority.clone())
         .path_and_query(cfg.path.as_str())
         .build()
@@ -49,7 +49,7 @@ async fn probe(service: &Service, ep: &Endpoint, cfg: &HealthCheckConfig) -> boo
     *req.uri_mut() = uri;
     req.headers_mut()
         .insert(USER_AGENT, service.user_agent.clone());
-    match tokio::time::timeout(cfg.timeout.get(), service.client.request(req)).await {
+    match tokio::time::timeout(cfg.timeout.get(), service.client().request(req)).await {
         Ok(Ok(res)) => res.status().is_success(),
         _ => false,
     }

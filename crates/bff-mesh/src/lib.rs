@@ -18,6 +18,7 @@ mod mesh;
 mod request;
 mod retry;
 mod service;
+mod tls;
 
 pub use self::{
     breaker::BreakerState,

@@ -445,7 +445,7 @@ impl Call<'_> {
         let endpoint = &self.set.list[i];
         let start = Instant::now();
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(svc.scheme.clone())
             .authority(endpoint.authority.clone())
             .path_and_query(self.pq.clone())
             .build()
@@ -470,7 +470,7 @@ impl Call<'_> {
             let _guard = InFlight::enter(endpoint);
             let max = svc.max_response;
             let call = async {
-                let res = svc.client.request(req).await.map_err(|e| classify(&e))?;
+                let res = svc.client().request(req).await.map_err(|e| classify(&e))?;
                 let (parts, body) = res.into_parts();
                 let body = Limited::new(body, max).collect().await.map_err(|e| {
                     if e.downcast_ref::<http_body_util::LengthLimitError>()

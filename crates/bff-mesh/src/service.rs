@@ -1,3 +1,4 @@
+use crate::tls::TlsFiles;
 use crate::{
     CallContext, RequestBuilder,
     balancer::Balancer,
@@ -12,6 +13,7 @@ use bff_config::{Protocol, ServiceConfig};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use http_body_util::Full;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
@@ -26,7 +28,8 @@ use std::{
 };
 use tokio::{task::JoinHandle, time::Instant};
 
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// One client type for plain and TLS services: the connector speaks TLS to `https` URIs only.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Where `ring_hash` finds a request's key.
 #[derive(Debug, Clone)]
@@ -43,7 +46,10 @@ pub struct Service {
     pub(crate) name: Arc<str>,
     endpoints: std::sync::RwLock<Arc<EndpointSet>>,
     pub(crate) balancer: Balancer,
-    pub(crate) client: HttpClient,
+    client: std::sync::RwLock<HttpClient>,
+    /// `http` or `https` (mTLS).
+    pub(crate) scheme: http::uri::Scheme,
+    tls: Option<TlsFiles>,
     pub(crate) timeout: Duration,
     pub(crate) max_response: usize,
     pub(crate) user_agent: HeaderValue,
@@ -75,17 +81,8 @@ impl Service {
     ) -> Result<Self, String> {
         let endpoints =
             EndpointSet::build(&cfg.endpoints, None).map_err(|e| format!("service {name}: {e}"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90));
-        if cfg.protocol == Protocol::H2c {
-            builder.http2_only(true);
-        }
+        let tls = cfg.tls.as_ref().map(|t| TlsFiles::new(t, base));
+        let client = build_client(cfg, tls.as_ref()).map_err(|e| format!("service {name}: {e}"))?;
         let hash_key = match cfg.hash_key.as_deref() {
             None => None,
             Some(k) => Some(if let Some(h) = k.strip_prefix("header:") {
@@ -105,7 +102,13 @@ impl Service {
             name: name.into(),
             balancer: Balancer::new(cfg.load_balancer),
             endpoints: std::sync::RwLock::new(Arc::new(endpoints)),
-            client: builder.build(connector),
+            client: std::sync::RwLock::new(client),
+            scheme: if tls.is_some() {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
+            tls,
             timeout: cfg.timeout.get(),
             max_response: usize::try_from(cfg.max_response.bytes()).unwrap_or(usize::MAX),
             user_agent,
@@ -178,6 +181,41 @@ impl Service {
         self.required
     }
 
+    /// The client new requests use (a certificate rotation swaps it; calls in flight keep theirs).
+    pub(crate) fn client(&self) -> HttpClient {
+        self.client
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Rebuilds the client when the TLS files changed, every second.
+    async fn watch_tls(self: Arc<Self>, files: TlsFiles) {
+        let mut stamp = files.stamp();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = files.stamp();
+            if now == stamp {
+                continue;
+            }
+            match build_client(&self.config, Some(&files)) {
+                Ok(client) => {
+                    if let Ok(mut c) = self.client.write() {
+                        *c = client;
+                    }
+                    stamp = now;
+                    tracing::info!(service = %self.name, "TLS certificates reloaded");
+                }
+                // Half-written files: try again at the next tick, keep the current client meanwhile.
+                Err(e) => {
+                    tracing::warn!(service = %self.name, error = %e, "TLS files changed but cannot be used yet")
+                }
+            }
+        }
+    }
+
     /// Its background tasks: discovery, then health checks.
     pub(crate) fn start_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let mut tasks: Vec<JoinHandle<()>> = self
@@ -192,6 +230,9 @@ impl Service {
                 .map(|h| h.spawn(self))
                 .unwrap_or_default(),
         );
+        if let Some(files) = self.tls.clone() {
+            tasks.push(tokio::spawn(self.clone().watch_tls(files)));
+        }
         tasks
     }
 
@@ -240,6 +281,53 @@ impl Service {
                 .collect(),
         }
     }
+}
+
+/// The pooled client of a service: HTTP/1.1 keep-alive or h2c, or TLS with the service's certificates.
+fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClient, String> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
+    connector.enforce_http(false);
+    let https = match tls {
+        Some(files) => {
+            let b = HttpsConnectorBuilder::new()
+                .with_tls_config(files.client_config()?)
+                .https_only();
+            let b = match files.server_name()? {
+                Some(name) => b.with_server_name_resolver(FixedServerNameResolver::new(name)),
+                None => b,
+            };
+            if cfg.protocol == Protocol::H2c {
+                b.enable_http2().wrap_connector(connector)
+            } else {
+                b.enable_http1().wrap_connector(connector)
+            }
+        }
+        // Plain services never negotiate TLS: the connector passes `http` URIs straight through.
+        None => HttpsConnectorBuilder::new()
+            .with_tls_config(
+                rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+            )
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector),
+    };
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90));
+    if cfg.protocol == Protocol::H2c {
+        builder.http2_only(true);
+    }
+    Ok(builder.build(https))
 }
 
 /// A service's state as the admin API shows it.

@@ -32,8 +32,8 @@ pub struct TestBff {
 }
 
 impl TestBff {
-    /// Starts a BFF from an inline TOML config; `bff.listen` and `bff.admin_listen` are forced to port 0 and
-    /// the process environment is not read. Panics with every config error when the config is invalid.
+    /// Starts a BFF from an inline TOML config; `bff.listen` and `bff.admin_listen` are forced to port 0, the
+    /// access log is off, and the process environment is not read. Panics with every config error when the config is invalid.
     pub async fn start(toml: &str) -> Self {
         let mut config = Loader::new()
             .with_env(HashMap::new())
@@ -41,6 +41,8 @@ impl TestBff {
             .unwrap_or_else(|e| panic!("{e}"));
         config.bff.listen = "127.0.0.1:0".into();
         config.bff.admin_listen = "127.0.0.1:0".into();
+        // Tests read responses and metrics; an access log on stdout would only be noise in their output.
+        config.telemetry.access_log = false;
         Self::start_app(App::new(config).unwrap_or_else(|e| panic!("{e}"))).await
     }
 

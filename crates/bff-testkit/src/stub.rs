@@ -35,6 +35,7 @@ pub struct Stub {
 #[derive(Default)]
 struct State {
     connections: std::sync::atomic::AtomicUsize,
+    refused: std::sync::atomic::AtomicUsize,
     routes: Mutex<HashMap<String, Behavior>>,
     requests: Mutex<Vec<Recorded>>,
 }
@@ -73,6 +74,8 @@ enum Fault {
 pub struct Recorded {
     pub method: Method,
     pub version: http::Version,
+    /// The client certificate (DER) of a TLS connection that presented one.
+    pub client_cert: Option<Vec<u8>>,
     /// Path and query, as received.
     pub uri: String,
     pub headers: HeaderMap,
@@ -199,7 +202,7 @@ impl Stub {
                 st.connections
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let st = st.clone();
-                let service = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                let service = hyper::service::service_fn(move |req| handle(st.clone(), None, req));
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
@@ -209,6 +212,82 @@ impl Stub {
             }
         });
         Self { addr, state, task }
+    }
+
+    /// A stub speaking TLS with `cert`/`key` (PEM files); with `client_ca`, it requires a client certificate
+    /// signed by that CA and refuses the handshake without one.
+    pub async fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> Self {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("cert")
+            .collect::<Result<_, _>>()
+            .expect("cert");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocols");
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+                    roots.add(c.expect("ca")).expect("ca");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(chain, key).expect("server cert");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
+        let addr = listener.local_addr().expect("stub addr");
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                st.connections
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (acceptor, st, builder) = (acceptor.clone(), st.clone(), builder.clone());
+                tokio::spawn(async move {
+                    // A refused handshake (no or bad client certificate) is counted, not served.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        st.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    };
+                    let cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.to_vec());
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(st.clone(), cert.clone(), req)
+                    });
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// TLS handshakes the stub refused.
+    pub fn refused_handshakes(&self) -> usize {
+        self.state.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -268,6 +347,7 @@ impl std::error::Error for StubReset {}
 
 async fn handle(
     state: Arc<State>,
+    client_cert: Option<Vec<u8>>,
     req: http::Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, StubReset> {
     let (parts, body) = req.into_parts();
@@ -284,6 +364,7 @@ async fn handle(
     state.requests.lock().expect("stub lock").push(Recorded {
         method: parts.method,
         version: parts.version,
+        client_cert,
         uri,
         headers: parts.headers,
         body,

@@ -55,8 +55,8 @@ pub(crate) struct Built {
     pub(crate) admin: Router,
 }
 
-/// Why a BFF could not start. Its `Display` lists every config error with file, line and key.
-#[derive(Debug)]
+/// Why a BFF could not start. Its `Display` (and `Debug`, so that `main() -> Result<(), StartError>` prints
+/// it readably) lists every config error with file, line and key.
 pub enum StartError {
     Config(ConfigErrors),
     Build(String),
@@ -70,6 +70,12 @@ impl fmt::Display for StartError {
             Self::Build(e) => write!(f, "{e}"),
             Self::Io(e) => write!(f, "{e}"),
         }
+    }
+}
+
+impl fmt::Debug for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

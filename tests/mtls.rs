@@ -1,0 +1,104 @@
+//! mTLS to a service: a TLS stub that requires client certificates accepts the BFF and refuses a client
+//! without one; rotating the BFF's certificate files is picked up without a restart.
+
+use bff_testkit::{Stub, TestBff};
+use rustls_pki_types::{CertificateDer, pem::PemObject};
+use serde_json::json;
+use std::{path::PathBuf, time::Duration};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls")).join(name)
+}
+
+fn der(name: &str) -> Vec<u8> {
+    CertificateDer::from_pem_file(fixture(name))
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_with_a_client_certificate_and_rotation_without_restart() {
+    let stub = Stub::start_tls(
+        &fixture("server.pem"),
+        &fixture("server.key"),
+        Some(&fixture("ca.pem")),
+    )
+    .await;
+    stub.on("/users/1").json(json!({"name": "Ada"}));
+    // The BFF's certificate files live in a folder the test rotates.
+    let dir = std::env::temp_dir().join(format!("bff-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("client.pem"), dir.join("bff.pem")).unwrap();
+    std::fs::copy(fixture("client.key"), dir.join("bff.key")).unwrap();
+    let cfg = format!(
+        r#"
+[bff]
+name = "web-bff"
+[telemetry]
+access_log = false
+[services.users]
+endpoints = ["{ep}"]
+[services.users.tls]
+ca = "{ca}"
+cert = "{dir}/bff.pem"
+key = "{dir}/bff.key"
+server_name = "users.internal"
+[[routes]]
+path = "/u/{{id}}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{{id}}"
+"#,
+        ep = stub.endpoint(),
+        ca = fixture("ca.pem").display(),
+        dir = dir.display()
+    );
+    let bff = TestBff::start(&cfg).await;
+    let res = bff.get("/u/1").await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(
+        stub.requests()[0].client_cert.as_deref(),
+        Some(der("client.pem").as_slice())
+    );
+
+    // A client without a certificate is refused by the same service.
+    let bare = TestBff::start(&cfg.replace(
+        &format!(
+            "cert = \"{}/bff.pem\"\nkey = \"{}/bff.key\"\n",
+            dir.display(),
+            dir.display()
+        ),
+        "",
+    ))
+    .await;
+    assert_eq!(bare.get("/u/1").await.status(), 502);
+    // TLS 1.3: the client may see the refusal before the stub has counted it.
+    for _ in 0..50 {
+        if stub.refused_handshakes() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stub.refused_handshakes() >= 1,
+        "the stub refused the handshake without a client certificate"
+    );
+    assert_eq!(stub.requests().len(), 1);
+
+    // Rotation: new files, picked up by new connections without a restart.
+    std::fs::copy(fixture("client2.key"), dir.join("bff.key")).unwrap();
+    std::fs::copy(fixture("client2.pem"), dir.join("bff.pem")).unwrap();
+    let rotated = der("client2.pem");
+    let mut seen = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(bff.get("/u/1").await.status(), 200);
+        if stub.requests().last().and_then(|r| r.client_cert.clone()) == Some(rotated.clone()) {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the rotated certificate is presented");
+    let _ = std::fs::remove_dir_all(&dir);
+}
