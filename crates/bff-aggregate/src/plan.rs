@@ -2,7 +2,7 @@ use crate::Selector;
 use axum::response::{IntoResponse, Response};
 use bff_config::{Config, PathTemplate, RouteConfig, Segment};
 use bff_edge::BffError;
-use bff_mesh::{CallContext, Mesh, MeshError};
+use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -44,6 +44,8 @@ struct Backend {
     deps: Vec<usize>,
     /// Partial responses this backend caused (`bff_partial_responses_total`).
     partials: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// A dependent reads this backend's value through a placeholder: keep it as a tree.
+    read_by_dependents: bool,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,16 @@ impl fmt::Display for PlanError {
 }
 
 impl std::error::Error for PlanError {}
+
+/// What a backend produced: a value (selected, or needed by a dependent), or the body itself when it
+/// passes through whole and untouched (validated, never parsed into a tree nor serialised again).
+#[derive(Debug)]
+enum Selected {
+    Value(Value),
+    Raw(Bytes),
+}
+
+type Outcome = Result<Selected, Failure>;
 
 /// Why one backend produced no value.
 #[derive(Debug)]
@@ -141,7 +153,19 @@ impl Plan {
                 required: b.required,
                 deps,
                 partials: None,
+                read_by_dependents: false,
             });
+        }
+        let read: Vec<usize> = backends
+            .iter()
+            .flat_map(|b| b.path.iter())
+            .filter_map(|p| match p {
+                Part::Backend(i, _) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        for i in read {
+            backends[i].read_by_dependents = true;
         }
         Ok(Self {
             method: route
@@ -191,7 +215,7 @@ impl Plan {
         let mesh = mesh.with_context(Arc::new(ctx));
 
         let n = self.backends.len();
-        let mut results: Vec<Option<Result<Value, Failure>>> = (0..n).map(|_| None).collect();
+        let mut results: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
         let mut started = vec![false; n];
         let mut running = FuturesUnordered::new();
         loop {
@@ -255,7 +279,7 @@ impl Plan {
         &self,
         b: &Backend,
         params: &[(String, String)],
-        results: &[Option<Result<Value, Failure>>],
+        results: &[Option<Outcome>],
     ) -> Result<String, Failure> {
         let mut out = String::with_capacity(64);
         for part in &b.path {
@@ -271,7 +295,7 @@ impl Plan {
                 }
                 Part::Backend(i, sel) => {
                     let value = match &results[*i] {
-                        Some(Ok(v)) => sel.apply(v),
+                        Some(Ok(Selected::Value(v))) => sel.apply(v),
                         _ => Value::Null,
                     };
                     let text = match value {
@@ -296,12 +320,22 @@ impl Plan {
         Ok(out)
     }
 
-    fn merge(&self, results: Vec<Option<Result<Value, Failure>>>) -> Response {
-        let mut body = Map::new();
+    /// Writes the merged object straight into the response body, in config order.
+    fn merge(&self, results: Vec<Option<Outcome>>) -> Response {
+        let mut out = Vec::with_capacity(1024);
         let mut errors = Vec::new();
-        for (b, r) in self.backends.iter().zip(results) {
-            let value = match r {
-                Some(Ok(v)) => v,
+        out.push(b'{');
+        for (n, (b, r)) in self.backends.iter().zip(results).enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, &*b.name);
+            out.push(b':');
+            match r {
+                Some(Ok(Selected::Raw(bytes))) => out.extend_from_slice(&bytes),
+                Some(Ok(Selected::Value(v))) => {
+                    let _ = serde_json::to_writer(&mut out, &v);
+                }
                 Some(Err(f)) => {
                     if let Some(c) = &b.partials {
                         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -313,20 +347,18 @@ impl Plan {
                         e.insert("status".into(), Value::from(s));
                     }
                     errors.push(Value::Object(e));
-                    Value::Null
+                    out.extend_from_slice(b"null");
                 }
-                None => Value::Null,
-            };
-            body.insert(b.name.to_string(), value);
+                None => out.extend_from_slice(b"null"),
+            }
         }
         let partial = !errors.is_empty();
         if partial {
-            body.insert("_errors".into(), Value::Array(errors));
+            out.extend_from_slice(b",\"_errors\":");
+            let _ = serde_json::to_writer(&mut out, &errors);
         }
-        let bytes = serde_json::to_vec(&Value::Object(body))
-            .map(Bytes::from)
-            .unwrap_or_default();
-        let mut res = (StatusCode::OK, bytes).into_response();
+        out.push(b'}');
+        let mut res = (StatusCode::OK, Bytes::from(out)).into_response();
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -345,7 +377,7 @@ async fn call(
     b: &Backend,
     path: String,
     params: &[(String, String)],
-) -> (usize, Result<Value, Failure>) {
+) -> (usize, Outcome) {
     let result = async {
         let client = mesh.service(&b.service);
         let mut req = client.request(b.method.clone(), path);
@@ -357,8 +389,14 @@ async fn call(
             req = req.hash_key(v);
         }
         let res = req.send_ok().await?;
+        if matches!(b.shape, Shape::Whole) && !b.read_by_dependents {
+            // Passes through: check it is JSON without building a tree.
+            serde_json::from_slice::<serde::de::IgnoredAny>(&res.body)
+                .map_err(|e| MeshError::new(ErrorKind::Decode, b.service.as_str(), e))?;
+            return Ok(Selected::Raw(trim_json(res.body)));
+        }
         let body: Value = res.json(&b.service)?;
-        Ok(match &b.shape {
+        Ok(Selected::Value(match &b.shape {
             Shape::Whole => body,
             Shape::Select(s) => s.apply_owned(body),
             Shape::Fields(fields) => Value::Object(
@@ -367,9 +405,22 @@ async fn call(
                     .map(|(k, s)| (k.clone(), s.apply(&body)))
                     .collect(),
             ),
-        })
+        }))
     }
     .await
     .map_err(|e: MeshError| Failure::from(e));
     (i, result)
+}
+
+/// The body without surrounding whitespace (it is embedded as a value).
+fn trim_json(body: Bytes) -> Bytes {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    let end = body
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    body.slice(start..end)
 }

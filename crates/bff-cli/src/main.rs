@@ -3,6 +3,13 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+
+/// mimalloc instead of the system allocator: a request allocates and frees many small buffers (headers,
+/// JSON values, futures), and glibc's malloc took about 15% of the CPU of a loaded `bff run` in profiles
+/// (docs/performance.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod new;
 
 use bff::{

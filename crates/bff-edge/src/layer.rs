@@ -123,16 +123,22 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let start = Instant::now();
         let rid = request_id(req.headers());
-        let log = Arc::new(AccessLog {
+        let layer = self.layer.clone();
+        let policy = &layer.policy;
+        let logged = policy.access_log || policy.tracer.is_some();
+        let mut log = AccessLog {
             method: req.method().clone(),
-            path: req.uri().path().to_string(),
+            // Only copied when something will print it.
+            path: if logged {
+                req.uri().path().to_string()
+            } else {
+                String::new()
+            },
             request_id: rid.clone(),
             trace_id: None,
             client: None,
             span: None,
-        });
-        let layer = self.layer.clone();
-        let policy = &layer.policy;
+        };
 
         let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
             tracing::debug!("shedding load: max_concurrency reached");
@@ -199,19 +205,14 @@ where
         let client = policy.trusted_proxies.client_ip(peer, req.headers());
         let deadline = start + policy.request_timeout;
         let trace = TraceContext::from_headers(req.headers());
-        let log = if policy.access_log || policy.tracer.is_some() {
-            Arc::new(AccessLog {
-                trace_id: Some(trace.trace_id_hex()),
-                client: Some(client),
-                span: policy
-                    .tracer
-                    .as_ref()
-                    .map(|_| (trace.clone(), std::time::SystemTime::now())),
-                ..(*log).clone()
-            })
-        } else {
-            log
-        };
+        if logged {
+            log.trace_id = Some(trace.trace_id_hex());
+            log.client = Some(client);
+            log.span = policy
+                .tracer
+                .as_ref()
+                .map(|_| (trace.clone(), std::time::SystemTime::now()));
+        }
         let ctx = CallContext {
             request_id: rid,
             trace,

@@ -92,17 +92,19 @@ impl Balancer {
 
 /// Two distinct random candidates; the one of lower cost wins.
 fn p2c(n: usize, eligible: impl Fn(usize) -> bool, cost: impl Fn(usize) -> f64) -> Option<usize> {
-    let candidates: Vec<usize> = (0..n).filter(|&i| eligible(i)).collect();
-    match candidates.len() {
+    // Without collecting: count the eligible, draw two distinct ranks, find them.
+    let len = (0..n).filter(|&i| eligible(i)).count();
+    let nth = |k: usize| (0..n).filter(|&i| eligible(i)).nth(k);
+    match len {
         0 => None,
-        1 => Some(candidates[0]),
+        1 => nth(0),
         len => {
             let a = fastrand::usize(..len);
             let mut b = fastrand::usize(..len - 1);
             if b >= a {
                 b += 1;
             }
-            let (a, b) = (candidates[a], candidates[b]);
+            let (a, b) = (nth(a)?, nth(b)?);
             Some(if cost(b) < cost(a) { b } else { a })
         }
     }

@@ -66,6 +66,8 @@ pub(crate) struct Endpoint {
     /// Consecutive probe results: passes (positive) or failures (negative).
     probes: std::sync::atomic::AtomicI32,
     pub(crate) outlier: Mutex<Outlier>,
+    /// Set on the first ejection, so that endpoints never ejected are checked without a lock.
+    ever_ejected: AtomicBool,
 }
 
 impl Endpoint {
@@ -80,6 +82,7 @@ impl Endpoint {
             healthy: AtomicBool::new(true),
             probes: std::sync::atomic::AtomicI32::new(0),
             outlier: Mutex::new(Outlier::default()),
+            ever_ejected: AtomicBool::new(false),
         }
     }
 
@@ -115,6 +118,10 @@ impl Endpoint {
     }
 
     pub(crate) fn is_ejected(&self, now: Instant) -> bool {
+        // The common case, never ejected, takes no lock.
+        if !self.ever_ejected.load(Ordering::Relaxed) {
+            return false;
+        }
         self.outlier
             .lock()
             .map(|o| o.ejected_until.is_some_and(|u| u > now))
@@ -237,6 +244,7 @@ impl OutlierPolicy {
             o.times_ejected += 1;
             let factor = o.times_ejected.min(10);
             o.ejected_until = Some(now + self.base_ejection * factor);
+            ep.ever_ejected.store(true, Ordering::Relaxed);
             o.consecutive = 0;
             tracing::warn!(endpoint = %ep.addr, for_ = ?self.base_ejection * factor, "endpoint ejected");
         }

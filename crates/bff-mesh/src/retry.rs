@@ -6,7 +6,7 @@ use http::Method;
 use std::{
     sync::{
         Mutex,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -112,6 +112,9 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub struct RetryBudget {
     generation: Mutex<(usize, Instant)>,
+    /// When the current slot began, in nanoseconds since `base` (the lock-free fast path of `expire`).
+    base: Instant,
+    generation_ns: AtomicU64,
     slots: Box<[AtomicI64]>,
     current: AtomicI64,
     slot_width: Duration,
@@ -134,6 +137,8 @@ impl RetryBudget {
             .saturating_mul(withdraw);
         Self {
             generation: Mutex::new((0, Instant::now())),
+            base: Instant::now(),
+            generation_ns: AtomicU64::new(0),
             slots: (0..10).map(|_| AtomicI64::new(0)).collect(),
             current: AtomicI64::new(0),
             slot_width: ttl / 10,
@@ -145,10 +150,17 @@ impl RetryBudget {
 
     /// Moves the window forward: deposits older than the ttl expire.
     fn expire(&self) {
+        // Within the current slot (nearly always) nothing expires: checked without the lock.
+        let now = Instant::now();
+        let since = now.saturating_duration_since(self.base).as_nanos() as u64;
+        if since.saturating_sub(self.generation_ns.load(Ordering::Relaxed))
+            < self.slot_width.as_nanos() as u64
+        {
+            return;
+        }
         let Ok(mut slot) = self.generation.lock() else {
             return;
         };
-        let now = Instant::now();
         let mut elapsed = now.saturating_duration_since(slot.1);
         if elapsed < self.slot_width {
             return;
@@ -162,6 +174,7 @@ impl RetryBudget {
             idx = (idx + 1) % self.slots.len();
         }
         *slot = (idx, now);
+        self.generation_ns.store(since, Ordering::Relaxed);
     }
 
     fn sum(&self) -> i64 {
