@@ -2,7 +2,8 @@
 //! their recent orders (optional: the page renders without them).
 //!
 //! Run with: `cargo run -p web-bff -- --config examples/web-bff/bff.toml` (set `USERS_ADDR` and
-//! `ORDERS_ADDR`, e.g. to the demo services that `bff demo` prints).
+//! `ORDERS_ADDR`, e.g. to the demo services that `bff demo` prints, and `WEB_ORIGIN` to the origin serving
+//! `web/index.html`, the frontend that calls this BFF from the browser).
 
 use bff::prelude::*;
 

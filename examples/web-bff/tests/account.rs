@@ -6,6 +6,7 @@ async fn start(users: &Stub, orders: &Stub) -> TestBff {
     let env: HashMap<String, String> = [
         ("USERS_ADDR", users.endpoint()),
         ("ORDERS_ADDR", orders.endpoint()),
+        ("WEB_ORIGIN", "http://localhost:3000".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -16,6 +17,7 @@ async fn start(users: &Stub, orders: &Stub) -> TestBff {
         .unwrap();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
+    config.telemetry.access_log = false;
     TestBff::start_app(web_bff::app(config).unwrap()).await
 }
 
