@@ -13,5 +13,5 @@ pub use self::{
     load::{ConfigError, ConfigErrors, Format, Loader, Source},
     schema::*,
     units::{ByteSize, Duration},
-    validate::{PathTemplate, Placeholder, Segment, route_params},
+    validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},
 };

@@ -273,18 +273,10 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 err(format!("services.{name}.endpoints[{i}]"), m);
             }
         }
-        if let Some(d) = &svc.discovery {
-            let ok = ["dns://", "dns+srv://", "file://", "etcd://"]
-                .iter()
-                .any(|s| d.starts_with(s) && d.len() > s.len());
-            if !ok {
-                err(
-                    key("discovery"),
-                    format!(
-                        "{d:?} is not dns://, dns+srv://, file:// or etcd:// followed by an address"
-                    ),
-                );
-            }
+        if let Some(d) = &svc.discovery
+            && let Err(m) = DiscoveryUrl::parse(d)
+        {
+            err(key("discovery"), m);
         }
         if svc.load_balancer == LoadBalancer::RingHash && svc.hash_key.is_none() {
             err(
@@ -586,12 +578,188 @@ fn check_rate_limit(
         );
     }
     if let Some(store) = &rl.store
-        && !store.starts_with("redis://")
+        && let Err(m) = check_redis_url(store)
     {
-        err(
-            format!("{prefix}.store"),
-            format!("{store:?} is not a redis:// URL"),
-        );
+        err(format!("{prefix}.store"), m);
+    }
+}
+
+/// `redis://[[user]:password@]host[:port][/db]`, the form the Redis client accepts.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") {
+        return Err(format!(
+            "{url:?}: TLS to Redis (rediss://) is not supported in this build; use redis://"
+        ));
+    }
+    let rest = url.strip_prefix("redis://").ok_or_else(|| {
+        format!("{url:?} is not a redis:// URL (redis://[[user]:password@]host[:port][/db])")
+    })?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => (h, Some(p.strip_prefix(':').unwrap_or(p))),
+            None => ("", None),
+        },
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    if host.is_empty() || host.contains([' ', '?', '#', '[', ']']) {
+        return Err(format!(
+            "{url:?} has no host (redis://[[user]:password@]host[:port][/db])"
+        ));
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(format!("{url:?}: the port must be 1-65535"));
+    }
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!("{url:?}: the database after `/` must be a number"));
+    }
+    Ok(())
+}
+
+/// A `discovery` URL of `[services.NAME]`, parsed. Validation and the mesh use this one parser, so that
+/// what `bff check` accepts is what the mesh runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiscoveryUrl {
+    /// `dns://host:port[?nameserver=IP[:PORT]]`: every A and AAAA record of `host`, each an endpoint on
+    /// `port`.
+    Dns {
+        host: String,
+        port: u16,
+        /// Empty: the system's resolver configuration (`/etc/resolv.conf`).
+        nameservers: Vec<SocketAddr>,
+    },
+    /// `dns+srv://_service._proto.name[?nameserver=...]`: every SRV record, its target resolved (A/AAAA)
+    /// and paired with its port.
+    DnsSrv {
+        name: String,
+        nameservers: Vec<SocketAddr>,
+    },
+    /// `file://path`: a watched JSON file (relative paths from the config file's folder).
+    File(String),
+    /// `etcd://host:port[,host:port...]/prefix`: every key under the prefix (which starts with `/`).
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+impl DiscoveryUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(rest) = url.strip_prefix("dns+srv://") {
+            let (name, nameservers) = dns_query(url, rest)?;
+            if name.contains(':') {
+                return Err(format!(
+                    "{url:?}: dns+srv:// takes a name without a port (the SRV records give the ports), \
+                     e.g. dns+srv://_http._tcp.users.example"
+                ));
+            }
+            check_dns_name(url, name)?;
+            return Ok(Self::DnsSrv {
+                name: name.to_string(),
+                nameservers,
+            });
+        }
+        if let Some(rest) = url.strip_prefix("dns://") {
+            let (hostport, nameservers) = dns_query(url, rest)?;
+            let Some((host, port)) = hostport.rsplit_once(':') else {
+                return Err(format!(
+                    "{url:?} needs a port: dns://host:port (e.g. dns://users.example:8080)"
+                ));
+            };
+            check_dns_name(url, host)?;
+            let port = match port.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("{url:?}: the port must be 1-65535")),
+            };
+            return Ok(Self::Dns {
+                host: host.to_string(),
+                port,
+                nameservers,
+            });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(format!(
+                    "{url:?} needs a path: file://path/to/endpoints.json"
+                ));
+            }
+            return Ok(Self::File(path.to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("etcd://") {
+            let form = "etcd://host:port[,host:port...]/prefix";
+            let Some(slash) = rest.find('/') else {
+                return Err(format!("{url:?} needs a key prefix: {form}"));
+            };
+            let (hosts, prefix) = rest.split_at(slash);
+            if prefix.len() < 2 {
+                return Err(format!(
+                    "{url:?}: the key prefix after the address must not be empty ({form})"
+                ));
+            }
+            if prefix.contains(['?', '#']) {
+                return Err(format!("{url:?}: an etcd URL takes no query ({form})"));
+            }
+            let endpoints: Vec<String> = hosts.split(',').map(str::to_string).collect();
+            for e in &endpoints {
+                check_endpoint(e).map_err(|m| format!("{url:?}: {m} ({form})"))?;
+            }
+            return Ok(Self::Etcd {
+                endpoints,
+                prefix: prefix.to_string(),
+            });
+        }
+        Err(format!(
+            "{url:?} is not dns://host:port, dns+srv://name, file://path or etcd://host:port/prefix"
+        ))
+    }
+}
+
+/// Splits `?nameserver=IP[:PORT]` (repeated, or comma-separated) off a DNS discovery URL.
+fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>), String> {
+    let (target, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut nameservers = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let Some(("nameserver", value)) = pair.split_once('=') else {
+            return Err(format!(
+                "{url:?}: unknown query {pair:?}; the only one is nameserver=IP[:PORT]"
+            ));
+        };
+        for ns in value.split(',') {
+            let addr = ns
+                .parse::<SocketAddr>()
+                .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    format!(
+                        "{url:?}: nameserver {ns:?} is not an IP address with an optional port \
+                         (\"127.0.0.1:5353\", \"10.0.0.2\", \"[::1]:53\")"
+                    )
+                })?;
+            nameservers.push(addr);
+        }
+    }
+    Ok((target, nameservers))
+}
+
+fn check_dns_name(url: &str, name: &str) -> Result<(), String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{url:?}: {name:?} is not a DNS name"))
     }
 }
 
@@ -711,6 +879,78 @@ mod tests {
         assert!(PathTemplate::parse("/a/{b").is_err());
         assert!(PathTemplate::parse("/a/{}").is_err());
         assert!(PathTemplate::parse("/a/b}").is_err());
+    }
+
+    #[test]
+    fn discovery_urls() {
+        assert_eq!(
+            DiscoveryUrl::parse("dns://users.test:8080?nameserver=127.0.0.1:5353").unwrap(),
+            DiscoveryUrl::Dns {
+                host: "users.test".into(),
+                port: 8080,
+                nameservers: vec!["127.0.0.1:5353".parse().unwrap()],
+            }
+        );
+        assert_eq!(
+            DiscoveryUrl::parse("dns+srv://_http._tcp.users.test.?nameserver=10.0.0.2,[::1]:53")
+                .unwrap(),
+            DiscoveryUrl::DnsSrv {
+                name: "_http._tcp.users.test.".into(),
+                nameservers: vec!["10.0.0.2:53".parse().unwrap(), "[::1]:53".parse().unwrap()],
+            }
+        );
+        assert_eq!(
+            DiscoveryUrl::parse("etcd://10.0.0.5:2379,10.0.0.6:2379/services/users/").unwrap(),
+            DiscoveryUrl::Etcd {
+                endpoints: vec!["10.0.0.5:2379".into(), "10.0.0.6:2379".into()],
+                prefix: "/services/users/".into(),
+            }
+        );
+        assert_eq!(
+            DiscoveryUrl::parse("file://eps.json").unwrap(),
+            DiscoveryUrl::File("eps.json".into())
+        );
+        for (bad, says) in [
+            ("dns://users.test", "needs a port"),
+            ("dns://users.test:0", "port must be"),
+            ("dns://users..test:80", "not a DNS name"),
+            (
+                "dns://users.test:80?nameserver=dns.local",
+                "is not an IP address",
+            ),
+            ("dns://users.test:80?ns=10.0.0.1", "unknown query"),
+            ("dns+srv://users.test:80", "without a port"),
+            ("etcd://10.0.0.5:2379", "needs a key prefix"),
+            ("etcd://10.0.0.5:2379/", "must not be empty"),
+            ("etcd://10.0.0.5/x", "not host:port"),
+            ("file://", "needs a path"),
+            ("zk://x", "is not dns://"),
+        ] {
+            let e = DiscoveryUrl::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn redis_urls() {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://redis",
+            "redis://:pw@redis:6380/2",
+            "redis://user:pw@[::1]:6379",
+        ] {
+            assert!(check_redis_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "redis://",
+            "redis://:pw@",
+            "redis://h:0",
+            "redis://h:6379/x",
+            "rediss://h",
+            "http://h",
+        ] {
+            assert!(check_redis_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
