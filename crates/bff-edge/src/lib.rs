@@ -21,5 +21,5 @@ pub use self::{
     error::{BffError, Result},
     layer::{Edge, EdgeLayer, EdgePolicy},
     policy::{Gate, Policy, PolicyLayer, PolicyService, RoutePolicy},
-    rate_limit::{LocalStore, RateLimitStore, RateLimiter},
+    rate_limit::{LocalStore, RateLimitStore, RateLimitStores, RateLimiter, RedisStore},
 };

@@ -162,6 +162,8 @@ pub struct Metrics {
     /// Spans not exported: queue full or collector unreachable.
     pub spans_dropped: Arc<AtomicU64>,
     pub spans_exported: Arc<AtomicU64>,
+    /// Rate-limit checks a local bucket decided because the shared store (Redis) failed.
+    pub rate_limit_store_fallbacks: Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -181,6 +183,7 @@ impl Metrics {
             reloads: AtomicU64::new(0),
             spans_dropped: Arc::default(),
             spans_exported: Arc::default(),
+            rate_limit_store_fallbacks: Arc::default(),
         }
     }
 
@@ -389,6 +392,11 @@ impl Metrics {
                 "bff_trace_spans_dropped_total",
                 "Spans dropped: queue full or collector unreachable.",
                 &self.spans_dropped,
+            ),
+            (
+                "bff_rate_limit_store_fallbacks_total",
+                "Rate-limit checks decided by the local bucket because the shared store failed.",
+                &self.rate_limit_store_fallbacks,
             ),
         ] {
             header(out, name, "counter", help);

@@ -9,7 +9,8 @@ use bff_aggregate::Plan;
 use bff_config::{AuthKind, RouteConfig};
 use bff_config::{Config, ConfigErrors, Loader, Source};
 use bff_edge::{
-    BffError, EdgeLayer, EdgePolicy, Gate, Policy, PolicyLayer, RateLimiter, RoutePolicy,
+    BffError, EdgeLayer, EdgePolicy, Gate, Policy, PolicyLayer, RateLimitStores, RateLimiter,
+    RoutePolicy,
     auth::{ApiKeys, JwtAuth},
 };
 use bff_mesh::Mesh;
@@ -37,6 +38,8 @@ pub struct App {
     gate: Arc<Gate>,
     /// `[edge.rate_limit]`, one limiter shared by every route.
     global_limit: Option<RateLimiter>,
+    /// Connections to shared rate-limit stores, one per URL for every limiter of this config.
+    limit_stores: RateLimitStores,
     /// The config file, for reloads.
     source: Option<PathBuf>,
 }
@@ -172,11 +175,13 @@ impl App {
                 None => None,
             },
         };
-        let global_limit = config
-            .edge
-            .rate_limit
-            .as_ref()
-            .map(|rl| RateLimiter::from_config(rl, "edge"));
+        let limit_stores = RateLimitStores::new(mesh.metrics().rate_limit_store_fallbacks.clone());
+        let global_limit = match &config.edge.rate_limit {
+            Some(rl) => Some(
+                RateLimiter::from_config(rl, "edge", &limit_stores).map_err(StartError::Build)?,
+            ),
+            None => None,
+        };
         Ok(Self {
             config: Arc::new(config),
             mesh,
@@ -184,6 +189,7 @@ impl App {
             merged: Vec::new(),
             gate: Arc::new(gate),
             global_limit,
+            limit_stores,
             source: None,
         })
     }
@@ -252,7 +258,7 @@ impl App {
                 burst,
                 ..Default::default()
             };
-            RateLimiter::from_config(&cfg, path)
+            RateLimiter::local(&cfg, path)
         });
         let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
         self.policy_layer(compiled, path, "*")
@@ -318,10 +324,13 @@ impl App {
                 let route_metrics = self.mesh.metrics().route(&route.path, &method);
                 let plan = Arc::new(plan.with_metrics(&route_metrics));
                 let scope = format!("{method} {}", route.path);
-                let limit = route
-                    .rate_limit
-                    .as_ref()
-                    .map(|rl| RateLimiter::from_config(rl, &scope));
+                let limit = match &route.rate_limit {
+                    Some(rl) => Some(
+                        RateLimiter::from_config(rl, &scope, &self.limit_stores)
+                            .map_err(StartError::Build)?,
+                    ),
+                    None => None,
+                };
                 let policy = self.route_policy(
                     route.auth,
                     limit,
