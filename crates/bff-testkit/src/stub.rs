@@ -187,7 +187,15 @@ impl RouteBuilder<'_> {
 impl Stub {
     /// Starts a stub on `127.0.0.1:0`, speaking HTTP/1.1 and h2c.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a stub on `addr`: DNS discovery tests put several stubs on one port of `127.0.0.1`,
+    /// `127.0.0.2`, ... (the name's addresses share the port). Panics when `addr` is taken.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind stub on {addr}: {e}"));
         let addr = listener.local_addr().expect("stub addr");
         let state = Arc::new(State::default());
         let st = state.clone();

@@ -1,0 +1,622 @@
+//! Scale-out against the real engines, each started on loopback ports the test picks and killed at the end:
+//! etcd and DNS (dnsmasq) discovery under a steady load (removing an endpoint fails no request; the source
+//! going away keeps the last good endpoints; etcd coming back is picked up again), and a rate limit shared
+//! through Redis by two BFF instances (with the local fallback when Redis dies, and the return to Redis).
+//!
+//! The engines are Debian packages that `scripts/test` installs (etcd-server, dnsmasq-base, redis-server):
+//! a missing one fails its test with the package's name; nothing is skipped.
+
+use bff_testkit::{Stub, TestBff};
+use serde_json::json;
+use std::{
+    net::{SocketAddr, TcpListener, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+// ---- engines ----
+
+/// A program found on the PATH (or in the sbin folders, where Debian puts dnsmasq), or a failed test that
+/// says which package to install.
+fn binary(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed: install Debian's {package} package (scripts/test installs it)"
+            )
+        })
+}
+
+/// A running engine; dropping it kills it (SIGKILL) and removes its folder.
+struct Engine {
+    name: &'static str,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Engine {
+    /// Starts `program args` with its output in `dir/NAME.log`.
+    fn start(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Self {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("engine log");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("engine log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Self {
+            name,
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
+    }
+
+    /// Waits until the engine accepts TCP connections on `port`; fails with its log when it exits first.
+    async fn wait_tcp(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("{} exited ({status}):\n{}", self.name, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen on {port} within 15 s:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills it now (the folder stays until the drop: a restart can reuse it).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A temporary folder, removed when dropped (after the engines using it: declare it first).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "bff-scale-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port free for TCP (and UDP, for DNS) now.
+fn free_port(udp_too: bool) -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("free port");
+        let port = tcp.local_addr().expect("port").port();
+        if !udp_too || UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+// ---- load ----
+
+/// Four clients sending requests back to back, counting what fails.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(bff: &TestBff, path: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..4)
+            .map(|_| {
+                let (c, url, stop, ok, failures) = (
+                    bff.client().clone(),
+                    bff.url(path),
+                    stop.clone(),
+                    ok.clone(),
+                    failures.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        match c.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                let body = r.text().await.unwrap_or_default();
+                                failures.lock().unwrap().push(format!("{status} {body}"));
+                            }
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Stops the clients; panics when a request failed.
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap();
+        let ok = self.ok.load(Ordering::SeqCst);
+        assert!(
+            failures.is_empty(),
+            "{} failed requests ({ok} served), the first: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        ok
+    }
+}
+
+async fn wait_ready(bff: &TestBff) {
+    for _ in 0..100 {
+        let r = bff.client().get(bff.admin_url("/readyz")).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the BFF never became ready: discovery gave no endpoint");
+}
+
+/// Waits until `stub` gets no request on `/x` for 300 ms; how long it took.
+async fn until_idle(stub: &Stub, within: Duration) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        let before = stub.hits("/x");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if stub.hits("/x") == before {
+            return start.elapsed();
+        }
+    }
+    panic!(
+        "{} still gets traffic {within:?} after its removal",
+        stub.endpoint()
+    );
+}
+
+/// Waits until `stub` gets requests on `/x` again.
+async fn until_busy(stub: &Stub, within: Duration) -> Duration {
+    let start = Instant::now();
+    let before = stub.hits("/x");
+    while start.elapsed() < within {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if stub.hits("/x") > before {
+            return start.elapsed();
+        }
+    }
+    panic!("{} gets no traffic after {within:?}", stub.endpoint());
+}
+
+async fn endpoints_of(bff: &TestBff, service: &str) -> Vec<String> {
+    let services: serde_json::Value = bff
+        .client()
+        .get(bff.admin_url("/admin/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == service)
+        .unwrap_or_else(|| panic!("no service {service} in {services}"));
+    let mut eps: Vec<String> = s["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap().to_string())
+        .collect();
+    eps.sort();
+    eps
+}
+
+fn sorted<const N: usize>(v: [String; N]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+async fn stub_answering_its_address(addr: SocketAddr) -> Stub {
+    let s = Stub::start_on(addr).await;
+    s.on("/x").json(json!(s.endpoint()));
+    s
+}
+
+fn route(services: &[&str]) -> String {
+    let mut r = "[[routes]]\npath = \"/r\"\n".to_string();
+    for s in services {
+        r.push_str(&format!(
+            "[[routes.backends]]\nname = \"{s}\"\nservice = \"{s}\"\npath = \"/x\"\n"
+        ));
+    }
+    r
+}
+
+// ---- etcd ----
+
+fn start_etcd(dir: &Path, client: u16, peer: u16) -> Engine {
+    let etcd = binary("etcd", "etcd-server");
+    let c = format!("http://127.0.0.1:{client}");
+    let p = format!("http://127.0.0.1:{peer}");
+    let args = [
+        "--name=bff-test".to_string(),
+        format!("--data-dir={}", dir.join("etcd-data").display()),
+        format!("--listen-client-urls={c}"),
+        format!("--advertise-client-urls={c}"),
+        format!("--listen-peer-urls={p}"),
+        format!("--initial-advertise-peer-urls={p}"),
+        format!("--initial-cluster=bff-test={p}"),
+        "--log-level=warn".to_string(),
+    ];
+    Engine::start("etcd", &etcd, &args, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_discovery_removes_an_endpoint_without_a_failed_request_and_survives_etcd() {
+    let dir = TempDir::new("etcd");
+    let (client_port, peer_port) = (free_port(false), free_port(false));
+    let mut etcd = start_etcd(&dir.0, client_port, peer_port);
+    etcd.wait_tcp(client_port).await;
+
+    let a = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+    let b = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+    let etcd_url = format!("127.0.0.1:{client_port}");
+    let mut kv = etcd_client::Client::connect([etcd_url.as_str()], None)
+        .await
+        .expect("etcd client");
+    kv.put("/bff-test/users/a", a.endpoint(), None)
+        .await
+        .unwrap();
+    kv.put(
+        "/bff-test/users/b",
+        json!({"address": b.endpoint(), "zone": "b"}).to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+    // A key outside the prefix is not an endpoint.
+    kv.put("/bff-test/other/c", "127.0.0.1:1", None)
+        .await
+        .unwrap();
+
+    let bff = TestBff::start(&format!(
+        "[services.users]\ndiscovery = \"etcd://{etcd_url}/bff-test/users/\"\nload_balancer = \"round_robin\"\n{}",
+        route(&["users"])
+    ))
+    .await;
+    wait_ready(&bff).await;
+    assert_eq!(
+        endpoints_of(&bff, "users").await,
+        sorted([a.endpoint(), b.endpoint()])
+    );
+
+    let load = Load::start(&bff, "/r");
+    until_busy(&b, Duration::from_secs(2)).await;
+    kv.delete("/bff-test/users/b", None).await.unwrap();
+    let took = until_idle(&b, Duration::from_secs(3)).await;
+    eprintln!("etcd: the deleted endpoint got no traffic after {took:?}");
+    assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
+
+    // etcd goes away: the last good set keeps serving.
+    etcd.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
+
+    // etcd comes back (same data): the BFF reconnects, reads again and follows new changes.
+    let mut etcd = start_etcd(&dir.0, client_port, peer_port);
+    etcd.wait_tcp(client_port).await;
+    let mut kv = etcd_client::Client::connect([etcd_url.as_str()], None)
+        .await
+        .expect("etcd client");
+    kv.put("/bff-test/users/b", b.endpoint(), None)
+        .await
+        .unwrap();
+    let took = until_busy(&b, Duration::from_secs(15)).await;
+    eprintln!("etcd: after a restart, the re-added endpoint got traffic after {took:?}");
+    let served = load.finish().await;
+    eprintln!("etcd: {served} requests served, none failed");
+    assert_eq!(
+        endpoints_of(&bff, "users").await,
+        sorted([a.endpoint(), b.endpoint()])
+    );
+}
+
+// ---- DNS ----
+
+/// dnsmasq answering from `hosts` (re-read on SIGHUP) with a TTL of 1 s, authoritative for `.test`.
+fn start_dnsmasq(dir: &Path, port: u16, hosts: &Path, srv: &[String]) -> Engine {
+    let dnsmasq = binary("dnsmasq", "dnsmasq-base");
+    let mut args = vec![
+        "--no-daemon".to_string(),
+        format!("--port={port}"),
+        "--listen-address=127.0.0.1".to_string(),
+        "--bind-interfaces".to_string(),
+        "--no-resolv".to_string(),
+        "--no-hosts".to_string(),
+        format!("--addn-hosts={}", hosts.display()),
+        "--local-ttl=1".to_string(),
+        "--local=/test/".to_string(),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        "--log-facility=-".to_string(),
+    ];
+    args.extend(srv.iter().map(|s| format!("--srv-host={s}")));
+    Engine::start("dnsmasq", &dnsmasq, &args, dir)
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_discovery_removes_an_endpoint_without_a_failed_request_and_survives_the_resolver() {
+    let dir = TempDir::new("dns");
+    // users: two addresses of one name, on one port (127.0.0.1 and 127.0.0.2).
+    let a = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+    let port = a.addr().port();
+    let b = stub_answering_its_address(SocketAddr::from(([127, 0, 0, 2], port))).await;
+    // orders: SRV records to two targets on their own ports.
+    let c = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+    let d = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+
+    let hosts = dir.0.join("hosts");
+    let all = "127.0.0.1 users.test\n127.0.0.2 users.test\n127.0.0.1 c.orders.test\n127.0.0.1 d.orders.test\n";
+    write_atomically(&hosts, all);
+    let dns_port = free_port(true);
+    let srv = [
+        format!(
+            "_http._tcp.orders.test,c.orders.test,{},0,10",
+            c.addr().port()
+        ),
+        format!(
+            "_http._tcp.orders.test,d.orders.test,{},0,10",
+            d.addr().port()
+        ),
+    ];
+    let mut dnsmasq = start_dnsmasq(&dir.0, dns_port, &hosts, &srv);
+    dnsmasq.wait_tcp(dns_port).await;
+
+    let ns = format!("nameserver=127.0.0.1:{dns_port}");
+    let bff = TestBff::start(&format!(
+        r#"
+[services.users]
+discovery = "dns://users.test:{port}?{ns}"
+load_balancer = "round_robin"
+[services.orders]
+discovery = "dns+srv://_http._tcp.orders.test?{ns}"
+load_balancer = "round_robin"
+{}"#,
+        route(&["users", "orders"])
+    ))
+    .await;
+    wait_ready(&bff).await;
+    assert_eq!(
+        endpoints_of(&bff, "users").await,
+        sorted([a.endpoint(), b.endpoint()])
+    );
+    assert_eq!(
+        endpoints_of(&bff, "orders").await,
+        sorted([c.endpoint(), d.endpoint()])
+    );
+
+    let load = Load::start(&bff, "/r");
+    until_busy(&b, Duration::from_secs(2)).await;
+    until_busy(&d, Duration::from_secs(2)).await;
+    // 127.0.0.2 leaves users.test; d.orders.test stops resolving (its SRV record stays).
+    write_atomically(&hosts, "127.0.0.1 users.test\n127.0.0.1 c.orders.test\n");
+    let hup = Command::new("kill")
+        .args(["-HUP", &dnsmasq.pid().to_string()])
+        .status()
+        .expect("kill -HUP (procps)");
+    assert!(hup.success());
+    let took = until_idle(&b, Duration::from_secs(5)).await;
+    eprintln!("dns: the removed A record's endpoint got no traffic after {took:?}");
+    until_idle(&d, Duration::from_secs(5)).await;
+    assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
+    assert_eq!(endpoints_of(&bff, "orders").await, [c.endpoint()]);
+
+    // The nameserver goes away: resolutions fail, the last good sets keep serving.
+    dnsmasq.kill();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let served = load.finish().await;
+    eprintln!("dns: {served} requests served, none failed");
+    assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
+    assert_eq!(endpoints_of(&bff, "orders").await, [c.endpoint()]);
+}
+
+// ---- Redis ----
+
+fn start_redis(dir: &Path, port: u16) -> Engine {
+    let redis = binary("redis-server", "redis-server");
+    let args = [
+        "--port".to_string(),
+        port.to_string(),
+        "--bind".to_string(),
+        "127.0.0.1".to_string(),
+        "--save".to_string(),
+        String::new(),
+        "--appendonly".to_string(),
+        "no".to_string(),
+        "--dir".to_string(),
+        dir.display().to_string(),
+    ];
+    Engine::start("redis", &redis, &args, dir)
+}
+
+async fn fallbacks(bff: &TestBff) -> u64 {
+    let text = bff
+        .client()
+        .get(bff.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("bff_rate_limit_store_fallbacks_total "))
+        .unwrap_or_else(|| panic!("no bff_rate_limit_store_fallbacks_total in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends `n` requests, alternating between the instances; the statuses.
+async fn burst(bffs: &[&TestBff], n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        let bff = bffs[i % bffs.len()];
+        let r = bff.get("/r").await;
+        if r.status() == 429 {
+            assert!(
+                r.headers().contains_key("retry-after"),
+                "429 with retry-after"
+            );
+        }
+        statuses.push(r.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_store_shares_the_limit_between_instances_and_falls_back_when_redis_dies() {
+    let dir = TempDir::new("redis");
+    let port = free_port(false);
+    let mut redis = start_redis(&dir.0, port);
+    redis.wait_tcp(port).await;
+
+    let users = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+    let cfg = format!(
+        r#"
+[edge.rate_limit]
+per_second = 1
+burst = 5
+store = "redis://127.0.0.1:{port}"
+[services.users]
+endpoints = ["{}"]
+{}"#,
+        users.endpoint(),
+        route(&["users"])
+    );
+    let one = TestBff::start(&cfg).await;
+    let two = TestBff::start(&cfg).await;
+
+    // Together they admit one burst (a token may come back while the requests are sent), not two.
+    let started = Instant::now();
+    let statuses = burst(&[&one, &two], 10).await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    eprintln!(
+        "redis: two instances admitted {admitted} of 10 in {:?}: {statuses:?}",
+        started.elapsed()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!((5..=6).contains(&admitted), "{statuses:?}");
+    assert_eq!(fallbacks(&one).await + fallbacks(&two).await, 0);
+
+    // Redis dies: every request is still answered, by each instance's local bucket (5 each).
+    redis.kill();
+    let started = Instant::now();
+    let statuses = burst(&[&one, &two], 14).await;
+    let took = started.elapsed();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    eprintln!("redis: down, the local buckets admitted {admitted} of 14 in {took:?}: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "no 5xx without Redis: {statuses:?}"
+    );
+    assert!((10..=12).contains(&admitted), "{statuses:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "no waiting on a dead Redis: {took:?}"
+    );
+    let (f1, f2) = (fallbacks(&one).await, fallbacks(&two).await);
+    eprintln!("redis: fallbacks counted {f1} + {f2}");
+    assert!(f1 > 0 && f2 > 0, "{f1} {f2}");
+
+    // Redis comes back: within a few probes (one a second) the checks go to Redis again.
+    let mut redis = start_redis(&dir.0, port);
+    redis.wait_tcp(port).await;
+    let started = Instant::now();
+    let mut steady = 0;
+    let mut last = fallbacks(&one).await;
+    while steady < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the BFF never went back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = one.get("/r").await;
+        let now = fallbacks(&one).await;
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+    }
+    eprintln!("redis: back to Redis within {:?}", started.elapsed());
+}
