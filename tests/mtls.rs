@@ -102,3 +102,64 @@ path = "/users/{{id}}"
     assert!(seen, "the rotated certificate is presented");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_speaks_tls_when_configured() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    let cfg = format!(
+        r#"
+[bff.tls]
+cert = "{cert}"
+key = "{key}"
+[services.users]
+endpoints = ["{ep}"]
+[[routes]]
+path = "/u/{{id}}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{{id}}"
+"#,
+        cert = fixture("server.pem").display(),
+        key = fixture("server.key").display(),
+        ep = users.endpoint()
+    );
+    let bff = TestBff::start(&cfg).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("ca.pem")).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_all_versions()
+        .build();
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let url = format!("https://127.0.0.1:{}/u/1", bff.addr().port());
+    let res = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_2, "ALPN chose HTTP/2");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["user"]["name"],
+        "Ada"
+    );
+    // Cleartext on a TLS listener gets no HTTP answer.
+    assert!(
+        bff.client()
+            .get(format!("http://127.0.0.1:{}/u/1", bff.addr().port()))
+            .send()
+            .await
+            .is_err()
+    );
+}

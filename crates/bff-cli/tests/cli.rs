@@ -327,3 +327,49 @@ async fn demo_answers_its_printed_curls_with_merged_json_from_three_services() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_is_one_json_line_per_request_on_stdout() {
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    let path = write_config("access.toml", &good_config(&users.endpoint()));
+    let mut child = Proc(
+        bff()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let url = first.split_whitespace().nth(3).unwrap().to_string();
+    let res = client()
+        .get(format!("{url}/api/u/1"))
+        .header("x-request-id", "log-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an access log line");
+    let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(entry["request_id"], "log-me-1");
+    assert_eq!(entry["route"], "/api/u/{id}");
+    assert_eq!(entry["path"], "/api/u/1");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["downstream"]["attempts"], 1);
+    assert_eq!(entry["downstream"]["failed"], 0);
+    assert!(entry["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(entry["trace_id"].as_str().unwrap().len(), 32);
+    sigterm(&child.0);
+}

@@ -48,6 +48,18 @@ pub struct BffConfig {
     pub drain_delay: Duration,
     /// Reload the config when its file changes (checked every second).
     pub watch_config: bool,
+    /// TLS on the public listener (HTTP/1.1 and HTTP/2 by ALPN); without it, cleartext (HTTP/1.1 and h2c).
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// `[bff.tls]`: the public listener's certificate.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerTlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: String,
+    /// Private key (PEM).
+    pub key: String,
 }
 
 impl Default for BffConfig {
@@ -59,6 +71,7 @@ impl Default for BffConfig {
             shutdown_grace: Duration::from_secs(20),
             drain_delay: Duration::from_secs(0),
             watch_config: false,
+            tls: None,
         }
     }
 }

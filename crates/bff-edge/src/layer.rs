@@ -138,6 +138,7 @@ where
             trace_id: None,
             client: None,
             span: None,
+            stats: Arc::default(),
         };
 
         let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
@@ -221,6 +222,7 @@ where
             forwarded_for: policy.trusted_proxies.forwarded_for(peer, req.headers()),
             forwarded_proto: Some(HeaderValue::from_static("http")),
             tracer: policy.tracer.clone(),
+            stats: log.stats.clone(),
         };
         req.extensions_mut().insert(Arc::new(ctx));
         req.extensions_mut().insert(ClientIp(client));
@@ -251,6 +253,8 @@ struct AccessLog {
     client: Option<IpAddr>,
     /// The request's server span, when traces are exported.
     span: Option<(TraceContext, std::time::SystemTime)>,
+    /// Its downstream attempts, counted by the mesh.
+    stats: Arc<bff_mesh::CallStats>,
 }
 
 impl EdgeLayer {
@@ -319,6 +323,10 @@ fn write_access_log(log: &AccessLog, route: Option<&str>, status: u16, elapsed: 
         "route": route,
         "status": status,
         "duration_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        "downstream": {
+            "attempts": log.stats.attempts.load(Ordering::Relaxed),
+            "failed": log.stats.failures.load(Ordering::Relaxed),
+        },
     });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

@@ -20,6 +20,16 @@ pub struct CallContext {
     pub forwarded_proto: Option<HeaderValue>,
     /// Where the spans of downstream attempts go (when traces are exported).
     pub tracer: Option<bff_telemetry::Tracer>,
+    /// Downstream attempts made for this request (shared by every copy of the context): the access log's
+    /// summary.
+    pub stats: std::sync::Arc<CallStats>,
+}
+
+/// Counts of a request's downstream attempts.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub attempts: std::sync::atomic::AtomicU32,
+    pub failures: std::sync::atomic::AtomicU32,
 }
 
 impl CallContext {
@@ -33,6 +43,7 @@ impl CallContext {
             forwarded_for: None,
             forwarded_proto: None,
             tracer: None,
+            stats: Default::default(),
         }
     }
 

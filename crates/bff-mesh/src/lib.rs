@@ -22,7 +22,7 @@ mod tls;
 
 pub use self::{
     breaker::BreakerState,
-    context::{CallContext, DEADLINE_HEADER},
+    context::{CallContext, CallStats, DEADLINE_HEADER},
     error::{ErrorKind, MeshError},
     extract::MeshRejection,
     headers::{is_hop_by_hop, strip_hop_by_hop},

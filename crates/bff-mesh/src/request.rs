@@ -508,6 +508,10 @@ impl Call<'_> {
         let latency = done.saturating_duration_since(start);
         endpoint.observe(latency, done);
         let failed = is_failure(&outcome);
+        self.ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
         svc.metrics.record(outcome_index(&outcome), Some(latency));
         if failed {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);

@@ -159,6 +159,10 @@ impl Server {
                 .unwrap_or(usize::MAX)
                 .max(8192),
         };
+        let tls = match &cfg.bff.tls {
+            Some(t) => Some(listener_tls(t, cfg.base_dir.as_deref())?),
+            None => None,
+        };
         let built = app.build()?;
         let routers = Arc::new(Routers {
             public: RwLock::new(built.public),
@@ -192,6 +196,7 @@ impl Server {
             stop_rx,
             grace,
             limits,
+            tls,
         ));
         // The admin listener outlives the public one until the drain is over, so probes see it.
         let (admin_stop, admin_stop_rx) = watch::channel(false);
@@ -202,6 +207,7 @@ impl Server {
             admin_stop_rx,
             Duration::from_millis(100),
             ConnLimits::default(),
+            None,
         ));
         let reloader = tokio::spawn(reload_loop(
             Generation::start(app),
@@ -380,6 +386,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -413,13 +420,31 @@ async fn accept_loop(
                     // Each request takes the routers of the config current when it starts.
                     current().oneshot(req)
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            // The handshake has the header timeout too: a client that stalls it is dropped.
+                            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls,
+                                _ => return,
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         }
@@ -434,4 +459,32 @@ async fn accept_loop(
             "shutdown grace elapsed with requests still in flight"
         );
     }
+}
+
+/// The public listener's TLS acceptor (rustls with ring; HTTP/2 and HTTP/1.1 by ALPN).
+fn listener_tls(
+    cfg: &bff_config::ListenerTlsConfig,
+    base: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let path = |p: &str| match base {
+        Some(b) if std::path::Path::new(p).is_relative() => b.join(p),
+        _ => std::path::PathBuf::from(p),
+    };
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| StartError::Build(format!("bff.tls.{what}: {e}"));
+    let chain = CertificateDer::pem_file_iter(path(&cfg.cert))
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err("cert", &e))?;
+    let key = PrivateKeyDer::from_pem_file(path(&cfg.key)).map_err(|e| err("key", &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err("cert", &e))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| err("cert", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
