@@ -246,12 +246,13 @@ fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
 async fn watch_dns(target: DnsTarget, service: Arc<Service>) {
     let mut outage = Outage::new(&service, "dns");
     let mut retry = DNS_MIN_REFRESH;
-    let mut resolver_ = None;
+    // Built on first use and kept; a failure to build it (unreadable resolv.conf) is retried like any.
+    let mut built = None;
     loop {
-        let result = match &resolver_ {
+        let result = match &built {
             Some(r) => resolve(r, &target.query).await,
             None => match resolver(&target.nameservers) {
-                Ok(r) => resolve(resolver_.insert(r), &target.query).await,
+                Ok(r) => resolve(built.insert(r), &target.query).await,
                 Err(e) => Err(e),
             },
         };
@@ -402,10 +403,12 @@ async fn etcd_session(
     let watch = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
-    let mut stream = match client.watch(prefix, Some(watch)).await {
-        Ok(s) => s,
-        Err(e) => return format!("etcd watch {prefix}: {e}"),
-    };
+    let mut stream =
+        match tokio::time::timeout(ETCD_TIMEOUT, client.watch(prefix, Some(watch))).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return format!("etcd watch {prefix}: {e}"),
+            Err(_) => return within("watch"),
+        };
     loop {
         let resp = match stream.message().await {
             Ok(Some(r)) => r,
