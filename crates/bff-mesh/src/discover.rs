@@ -1,4 +1,5 @@
-//! Discovery: where a service's endpoints come from when they are not static. Each source runs as a task
+//! Discovery: where a service's endpoints come from when they are not static. The built-in sources of
+//! `discovery` URLs; other sources plug in through [`crate::Resolve`]. Each source runs as a task
 //! that hands complete endpoint sets to [`Service::set_endpoints`] (endpoints that remain keep their state
 //! and pooled connections; calls in flight to a removed one finish). Every source keeps the last good set
 //! when it fails, because a discovery outage must not become a service outage: the endpoints that served a

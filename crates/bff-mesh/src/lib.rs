@@ -16,6 +16,7 @@ mod health;
 mod hedge;
 mod mesh;
 mod request;
+mod resolve;
 mod retry;
 mod service;
 mod tls;
@@ -28,5 +29,6 @@ pub use self::{
     headers::{is_hop_by_hop, strip_hop_by_hop},
     mesh::{HealthChecks, Mesh, MeshBuildError},
     request::{RequestBuilder, Response},
+    resolve::{Resolve, Update},
     service::{EndpointSnapshot, Service, ServiceClient, ServiceSnapshot},
 };

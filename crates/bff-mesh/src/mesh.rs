@@ -110,6 +110,10 @@ impl Mesh {
         }
     }
 
+    pub(crate) fn service_arc(&self, name: &str) -> Option<Arc<Service>> {
+        self.services.get(name).cloned()
+    }
+
     /// The metrics registry this mesh records into (shared with the rest of the BFF).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

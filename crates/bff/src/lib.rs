@@ -36,6 +36,7 @@ pub use bff_aggregate as aggregate;
 pub use bff_config as config;
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
+pub use bff_mesh as mesh;
 pub use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
 pub use bff_telemetry as telemetry;
 
