@@ -92,6 +92,21 @@ path = "/x"
     }
     assert!(removed, "the removed endpoint gets no more traffic");
 
+    // An added endpoint gets traffic within 2 s (the file is read every second).
+    let c = Stub::start().await;
+    c.on("/x").json(json!(c.endpoint()));
+    std::fs::write(&eps, json!([a.endpoint(), c.endpoint()]).to_string()).unwrap();
+    let added = std::time::Instant::now();
+    while c.hits("/x") == 0 {
+        assert!(
+            added.elapsed() < Duration::from_secs(2),
+            "the added endpoint got no traffic within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&eps, json!([a.endpoint()]).to_string()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
     // A broken file is refused: the last good set keeps serving.
     std::fs::write(&eps, "[not json").unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -480,12 +480,32 @@ load_balancer = "round_robin"
     assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
     assert_eq!(endpoints_of(&bff, "orders").await, [c.endpoint()]);
 
+    // 127.0.0.2 comes back: it gets traffic within one TTL (1 s here) and a refresh.
+    write_atomically(
+        &hosts,
+        "127.0.0.1 users.test\n127.0.0.2 users.test\n127.0.0.1 c.orders.test\n",
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &dnsmasq.pid().to_string()])
+        .status()
+        .expect("kill -HUP (procps)");
+    assert!(hup.success());
+    let took = until_busy(&b, Duration::from_secs(3)).await;
+    eprintln!("dns: the added A record's endpoint got traffic after {took:?}");
+    assert_eq!(
+        endpoints_of(&bff, "users").await,
+        sorted([a.endpoint(), b.endpoint()])
+    );
+
     // The nameserver goes away: resolutions fail, the last good sets keep serving.
     dnsmasq.kill();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let served = load.finish().await;
     eprintln!("dns: {served} requests served, none failed");
-    assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
+    assert_eq!(
+        endpoints_of(&bff, "users").await,
+        sorted([a.endpoint(), b.endpoint()])
+    );
     assert_eq!(endpoints_of(&bff, "orders").await, [c.endpoint()]);
 }
 
@@ -619,4 +639,66 @@ endpoints = ["{}"]
         last = now;
     }
     eprintln!("redis: back to Redis within {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_redis_admit_the_rate_together() {
+    let dir = TempDir::new("redis-rate");
+    let port = free_port(false);
+    let mut redis = start_redis(&dir.0, port);
+    redis.wait_tcp(port).await;
+    let users = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
+    let rate = 20u32;
+    let cfg = format!(
+        r#"
+[edge.rate_limit]
+per_second = {rate}
+burst = 1
+store = "redis://127.0.0.1:{port}"
+[services.users]
+endpoints = ["{}"]
+{}"#,
+        users.endpoint(),
+        route(&["users"])
+    );
+    let one = TestBff::start(&cfg).await;
+    let two = TestBff::start(&cfg).await;
+    // Four clients, two on each instance, far above the rate, for three seconds.
+    let started = Instant::now();
+    let window = Duration::from_secs(3);
+    let clients: Vec<_> = [&one, &two, &one, &two]
+        .iter()
+        .map(|bff| {
+            let (c, url) = (bff.client().clone(), bff.url("/r"));
+            tokio::spawn(async move {
+                let (mut ok, mut limited) = (0u32, 0u32);
+                while started.elapsed() < window {
+                    match c.get(&url).send().await.map(|r| r.status().as_u16()) {
+                        Ok(200) => ok += 1,
+                        Ok(429) => limited += 1,
+                        other => panic!("only 200 and 429 are expected: {other:?}"),
+                    }
+                }
+                (ok, limited)
+            })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0u32, 0u32);
+    for c in clients {
+        let (o, l) = c.await.unwrap();
+        ok += o;
+        limited += l;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let expected = f64::from(rate) * elapsed + 1.0;
+    eprintln!(
+        "redis: two instances admitted {ok} in {elapsed:.2} s at {rate}/s (expected {expected:.0}), {limited} limited"
+    );
+    assert!(limited > ok, "the clients pushed well above the rate");
+    let off = (f64::from(ok) - expected).abs() / expected;
+    assert!(
+        off <= 0.10,
+        "admitted {ok}, expected {expected:.0} within 10%"
+    );
+    assert_eq!(fallbacks(&one).await + fallbacks(&two).await, 0);
 }
