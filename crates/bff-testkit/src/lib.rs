@@ -5,6 +5,7 @@
 
 pub mod demo;
 mod harness;
+pub mod k8s;
 mod otlp;
 mod stub;
 

@@ -1,0 +1,171 @@
+//! Checks of a BFF's Kubernetes manifests, shared by the templates and the examples: the ConfigMap carries
+//! `bff.toml` as the cluster runs it (listeners on all interfaces, each service found by Kubernetes DNS
+//! with `dns://` discovery) and it is a valid config; the Deployment probes the admin port the config
+//! listens on and drains before it stops.
+
+use bff::config::{Format, Loader};
+use std::collections::HashMap;
+
+/// The block scalar `key: |` of a ConfigMap's `data`, as the file it stands for.
+pub fn configmap_file(configmap: &str, key: &str) -> String {
+    let header = format!("  {key}: |");
+    let mut lines = configmap.lines().skip_while(|l| l.trim_end() != header);
+    assert!(lines.next().is_some(), "k8s/configmap.yaml has no `{key}`");
+    let mut file = String::new();
+    for line in lines {
+        if let Some(text) = line.strip_prefix("    ") {
+            file.push_str(text);
+        } else if !line.trim().is_empty() {
+            break;
+        }
+        file.push('\n');
+    }
+    file.trim_end_matches('\n').to_string() + "\n"
+}
+
+/// `bff.toml` as the cluster runs it: listeners on all interfaces (8080 public, 9901 admin), and each
+/// `[services.NAME]` found by Kubernetes DNS instead of the endpoints used locally.
+pub fn for_cluster(project: &str) -> String {
+    let mut out = String::new();
+    let mut service = String::new();
+    for line in project.lines() {
+        if let Some(name) = line
+            .strip_prefix("[services.")
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            service = name.to_string();
+        }
+        let line = if line.starts_with("listen = ") {
+            "listen = \"0.0.0.0:8080\"".to_string()
+        } else if line.starts_with("admin_listen = ") {
+            "admin_listen = \"0.0.0.0:9901\"".to_string()
+        } else if line.starts_with("endpoints = ") {
+            format!("discovery = \"dns://{service}.default.svc.cluster.local:8080\"")
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Panics with a message naming the file to fix unless the manifests run this project's BFF: the
+/// ConfigMap's `bff.toml` is `for_cluster(project_toml)` and a valid config (with `env` for its `${VAR}`s),
+/// every service uses `dns://` discovery, and the Deployment exposes 8080 and 9901, probes `/readyz` and
+/// `/healthz` on the admin port, sleeps in preStop and gives the drain more than preStop + 20 s.
+pub fn check_manifests(
+    configmap: &str,
+    deployment: &str,
+    project_toml: &str,
+    env: &[(&str, &str)],
+) {
+    let cluster = configmap_file(configmap, "bff.toml");
+    assert_eq!(
+        cluster,
+        for_cluster(project_toml),
+        "k8s/configmap.yaml: its bff.toml is not ./bff.toml for the cluster; update it"
+    );
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Loader::new()
+        .with_env(env)
+        .load_str(&cluster, Format::Toml)
+        .unwrap_or_else(|e| panic!("k8s/configmap.yaml: its bff.toml is refused:\n{e}"));
+    assert_eq!(config.bff.listen, "0.0.0.0:8080");
+    assert_eq!(config.bff.admin_listen, "0.0.0.0:9901");
+    assert!(!config.services.is_empty());
+    for (name, service) in &config.services {
+        let discovery = service.discovery.as_deref().unwrap_or_default();
+        assert!(
+            discovery.starts_with("dns://"),
+            "k8s/configmap.yaml: service {name}: {discovery:?}"
+        );
+    }
+
+    // The Deployment's words, without comments, on one line.
+    let words: String = deployment
+        .lines()
+        .map(|l| l.split(" #").next().unwrap_or_default())
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for want in [
+        "- name: http containerPort: 8080",
+        "- name: admin containerPort: 9901",
+        "readinessProbe: httpGet: path: /readyz port: admin",
+        "livenessProbe: httpGet: path: /healthz port: admin",
+        "preStop:",
+    ] {
+        assert!(words.contains(want), "k8s/deployment.yaml lacks `{want}`");
+    }
+    let grace: u64 = words
+        .split("terminationGracePeriodSeconds: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("k8s/deployment.yaml: terminationGracePeriodSeconds");
+    assert!(
+        grace > 5 + 20,
+        "k8s/deployment.yaml: more than preStop (5 s) + shutdown_grace (20 s): {grace}"
+    );
+    for (var, _) in env_vars(&cluster) {
+        assert!(
+            words.contains(&format!("- name: {var}")),
+            "k8s/deployment.yaml does not set {var}, which bff.toml reads"
+        );
+    }
+}
+
+/// The `${VAR}`s a config reads.
+fn env_vars(text: &str) -> Vec<(String, ())> {
+    let mut vars = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(i) = rest.find("${") {
+            let Some(end) = rest[i..].find('}') else {
+                break;
+            };
+            vars.push((rest[i + 2..i + end].to_string(), ()));
+            rest = &rest[i + end + 1..];
+        }
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROJECT: &str = "[bff]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:9901\"\n[services.users]\nendpoints = [\"${USERS_ADDR}\"]\n";
+    const DEPLOYMENT: &str = "spec:\n  terminationGracePeriodSeconds: 30\n  containers:\n    - ports:\n        - name: http\n          containerPort: 8080\n        - name: admin\n          containerPort: 9901\n      readinessProbe:\n        # ready\n        httpGet:\n          path: /readyz\n          port: admin\n      livenessProbe:\n        httpGet:\n          path: /healthz\n          port: admin\n      lifecycle:\n        preStop:\n          exec: {}\n";
+
+    fn configmap(toml: &str) -> String {
+        let body: String = toml.lines().map(|l| format!("    {l}\n")).collect();
+        format!("data:\n  bff.toml: |\n{body}")
+    }
+
+    #[test]
+    fn good_manifests_pass() {
+        check_manifests(&configmap(&for_cluster(PROJECT)), DEPLOYMENT, PROJECT, &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "readinessProbe: httpGet: path: /readyz port: admin")]
+    fn a_probe_on_the_public_port_fails() {
+        let bad = DEPLOYMENT.replace(
+            "path: /readyz\n          port: admin",
+            "path: /readyz\n          port: http",
+        );
+        check_manifests(&configmap(&for_cluster(PROJECT)), &bad, PROJECT, &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not ./bff.toml for the cluster")]
+    fn a_configmap_that_drifted_fails() {
+        check_manifests(&configmap(PROJECT), DEPLOYMENT, PROJECT, &[]);
+    }
+}
