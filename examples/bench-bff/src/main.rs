@@ -72,6 +72,10 @@ async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
     })
 }
 
+/// The allocator the `bff` binary uses too (A): a BFF allocates and frees many small buffers a request.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), bff::StartError> {
     bff::init_tracing();
