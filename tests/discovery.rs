@@ -120,15 +120,7 @@ path = "/x"
         "no failed request ({} served)",
         ok.load(Ordering::SeqCst)
     );
-    let services: serde_json::Value = bff
-        .client()
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: serde_json::Value = bff.admin_json("/admin/services").await;
     let endpoints = services[0]["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0]["address"], a.endpoint().as_str());

@@ -162,14 +162,7 @@ async fn admin_listener_serves_health_and_readiness_only_there() {
             .status(),
         200
     );
-    let services: Value = c
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services = bff.admin_json("/admin/services").await;
     assert_eq!(services[0]["name"], "catalog");
     assert_eq!(
         c.get(bff.url("/healthz")).send().await.unwrap().status(),

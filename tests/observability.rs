@@ -272,15 +272,7 @@ depends_on = ["user"]
         let hex: String = c.span_id.iter().map(|b| format!("{b:02x}")).collect();
         assert!(sent.contains(&hex), "{hex} not in {sent:?}");
     }
-    let metrics = bff
-        .client()
-        .get(bff.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bff.admin_text("/metrics").await;
     assert!(
         metrics.contains("bff_trace_spans_exported_total 4"),
         "{metrics}"
@@ -311,15 +303,7 @@ async fn spans_are_dropped_and_counted_when_the_collector_is_down() {
     let mut dropped = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let m = bff
-            .client()
-            .get(bff.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = bff.admin_text("/metrics").await;
         if m.contains("bff_trace_spans_dropped_total 6") {
             dropped = true;
             break;

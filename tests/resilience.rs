@@ -87,15 +87,7 @@ min_per_second = 1"#;
         attempts > 100,
         "retries happened while the budget allowed: {attempts}"
     );
-    let services: Value = bff
-        .client()
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: Value = bff.admin_json("/admin/services").await;
     assert_eq!(services[0]["retry_budget_remaining"], 0, "{services}");
 }
 
@@ -136,15 +128,7 @@ half_open_probes = 1"#;
         );
     }
     assert_eq!(stub.hits("/x/1"), 5, "open: the network is not touched");
-    let services: Value = bff
-        .client()
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: Value = bff.admin_json("/admin/services").await;
     assert_eq!(services[0]["circuit"], "open");
 
     stub.on("/x/1").status(200).json(json!("back"));
@@ -187,15 +171,7 @@ max_ejected_percent = 50"#;
     }
     assert_eq!(bad.hits("/x/1"), 3, "no traffic once ejected");
     assert_eq!(a.hits("/x/1") + b.hits("/x/1"), 36);
-    let services: Value = bff
-        .client()
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: Value = bff.admin_json("/admin/services").await;
     let ejected: Vec<&Value> = services[0]["endpoints"]
         .as_array()
         .unwrap()
@@ -362,15 +338,7 @@ hedge_after = "30ms""#;
     // Round robin sends first attempts to the hanging endpoint (the hedge takes the next turn).
     let stuck = hanging.hits("/x/1");
     assert!(stuck >= 5, "{stuck}");
-    let services: Value = bff
-        .client()
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: Value = bff.admin_json("/admin/services").await;
     assert_eq!(
         services[0]["hedges"], stuck as u64,
         "one hedge for each stuck attempt: {services}"

@@ -249,15 +249,7 @@ async fn until_busy(stub: &Stub, within: Duration) -> Duration {
 }
 
 async fn endpoints_of(bff: &TestBff, service: &str) -> Vec<String> {
-    let services: serde_json::Value = bff
-        .client()
-        .get(bff.admin_url("/admin/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: serde_json::Value = bff.admin_json("/admin/services").await;
     let s = services
         .as_array()
         .unwrap()
@@ -529,15 +521,7 @@ fn start_redis(dir: &Path, port: u16) -> Engine {
 }
 
 async fn fallbacks(bff: &TestBff) -> u64 {
-    let text = bff
-        .client()
-        .get(bff.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = bff.admin_text("/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix("bff_rate_limit_store_fallbacks_total "))
         .unwrap_or_else(|| panic!("no bff_rate_limit_store_fallbacks_total in /metrics"))

@@ -8,8 +8,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
-use std::{fmt, sync::Arc, time::Duration};
-use tokio::time::Instant;
+use std::{fmt, sync::Arc};
 
 /// Everything but the unreserved characters of RFC 3986 is percent-encoded when a value is put into a
 /// downstream path or query, so a parameter can never add a segment, a query or a fragment.
@@ -28,7 +27,6 @@ pub const PARTIAL_HEADER: HeaderName = HeaderName::from_static("x-bff-partial");
 pub struct Plan {
     pub method: Method,
     pub path: String,
-    timeout: Option<Duration>,
     forward_headers: Vec<HeaderName>,
     backends: Vec<Backend>,
 }
@@ -174,7 +172,6 @@ impl Plan {
                 .parse()
                 .map_err(|_| err("bad method".into()))?,
             path: route.path.clone(),
-            timeout: route.timeout.map(|t| t.get()),
             forward_headers: route
                 .forward_headers
                 .iter()
@@ -203,16 +200,21 @@ impl Plan {
         params: &[(String, String)],
         headers: &HeaderMap,
     ) -> Response {
-        let mut ctx: CallContext = mesh.context().clone();
-        if let Some(t) = self.timeout {
-            ctx = ctx.with_deadline(Instant::now() + t);
-        }
-        for name in &self.forward_headers {
-            for v in headers.get_all(name) {
-                ctx.forward.append(name.clone(), v.clone());
+        // The route's deadline is already in the context (the route's policy set it). Forwarded headers
+        // need a context of their own; without them the request's is used as it is.
+        let forwarding;
+        let mesh = if self.forward_headers.is_empty() {
+            mesh
+        } else {
+            let mut ctx: CallContext = mesh.context().clone();
+            for name in &self.forward_headers {
+                for v in headers.get_all(name) {
+                    ctx.forward.append(name.clone(), v.clone());
+                }
             }
-        }
-        let mesh = mesh.with_context(Arc::new(ctx));
+            forwarding = mesh.with_context(Arc::new(ctx));
+            &forwarding
+        };
 
         let n = self.backends.len();
         let mut results: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
@@ -250,7 +252,7 @@ impl Plan {
                         continue;
                     }
                     match self.path_of(b, params, &results) {
-                        Ok(path) => running.push(call(&mesh, i, b, path, params)),
+                        Ok(path) => running.push(call(mesh, i, b, path, params)),
                         Err(failure) => {
                             if b.required {
                                 return failure.error.into_response();

@@ -98,6 +98,28 @@ impl TestBff {
             .expect("request to the BFF")
     }
 
+    /// GET on the admin listener, the body as JSON (`/admin/services`, `/admin/config`, ...).
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let res = self
+            .client
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("request to the admin listener");
+        res.json().await.expect("a JSON body")
+    }
+
+    /// GET on the admin listener, the body as text (`/metrics`).
+    pub async fn admin_text(&self, path: &str) -> String {
+        let res = self
+            .client
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("request to the admin listener");
+        res.text().await.expect("a text body")
+    }
+
     /// Starts the drain and waits until it is over.
     pub async fn shutdown(mut self) {
         self.handle.shutdown();
