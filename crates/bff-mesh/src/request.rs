@@ -16,8 +16,12 @@ use http::{
 };
 use http_body_util::{BodyExt, Full, Limited};
 use serde::{Serialize, de::DeserializeOwned};
+use smallvec::SmallVec;
 use std::{
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 use tokio::time::Instant;
@@ -135,115 +139,160 @@ impl RequestBuilder {
     /// timeout; its outcome feeds the endpoint's latency estimate, outlier detection and the breaker; a
     /// retryable failure is retried after a backoff while the retry budget and the deadline allow.
     pub async fn send(self) -> Result<Response, MeshError> {
-        let service = match &self.client.service {
-            Ok(s) => s.clone(),
+        self.prepare()?.run().await
+    }
+
+    /// Sends the request; a non-2xx status is an error ([`ErrorKind::Status`]).
+    pub async fn send_ok(self) -> Result<Response, MeshError> {
+        let call = self.prepare()?;
+        let res = call.run().await?;
+        call.check_status(res)
+    }
+
+    /// Sends the request and parses a 2xx JSON body into `T`.
+    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, MeshError> {
+        let call = self.prepare()?;
+        let res = call.run().await?;
+        call.check_status(res)?.json(&call.service.name)
+    }
+
+    /// Everything about the call that can be decided before the first attempt (no await here, so that
+    /// the futures of `send*` stay small).
+    fn prepare(self) -> Result<Prepared, MeshError> {
+        let service = match self.client.service {
+            Ok(s) => s,
             Err(name) => {
                 return Err(MeshError::new(
                     ErrorKind::UnknownService,
-                    name.clone(),
+                    name,
                     "no such service",
                 ));
             }
         };
-        let name = service.name.clone();
-        let fail =
-            |kind, detail: &dyn std::fmt::Display| MeshError::new(kind, name.clone(), detail);
         if let Some(e) = &self.error {
-            return Err(fail(ErrorKind::InvalidRequest, e));
-        }
-        let ctx = self.client.ctx.clone();
-        let pq: PathAndQuery = self.path.parse().map_err(|e| {
-            fail(
+            return Err(MeshError::new(
                 ErrorKind::InvalidRequest,
-                &format_args!("path {:?}: {e}", self.path),
-            )
-        })?;
-
-        let mut headers = ctx.forward.clone();
-        let mut own = self.headers;
-        strip_hop_by_hop(&mut own);
-        for (k, v) in own.drain() {
-            if let Some(k) = k {
-                headers.insert(k, v);
+                service.name.clone(),
+                e,
+            ));
+        }
+        let pq: PathAndQuery = match self.path.parse() {
+            Ok(pq) => pq,
+            Err(e) => {
+                return Err(MeshError::new(
+                    ErrorKind::InvalidRequest,
+                    service.name.clone(),
+                    format_args!("path {:?}: {e}", self.path),
+                ));
             }
-        }
-        headers.insert(REQUEST_ID, ctx.request_id.clone());
-        if let Some(xff) = &ctx.forwarded_for {
-            headers.insert(X_FORWARDED_FOR, xff.clone());
-        }
-        if let Some(proto) = &ctx.forwarded_proto {
-            headers.insert(X_FORWARDED_PROTO, proto.clone());
-        }
-        if let Some(ts) = &ctx.trace.tracestate {
-            headers.insert(TRACESTATE, ts.clone());
-        }
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(USER_AGENT, service.user_agent.clone());
+        };
+        let ctx = self.client.ctx;
+        let mut own = self.headers;
+        if !own.is_empty() {
+            strip_hop_by_hop(&mut own);
         }
         let key = self.hash_key.or_else(|| match &service.hash_key {
-            Some(HashKey::Header(h)) => headers
+            Some(HashKey::Header(h)) => own
                 .get(h)
+                .or_else(|| ctx.forward.get(h))
                 .map(|v| crate::balancer::hash_bytes(v.as_bytes())),
             _ => None,
         });
-        let body = self.body.unwrap_or_default();
-        let method = self.method;
+        Ok(Prepared {
+            service,
+            ctx,
+            method: self.method,
+            pq,
+            own,
+            body: self.body.unwrap_or_default(),
+            timeout: self.timeout,
+            key,
+        })
+    }
+}
 
+/// A call ready to be sent: what every attempt of it shares.
+struct Prepared {
+    service: Arc<Service>,
+    ctx: Arc<CallContext>,
+    method: Method,
+    pq: PathAndQuery,
+    /// The handler's own headers, hop-by-hop ones removed; they replace forwarded ones of the same name.
+    own: HeaderMap,
+    body: Bytes,
+    timeout: Option<Duration>,
+    /// The `ring_hash` key.
+    key: Option<u64>,
+}
+
+impl Prepared {
+    fn fail(&self, kind: ErrorKind, detail: impl std::fmt::Display) -> MeshError {
+        MeshError::new(kind, self.service.name.clone(), detail)
+    }
+
+    /// A non-2xx status is an error ([`ErrorKind::Status`]).
+    fn check_status(&self, res: Response) -> Result<Response, MeshError> {
+        if res.status.is_success() {
+            Ok(res)
+        } else {
+            Err(self.fail(
+                ErrorKind::Status(res.status),
+                format_args!("status {}", res.status),
+            ))
+        }
+    }
+
+    /// The attempts, retries and hedges of the call.
+    async fn run(&self) -> Result<Response, MeshError> {
+        let service = &*self.service;
         if service.in_flight.load(Ordering::Relaxed) >= service.max_in_flight {
             service.metrics.record(FAST_FAIL, None);
-            return Err(fail(ErrorKind::Overloaded, &"max_in_flight reached"));
+            return Err(self.fail(ErrorKind::Overloaded, "max_in_flight reached"));
         }
         let _in_flight = Counted::enter(&service.in_flight);
         if let Some(r) = &service.retry {
             r.budget.deposit();
         }
+        let (method, body) = (&self.method, &self.body);
         let retry = service
             .retry
             .as_ref()
-            .filter(|r| r.allows(&method, body.len()));
+            .filter(|r| r.allows(method, body.len()));
         let max_attempts = retry.map_or(1, |r| r.max_attempts);
         // Hedging follows the retry rules: idempotent methods, small bodies.
         let hedge = service.hedge.as_ref().filter(|_| {
             service.retry.as_ref().map_or_else(
                 || {
-                    crate::retry::is_idempotent(&method)
+                    crate::retry::is_idempotent(method)
                         && body.len() <= crate::retry::MAX_RETRY_BODY
                 },
-                |r| r.allows(&method, body.len()),
+                |r| r.allows(method, body.len()),
             )
         });
-        let empty = EndpointSet::default();
-        let call = Call {
-            service: &service,
-            set: &empty,
-            ctx: &ctx,
-            method: &method,
-            pq: &pq,
-            headers: &headers,
-            body: &body,
-            timeout: self.timeout,
-        };
         let set = service.endpoints();
-        let call = Call { set: &set, ..call };
-        let mut tried: Vec<usize> = Vec::new();
+        let call = Call {
+            call: self,
+            service,
+            set: &set,
+        };
+        let key = self.key;
+        let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut attempt = 0;
         let mut reason: Option<&'static str> = None;
         loop {
             attempt += 1;
-            let Some(budget) = call.budget() else {
-                return Err(fail(
-                    ErrorKind::Deadline,
-                    &"no time left before the deadline",
-                ));
+            let now = Instant::now();
+            let Some(budget) = call.budget(now) else {
+                return Err(self.fail(ErrorKind::Deadline, "no time left before the deadline"));
             };
             let Some(i) = service.balancer.pick(&set, &tried, key) else {
                 service.metrics.record(FAST_FAIL, None);
-                return Err(fail(ErrorKind::NoEndpoint, &"no healthy endpoint"));
+                return Err(self.fail(ErrorKind::NoEndpoint, "no healthy endpoint"));
             };
             // The breaker's fast failures never reach an endpoint, so they never count toward ejection.
             let Ok(permit) = call.admit() else {
                 service.metrics.record(FAST_FAIL, None);
-                return Err(fail(ErrorKind::CircuitOpen, &"circuit open"));
+                return Err(self.fail(ErrorKind::CircuitOpen, "circuit open"));
             };
             tried.push(i);
 
@@ -253,23 +302,10 @@ impl RequestBuilder {
                     call.attempt(i, permit, budget, (attempt, reason), false)
                         .await,
                 ),
+                // Boxed: the race of two attempts would double the size of every call's future.
                 Some((h, delay)) => {
-                    let first = call.attempt(i, permit, budget, (attempt, reason), false);
-                    tokio::pin!(first);
-                    tokio::select! {
-                        out = &mut first => (i, out),
-                        _ = tokio::time::sleep(delay) => {
-                            match call.hedge(h, &mut tried, key) {
-                                None => (i, first.await),
-                                Some((j, permit, budget)) => {
-                                    tracing::debug!(service = %name, ?delay, "hedging");
-                                    let second = call.attempt(j, permit, budget, (attempt, reason), true);
-                                    tokio::pin!(second);
-                                    first_good((i, first), (j, second)).await
-                                }
-                            }
-                        }
-                    }
+                    let first = (i, permit, budget);
+                    Box::pin(call.hedged(h, delay, first, (attempt, reason), &mut tried)).await
                 }
             };
 
@@ -289,7 +325,7 @@ impl RequestBuilder {
                     _ => None,
                 }
                 .unwrap_or_else(|| r.backoff(attempt));
-                let fits = ctx.deadline.is_none_or(|d| {
+                let fits = self.ctx.deadline.is_none_or(|d| {
                     d.saturating_duration_since(Instant::now()) > wait + Duration::from_millis(1)
                 });
                 if !fits {
@@ -313,43 +349,15 @@ impl RequestBuilder {
                     });
                     service.retries.fetch_add(1, Ordering::Relaxed);
                     service.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(service = %name, attempt, ?wait, "retrying");
+                    tracing::debug!(service = %service.name, attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 (None, Ok(res)) => return Ok(res),
                 (None, Err((kind, detail))) => {
                     let addr = &set.list[i].addr;
-                    return Err(fail(kind, &format_args!("{detail} ({addr})")));
+                    return Err(self.fail(kind, format_args!("{detail} ({addr})")));
                 }
             }
-        }
-    }
-
-    /// Sends the request; a non-2xx status is an error ([`ErrorKind::Status`]).
-    pub async fn send_ok(self) -> Result<Response, MeshError> {
-        let name = self.service_name();
-        let res = self.send().await?;
-        if res.status.is_success() {
-            Ok(res)
-        } else {
-            Err(MeshError::new(
-                ErrorKind::Status(res.status),
-                name,
-                format_args!("status {}", res.status),
-            ))
-        }
-    }
-
-    /// Sends the request and parses a 2xx JSON body into `T`.
-    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, MeshError> {
-        let name = self.service_name();
-        self.send_ok().await?.json(&name)
-    }
-
-    fn service_name(&self) -> String {
-        match &self.client.service {
-            Ok(s) => s.name.to_string(),
-            Err(n) => n.to_string(),
         }
     }
 }
@@ -364,26 +372,22 @@ struct Budget {
     capped: bool,
 }
 
-/// What every attempt of one call shares.
+/// One call on the endpoint set it started with.
 struct Call<'a> {
+    call: &'a Prepared,
     service: &'a Service,
     set: &'a EndpointSet,
-    ctx: &'a CallContext,
-    method: &'a Method,
-    pq: &'a PathAndQuery,
-    headers: &'a HeaderMap,
-    body: &'a Bytes,
-    timeout: Option<Duration>,
 }
 
 impl Call<'_> {
-    fn budget(&self) -> Option<Budget> {
+    fn budget(&self, now: Instant) -> Option<Budget> {
         let mut time = self
+            .call
             .timeout
             .map_or(self.service.timeout, |t| t.min(self.service.timeout));
         let mut capped = false;
-        if let Some(deadline) = self.ctx.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
+        if let Some(deadline) = self.call.ctx.deadline {
+            let left = deadline.saturating_duration_since(now);
             if left < Duration::from_millis(1) {
                 return None;
             }
@@ -403,20 +407,48 @@ impl Call<'_> {
         }
     }
 
+    /// The first attempt, and after `delay` without an answer a second one on another endpoint; the
+    /// first good outcome wins.
+    async fn hedged(
+        &self,
+        h: &Hedge,
+        delay: Duration,
+        first: (usize, Option<Permit<'_>>, Budget),
+        attempt: (u32, Option<&'static str>),
+        tried: &mut SmallVec<[usize; 4]>,
+    ) -> (usize, Outcome) {
+        let (i, permit, budget) = first;
+        let first = self.attempt(i, permit, budget, attempt, false);
+        tokio::pin!(first);
+        tokio::select! {
+            out = &mut first => (i, out),
+            _ = tokio::time::sleep(delay) => {
+                match self.hedge(h, tried) {
+                    None => (i, first.await),
+                    Some((j, permit, budget)) => {
+                        tracing::debug!(service = %self.service.name, ?delay, "hedging");
+                        let second = self.attempt(j, permit, budget, attempt, true);
+                        tokio::pin!(second);
+                        first_good((i, first), (j, second)).await
+                    }
+                }
+            }
+        }
+    }
+
     /// A hedge: another endpoint, the breaker's leave and the budget's; `None` when one of them says no.
     fn hedge(
         &self,
         h: &Hedge,
-        tried: &mut Vec<usize>,
-        key: Option<u64>,
+        tried: &mut SmallVec<[usize; 4]>,
     ) -> Option<(usize, Option<Permit<'_>>, Budget)> {
         let svc = self.service;
         let j = svc
             .balancer
-            .pick(self.set, tried, key)
+            .pick(self.set, tried, self.call.key)
             .filter(|j| !tried.contains(j))?;
         let permit = self.admit().ok()?;
-        let budget = self.budget()?;
+        let budget = self.budget(Instant::now())?;
         let paid = match &svc.retry {
             Some(r) => r.budget.withdraw(),
             None => h.own_budget.withdraw(),
@@ -428,6 +460,45 @@ impl Call<'_> {
         svc.hedges.fetch_add(1, Ordering::Relaxed);
         svc.metrics.hedges.fetch_add(1, Ordering::Relaxed);
         Some((j, permit, budget))
+    }
+
+    /// The headers of one attempt, built in one map sized for them: the forwarded client headers, the
+    /// handler's own, then the mesh's (request id, forwarding, trace, deadline).
+    fn headers(&self, start: Instant) -> (HeaderMap, [u8; 8]) {
+        let call = self.call;
+        let ctx = &*call.ctx;
+        let mut h = HeaderMap::with_capacity(ctx.forward.len() + call.own.len() + 9);
+        for (k, v) in &ctx.forward {
+            if !call.own.contains_key(k) {
+                h.append(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &call.own {
+            h.append(k.clone(), v.clone());
+        }
+        h.insert(REQUEST_ID, ctx.request_id.clone());
+        if let Some(xff) = &ctx.forwarded_for {
+            h.insert(X_FORWARDED_FOR, xff.clone());
+        }
+        if let Some(proto) = &ctx.forwarded_proto {
+            h.insert(X_FORWARDED_PROTO, proto.clone());
+        }
+        if let Some(ts) = &ctx.trace.tracestate {
+            h.insert(TRACESTATE, ts.clone());
+        }
+        if !h.contains_key(USER_AGENT) {
+            h.insert(USER_AGENT, self.service.user_agent.clone());
+        }
+        let (traceparent, span_id) = ctx.trace.child_traceparent();
+        h.insert(TRACEPARENT, traceparent);
+        if let Some(deadline) = ctx.deadline {
+            let ms = deadline.saturating_duration_since(start).as_millis();
+            h.insert(
+                DEADLINE_HEADER,
+                HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+            );
+        }
+        (h, span_id)
     }
 
     /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
@@ -447,30 +518,22 @@ impl Call<'_> {
         let uri = Uri::builder()
             .scheme(svc.scheme.clone())
             .authority(endpoint.authority.clone())
-            .path_and_query(self.pq.clone())
+            .path_and_query(self.call.pq.clone())
             .build()
             .map_err(|e| (ErrorKind::InvalidRequest, e.to_string()))?;
-        let mut req = Request::new(Full::new(self.body.clone()));
-        *req.method_mut() = self.method.clone();
+        let (headers, span_id) = self.headers(start);
+        let mut req = Request::new(Full::new(self.call.body.clone()));
+        *req.method_mut() = self.call.method.clone();
         *req.uri_mut() = uri;
-        *req.headers_mut() = self.headers.clone();
-        let h = req.headers_mut();
-        let (traceparent, span_id) = self.ctx.trace.child_traceparent();
-        h.insert(TRACEPARENT, traceparent);
-        let wall_start = std::time::SystemTime::now();
-        if let Some(deadline) = self.ctx.deadline {
-            let ms = deadline.saturating_duration_since(start).as_millis();
-            h.insert(
-                DEADLINE_HEADER,
-                HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
-            );
-        }
+        *req.headers_mut() = headers;
+        let tracer = self.call.ctx.tracer.as_ref();
+        let wall_start = tracer.map(|_| std::time::SystemTime::now());
 
         let outcome = {
             let _guard = InFlight::enter(endpoint);
             let max = svc.max_response;
             let call = async {
-                let res = svc.client().request(req).await.map_err(|e| classify(&e))?;
+                let res = svc.request(req).await.map_err(|e| classify(&e))?;
                 let (parts, body) = res.into_parts();
                 let body = Limited::new(body, max).collect().await.map_err(|e| {
                     if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -490,7 +553,7 @@ impl Call<'_> {
                     body: body.to_bytes(),
                 })
             };
-            match tokio::time::timeout(budget.time, call).await {
+            match tokio::time::timeout_at(start + budget.time, call).await {
                 Ok(r) => r,
                 Err(_) if budget.capped => Err((
                     ErrorKind::Deadline,
@@ -508,9 +571,9 @@ impl Call<'_> {
         let latency = done.saturating_duration_since(start);
         endpoint.observe(latency, done);
         let failed = is_failure(&outcome);
-        self.ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        self.call.ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
         if failed {
-            self.ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
+            self.call.ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
         svc.metrics.record(outcome_index(&outcome), Some(latency));
         if failed {
@@ -524,11 +587,11 @@ impl Call<'_> {
         if let Some(permit) = permit {
             permit.record(!failed);
         }
-        if let Some(tracer) = &self.ctx.tracer {
+        if let (Some(tracer), Some(wall_start)) = (tracer, wall_start) {
             let mut attributes = vec![
                 ("bff.service", svc.name.to_string().into()),
                 ("server.address", endpoint.addr.to_string().into()),
-                ("http.request.method", self.method.as_str().into()),
+                ("http.request.method", self.call.method.as_str().into()),
                 ("bff.attempt", i64::from(attempt).into()),
                 ("bff.hedge", hedge.into()),
             ];
@@ -549,10 +612,10 @@ impl Call<'_> {
                 Err((kind, _)) => attributes.push(("error.type", kind.code().into())),
             }
             tracer.record(bff_telemetry::Span {
-                trace_id: self.ctx.trace.trace_id,
+                trace_id: self.call.ctx.trace.trace_id,
                 span_id,
-                parent_span_id: Some(self.ctx.trace.span_id),
-                name: format!("{} {}", self.method, svc.name),
+                parent_span_id: Some(self.call.ctx.trace.span_id),
+                name: format!("{} {}", self.call.method, svc.name),
                 kind: bff_telemetry::SpanKind::Client,
                 start: wall_start,
                 end: std::time::SystemTime::now(),

@@ -189,6 +189,17 @@ impl Service {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// Sends one request with the current client, without cloning it.
+    pub(crate) fn request(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match self.client.read() {
+            Ok(c) => c.request(req),
+            Err(e) => e.into_inner().request(req),
+        }
+    }
+
     /// Rebuilds the client when the TLS files changed, every second.
     async fn watch_tls(self: Arc<Self>, files: TlsFiles) {
         let mut stamp = files.stamp();
