@@ -61,22 +61,26 @@ impl TrustedProxies {
 
     /// The `x-forwarded-for` to send downstream: the chain we believe, with the peer appended.
     pub fn forwarded_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<HeaderValue> {
-        let peer = canonical(peer).to_string();
-        let value = if self.contains(peer.parse().ok()?) {
-            let prior: Vec<&str> = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if prior.is_empty() {
-                peer
-            } else {
-                format!("{}, {peer}", prior.join(", "))
+        let peer = canonical(peer);
+        let mut prior = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .peekable();
+        let value = if self.contains(peer) && prior.peek().is_some() {
+            let mut chain = String::with_capacity(64);
+            for p in prior {
+                chain.push_str(p);
+                chain.push_str(", ");
             }
+            use std::fmt::Write;
+            let _ = write!(chain, "{peer}");
+            chain
         } else {
-            peer
+            peer.to_string()
         };
-        HeaderValue::from_str(&value).ok()
+        // From the String without a copy.
+        HeaderValue::try_from(value).ok()
     }
 }
 

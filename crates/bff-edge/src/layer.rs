@@ -59,10 +59,20 @@ impl EdgePolicy {
 
 /// Installs the [`Edge`] service in front of a router.
 #[derive(Clone, Debug)]
-pub struct EdgeLayer {
-    policy: Arc<EdgePolicy>,
+pub struct EdgeLayer(Arc<EdgeShared>);
+
+#[derive(Debug)]
+pub struct EdgeShared {
+    policy: EdgePolicy,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for EdgeLayer {
+    type Target = EdgeShared;
+    fn deref(&self) -> &EdgeShared {
+        &self.0
+    }
 }
 
 impl EdgeLayer {
@@ -70,11 +80,11 @@ impl EdgeLayer {
         let permits = Arc::new(Semaphore::new(
             policy.max_concurrency.min(Semaphore::MAX_PERMITS),
         ));
-        Self {
-            policy: Arc::new(policy),
+        Self(Arc::new(EdgeShared {
+            policy,
             permits,
             metrics,
-        }
+        }))
     }
 
     /// Requests being served now.
@@ -230,9 +240,10 @@ where
         // Take the service that was driven to readiness, leave a clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let route = inner.call(req);
         Box::pin(async move {
             layer.metrics.inflight.fetch_add(1, Ordering::Relaxed);
-            let res = match tokio::time::timeout_at(deadline, inner.call(req)).await {
+            let res = match tokio::time::timeout_at(deadline, route).await {
                 Ok(Ok(res)) => res,
                 Err(_) => BffError::deadline_exceeded().into_response(),
             };

@@ -76,20 +76,38 @@ pub struct RoutePolicy {
     pub max_body: u64,
 }
 
+impl RoutePolicy {
+    /// No authentication, rate limit nor deadline of its own: only the body limit applies.
+    fn is_plain(&self) -> bool {
+        self.auth == AuthKind::None && self.limits.is_empty() && self.timeout.is_none()
+    }
+}
+
+/// Cheap to clone (one `Arc`): every request clones it.
 #[derive(Clone, Debug)]
-pub struct PolicyLayer {
-    policy: Arc<RoutePolicy>,
+pub struct PolicyLayer(Arc<PolicyShared>);
+
+#[derive(Debug)]
+pub struct PolicyShared {
+    policy: RoutePolicy,
     gate: Arc<Gate>,
     metrics: Arc<RouteMetrics>,
 }
 
+impl std::ops::Deref for PolicyLayer {
+    type Target = PolicyShared;
+    fn deref(&self) -> &PolicyShared {
+        &self.0
+    }
+}
+
 impl PolicyLayer {
     pub fn new(policy: RoutePolicy, gate: Arc<Gate>, metrics: Arc<RouteMetrics>) -> Self {
-        Self {
-            policy: Arc::new(policy),
+        Self(Arc::new(PolicyShared {
+            policy,
             gate,
             metrics,
-        }
+        }))
     }
 }
 
@@ -133,20 +151,39 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         let start = Instant::now();
-        Box::pin(async move {
-            let mut res = enforce(&layer.policy, &layer.gate, inner, req).await;
-            let status = res.status().as_u16();
-            if status == 429 {
-                layer.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            }
-            layer.metrics.record(status, start.elapsed());
-            res.extensions_mut()
-                .insert(RouteTag(layer.metrics.template()));
-            Ok(res)
-        })
+        // Two futures, so that a route with nothing to check does not carry the checks' state.
+        if layer.policy.is_plain() && req.body().is_end_stream() {
+            let route = inner.call(req);
+            Box::pin(async move {
+                let res = match route.await {
+                    Ok(res) => res.into_response(),
+                    Err(never) => match never {},
+                };
+                Ok(layer.record(res, start))
+            })
+        } else {
+            Box::pin(async move {
+                let res = enforce(&layer.policy, &layer.gate, inner, req).await;
+                Ok(layer.record(res, start))
+            })
+        }
+    }
+}
+
+impl PolicyLayer {
+    /// The route's metrics, and its tag on the response (for the access log).
+    fn record(&self, mut res: Response, start: Instant) -> Response {
+        let status = res.status().as_u16();
+        if status == 429 {
+            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.record(status, start.elapsed());
+        res.extensions_mut()
+            .insert(RouteTag(self.metrics.template()));
+        res
     }
 }
 

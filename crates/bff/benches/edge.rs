@@ -27,7 +27,8 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let bare = Router::new().route("/api/hello/{id}", get(hello));
-    let framework = App::from_toml("[bff]\nname = \"bench\"\n")
+    // The access log is off, as in the whole-process benchmark: its line on stdout is a syscall.
+    let framework = App::from_toml("[bff]\nname = \"bench\"\n[telemetry]\naccess_log = false\n")
         .unwrap()
         .route("/api/hello/{id}", get(hello))
         .into_router()

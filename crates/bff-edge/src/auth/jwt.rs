@@ -188,7 +188,8 @@ impl JwtAuth {
                 if !due {
                     return Err(Refused::UnknownKid(kid));
                 }
-                if let Err(e) = self.refresh().await {
+                // Boxed: the fetch is rare, and inline it would make every request's future larger.
+                if let Err(e) = Box::pin(self.refresh()).await {
                     tracing::warn!(error = %e, "JWKS fetch for an unknown kid failed");
                 }
                 self.verify_known(token)
