@@ -531,28 +531,9 @@ impl Call<'_> {
 
         let outcome = {
             let _guard = InFlight::enter(endpoint);
-            let max = svc.max_response;
-            let call = async {
-                let res = svc.request(req).await.map_err(|e| classify(&e))?;
-                let (parts, body) = res.into_parts();
-                let body = Limited::new(body, max).collect().await.map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        (
-                            ErrorKind::Decode,
-                            format!("response larger than {max} bytes"),
-                        )
-                    } else {
-                        (ErrorKind::Reset, format!("reading the body: {e}"))
-                    }
-                })?;
-                Ok::<_, (ErrorKind, String)>(Response {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body: body.to_bytes(),
-                })
-            };
+            // Sent now; boxed, so that the exchange's state (response head, body being read) is not
+            // copied up through every future that awaits this one.
+            let call = Box::pin(exchange(svc.request(req), svc.max_response));
             match tokio::time::timeout_at(start + budget.time, call).await {
                 Ok(r) => r,
                 Err(_) if budget.capped => Err((
@@ -625,6 +606,29 @@ impl Call<'_> {
         }
         outcome
     }
+}
+
+/// One request and response on the wire: the head, then the body read whole (at most `max` bytes).
+async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Outcome {
+    let res = res.await.map_err(|e| classify(&e))?;
+    let (parts, body) = res.into_parts();
+    let body = Limited::new(body, max).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            (
+                ErrorKind::Decode,
+                format!("response larger than {max} bytes"),
+            )
+        } else {
+            (ErrorKind::Reset, format!("reading the body: {e}"))
+        }
+    })?;
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.to_bytes(),
+    })
 }
 
 /// The index in `bff_telemetry::metrics::OUTCOMES` of an attempt's outcome.
