@@ -55,8 +55,14 @@ struct RustRoute {
 /// What [`App::build`] makes: the public and admin routers.
 pub(crate) struct Built {
     pub(crate) public: Router,
+    /// What `public` falls back to for every request: the edge in front of the routes. The server calls
+    /// it directly, without the outer router's lookup and boxed fallback.
+    pub(crate) serve: PublicService,
     pub(crate) admin: Router,
 }
+
+/// The public listener's service: the edge in front of the routes.
+pub(crate) type PublicService = bff_edge::Edge<Router>;
 
 /// Why a BFF could not start. Its `Display` (and `Debug`, so that `main() -> Result<(), StartError>` prints
 /// it readably) lists every config error with file, line and key.
@@ -389,9 +395,14 @@ impl App {
             .layer(Extension(self.mesh.clone()));
         // The edge wraps the router from outside: it runs before routing (so the normalised path is the
         // routed one) and for every request, matched or not.
-        let public = Router::new().fallback_service(tower::Layer::layer(&edge, routes));
+        let serve = tower::Layer::layer(&edge, routes);
+        let public = Router::new().fallback_service(serve.clone());
         let admin = admin::router(self.mesh.clone(), self.config.clone(), routes_info);
-        Ok(Built { public, admin })
+        Ok(Built {
+            public,
+            serve,
+            admin,
+        })
     }
 
     /// Binds the public and admin listeners and starts serving; see [`Server`].

@@ -84,7 +84,7 @@ impl ReloadHandle {
 
 /// The routers being served; a reload swaps them, requests in flight keep the ones they started with.
 pub(crate) struct Routers {
-    public: RwLock<Router>,
+    public: RwLock<crate::app::PublicService>,
     admin: RwLock<Router>,
 }
 
@@ -165,7 +165,7 @@ impl Server {
         };
         let built = app.build()?;
         let routers = Arc::new(Routers {
-            public: RwLock::new(built.public),
+            public: RwLock::new(built.serve),
             admin: RwLock::new(built.admin.layer(axum::Extension(state.clone()))),
         });
 
@@ -192,7 +192,11 @@ impl Server {
         let r = routers.clone();
         let public_task = tokio::spawn(accept_loop(
             public_listener,
-            move || r.public.read().map(|g| g.clone()).unwrap_or_default(),
+            move || {
+                r.public
+                    .read()
+                    .map_or_else(|e| e.into_inner().clone(), |g| g.clone())
+            },
             stop_rx,
             grace,
             limits,
@@ -352,7 +356,7 @@ fn reload_once(
     let built = app.build()?;
     let admin = built.admin.layer(axum::Extension(state.clone()));
     if let (Ok(mut p), Ok(mut a)) = (routers.public.write(), routers.admin.write()) {
-        *p = built.public;
+        *p = built.serve;
         *a = admin;
     }
     Ok(app)
@@ -380,14 +384,22 @@ async fn shutdown_signal() {
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<S>(
     listener: TcpListener,
-    current: impl Fn() -> Router + Clone + Send + Sync + 'static,
+    current: impl Fn() -> S + Clone + Send + Sync + 'static,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
-) {
+) where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
