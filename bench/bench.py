@@ -409,6 +409,85 @@ def cmd_report(results, footprint, meta, out):
     print(text)
 
 
+# ---------------------------------------------------------------- profile
+
+# Where a sample's time goes: the innermost frame of its stack that names one of these (first match wins).
+LAYERS = [
+    ("serde_json", "JSON parse and write (serde_json)"),
+    ("bff_aggregate", "declarative aggregation (bff_aggregate)"),
+    ("legacy::client::Client", "HTTP client (hyper-util pool, hyper)"),
+    ("legacy::pool", "HTTP client (hyper-util pool, hyper)"),
+    ("role::Client", "HTTP client (hyper-util pool, hyper)"),
+    ("client::dispatch", "HTTP client (hyper-util pool, hyper)"),
+    ("bff_mesh::", "mesh: call, attempt, policies (bff_mesh)"),
+    ("Handler<", "the route's handler (axum handler)"),
+    ("bff_edge::policy", "route policy (bff_edge::policy)"),
+    ("bff_edge::", "edge (bff_edge)"),
+    ("get_json", "the route's handler (axum handler)"),
+    ("axum::routing", "router (axum)"),
+    ("proto::h1::", "CONNECTION"),
+    ("accept_loop", "HTTP server connection (hyper)"),
+    ("UpgradeableConnection", "HTTP server connection (hyper)"),
+    ("tokio::runtime", "runtime: scheduler, timers, I/O driver (tokio)"),
+]
+
+
+def cmd_profile(script, us_per_request, out):
+    """`perf script -F comm,ip,sym` output -> where the CPU time of one request goes, as a markdown report:
+    time per layer (each sample charged to the innermost frame that names a layer) and the top functions by
+    self time, both in microseconds of CPU per request."""
+    stacks, cur = [], None
+    with open(script, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if line.startswith("\t") or line.startswith(" "):
+                ip, _, sym = line.strip().partition(" ")
+                if cur is not None:
+                    cur.append((ip, sym or ip))
+            else:
+                cur = []
+                stacks.append(cur)
+    stacks = [s for s in stacks if s]
+    if not stacks:
+        die(f"{script}: no samples")
+    per = float(us_per_request) / len(stacks)
+    layers, leaves = {}, {}
+    for s in stacks:
+        kernel = s[0][0].startswith("ffffffff")
+        layer = "kernel: network stack, syscalls" if kernel else "other (libc, allocator, ...)"
+        # The task: the frame the runtime polls. hyper-util runs each client connection as a `Map` future.
+        polls = [i for i, (_, f) in enumerate(s) if f.startswith("tokio::runtime::task::raw::poll")]
+        root = s[polls[0] - 1][1] if polls and polls[0] > 0 else ""
+        for _, frame in s:
+            hit = next((name for key, name in LAYERS if key in frame), None)
+            if hit == "CONNECTION":
+                client = root.startswith("<futures_util::future::future::Map")
+                hit = f"HTTP {'client' if client else 'server'} connection (hyper)"
+            if hit:
+                layer = f"kernel, under {hit}" if kernel else hit
+                break
+        layers[layer] = layers.get(layer, 0) + 1
+        leaf = ("[k] " if kernel else "") + s[0][1][:110]
+        leaves[leaf] = leaves.get(leaf, 0) + 1
+    lines = [
+        f"{len(stacks)} samples; {float(us_per_request):.1f} us of CPU per request in the profiled run.",
+        "",
+        "| where (innermost frame that names it) | us per request | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, n in sorted(layers.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {n * per:.2f} | {100 * n / len(stacks):.1f}% |")
+    lines += ["", "| top functions by self time | us per request |", "| --- | ---: |"]
+    for name, n in sorted(leaves.items(), key=lambda kv: -kv[1])[:25]:
+        lines.append(f"| `{name.replace('|', '/')}` | {n * per:.2f} |")
+    text = "\n".join(lines)
+    with open(out, "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
 COMMANDS = {
     "ports": cmd_ports,
     "minify": cmd_minify,
@@ -420,6 +499,7 @@ COMMANDS = {
     "record": cmd_record,
     "same-json": cmd_same_json,
     "report": cmd_report,
+    "profile": cmd_profile,
 }
 
 if __name__ == "__main__":
