@@ -28,8 +28,28 @@ use std::{
 };
 use tokio::{task::JoinHandle, time::Instant};
 
-/// One client type for plain and TLS services: the connector speaks TLS to `https` URIs only.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A service's connection pool: plain TCP, or TLS (mTLS) for services with `[services.*.tls]`.
+///
+/// Two client types rather than one TLS-capable connector for all: hyper-util boxes each request's
+/// future, connection setup included, and the TLS connector's makes that future (and its copy) larger
+/// on every call of a plain service.
+#[derive(Clone, Debug)]
+pub(crate) enum HttpClient {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl HttpClient {
+    pub(crate) fn request(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Self::Plain(c) => c.request(req),
+            Self::Tls(c) => c.request(req),
+        }
+    }
+}
 
 /// Where `ring_hash` finds a request's key.
 #[derive(Debug, Clone)]
@@ -299,37 +319,6 @@ fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClien
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
-    connector.enforce_http(false);
-    let https = match tls {
-        Some(files) => {
-            let b = HttpsConnectorBuilder::new()
-                .with_tls_config(files.client_config()?)
-                .https_only();
-            let b = match files.server_name()? {
-                Some(name) => b.with_server_name_resolver(FixedServerNameResolver::new(name)),
-                None => b,
-            };
-            if cfg.protocol == Protocol::H2c {
-                b.enable_http2().wrap_connector(connector)
-            } else {
-                b.enable_http1().wrap_connector(connector)
-            }
-        }
-        // Plain services never negotiate TLS: the connector passes `http` URIs straight through.
-        None => HttpsConnectorBuilder::new()
-            .with_tls_config(
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-            )
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector),
-    };
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_timer(TokioTimer::new())
@@ -338,7 +327,23 @@ fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClien
     if cfg.protocol == Protocol::H2c {
         builder.http2_only(true);
     }
-    Ok(builder.build(https))
+    let Some(files) = tls else {
+        return Ok(HttpClient::Plain(builder.build(connector)));
+    };
+    connector.enforce_http(false);
+    let b = HttpsConnectorBuilder::new()
+        .with_tls_config(files.client_config()?)
+        .https_only();
+    let b = match files.server_name()? {
+        Some(name) => b.with_server_name_resolver(FixedServerNameResolver::new(name)),
+        None => b,
+    };
+    let https = if cfg.protocol == Protocol::H2c {
+        b.enable_http2().wrap_connector(connector)
+    } else {
+        b.enable_http1().wrap_connector(connector)
+    };
+    Ok(HttpClient::Tls(builder.build(https)))
 }
 
 /// A service's state as the admin API shows it.
