@@ -42,6 +42,9 @@ pub struct EdgePolicy {
     pub access_log: bool,
     /// Where spans go, when traces are exported.
     pub tracer: Option<bff_telemetry::Tracer>,
+    /// The mesh that handlers extract (`mesh: Mesh`), put on every request here rather than by a layer
+    /// on every route (each layer of a route boxes its future once more).
+    pub mesh: Option<bff_mesh::Mesh>,
 }
 
 impl EdgePolicy {
@@ -53,6 +56,7 @@ impl EdgePolicy {
             trusted_proxies: TrustedProxies::new(&edge.trusted_proxies),
             access_log: true,
             tracer: None,
+            mesh: None,
         }
     }
 }
@@ -236,6 +240,9 @@ where
         };
         req.extensions_mut().insert(Arc::new(ctx));
         req.extensions_mut().insert(ClientIp(client));
+        if let Some(mesh) = &policy.mesh {
+            req.extensions_mut().insert(mesh.clone());
+        }
 
         // Take the service that was driven to readiness, leave a clone for the next call.
         let clone = self.inner.clone();
@@ -428,6 +435,7 @@ mod tests {
             trusted_proxies: TrustedProxies::default(),
             access_log: false,
             tracer: None,
+            mesh: None,
         }
     }
 

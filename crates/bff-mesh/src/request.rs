@@ -486,7 +486,8 @@ impl Call<'_> {
         if let Some(ts) = &ctx.trace.tracestate {
             h.insert(TRACESTATE, ts.clone());
         }
-        if !h.contains_key(USER_AGENT) {
+        // Ours unless the client's (forwarded) or the handler's is there.
+        if (ctx.forward.is_empty() && call.own.is_empty()) || !h.contains_key(USER_AGENT) {
             h.insert(USER_AGENT, self.service.user_agent.clone());
         }
         let (traceparent, span_id) = ctx.trace.child_traceparent();

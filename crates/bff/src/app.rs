@@ -1,6 +1,6 @@
 use crate::{admin, server::Server};
 use axum::{
-    Extension, Router,
+    Router,
     extract::{Path, rejection::PathRejection},
     response::IntoResponse,
     routing::{MethodFilter, MethodRouter},
@@ -386,13 +386,13 @@ impl App {
         let edge_policy = EdgePolicy {
             access_log: self.config.telemetry.access_log,
             tracer,
+            mesh: Some(self.mesh.clone()),
             ..EdgePolicy::from_config(&self.config.edge)
         };
         let edge = EdgeLayer::new(edge_policy, self.mesh.metrics().clone());
         let routes = router
             .fallback(|| async { BffError::not_found() })
-            .method_not_allowed_fallback(|| async { BffError::method_not_allowed() })
-            .layer(Extension(self.mesh.clone()));
+            .method_not_allowed_fallback(|| async { BffError::method_not_allowed() });
         // The edge wraps the router from outside: it runs before routing (so the normalised path is the
         // routed one) and for every request, matched or not.
         let serve = tower::Layer::layer(&edge, routes);
