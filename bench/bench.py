@@ -365,6 +365,7 @@ def cmd_report(results, footprint, meta, out):
         ("A/D throughput", med["A"]["rps"] / med["D"]["rps"], ">= 2", lambda x: x >= 2.0),
         ("p99 A/C", med["A"]["p99"] / med["C"]["p99"], "<= 1.15", lambda x: x <= 1.15),
         ("CPU per request A/C", med["A"]["cpu"] / med["C"]["cpu"], "(no target)", None),
+        ("CPU per request B/C", med["B"]["cpu"] / med["C"]["cpu"], "(no target)", None),
         ("CPU per request A/D", med["A"]["cpu"] / med["D"]["cpu"], "(no target)", None),
     ]
     w("| ratio | value | target | |")
