@@ -49,7 +49,7 @@ async fn probe(service: &Service, ep: &Endpoint, cfg: &HealthCheckConfig) -> boo
     *req.uri_mut() = uri;
     req.headers_mut()
         .insert(USER_AGENT, service.user_agent.clone());
-    match tokio::time::timeout(cfg.timeout.get(), service.client().request(req)).await {
+    match tokio::time::timeout(cfg.timeout.get(), service.request(req)).await {
         Ok(Ok(res)) => res.status().is_success(),
         _ => false,
     }

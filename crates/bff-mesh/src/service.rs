@@ -201,15 +201,8 @@ impl Service {
         self.required
     }
 
-    /// The client new requests use (a certificate rotation swaps it; calls in flight keep theirs).
-    pub(crate) fn client(&self) -> HttpClient {
-        self.client
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    /// Sends one request with the current client, without cloning it.
+    /// Sends one request with the current client (a certificate rotation swaps it; calls in flight keep
+    /// theirs), without cloning it.
     pub(crate) fn request(
         &self,
         req: http::Request<Full<Bytes>>,
