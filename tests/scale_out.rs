@@ -520,6 +520,67 @@ fn start_redis(dir: &Path, port: u16) -> Engine {
     Engine::start("redis", &redis, &args, dir)
 }
 
+/// One Redis command over a fresh connection (RESP, as `redis-cli` sends it); the reply as text.
+async fn redis_command(port: u16, args: &[&str]) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut command = format!("*{}\r\n", args.len());
+    for a in args {
+        command += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    conn.write_all(command.as_bytes()).await?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let complete = |r: &[u8]| -> bool {
+        let text = String::from_utf8_lossy(r);
+        let Some((head, rest)) = text.split_once("\r\n") else {
+            return false;
+        };
+        match head.strip_prefix('$').map(str::parse::<usize>) {
+            Some(Ok(len)) => rest.len() >= len + 2,
+            _ => true,
+        }
+    };
+    while !complete(&reply) {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::other("no reply within 5 s"))??;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Waits until Redis answers PING on `port` (a listener that is not this Redis does not count).
+async fn wait_redis(redis: &mut Engine, port: u16) {
+    redis.wait_tcp(port).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match redis_command(port, &["PING"]).await {
+            Ok(reply) if reply.starts_with("+PONG") => return,
+            other => assert!(
+                Instant::now() < deadline,
+                "redis on {port} does not answer PING: {other:?}\n{}",
+                redis.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Redis's `connected_clients` (this query's own connection included).
+async fn redis_clients(port: u16) -> usize {
+    let info = redis_command(port, &["INFO", "clients"])
+        .await
+        .expect("INFO clients");
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connected_clients in {info}"))
+}
+
 async fn fallbacks(bff: &TestBff) -> u64 {
     let text = bff.admin_text("/metrics").await;
     text.lines()
@@ -552,7 +613,7 @@ async fn a_redis_store_shares_the_limit_between_instances_and_falls_back_when_re
     let dir = TempDir::new("redis");
     let port = free_port(false);
     let mut redis = start_redis(&dir.0, port);
-    redis.wait_tcp(port).await;
+    wait_redis(&mut redis, port).await;
 
     let users = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
     let cfg = format!(
@@ -569,6 +630,17 @@ endpoints = ["{}"]
     );
     let one = TestBff::start(&cfg).await;
     let two = TestBff::start(&cfg).await;
+    // Each instance connects (and loads its script) at start, not at its first request.
+    let started = Instant::now();
+    while redis_clients(port).await < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the BFFs did not connect to Redis at start: {} clients\n{}",
+            redis_clients(port).await,
+            redis.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Together they admit one burst (a token may come back while the requests are sent), not two.
     let started = Instant::now();
@@ -582,8 +654,12 @@ endpoints = ["{}"]
         statuses.iter().all(|s| *s == 200 || *s == 429),
         "{statuses:?}"
     );
-    assert!((5..=6).contains(&admitted), "{statuses:?}");
-    assert_eq!(fallbacks(&one).await + fallbacks(&two).await, 0);
+    let (f1, f2) = (fallbacks(&one).await, fallbacks(&two).await);
+    assert!(
+        (5..=6).contains(&admitted) && f1 + f2 == 0,
+        "{statuses:?}, checks decided locally: {f1} + {f2}, redis log:\n{}",
+        redis.log()
+    );
 
     // Redis dies: every request is still answered, by each instance's local bucket (5 each).
     redis.kill();
@@ -607,7 +683,7 @@ endpoints = ["{}"]
 
     // Redis comes back: within a few probes (one a second) the checks go to Redis again.
     let mut redis = start_redis(&dir.0, port);
-    redis.wait_tcp(port).await;
+    wait_redis(&mut redis, port).await;
     let started = Instant::now();
     let mut steady = 0;
     let mut last = fallbacks(&one).await;
@@ -630,7 +706,7 @@ async fn two_instances_sharing_redis_admit_the_rate_together() {
     let dir = TempDir::new("redis-rate");
     let port = free_port(false);
     let mut redis = start_redis(&dir.0, port);
-    redis.wait_tcp(port).await;
+    wait_redis(&mut redis, port).await;
     let users = stub_answering_its_address("127.0.0.1:0".parse().unwrap()).await;
     let rate = 20u32;
     let cfg = format!(

@@ -203,6 +203,23 @@ impl RedisServer {
             .map_err(|e| e.to_string())
     }
 
+    /// Connects and loads the script ahead of the first check, so the first requests neither pay the
+    /// connection nor the script's upload; a Redis that is not there is logged now, not at the first request.
+    async fn warm_up(&self) {
+        let loaded = async {
+            let mut conn = self.manager().await?;
+            self.script
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT * 4, loaded).await {
+            Ok(Ok(_)) => tracing::debug!(store = %self.name, "rate limit store connected"),
+            Ok(Err(e)) => self.failed(&e),
+            Err(_) => self.failed(&format!("no answer within {:?}", REDIS_TIMEOUT * 4)),
+        }
+    }
+
     fn failed(&self, error: &str) {
         self.retry_at_ms.store(
             self.now_ms() + REDIS_RETRY.as_millis() as u64,
@@ -330,6 +347,10 @@ impl RateLimitStores {
                 None => {
                     let s = Arc::new(RedisServer::new(url, self.fallbacks.clone())?);
                     servers.insert(url.to_string(), s.clone());
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        let warm = s.clone();
+                        rt.spawn(async move { warm.warm_up().await });
+                    }
                     s
                 }
             }
