@@ -3,8 +3,8 @@
 //! `CATALOG_ADDR`); `GET /readyz` answers 200 once it listens. `scripts/bench` runs it as variant C.
 //!
 //! The floor of the benchmark: a hand-written BFF with axum and a pooled hyper client doing the same
-//! fan-out as the bench BFFs (`GET /api/home/{id}`: user and orders concurrently, then the
-//! recommendations of the user's favourite category), with no policies: no timeouts, retries, limits,
+//! fan-out as the bench BFFs (`GET /api/home/{id}`: user and orders concurrently, and the
+//! recommendations of the user's favourite category as soon as the user is in), with no policies: no timeouts, retries, limits,
 //! request ids or trace headers. What `bff` costs is measured against this.
 
 use axum::{
@@ -76,12 +76,29 @@ impl Upstreams {
 /// `GET /api/home/{id}`: `{user, orders, recommendations}` like the declarative route of variant A.
 async fn home(State(up): State<Upstreams>, Path(id): Path<String>) -> Response {
     let id = utf8_percent_encode(&id, VALUE).to_string();
+    // The recommendations depend on the user only: they start as soon as the user is in, while the
+    // orders may still be on their way (as the declarative route's dependency graph does).
+    let user_then_recommendations = async {
+        let mut user = up
+            .get_json(format!("http://{}/users/{id}", up.users))
+            .await?;
+        let user = user.get_mut("profile").map_or(Value::Null, Value::take);
+        let recommendations = match user.get("favoriteCategory").and_then(Value::as_str) {
+            Some(category) => {
+                let category = utf8_percent_encode(category, VALUE);
+                up.get_json(format!("http://{}/recommendations/{category}", up.catalog))
+                    .await
+            }
+            None => Err("unresolved_placeholder"),
+        };
+        Ok::<_, &'static str>((user, recommendations))
+    };
     let (user, orders) = tokio::join!(
-        up.get_json(format!("http://{}/users/{id}", up.users)),
+        user_then_recommendations,
         up.get_json(format!("http://{}/orders?userId={id}", up.orders)),
     );
-    let user = match user {
-        Ok(mut user) => user.get_mut("profile").map_or(Value::Null, Value::take),
+    let (user, recommendations) = match user {
+        Ok(pair) => pair,
         Err(code) => {
             let error = json!({ "error": { "code": "upstream_failed", "message": code } });
             return (StatusCode::BAD_GATEWAY, Json(error)).into_response();
@@ -99,15 +116,7 @@ async fn home(State(up): State<Upstreams>, Path(id): Path<String>) -> Response {
             Value::Null
         }
     };
-    let recommendations = match user.get("favoriteCategory").and_then(Value::as_str) {
-        Some(category) => {
-            let category = utf8_percent_encode(category, VALUE);
-            up.get_json(format!("http://{}/recommendations/{category}", up.catalog))
-                .await
-        }
-        None => Err("unresolved_placeholder"),
-    }
-    .unwrap_or_else(|code| {
+    let recommendations = recommendations.unwrap_or_else(|code| {
         errors.push(json!({ "backend": "recommendations", "error": code }));
         Value::Null
     });

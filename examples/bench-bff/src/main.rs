@@ -4,7 +4,8 @@
 //!
 //! The benchmark's aggregation written as a Rust handler on the `bff` framework, so every request still
 //! passes the embedded edge and every call the embedded mesh. `GET /api/home/{id}`: user and orders
-//! concurrently, then the recommendations of the user's favourite category, merged like the declarative
+//! concurrently, and the recommendations of the user's favourite category as soon as the user is in
+//! (while the orders may still be on their way), merged like the declarative
 //! route of variant A (`bench/a.toml`).
 
 use bff::{
@@ -23,18 +24,36 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// `GET /api/home/{id}`: `{user, orders, recommendations}`; orders and recommendations are optional.
 async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
     let users = mesh.service("users");
-    let orders = mesh.service("orders");
-    let (user, orders) = tokio::join!(
-        users
+    let catalog = mesh.service("catalog");
+    // The recommendations depend on the user only: they start as soon as the user is in, while the
+    // orders may still be on their way (as the declarative route's dependency graph does).
+    let user_then_recommendations = async {
+        let mut user = users
             .get(format!("/users/{}", utf8_percent_encode(&id, VALUE)))
-            .send_json::<Value>(),
-        orders
-            .get("/orders")
-            .query(&[("userId", &id)])
-            .send_json::<Value>(),
-    );
+            .send_json::<Value>()
+            .await?;
+        let user = user.get_mut("profile").map_or(Value::Null, Value::take);
+        let recommendations = match user["favoriteCategory"].as_str() {
+            Some(category) => {
+                let path = format!("/recommendations/{}", utf8_percent_encode(category, VALUE));
+                catalog
+                    .get(path)
+                    .send_json::<Value>()
+                    .await
+                    .map_err(|e| e.kind().code())
+            }
+            None => Err("unresolved_placeholder"),
+        };
+        Ok::<_, MeshError>((user, recommendations))
+    };
+    let orders = mesh
+        .service("orders")
+        .get("/orders")
+        .query(&[("userId", &id)])
+        .send_json::<Value>();
+    let (user, orders) = tokio::join!(user_then_recommendations, orders);
     // required: its failure is the response (502/503/504 as JSON)
-    let user = user?.get_mut("profile").map_or(Value::Null, Value::take);
+    let (user, recommendations) = user?;
     let mut errors = Vec::new();
     let orders = match orders {
         Ok(Value::Array(list)) => list
@@ -47,22 +66,10 @@ async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
             Value::Null
         }
     };
-    let recommendations = match user["favoriteCategory"].as_str() {
-        Some(category) => {
-            let path = format!("/recommendations/{}", utf8_percent_encode(category, VALUE));
-            match mesh.service("catalog").get(path).send_json::<Value>().await {
-                Ok(body) => body,
-                Err(e) => {
-                    errors.push(json!({ "backend": "recommendations", "error": e.kind().code() }));
-                    Value::Null
-                }
-            }
-        }
-        None => {
-            errors.push(json!({ "backend": "recommendations", "error": "unresolved_placeholder" }));
-            Value::Null
-        }
-    };
+    let recommendations = recommendations.unwrap_or_else(|code| {
+        errors.push(json!({ "backend": "recommendations", "error": code }));
+        Value::Null
+    });
     let mut page = json!({ "user": user, "orders": orders, "recommendations": recommendations });
     Ok(if errors.is_empty() {
         Json(page).into_response()
