@@ -382,9 +382,9 @@ impl Plan {
 ///
 /// Not `FuturesUnordered`: whenever it has polled every future it holds without one finishing, it wakes
 /// its task again (so as not to starve others) and returns `Pending`. A route runs two to four calls, so
-/// that is most of its polls: each such wake sends the request to the back of the runtime's queue once more
-/// for nothing (in `scripts/bench`, 1.7 extra polls of the connection's task a request, and a longer tail
-/// under load). Polling the few calls that were not woken costs less than that.
+/// that is most of its polls: each such wake sends the request to the back of the runtime's queue once
+/// more for nothing (in `scripts/bench`, about two extra polls of the connection's task a request, and a
+/// longer tail under load). Polling the few calls that were not woken costs less than that.
 struct Running<F> {
     slots: Vec<Option<Pin<Box<F>>>>,
 }
