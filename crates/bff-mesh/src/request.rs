@@ -226,6 +226,8 @@ struct Prepared {
 }
 
 impl Prepared {
+    #[cold]
+    #[inline(never)]
     fn fail(&self, kind: ErrorKind, detail: impl std::fmt::Display) -> MeshError {
         MeshError::new(kind, self.service.name.clone(), detail)
     }
@@ -239,6 +241,47 @@ impl Prepared {
                 ErrorKind::Status(res.status),
                 format_args!("status {}", res.status),
             ))
+        }
+    }
+
+    /// The backoff before the next attempt when `outcome` is retryable and the attempts, the deadline
+    /// and the retry budget allow one.
+    #[inline(never)]
+    fn retry_wait(
+        &self,
+        r: &crate::retry::RetryPolicy,
+        outcome: &Outcome,
+        attempt: u32,
+        max_attempts: u32,
+    ) -> Option<Duration> {
+        let service = &*self.service;
+        let retryable = match outcome {
+            Ok(res) => r.retries_status(res.status.as_u16()),
+            Err((kind, _)) => Failure::of_error(*kind).is_some_and(|f| r.retries(f)),
+        };
+        if !retryable || attempt >= max_attempts {
+            return None;
+        }
+        // A downstream's retry-after (on 503 and 429) replaces the backoff when it fits.
+        let wait = match outcome {
+            Ok(res) if matches!(res.status.as_u16(), 429 | 503) => retry_after(&res.headers),
+            _ => None,
+        }
+        .unwrap_or_else(|| r.backoff(attempt));
+        let fits = self.ctx.deadline.is_none_or(|d| {
+            d.saturating_duration_since(Instant::now()) > wait + Duration::from_millis(1)
+        });
+        if !fits {
+            return None;
+        }
+        if r.budget.withdraw() {
+            Some(wait)
+        } else {
+            service
+                .metrics
+                .retries_refused
+                .fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 
@@ -309,38 +352,8 @@ impl Prepared {
                 }
             };
 
-            let wait = retry.and_then(|r| {
-                let retryable = match &outcome {
-                    Ok(res) => r.retries_status(res.status.as_u16()),
-                    Err((kind, _)) => Failure::of_error(*kind).is_some_and(|f| r.retries(f)),
-                };
-                if !retryable || attempt >= max_attempts {
-                    return None;
-                }
-                // A downstream's retry-after (on 503 and 429) replaces the backoff when it fits.
-                let wait = match &outcome {
-                    Ok(res) if matches!(res.status.as_u16(), 429 | 503) => {
-                        retry_after(&res.headers)
-                    }
-                    _ => None,
-                }
-                .unwrap_or_else(|| r.backoff(attempt));
-                let fits = self.ctx.deadline.is_none_or(|d| {
-                    d.saturating_duration_since(Instant::now()) > wait + Duration::from_millis(1)
-                });
-                if !fits {
-                    return None;
-                }
-                if r.budget.withdraw() {
-                    Some(wait)
-                } else {
-                    service
-                        .metrics
-                        .retries_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            });
+            // Out of line: most calls have no retry policy, or succeed.
+            let wait = retry.and_then(|r| self.retry_wait(r, &outcome, attempt, max_attempts));
             match (wait, outcome) {
                 (Some(wait), outcome) => {
                     reason = Some(match &outcome {
@@ -362,7 +375,9 @@ impl Prepared {
     }
 }
 
-type Outcome = Result<Response, (ErrorKind, String)>;
+/// Why an attempt failed, and the detail.
+type Failed = (ErrorKind, String);
+type Outcome = Result<Response, Failed>;
 
 /// The time an attempt may take: the service's timeout (or the request's shorter one), capped by what is
 /// left of the deadline; `capped` says the deadline is what limits it.
@@ -496,7 +511,7 @@ impl Call<'_> {
             let ms = deadline.saturating_duration_since(start).as_millis();
             h.insert(
                 DEADLINE_HEADER,
-                HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+                decimal(u64::try_from(ms).unwrap_or(u64::MAX)),
             );
         }
         (h, span_id)
@@ -504,6 +519,10 @@ impl Call<'_> {
 
     /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
     /// `attempt` is the attempt's number and, for a retry, why the one before failed.
+    ///
+    /// The future keeps only the wait: building the request and the bookkeeping are functions of their
+    /// own, so that the state machine polled on every wake stays small (fewer instruction-cache lines a
+    /// call; docs/performance.md).
     async fn attempt(
         &self,
         i: usize,
@@ -512,12 +531,42 @@ impl Call<'_> {
         attempt: (u32, Option<&'static str>),
         hedge: bool,
     ) -> Outcome {
-        let (attempt, reason) = attempt;
         let svc = self.service;
         let endpoint = &self.set.list[i];
         let start = Instant::now();
+        let (req, span_id) = self.request(endpoint, start)?;
+        let wall_start = self
+            .call
+            .ctx
+            .tracer
+            .as_ref()
+            .map(|_| std::time::SystemTime::now());
+        let outcome = {
+            let _guard = InFlight::enter(endpoint);
+            // Sent now; boxed, so that the exchange's state (response head, body being read) is not
+            // copied up through every future that awaits this one.
+            let call = Box::pin(exchange(svc.request(req), svc.max_response));
+            match tokio::time::timeout_at(start + budget.time, call).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out(budget)),
+            }
+        };
+        self.settle(i, permit, &outcome, start);
+        if let Some(wall_start) = wall_start {
+            self.span(i, &outcome, (attempt, hedge), span_id, wall_start);
+        }
+        outcome
+    }
+
+    /// The request of an attempt on `endpoint`, and the span id its `traceparent` names.
+    #[inline(never)]
+    fn request(
+        &self,
+        endpoint: &Endpoint,
+        start: Instant,
+    ) -> Result<(Request<Full<Bytes>>, [u8; 8]), Failed> {
         let uri = Uri::builder()
-            .scheme(svc.scheme.clone())
+            .scheme(self.service.scheme.clone())
             .authority(endpoint.authority.clone())
             .path_and_query(self.call.pq.clone())
             .build()
@@ -527,37 +576,25 @@ impl Call<'_> {
         *req.method_mut() = self.call.method.clone();
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        let tracer = self.call.ctx.tracer.as_ref();
-        let wall_start = tracer.map(|_| std::time::SystemTime::now());
+        Ok((req, span_id))
+    }
 
-        let outcome = {
-            let _guard = InFlight::enter(endpoint);
-            // Sent now; boxed, so that the exchange's state (response head, body being read) is not
-            // copied up through every future that awaits this one.
-            let call = Box::pin(exchange(svc.request(req), svc.max_response));
-            match tokio::time::timeout_at(start + budget.time, call).await {
-                Ok(r) => r,
-                Err(_) if budget.capped => Err((
-                    ErrorKind::Deadline,
-                    format!("deadline reached after {:?}", budget.time),
-                )),
-                Err(_) => Err((
-                    ErrorKind::Timeout,
-                    format!("no response within {:?}", budget.time),
-                )),
-            }
-        };
-
-        // One classification feeds every policy.
+    /// An attempt's outcome, classified once, fed to every policy: the endpoint's latency estimate and
+    /// failure count, the request's attempt counts, metrics, hedging's latency, outlier detection and
+    /// the breaker.
+    #[inline(never)]
+    fn settle(&self, i: usize, permit: Option<Permit<'_>>, outcome: &Outcome, start: Instant) {
+        let svc = self.service;
+        let endpoint = &self.set.list[i];
         let done = Instant::now();
         let latency = done.saturating_duration_since(start);
         endpoint.observe(latency, done);
-        let failed = is_failure(&outcome);
+        let failed = is_failure(outcome);
         self.call.ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
         if failed {
             self.call.ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
-        svc.metrics.record(outcome_index(&outcome), Some(latency));
+        svc.metrics.record(outcome_index(outcome), Some(latency));
         if failed {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
         } else if let Some(h) = &svc.hedge {
@@ -569,43 +606,91 @@ impl Call<'_> {
         if let Some(permit) = permit {
             permit.record(!failed);
         }
-        if let (Some(tracer), Some(wall_start)) = (tracer, wall_start) {
-            let mut attributes = vec![
-                ("bff.service", svc.name.to_string().into()),
-                ("server.address", endpoint.addr.to_string().into()),
-                ("http.request.method", self.call.method.as_str().into()),
-                ("bff.attempt", i64::from(attempt).into()),
-                ("bff.hedge", hedge.into()),
-            ];
-            if let Some(r) = reason {
-                attributes.push(("bff.retry_reason", r.into()));
-            }
-            if let Some(b) = &svc.breaker {
-                attributes.push((
-                    "bff.circuit",
-                    format!("{:?}", b.state()).to_lowercase().into(),
-                ));
-            }
-            match &outcome {
-                Ok(res) => attributes.push((
-                    "http.response.status_code",
-                    i64::from(res.status.as_u16()).into(),
-                )),
-                Err((kind, _)) => attributes.push(("error.type", kind.code().into())),
-            }
-            tracer.record(bff_telemetry::Span {
-                trace_id: self.call.ctx.trace.trace_id,
-                span_id,
-                parent_span_id: Some(self.call.ctx.trace.span_id),
-                name: format!("{} {}", self.call.method, svc.name),
-                kind: bff_telemetry::SpanKind::Client,
-                start: wall_start,
-                end: std::time::SystemTime::now(),
-                attributes,
-                error: failed,
-            });
+    }
+
+    /// The client span of an attempt (traces exported).
+    #[cold]
+    #[inline(never)]
+    fn span(
+        &self,
+        i: usize,
+        outcome: &Outcome,
+        (attempt, hedge): ((u32, Option<&'static str>), bool),
+        span_id: [u8; 8],
+        wall_start: std::time::SystemTime,
+    ) {
+        let Some(tracer) = &self.call.ctx.tracer else {
+            return;
+        };
+        let svc = self.service;
+        let (attempt, reason) = attempt;
+        let mut attributes = vec![
+            ("bff.service", svc.name.to_string().into()),
+            ("server.address", self.set.list[i].addr.to_string().into()),
+            ("http.request.method", self.call.method.as_str().into()),
+            ("bff.attempt", i64::from(attempt).into()),
+            ("bff.hedge", hedge.into()),
+        ];
+        if let Some(r) = reason {
+            attributes.push(("bff.retry_reason", r.into()));
         }
-        outcome
+        if let Some(b) = &svc.breaker {
+            attributes.push((
+                "bff.circuit",
+                format!("{:?}", b.state()).to_lowercase().into(),
+            ));
+        }
+        match outcome {
+            Ok(res) => attributes.push((
+                "http.response.status_code",
+                i64::from(res.status.as_u16()).into(),
+            )),
+            Err((kind, _)) => attributes.push(("error.type", kind.code().into())),
+        }
+        tracer.record(bff_telemetry::Span {
+            trace_id: self.call.ctx.trace.trace_id,
+            span_id,
+            parent_span_id: Some(self.call.ctx.trace.span_id),
+            name: format!("{} {}", self.call.method, svc.name),
+            kind: bff_telemetry::SpanKind::Client,
+            start: wall_start,
+            end: std::time::SystemTime::now(),
+            attributes,
+            error: is_failure(outcome),
+        });
+    }
+}
+
+/// `n` in decimal as a header value, in one allocation (`HeaderValue::from(u64)` takes two).
+fn decimal(mut n: u64) -> HeaderValue {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buf[at..]).expect("digits are a valid header value")
+}
+
+/// The error of an attempt that ran out of time: its own timeout, or the request's deadline when that
+/// is what limited it.
+#[cold]
+#[inline(never)]
+fn timed_out(budget: Budget) -> Failed {
+    if budget.capped {
+        (
+            ErrorKind::Deadline,
+            format!("deadline reached after {:?}", budget.time),
+        )
+    } else {
+        (
+            ErrorKind::Timeout,
+            format!("no response within {:?}", budget.time),
+        )
     }
 }
 
@@ -742,5 +827,17 @@ impl std::fmt::Debug for RequestBuilder {
             .field("method", &self.method)
             .field("path", &self.path)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_header_values() {
+        for n in [0, 7, 10, 999, 1000, 123_456_789, u64::MAX] {
+            assert_eq!(decimal(n), HeaderValue::from(n), "{n}");
+        }
     }
 }
