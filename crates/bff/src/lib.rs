@@ -25,6 +25,7 @@
 
 mod admin;
 mod app;
+mod drain;
 mod server;
 
 pub use self::{

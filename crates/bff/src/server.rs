@@ -4,7 +4,7 @@ use bff_config::Loader;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
 };
 use std::{
     net::SocketAddr,
@@ -400,7 +400,7 @@ async fn accept_loop<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let drain = crate::drain::Drain::default();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -435,7 +435,7 @@ async fn accept_loop<S>(
                 match &tls {
                     None => {
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                        let conn = graceful.watch(conn);
+                        let conn = drain.enter().watch(conn);
                         tokio::spawn(async move {
                             if let Err(e) = conn.await {
                                 tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -443,7 +443,7 @@ async fn accept_loop<S>(
                         });
                     }
                     Some(acceptor) => {
-                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        let (acceptor, builder, ticket) = (acceptor.clone(), builder.clone(), drain.enter());
                         tokio::spawn(async move {
                             // The handshake has the header timeout too: a client that stalls it is dropped.
                             let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
@@ -451,7 +451,7 @@ async fn accept_loop<S>(
                                 _ => return,
                             };
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
+                            if let Err(e) = ticket.watch(conn).await {
                                 tracing::debug!(error = %e, %peer, "connection ended with an error");
                             }
                         });
@@ -462,10 +462,7 @@ async fn accept_loop<S>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drain.shutdown()).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown grace elapsed with requests still in flight"
