@@ -520,9 +520,8 @@ impl Call<'_> {
     /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
     /// `attempt` is the attempt's number and, for a retry, why the one before failed.
     ///
-    /// The future keeps only the wait: building the request and the bookkeeping are functions of their
-    /// own, so that the state machine polled on every wake stays small (fewer instruction-cache lines a
-    /// call; docs/performance.md).
+    /// The future keeps only the wait; building the request, the bookkeeping and the span are functions
+    /// of their own (the span and the timeout's error cold, off the common path).
     async fn attempt(
         &self,
         i: usize,
