@@ -163,3 +163,65 @@ path = "/users/{{id}}"
             .is_err()
     );
 }
+
+/// The certificate the public listener presents to a new connection.
+async fn presented(port: u16) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("ca.pem")).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("the handshake succeeds");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_serves_a_rotated_certificate_without_restart() {
+    let dir = std::env::temp_dir().join(format!("bff-listener-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("server.pem"), dir.join("tls.pem")).unwrap();
+    std::fs::copy(fixture("server.key"), dir.join("tls.key")).unwrap();
+    let cfg = format!(
+        "[bff.tls]\ncert = \"{dir}/tls.pem\"\nkey = \"{dir}/tls.key\"\n",
+        dir = dir.display()
+    );
+    let bff = TestBff::start(&cfg).await;
+    let port = bff.addr().port();
+    assert_eq!(presented(port).await, der("server.pem"));
+
+    // Half-rotated (the new certificate, still the old key): the old pair keeps being served.
+    std::fs::copy(fixture("server2.pem"), dir.join("tls.pem")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        presented(port).await,
+        der("server.pem"),
+        "a certificate without its key is not used"
+    );
+
+    // The key follows: new connections get the rotated certificate.
+    std::fs::copy(fixture("server2.key"), dir.join("tls.key")).unwrap();
+    let rotated = der("server2.pem");
+    let mut seen = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if presented(port).await == rotated {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the rotated certificate is presented");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -390,7 +390,7 @@ async fn accept_loop<S>(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     limits: ConnLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<ListenerTls>,
 ) where
     S: tower::Service<
             http::Request<Body>,
@@ -401,6 +401,10 @@ async fn accept_loop<S>(
     S::Future: Send + 'static,
 {
     let drain = crate::drain::Drain::default();
+    // The certificate follows its files for as long as the listener accepts.
+    let watch_cert = tls
+        .as_ref()
+        .map(|t| AbortOnDrop(tokio::spawn(t.cert.clone().watch())));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -442,7 +446,7 @@ async fn accept_loop<S>(
                             }
                         });
                     }
-                    Some(acceptor) => {
+                    Some(ListenerTls { acceptor, .. }) => {
                         let (acceptor, builder, ticket) = (acceptor.clone(), builder.clone(), drain.enter());
                         tokio::spawn(async move {
                             // The handshake has the header timeout too: a client that stalls it is dropped.
@@ -462,6 +466,7 @@ async fn accept_loop<S>(
         }
     }
     drop(listener);
+    drop(watch_cert);
     if tokio::time::timeout(grace, drain.shutdown()).await.is_err() {
         tracing::warn!(
             ?grace,
@@ -470,30 +475,149 @@ async fn accept_loop<S>(
     }
 }
 
+/// The public listener's TLS: the acceptor, and its certificate that follows the files.
+pub(crate) struct ListenerTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    cert: Arc<ListenerCert>,
+}
+
 /// The public listener's TLS acceptor (rustls with ring; HTTP/2 and HTTP/1.1 by ALPN).
 fn listener_tls(
     cfg: &bff_config::ListenerTlsConfig,
     base: Option<&std::path::Path>,
-) -> Result<tokio_rustls::TlsAcceptor, StartError> {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+) -> Result<ListenerTls, StartError> {
     let path = |p: &str| match base {
         Some(b) if std::path::Path::new(p).is_relative() => b.join(p),
         _ => std::path::PathBuf::from(p),
     };
-    let err =
-        |what: &str, e: &dyn std::fmt::Display| StartError::Build(format!("bff.tls.{what}: {e}"));
-    let chain = CertificateDer::pem_file_iter(path(&cfg.cert))
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| err("cert", &e))?;
-    let key = PrivateKeyDer::from_pem_file(path(&cfg.key)).map_err(|e| err("key", &e))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+    let cert =
+        Arc::new(ListenerCert::new(path(&cfg.cert), path(&cfg.key)).map_err(StartError::Build)?);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| err("cert", &e))?
+    .map_err(|e| StartError::Build(format!("bff.tls: {e}")))?
     .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| err("cert", &e))?;
+    .with_cert_resolver(cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    Ok(ListenerTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        cert,
+    })
+}
+
+/// The public listener's certificate and key, read again when their files change (checked every
+/// second): new connections get a rotated certificate without a restart, open ones keep theirs. Files
+/// caught half-written (a key that does not match the certificate, a truncated PEM) are tried again at
+/// the next check while the current certificate is served.
+#[derive(Debug)]
+struct ListenerCert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+/// When each file last changed, and its size.
+type Stamp = [Option<(std::time::SystemTime, u64)>; 2];
+
+impl ListenerCert {
+    fn new(cert: std::path::PathBuf, key: std::path::PathBuf) -> Result<Self, String> {
+        let current = RwLock::new(Arc::new(Self::load(&cert, &key)?));
+        Ok(Self { cert, key, current })
+    }
+
+    fn load(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<rustls::sign::CertifiedKey, String> {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("bff.tls.cert: {}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!(
+                "bff.tls.cert: {}: no certificate in it",
+                cert.display()
+            ));
+        }
+        let der = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("bff.tls.key: {}: {e}", key.display()))?;
+        rustls::sign::CertifiedKey::from_der(chain, der, &rustls::crypto::ring::default_provider())
+            .map_err(|e| format!("bff.tls.key: {}: {e}", key.display()))
+    }
+
+    fn stamp(&self) -> Stamp {
+        [&self.cert, &self.key].map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+    }
+
+    /// Follows the files until dropped (aborted with the listener).
+    async fn watch(self: Arc<Self>) {
+        let mut stamp = self.stamp();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = self.stamp();
+            if now == stamp {
+                continue;
+            }
+            match Self::load(&self.cert, &self.key) {
+                Ok(key) => {
+                    if let Ok(mut c) = self.current.write() {
+                        *c = Arc::new(key);
+                    }
+                    stamp = now;
+                    tracing::info!(cert = %self.cert.display(), "public listener certificate reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "public listener certificate files changed but cannot be used yet")
+                }
+            }
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ListenerCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(e) => e.into_inner().clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/tls"
+        ))
+        .join(name)
+    }
+
+    #[test]
+    fn listener_certificate_errors_name_the_key_and_the_file() {
+        let missing = ListenerCert::new(fixture("nope.pem"), fixture("server.key")).unwrap_err();
+        assert!(
+            missing.starts_with("bff.tls.cert: ") && missing.contains("nope.pem"),
+            "{missing}"
+        );
+        let mismatched =
+            ListenerCert::new(fixture("server2.pem"), fixture("server.key")).unwrap_err();
+        assert!(mismatched.starts_with("bff.tls.key: "), "{mismatched}");
+        let not_a_cert =
+            ListenerCert::new(fixture("server.key"), fixture("server.key")).unwrap_err();
+        assert!(not_a_cert.starts_with("bff.tls.cert: "), "{not_a_cert}");
+        assert!(ListenerCert::new(fixture("server.pem"), fixture("server.key")).is_ok());
+    }
 }
