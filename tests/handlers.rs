@@ -170,3 +170,73 @@ async fn admin_listener_serves_health_and_readiness_only_there() {
         "admin is never on the public port"
     );
 }
+
+/// An app whose Rust route `/limited` has `policy`.
+fn limited_app(users: &Stub, policy: Policy) -> App {
+    let cfg = config(&users.endpoint(), &users.endpoint(), &users.endpoint(), "");
+    let mut c = bff::config::Loader::new()
+        .with_env(HashMap::new())
+        .load_str(&cfg, bff::config::Format::Toml)
+        .unwrap();
+    c.bff.listen = "127.0.0.1:0".into();
+    c.bff.admin_listen = "127.0.0.1:0".into();
+    App::new(c)
+        .unwrap()
+        .route_with("/limited", policy, get(|| async { "ok" }))
+}
+
+async fn status_as(bff: &TestBff, client: &str) -> u16 {
+    bff.client()
+        .get(bff.url("/limited"))
+        .header("x-client", client)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_rust_routes_rate_limit_takes_its_key_from_the_policy() {
+    let users = Stub::start().await;
+    let limit = bff::config::RateLimitConfig {
+        per_second: 1,
+        burst: 2,
+        key: "header:x-client".into(),
+        store: None,
+    };
+    let bff = TestBff::start_app(limited_app(&users, Policy::new().rate_limit_with(limit))).await;
+    let a: Vec<u16> = futures::future::join_all((0..3).map(|_| status_as(&bff, "a"))).await;
+    assert_eq!(a.iter().filter(|s| **s == 200).count(), 2, "{a:?}");
+    assert_eq!(a.iter().filter(|s| **s == 429).count(), 1, "{a:?}");
+    // Same address, another key: a bucket of its own (a client_ip limit would refuse it).
+    assert_eq!(status_as(&bff, "b").await, 200);
+    assert_eq!(status_as(&bff, "b").await, 200);
+    assert_eq!(status_as(&bff, "b").await, 429);
+}
+
+#[tokio::test]
+async fn a_rust_routes_bad_rate_limit_is_refused_at_build_with_its_key() {
+    let users = Stub::start().await;
+    let bad_key = bff::config::RateLimitConfig {
+        key: "cookie:session".into(),
+        ..Default::default()
+    };
+    let err = limited_app(&users, Policy::new().rate_limit_with(bad_key))
+        .into_router()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("route /limited: rate_limit.key:") && err.contains("cookie:session"),
+        "{err}"
+    );
+    let bad_store = bff::config::RateLimitConfig {
+        store: Some("http://127.0.0.1:6379".into()),
+        ..Default::default()
+    };
+    let err = limited_app(&users, Policy::new().rate_limit_with(bad_store))
+        .into_router()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rate_limit.store:"), "{err}");
+}

@@ -558,6 +558,22 @@ fn validate_route(
     }
 }
 
+impl crate::RateLimitConfig {
+    /// Checks a limit built in code (a Rust route's `Policy`) as a config file's is checked: every
+    /// problem, each with the key it concerns under `prefix`.
+    pub fn check(&self, prefix: &str) -> Result<(), String> {
+        let mut problems = Vec::new();
+        check_rate_limit(prefix, self, &mut |key: String, msg: String| {
+            problems.push(format!("{key}: {msg}"))
+        });
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
 fn check_rate_limit(
     prefix: &str,
     rl: &crate::RateLimitConfig,

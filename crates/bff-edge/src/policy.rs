@@ -10,7 +10,7 @@ use axum::{
     body::Body,
     response::{IntoResponse, Response},
 };
-use bff_config::AuthKind;
+use bff_config::{AuthKind, RateLimitConfig};
 use bff_mesh::CallContext;
 use bff_telemetry::RouteMetrics;
 use http::{Request, header};
@@ -32,8 +32,9 @@ use tower::{Layer, Service};
 #[must_use]
 pub struct Policy {
     pub auth: AuthKind,
-    /// `(per_second, burst)`: a limit of this route keyed by client IP, on top of `[edge.rate_limit]`.
-    pub rate_limit: Option<(u32, u32)>,
+    /// A limit of this route, on top of `[edge.rate_limit]`, with buckets of its own: keyed by client IP
+    /// unless it says otherwise, shared between instances when it names a Redis `store`.
+    pub rate_limit: Option<RateLimitConfig>,
     pub timeout: Option<Duration>,
     pub max_body: Option<u64>,
 }
@@ -46,8 +47,20 @@ impl Policy {
         self.auth = auth;
         self
     }
+    /// A limit of this route keyed by client IP, in this process.
     pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
-        self.rate_limit = Some((per_second, burst));
+        self.rate_limit = Some(RateLimitConfig {
+            per_second,
+            burst,
+            ..RateLimitConfig::default()
+        });
+        self
+    }
+    /// A limit of this route as a declarative route's `rate_limit` table gives it: `key` (`client_ip`,
+    /// `jwt_sub` or `header:NAME`) and `store` (`redis://...`, shared by every instance). It is checked
+    /// like the config's when the app is built.
+    pub fn rate_limit_with(mut self, limit: RateLimitConfig) -> Self {
+        self.rate_limit = Some(limit);
         self
     }
     pub fn timeout(mut self, timeout: Duration) -> Self {

@@ -257,17 +257,19 @@ impl App {
         self
     }
 
-    fn rust_layer(&self, path: &str, policy: &Policy) -> PolicyLayer {
-        let limit = policy.rate_limit.map(|(per_second, burst)| {
-            let cfg = bff_config::RateLimitConfig {
-                per_second,
-                burst,
-                ..Default::default()
-            };
-            RateLimiter::local(&cfg, path)
-        });
+    fn rust_layer(&self, path: &str, policy: &Policy) -> Result<PolicyLayer, StartError> {
+        // Checked like a config file's limit; a Redis store is shared with the config's routes.
+        let limit = policy
+            .rate_limit
+            .as_ref()
+            .map(|cfg| {
+                cfg.check("rate_limit")
+                    .and_then(|()| RateLimiter::from_config(cfg, path, &self.limit_stores))
+                    .map_err(|e| StartError::Build(format!("route {path}: {e}")))
+            })
+            .transpose()?;
         let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
-        self.policy_layer(compiled, path, "*")
+        Ok(self.policy_layer(compiled, path, "*"))
     }
 
     /// Merges an axum router of Rust handlers.
@@ -296,11 +298,11 @@ impl App {
     pub(crate) fn build(&self) -> Result<Built, StartError> {
         let mut router = Router::new();
         for r in &self.rust_routes {
-            let layer = self.rust_layer(&r.path, &r.policy);
+            let layer = self.rust_layer(&r.path, &r.policy)?;
             router = router.route(&r.path, r.method_router.clone().layer(layer));
         }
         for m in &self.merged {
-            let layer = self.rust_layer("merged", &Policy::new());
+            let layer = self.rust_layer("merged", &Policy::new())?;
             router = router.merge(m.clone().route_layer(layer));
         }
         let config = self.config.clone();
