@@ -798,3 +798,57 @@ endpoints = ["{}"]
     );
     assert_eq!(fallbacks(&one).await + fallbacks(&two).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_routes_limit_with_a_redis_store_keeps_its_buckets_in_redis() {
+    use bff::prelude::get;
+    let dir = TempDir::new("redis-rust-route");
+    let port = free_port(false);
+    let mut redis = start_redis(&dir.0, port);
+    wait_redis(&mut redis, port).await;
+    let mut config = bff::config::Loader::new()
+        .with_env(std::collections::HashMap::new())
+        .load_str("[bff]\nname = \"rust-limits\"\n", bff::config::Format::Toml)
+        .unwrap();
+    config.bff.listen = "127.0.0.1:0".into();
+    config.bff.admin_listen = "127.0.0.1:0".into();
+    let limit = bff::config::RateLimitConfig {
+        per_second: 1,
+        burst: 5,
+        key: "header:x-client".into(),
+        store: Some(format!("redis://127.0.0.1:{port}")),
+    };
+    let app = bff::App::new(config).unwrap().route_with(
+        "/limited",
+        bff::Policy::new().rate_limit_with(limit),
+        get(|| async { "ok" }),
+    );
+    let bff = TestBff::start_app(app).await;
+    // A check decided through Redis leaves its bucket there; one decided locally (Redis not reached yet)
+    // counts a fallback, and the store asks Redis again a second later.
+    let started = Instant::now();
+    for attempt in 0.. {
+        let client = format!("rust-route-{attempt}");
+        let before = fallbacks(&bff).await;
+        let status = bff
+            .client()
+            .get(bff.url("/limited"))
+            .header("x-client", &client)
+            .send()
+            .await
+            .expect("request to the BFF")
+            .status();
+        assert_eq!(status, 200, "a fresh bucket admits");
+        if fallbacks(&bff).await == before {
+            let keys = redis_command(port, &["KEYS", "bff:rl:*"]).await.unwrap();
+            assert!(keys.contains(&client), "{client} not in Redis: {keys}");
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the Rust route never decided a check through Redis:\n{}",
+            redis.log()
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+}
