@@ -240,3 +240,53 @@ async fn a_rust_routes_bad_rate_limit_is_refused_at_build_with_its_key() {
         .to_string();
     assert!(err.contains("rate_limit.store:"), "{err}");
 }
+
+#[derive(Serialize)]
+struct RawHome {
+    user: Value,
+    orders: Box<RawValue>,
+}
+
+async fn raw_home(mesh: Mesh) -> bff::Result<Json<RawHome>> {
+    let user = mesh.service("users").get("/users/1").send_json().await?;
+    let orders = mesh.service("orders").get("/orders").send_json().await?;
+    Ok(Json(RawHome { user, orders }))
+}
+
+#[tokio::test]
+async fn a_raw_body_is_embedded_verbatim_and_a_broken_one_is_an_error() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    // Odd spacing and key order: a parse and a serialisation would not keep them.
+    orders
+        .on("/orders")
+        .header("content-type", "application/json")
+        .body(r#"{"z": 1,  "a": [2, 3]}"#);
+    let cfg = config(&users.endpoint(), &orders.endpoint(), &users.endpoint(), "");
+    let mut c = bff::config::Loader::new()
+        .with_env(HashMap::new())
+        .load_str(&cfg, bff::config::Format::Toml)
+        .unwrap();
+    c.bff.listen = "127.0.0.1:0".into();
+    c.bff.admin_listen = "127.0.0.1:0".into();
+    let bff = TestBff::start_app(App::new(c).unwrap().route("/raw", get(raw_home))).await;
+    let res = bff.get("/raw").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"user":{"name":"Ada"},"orders":{"z": 1,  "a": [2, 3]}}"#
+    );
+    // Not JSON: the call fails as a malformed response, a 502 JSON error; nothing half-written is sent.
+    orders.on("/orders").malformed_json();
+    let res = bff.get("/raw").await;
+    assert_eq!(res.status(), 502);
+    let error = res.json::<Value>().await.unwrap();
+    assert_eq!(error["error"]["code"], "upstream_failed", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("malformed")),
+        "{error}"
+    );
+}

@@ -50,7 +50,7 @@ pub mod prelude {
         routing::{delete, get, patch, post, put},
     };
     pub use serde::{Deserialize, Serialize};
-    pub use serde_json::{Value, json};
+    pub use serde_json::{Value, json, value::RawValue};
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
