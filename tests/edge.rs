@@ -650,3 +650,75 @@ path = "/x/{{id}}"
     }
     assert!(rotated, "the new kid is picked up without a restart");
 }
+
+/// A BFF whose JWT keys come from `jwks_url` over HTTPS (an identity provider with the test PKI's
+/// server certificate), verified by `jwks_ca`.
+async fn https_jwks_bff(idp: &Stub, s: &Stub, ca: &str) -> TestBff {
+    let cfg = format!(
+        r#"
+[edge.auth.jwt]
+issuer = "https://id.example.com"
+audiences = ["web"]
+jwks_url = "https://{idp}/jwks.json"
+jwks_ca = "{TLS}/{ca}"
+algorithms = ["RS256"]
+
+[services.svc]
+endpoints = ["{ep}"]
+
+[[routes]]
+path = "/private/{{id}}"
+auth = "jwt"
+[[routes.backends]]
+name = "x"
+service = "svc"
+path = "/x/{{id}}"
+"#,
+        idp = idp.endpoint(),
+        ep = s.endpoint()
+    );
+    TestBff::start(&cfg).await
+}
+
+const TLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls");
+
+async fn https_idp() -> Stub {
+    let idp = Stub::start_tls(
+        std::path::Path::new(&format!("{TLS}/server.pem")),
+        std::path::Path::new(&format!("{TLS}/server.key")),
+        None,
+    )
+    .await;
+    idp.on("/jwks.json")
+        .body(std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap());
+    idp
+}
+
+#[tokio::test]
+async fn jwks_url_over_https_is_verified_by_jwks_ca() {
+    let idp = https_idp().await;
+    let s = stub().await;
+    let bff = https_jwks_bff(&idp, &s, "ca.pem").await;
+    let k1 = token(good_claims(), Some("k1"), "rsa.pem");
+    let mut status = 0;
+    for _ in 0..50 {
+        status = status_with_bearer(&bff, "/private/1", &k1).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "keys fetched over HTTPS");
+    assert!(idp.hits("/jwks.json") >= 1);
+
+    // A CA that did not sign the provider's certificate: the keys are never fetched, tokens refused.
+    let idp = https_idp().await;
+    let untrusted = https_jwks_bff(&idp, &s, "client.pem").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_with_bearer(&untrusted, "/private/1", &k1).await, 401);
+    assert_eq!(
+        idp.hits("/jwks.json"),
+        0,
+        "no request after a failed handshake"
+    );
+}

@@ -168,8 +168,10 @@ pub struct JwtConfig {
     pub audiences: Vec<String>,
     /// JWKS file with the verification keys.
     pub jwks_file: Option<String>,
-    /// JWKS URL, refreshed in the background.
+    /// JWKS URL (`http://` or `https://`), refreshed in the background.
     pub jwks_url: Option<String>,
+    /// CA bundle (PEM) verifying an `https://` `jwks_url`; without it, the system's CA certificates.
+    pub jwks_ca: Option<String>,
     /// Allowed algorithms; `none` can never be enabled.
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.

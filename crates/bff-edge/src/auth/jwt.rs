@@ -8,7 +8,11 @@ use super::Claims;
 use bff_config::JwtConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client, ResponseFuture, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use jsonwebtoken::{
     Algorithm, DecodingKey, Validation,
     jwk::{AlgorithmParameters, JwkSet},
@@ -25,6 +29,77 @@ use tokio::time::Instant;
 
 const REFETCH_EVERY: Duration = Duration::from_secs(10);
 
+/// The client of `jwks_url`: plain HTTP, or HTTPS verified by `jwks_ca` or else the system's CA
+/// certificates (as an identity provider's JWKS endpoint usually is).
+enum JwksClient {
+    Http(Client<HttpConnector, Empty<Bytes>>),
+    Https(Client<HttpsConnector<HttpConnector>, Empty<Bytes>>),
+}
+
+impl JwksClient {
+    fn new(url: &http::Uri, ca: Option<&Path>) -> Result<Self, String> {
+        let builder = Client::builder(TokioExecutor::new());
+        match url.scheme_str() {
+            Some("http") => Ok(Self::Http(builder.build_http())),
+            Some("https") => {
+                let roots = ca_roots(ca).map_err(|e| format!("jwks_url {url}: {e}"))?;
+                let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("jwks_url {url}: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let https = HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_only()
+                    .enable_http1()
+                    .build();
+                Ok(Self::Https(builder.build(https)))
+            }
+            _ => Err(format!("jwks_url {url}: not an http:// or https:// URL")),
+        }
+    }
+
+    fn get(&self, url: http::Uri) -> ResponseFuture {
+        match self {
+            Self::Http(c) => c.get(url),
+            Self::Https(c) => c.get(url),
+        }
+    }
+}
+
+/// The CA certificates that verify an `https://` `jwks_url`: the `jwks_ca` bundle, or the system's.
+fn ca_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("jwks_ca {}: {e}", path.display()))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("jwks_ca {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            // Unreadable or odd system certificates are skipped, as browsers and curl do.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(match ca {
+            Some(path) => format!("jwks_ca {}: no certificate in it", path.display()),
+            None => "no CA certificate on this system to verify it: set jwks_ca".into(),
+        });
+    }
+    Ok(roots)
+}
+
 #[derive(Clone)]
 struct Keys {
     by_kid: HashMap<String, Arc<DecodingKey>>,
@@ -39,7 +114,7 @@ pub struct JwtAuth {
     leeway: u64,
     secret: Option<DecodingKey>,
     keys: RwLock<Keys>,
-    url: Option<http::Uri>,
+    url: Option<(http::Uri, JwksClient)>,
     refresh: Duration,
     last_fetch: Mutex<Option<Instant>>,
 }
@@ -94,17 +169,16 @@ impl JwtAuth {
             },
         };
         let url = match &cfg.jwks_url {
-            Some(u) => Some(
-                u.parse::<http::Uri>()
-                    .map_err(|e| format!("jwks_url {u:?}: {e}"))?,
-            ),
+            Some(u) => {
+                let uri = u
+                    .parse::<http::Uri>()
+                    .map_err(|e| format!("jwks_url {u:?}: {e}"))?;
+                let ca = cfg.jwks_ca.as_ref().map(|c| base.join(c));
+                let client = JwksClient::new(&uri, ca.as_deref())?;
+                Some((uri, client))
+            }
             None => None,
         };
-        if url.as_ref().is_some_and(|u| u.scheme_str() != Some("http")) {
-            return Err(
-                "jwks_url: only http:// is supported (TLS comes with the mTLS work)".into(),
-            );
-        }
         Ok(Self {
             issuer: cfg.issuer.clone(),
             audiences: cfg.audiences.clone(),
@@ -130,11 +204,12 @@ impl JwtAuth {
 
     /// Fetches the JWKS URL now; keeps the old keys when it fails.
     pub async fn refresh(&self) -> Result<(), String> {
-        let Some(url) = &self.url else { return Ok(()) };
+        let Some((url, client)) = &self.url else {
+            return Ok(());
+        };
         if let Ok(mut last) = self.last_fetch.lock() {
             *last = Some(Instant::now());
         }
-        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let fetch = async {
             let res = client.get(url.clone()).await.map_err(|e| e.to_string())?;
             if !res.status().is_success() {
@@ -273,4 +348,34 @@ fn parse_jwks(text: &str) -> Result<Keys, String> {
     }
     let single = (all.len() == 1).then(|| all[0].clone());
     Ok(Keys { by_kid, single })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_url(url: &str, ca: Option<&str>) -> Result<JwtAuth, String> {
+        let cfg = JwtConfig {
+            jwks_url: Some(url.into()),
+            jwks_ca: ca.map(Into::into),
+            ..Default::default()
+        };
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
+        JwtAuth::new(&cfg, &fixtures)
+    }
+
+    #[test]
+    fn jwks_url_schemes_and_ca_errors_are_named() {
+        assert!(with_url("http://idp.internal/jwks.json", None).is_ok());
+        assert!(with_url("https://idp.internal/jwks.json", Some("ca.pem")).is_ok());
+        let ftp = with_url("ftp://idp.internal/jwks.json", None).unwrap_err();
+        assert!(ftp.contains("not an http:// or https:// URL"), "{ftp}");
+        let missing = with_url("https://idp.internal/jwks.json", Some("nope.pem")).unwrap_err();
+        assert!(
+            missing.contains("jwks_ca") && missing.contains("nope.pem"),
+            "{missing}"
+        );
+        let empty = with_url("https://idp.internal/jwks.json", Some("gen.sh")).unwrap_err();
+        assert!(empty.contains("no certificate in it"), "{empty}");
+    }
 }
