@@ -389,12 +389,6 @@ impl RateLimiter {
         Ok(Self::with_store(cfg, scope, stores.store(cfg)?))
     }
 
-    /// A limit whose buckets are in this process, whatever `cfg.store` says.
-    pub fn local(cfg: &RateLimitConfig, scope: &str) -> Self {
-        let store = Arc::new(LocalStore::new(cfg.per_second, cfg.burst));
-        Self::with_store(cfg, scope, store)
-    }
-
     fn with_store(cfg: &RateLimitConfig, scope: &str, store: Arc<dyn RateLimitStore>) -> Self {
         let key = match cfg.key.as_str() {
             "jwt_sub" => LimitKey::JwtSub,
