@@ -598,30 +598,11 @@ async fn jwks_url_keys_rotate_without_a_restart() {
     idp.on("/jwks.json")
         .body(std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap());
     let s = stub().await;
-    let cfg = format!(
-        r#"
-[edge.auth.jwt]
-issuer = "https://id.example.com"
-audiences = ["web"]
-jwks_url = "http://{idp}/jwks.json"
-jwks_refresh = "200ms"
-algorithms = ["RS256"]
-
-[services.svc]
-endpoints = ["{ep}"]
-
-[[routes]]
-path = "/private/{{id}}"
-auth = "jwt"
-[[routes.backends]]
-name = "x"
-service = "svc"
-path = "/x/{{id}}"
-"#,
-        idp = idp.endpoint(),
-        ep = s.endpoint()
+    let jwks = format!(
+        "jwks_url = \"http://{}/jwks.json\"\njwks_refresh = \"200ms\"",
+        idp.endpoint()
     );
-    let bff = TestBff::start(&cfg).await;
+    let bff = jwks_url_bff(&jwks, &s).await;
     let k1 = token(good_claims(), Some("k1"), "rsa.pem");
     let mut ok = false;
     for _ in 0..50 {
@@ -651,16 +632,15 @@ path = "/x/{{id}}"
     assert!(rotated, "the new kid is picked up without a restart");
 }
 
-/// A BFF whose JWT keys come from `jwks_url` over HTTPS (an identity provider with the test PKI's
-/// server certificate), verified by `jwks_ca`.
-async fn https_jwks_bff(idp: &Stub, s: &Stub, ca: &str) -> TestBff {
+/// A BFF whose `/private/{id}` needs a JWT verified with keys from `jwks` (the `jwks_url` lines of
+/// `[edge.auth.jwt]`).
+async fn jwks_url_bff(jwks: &str, s: &Stub) -> TestBff {
     let cfg = format!(
         r#"
 [edge.auth.jwt]
 issuer = "https://id.example.com"
 audiences = ["web"]
-jwks_url = "https://{idp}/jwks.json"
-jwks_ca = "{TLS}/{ca}"
+{jwks}
 algorithms = ["RS256"]
 
 [services.svc]
@@ -674,10 +654,19 @@ name = "x"
 service = "svc"
 path = "/x/{{id}}"
 "#,
-        idp = idp.endpoint(),
         ep = s.endpoint()
     );
     TestBff::start(&cfg).await
+}
+
+/// The same with the keys fetched over HTTPS (an identity provider with the test PKI's server
+/// certificate), verified by the `jwks_ca` file `ca` of the test PKI.
+async fn https_jwks_bff(idp: &Stub, s: &Stub, ca: &str) -> TestBff {
+    let jwks = format!(
+        "jwks_url = \"https://{}/jwks.json\"\njwks_ca = \"{TLS}/{ca}\"",
+        idp.endpoint()
+    );
+    jwks_url_bff(&jwks, s).await
 }
 
 const TLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls");

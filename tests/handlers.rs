@@ -36,7 +36,8 @@ async fn create(mesh: Mesh, Json(body): Json<Value>) -> bff::Result<Json<Value>>
     Ok(Json(res.json("orders")?))
 }
 
-async fn app(users: &Stub, orders: &Stub) -> TestBff {
+/// An app on the test config (users and orders at these stubs, no config routes), listening on port 0.
+fn bare_app(users: &Stub, orders: &Stub) -> App {
     let cfg = config(&users.endpoint(), &orders.endpoint(), &users.endpoint(), "");
     let mut c = bff::config::Loader::new()
         .with_env(HashMap::new())
@@ -44,8 +45,11 @@ async fn app(users: &Stub, orders: &Stub) -> TestBff {
         .unwrap();
     c.bff.listen = "127.0.0.1:0".into();
     c.bff.admin_listen = "127.0.0.1:0".into();
-    let app = App::new(c)
-        .unwrap()
+    App::new(c).unwrap()
+}
+
+async fn app(users: &Stub, orders: &Stub) -> TestBff {
+    let app = bare_app(users, orders)
         .route("/api/profile/{id}", get(profile))
         .route("/api/orders", post(create));
     TestBff::start_app(app).await
@@ -173,16 +177,7 @@ async fn admin_listener_serves_health_and_readiness_only_there() {
 
 /// An app whose Rust route `/limited` has `policy`.
 fn limited_app(users: &Stub, policy: Policy) -> App {
-    let cfg = config(&users.endpoint(), &users.endpoint(), &users.endpoint(), "");
-    let mut c = bff::config::Loader::new()
-        .with_env(HashMap::new())
-        .load_str(&cfg, bff::config::Format::Toml)
-        .unwrap();
-    c.bff.listen = "127.0.0.1:0".into();
-    c.bff.admin_listen = "127.0.0.1:0".into();
-    App::new(c)
-        .unwrap()
-        .route_with("/limited", policy, get(|| async { "ok" }))
+    bare_app(users, users).route_with("/limited", policy, get(|| async { "ok" }))
 }
 
 async fn status_as(bff: &TestBff, client: &str) -> u16 {
@@ -263,14 +258,7 @@ async fn a_raw_body_is_embedded_verbatim_and_a_broken_one_is_an_error() {
         .on("/orders")
         .header("content-type", "application/json")
         .body(r#"{"z": 1,  "a": [2, 3]}"#);
-    let cfg = config(&users.endpoint(), &orders.endpoint(), &users.endpoint(), "");
-    let mut c = bff::config::Loader::new()
-        .with_env(HashMap::new())
-        .load_str(&cfg, bff::config::Format::Toml)
-        .unwrap();
-    c.bff.listen = "127.0.0.1:0".into();
-    c.bff.admin_listen = "127.0.0.1:0".into();
-    let bff = TestBff::start_app(App::new(c).unwrap().route("/raw", get(raw_home))).await;
+    let bff = TestBff::start_app(bare_app(&users, &orders).route("/raw", get(raw_home))).await;
     let res = bff.get("/raw").await;
     assert_eq!(res.status(), 200);
     assert_eq!(
