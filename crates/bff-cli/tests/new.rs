@@ -263,3 +263,63 @@ fn a_generated_project_builds_and_passes_its_own_tests() {
     }
     assert!(!stdout.contains("FAILED") && stdout.contains("test result: ok"));
 }
+
+/// The image a user ships builds as CI builds: the `minimal` project's Dockerfile runs exactly the build
+/// command this test runs on the rendered project (`--offline` aside, as every CI build here), and that
+/// build needs nothing but cargo: no protoc, no optional part of the framework (its dependency tree has
+/// no etcd, DNS resolver or Redis client).
+#[test]
+fn the_minimal_project_builds_as_its_dockerfile_says_with_no_optional_part() {
+    let scratch = Scratch::new("docker");
+    new_project("ci-minimal", "minimal", &scratch.0);
+    let project = scratch.0.join("ci-minimal");
+    let dockerfile = fs::read_to_string(project.join("Dockerfile")).unwrap();
+    let build: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().split("&&").next())
+        .map(|l| l.trim_end_matches('\\').trim())
+        .filter(|l| l.starts_with("cargo build"))
+        .collect();
+    assert_eq!(
+        build,
+        ["cargo build --release --bin ci-minimal"],
+        "the Dockerfile's build command"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+    let cargo = || {
+        let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        c.current_dir(&project)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_TERM_COLOR", "never");
+        c
+    };
+
+    let tree = cargo()
+        .args(["tree", "--offline", "--edges", "normal", "--prefix", "none"])
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(tree.contains("bff v"), "cargo tree:\n{tree}");
+    for optional in ["hickory", "redis", "etcd", "prost", "tonic", "protoc"] {
+        assert!(
+            !tree.lines().any(|l| l.contains(optional)),
+            "{optional} is in the minimal project's dependencies:\n{tree}"
+        );
+    }
+
+    let started = Instant::now();
+    let out = cargo()
+        .args(build[0].split_whitespace().skip(1))
+        .arg("--offline")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}",
+        build[0],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("minimal project: {} took {:?}", build[0], started.elapsed());
+    assert!(target.join("release/ci-minimal").is_file());
+}

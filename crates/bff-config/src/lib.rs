@@ -3,6 +3,7 @@
 //! error with its file, line and key path.
 #![forbid(unsafe_code)]
 
+mod features;
 mod load;
 mod locate;
 mod schema;
@@ -10,6 +11,7 @@ mod units;
 mod validate;
 
 pub use self::{
+    features::Feature,
     load::{ConfigError, ConfigErrors, Format, Loader, Source},
     schema::*,
     units::{ByteSize, Duration},

@@ -163,6 +163,9 @@ pub(crate) fn validate(config: &Config) -> Errors {
     }
 
     if let Some(ep) = &config.telemetry.otlp_endpoint {
+        if let Err(m) = crate::Feature::Otlp.require("exporting spans (otlp_endpoint)") {
+            err("telemetry.otlp_endpoint".into(), m);
+        }
         let ok = ep
             .strip_prefix("http://")
             .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
@@ -595,6 +598,7 @@ fn check_rate_limit(
     }
     if let Some(store) = &rl.store
         && let Err(m) = check_redis_url(store)
+            .and_then(|()| crate::Feature::Redis.require("a shared rate limit store"))
     {
         err(format!("{prefix}.store"), m);
     }
@@ -665,7 +669,26 @@ pub enum DiscoveryUrl {
 }
 
 impl DiscoveryUrl {
+    /// Parses a `discovery` URL, and refuses one whose source this binary was built without (naming the
+    /// cargo feature).
     pub fn parse(url: &str) -> Result<Self, String> {
+        let parsed = Self::parse_syntax(url)?;
+        if let Some(f) = parsed.feature() {
+            f.require(&format!("{url:?} ({}:// discovery)", f.name()))?;
+        }
+        Ok(parsed)
+    }
+
+    /// The cargo feature that implements this source, if it is optional.
+    pub fn feature(&self) -> Option<crate::Feature> {
+        match self {
+            Self::Dns { .. } | Self::DnsSrv { .. } => Some(crate::Feature::Dns),
+            Self::Etcd { .. } => Some(crate::Feature::Etcd),
+            Self::File(_) => None,
+        }
+    }
+
+    fn parse_syntax(url: &str) -> Result<Self, String> {
         if let Some(rest) = url.strip_prefix("dns+srv://") {
             let (name, nameservers) = dns_query(url, rest)?;
             if name.contains(':') {
@@ -900,7 +923,7 @@ mod tests {
     #[test]
     fn discovery_urls() {
         assert_eq!(
-            DiscoveryUrl::parse("dns://users.test:8080?nameserver=127.0.0.1:5353").unwrap(),
+            DiscoveryUrl::parse_syntax("dns://users.test:8080?nameserver=127.0.0.1:5353").unwrap(),
             DiscoveryUrl::Dns {
                 host: "users.test".into(),
                 port: 8080,
@@ -908,22 +931,25 @@ mod tests {
             }
         );
         assert_eq!(
-            DiscoveryUrl::parse("dns+srv://_http._tcp.users.test.?nameserver=10.0.0.2,[::1]:53")
-                .unwrap(),
+            DiscoveryUrl::parse_syntax(
+                "dns+srv://_http._tcp.users.test.?nameserver=10.0.0.2,[::1]:53"
+            )
+            .unwrap(),
             DiscoveryUrl::DnsSrv {
                 name: "_http._tcp.users.test.".into(),
                 nameservers: vec!["10.0.0.2:53".parse().unwrap(), "[::1]:53".parse().unwrap()],
             }
         );
         assert_eq!(
-            DiscoveryUrl::parse("etcd://10.0.0.5:2379,10.0.0.6:2379/services/users/").unwrap(),
+            DiscoveryUrl::parse_syntax("etcd://10.0.0.5:2379,10.0.0.6:2379/services/users/")
+                .unwrap(),
             DiscoveryUrl::Etcd {
                 endpoints: vec!["10.0.0.5:2379".into(), "10.0.0.6:2379".into()],
                 prefix: "/services/users/".into(),
             }
         );
         assert_eq!(
-            DiscoveryUrl::parse("file://eps.json").unwrap(),
+            DiscoveryUrl::parse_syntax("file://eps.json").unwrap(),
             DiscoveryUrl::File("eps.json".into())
         );
         for (bad, says) in [
@@ -942,9 +968,34 @@ mod tests {
             ("file://", "needs a path"),
             ("zk://x", "is not dns://"),
         ] {
-            let e = DiscoveryUrl::parse(bad).unwrap_err();
+            let e = DiscoveryUrl::parse_syntax(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_source_compiled_out_is_refused_naming_its_feature() {
+        for (url, feature) in [
+            ("etcd://127.0.0.1:2379/services/users/", "etcd"),
+            ("dns://users.test:8080", "dns"),
+            ("dns+srv://_http._tcp.users.test", "dns"),
+        ] {
+            let f = DiscoveryUrl::parse_syntax(url).unwrap().feature().unwrap();
+            assert_eq!(f.name(), feature);
+            match DiscoveryUrl::parse(url) {
+                Ok(_) => assert!(f.enabled(), "{url} accepted without its feature"),
+                Err(e) => {
+                    assert!(!f.enabled(), "{url}: {e}");
+                    assert!(e.contains(&format!("needs the `{feature}` feature")), "{e}");
+                }
+            }
+        }
+        assert!(
+            DiscoveryUrl::parse("file://eps.json")
+                .unwrap()
+                .feature()
+                .is_none()
+        );
     }
 
     #[test]

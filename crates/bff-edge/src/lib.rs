@@ -14,6 +14,8 @@ pub mod path;
 mod policy;
 pub mod rate_limit;
 
+#[cfg(feature = "redis")]
+pub use self::rate_limit::RedisStore;
 pub use self::{
     auth::Claims,
     client_ip::{ClientIp, TrustedProxies},
@@ -21,5 +23,5 @@ pub use self::{
     error::{BffError, Result},
     layer::{Edge, EdgeLayer, EdgePolicy},
     policy::{Gate, Policy, PolicyLayer, PolicyService, RoutePolicy},
-    rate_limit::{LocalStore, RateLimitStore, RateLimitStores, RateLimiter, RedisStore},
+    rate_limit::{LocalStore, RateLimitStore, RateLimitStores, RateLimiter},
 };

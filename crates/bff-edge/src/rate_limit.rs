@@ -19,17 +19,23 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 use http::{HeaderName, request::Parts};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+#[cfg(feature = "redis")]
+mod redis_store;
+#[cfg(feature = "redis")]
+use self::redis_store::RedisServer;
+#[cfg(feature = "redis")]
+pub use self::redis_store::{REDIS_TIMEOUT, RedisStore};
+#[cfg(feature = "redis")]
+use std::{collections::HashMap, sync::Mutex};
 use std::{
-    collections::HashMap,
     future::Future,
     num::NonZeroU32,
     pin::Pin,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// Where buckets live. A check is async so that a shared store can ask over the network.
@@ -100,220 +106,11 @@ impl RateLimitStore for LocalStore {
     }
 }
 
-/// A Redis check not answered within this is decided by the local bucket.
-pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-/// After a failure, Redis is asked again (by one request) after this.
-const REDIS_RETRY: Duration = Duration::from_secs(1);
-
-/// GCRA over one key: KEYS[1] holds the bucket's theoretical arrival time in microseconds of Redis's
-/// clock; ARGV[1] is the emission interval (microseconds a token), ARGV[2] the burst. Returns 0 when a
-/// token is taken, else the microseconds until one is back. The key expires when the bucket is full again.
-/// Numbers are formatted with `%.0f` because Lua's default conversion keeps 14 digits only.
-const GCRA_SCRIPT: &str = r"
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = interval * tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local wait = new_tat - tolerance - now
-if wait > 0 then return wait end
-local ttl_ms = math.floor((new_tat - now) / 1000) + 1
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
-return 0
-";
-
-/// Buckets in Redis, shared by every instance pointed at the same server; the local bucket decides while
-/// Redis cannot.
-pub struct RedisStore {
-    server: Arc<RedisServer>,
-    local: LocalStore,
-    /// Microseconds a token.
-    interval_us: u64,
-    burst: u32,
-}
-
-impl std::fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("server", &self.server.name)
-            .field("interval_us", &self.interval_us)
-            .field("burst", &self.burst)
-            .finish()
-    }
-}
-
-/// One Redis server as the limiters of a BFF see it: one multiplexed connection shared by all of them,
-/// and whether it is in an outage.
-struct RedisServer {
-    /// The URL without credentials, for the log.
-    name: String,
-    client: redis::Client,
-    /// Made on first use, inside the runtime; it reconnects by itself after a failure.
-    manager: tokio::sync::OnceCell<ConnectionManager>,
-    script: redis::Script,
-    down: AtomicBool,
-    /// While down: Redis is asked again not before this many milliseconds after `epoch`...
-    retry_at_ms: AtomicU64,
-    /// ...and by one request at a time.
-    probing: AtomicBool,
-    epoch: Instant,
-    fallbacks: Arc<AtomicU64>,
-}
-
-impl RedisServer {
-    fn new(url: &str, fallbacks: Arc<AtomicU64>) -> Result<Self, String> {
-        let name = match (url.find("://"), url.rfind('@')) {
-            (Some(i), Some(at)) if at > i => format!("{}{}", &url[..i + 3], &url[at + 1..]),
-            _ => url.to_string(),
-        };
-        let client =
-            redis::Client::open(url).map_err(|e| format!("rate limit store {name}: {e}"))?;
-        Ok(Self {
-            name,
-            client,
-            manager: tokio::sync::OnceCell::new(),
-            script: redis::Script::new(GCRA_SCRIPT),
-            down: AtomicBool::new(false),
-            retry_at_ms: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
-            epoch: Instant::now(),
-            fallbacks,
-        })
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    async fn manager(&self) -> Result<ConnectionManager, String> {
-        self.manager
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(REDIS_TIMEOUT))
-                    .set_response_timeout(Some(REDIS_TIMEOUT))
-                    // One attempt per call: the store's own retry schedule decides when to try again.
-                    .set_number_of_retries(0);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await
-            .cloned()
-            .map_err(|e| e.to_string())
-    }
-
-    /// Connects and loads the script ahead of the first check, so the first requests neither pay the
-    /// connection nor the script's upload; a Redis that is not there is logged now, not at the first request.
-    async fn warm_up(&self) {
-        let loaded = async {
-            let mut conn = self.manager().await?;
-            self.script
-                .load_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT * 4, loaded).await {
-            Ok(Ok(_)) => tracing::debug!(store = %self.name, "rate limit store connected"),
-            Ok(Err(e)) => self.failed(&e),
-            Err(_) => self.failed(&format!("no answer within {:?}", REDIS_TIMEOUT * 4)),
-        }
-    }
-
-    fn failed(&self, error: &str) {
-        self.retry_at_ms.store(
-            self.now_ms() + REDIS_RETRY.as_millis() as u64,
-            Ordering::Relaxed,
-        );
-        if !self.down.swap(true, Ordering::AcqRel) {
-            tracing::warn!(store = %self.name, error, "rate limit store unreachable; limiting with each instance's local buckets until it is back");
-        }
-    }
-
-    fn recovered(&self) {
-        if self.down.swap(false, Ordering::AcqRel) {
-            tracing::info!(store = %self.name, "rate limit store reachable again; limits are shared again");
-        }
-    }
-}
-
-/// Clears the probing flag however the probe ends (a client that goes away drops the check midway).
-struct Probe<'a>(&'a AtomicBool);
-
-impl Drop for Probe<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl RedisStore {
-    fn new(server: Arc<RedisServer>, per_second: u32, burst: u32) -> Self {
-        Self {
-            server,
-            local: LocalStore::new(per_second, burst),
-            interval_us: (1_000_000 / u64::from(per_second.max(1))).max(1),
-            burst: burst.max(1),
-        }
-    }
-
-    /// One round trip: the script's answer, or why there is none.
-    async fn ask(&self, key: &str) -> Result<Result<(), Duration>, String> {
-        let mut conn = self.server.manager().await?;
-        let mut invocation = self.server.script.key(format!("bff:rl:{key}"));
-        invocation.arg(self.interval_us).arg(self.burst);
-        let call = invocation.invoke_async::<i64>(&mut conn);
-        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
-            Ok(Ok(wait)) if wait <= 0 => Ok(Ok(())),
-            Ok(Ok(wait)) => Ok(Err(Duration::from_micros(wait.unsigned_abs()))),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {REDIS_TIMEOUT:?}")),
-        }
-    }
-
-    fn fallback(&self, key: &str) -> Result<(), Duration> {
-        self.server.fallbacks.fetch_add(1, Ordering::Relaxed);
-        self.local.check_now(key)
-    }
-
-    async fn check_key(&self, key: &str) -> Result<(), Duration> {
-        let server = &*self.server;
-        let _probe = if server.down.load(Ordering::Acquire) {
-            // In an outage: one request a second finds out whether Redis is back; the others do not wait.
-            if server.now_ms() < server.retry_at_ms.load(Ordering::Relaxed)
-                || server.probing.swap(true, Ordering::AcqRel)
-            {
-                return self.fallback(key);
-            }
-            Some(Probe(&server.probing))
-        } else {
-            None
-        };
-        match self.ask(key).await {
-            Ok(decision) => {
-                server.recovered();
-                decision
-            }
-            Err(e) => {
-                server.failed(&e);
-                self.fallback(key)
-            }
-        }
-    }
-}
-
-impl RateLimitStore for RedisStore {
-    fn check<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Duration>> + Send + 'a>> {
-        Box::pin(self.check_key(key))
-    }
-}
-
 /// What the limiters of one BFF share: a connection per store URL, and the counter of checks decided by a
 /// local bucket because the shared store failed (`bff_rate_limit_store_fallbacks_total`).
 #[derive(Clone, Default)]
 pub struct RateLimitStores {
+    #[cfg(feature = "redis")]
     redis: Arc<Mutex<HashMap<String, Arc<RedisServer>>>>,
     fallbacks: Arc<AtomicU64>,
 }
@@ -330,6 +127,7 @@ impl RateLimitStores {
     /// `fallbacks` counts the checks a local bucket decided because the shared store failed.
     pub fn new(fallbacks: Arc<AtomicU64>) -> Self {
         Self {
+            #[cfg(feature = "redis")]
             redis: Arc::default(),
             fallbacks,
         }
@@ -340,6 +138,11 @@ impl RateLimitStores {
         let Some(url) = cfg.store.as_deref() else {
             return Ok(Arc::new(LocalStore::new(cfg.per_second, cfg.burst)));
         };
+        self.shared(url, cfg)
+    }
+
+    #[cfg(feature = "redis")]
+    fn shared(&self, url: &str, cfg: &RateLimitConfig) -> Result<Arc<dyn RateLimitStore>, String> {
         let server = {
             let mut servers = self.redis.lock().unwrap_or_else(|e| e.into_inner());
             match servers.get(url) {
@@ -356,6 +159,17 @@ impl RateLimitStores {
             }
         };
         Ok(Arc::new(RedisStore::new(server, cfg.per_second, cfg.burst)))
+    }
+
+    /// Without the `redis` feature the validator refuses a `store` (naming the feature); a config built
+    /// by hand that names one gets the same message here.
+    #[cfg(not(feature = "redis"))]
+    fn shared(
+        &self,
+        _url: &str,
+        _cfg: &RateLimitConfig,
+    ) -> Result<Arc<dyn RateLimitStore>, String> {
+        Err(bff_config::Feature::Redis.missing("a rate limit `store`"))
     }
 }
 
@@ -458,6 +272,7 @@ mod tests {
         assert!(s.check_now("b").is_ok(), "keys have their own buckets");
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn an_unreachable_redis_falls_back_to_the_local_bucket_and_counts_it() {
         let fallbacks = Arc::new(AtomicU64::new(0));
@@ -483,6 +298,18 @@ mod tests {
         assert_eq!(fallbacks.load(Ordering::Relaxed), 3);
     }
 
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_store_without_the_redis_feature_is_an_error_naming_it() {
+        let cfg = RateLimitConfig {
+            store: Some("redis://127.0.0.1:6379".into()),
+            ..Default::default()
+        };
+        let e = RateLimitStores::default().store(&cfg).unwrap_err();
+        assert!(e.contains("needs the `redis` feature"), "{e}");
+    }
+
+    #[cfg(feature = "redis")]
     #[test]
     fn a_bad_store_url_is_an_error_not_a_panic() {
         let cfg = RateLimitConfig {

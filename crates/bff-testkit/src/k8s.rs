@@ -1,9 +1,10 @@
 //! Checks of a BFF's Kubernetes manifests, shared by the templates and the examples: the ConfigMap carries
-//! `bff.toml` as the cluster runs it (listeners on all interfaces, each service found by Kubernetes DNS
-//! with `dns://` discovery) and it is a valid config; the Deployment probes the admin port the config
+//! `bff.toml` as the cluster runs it (listeners on all interfaces, each service found by Kubernetes DNS:
+//! with `dns://` discovery, one endpoint a pod, when the project has bff's `dns` feature, else at the
+//! Service's cluster name, balanced by kube-proxy) and it is a valid config; the Deployment probes the admin port the config
 //! listens on and drains before it stops.
 
-use bff::config::{Format, Loader};
+use bff::config::{Feature, Format, Loader};
 use std::collections::HashMap;
 
 /// The block scalar `key: |` of a ConfigMap's `data`, as the file it stands for.
@@ -24,7 +25,9 @@ pub fn configmap_file(configmap: &str, key: &str) -> String {
 }
 
 /// `bff.toml` as the cluster runs it: listeners on all interfaces (8080 public, 9901 admin), and each
-/// `[services.NAME]` found by Kubernetes DNS instead of the endpoints used locally.
+/// `[services.NAME]` found by Kubernetes DNS instead of the endpoints used locally: `dns://` discovery of
+/// every pod (a headless Service) when this build has bff's `dns` feature, else the Service's cluster name
+/// as the one endpoint.
 pub fn for_cluster(project: &str) -> String {
     let mut out = String::new();
     let mut service = String::new();
@@ -40,7 +43,7 @@ pub fn for_cluster(project: &str) -> String {
         } else if line.starts_with("admin_listen = ") {
             "admin_listen = \"0.0.0.0:9901\"".to_string()
         } else if line.starts_with("endpoints = ") {
-            format!("discovery = \"dns://{service}.default.svc.cluster.local:8080\"")
+            cluster_endpoint(&service)
         } else {
             line.to_string()
         };
@@ -50,9 +53,17 @@ pub fn for_cluster(project: &str) -> String {
     out
 }
 
+fn cluster_endpoint(service: &str) -> String {
+    if Feature::Dns.enabled() {
+        format!("discovery = \"dns://{service}.default.svc.cluster.local:8080\"")
+    } else {
+        format!("endpoints = [\"{service}.default.svc.cluster.local:8080\"]")
+    }
+}
+
 /// Panics with a message naming the file to fix unless the manifests run this project's BFF: the
 /// ConfigMap's `bff.toml` is `for_cluster(project_toml)` and a valid config (with `env` for its `${VAR}`s),
-/// every service uses `dns://` discovery, and the Deployment exposes 8080 and 9901, probes `/readyz` and
+/// every service is found by Kubernetes DNS (see [`for_cluster`]), and the Deployment exposes 8080 and 9901, probes `/readyz` and
 /// `/healthz` on the admin port, sleeps in preStop and gives the drain more than preStop + 20 s.
 pub fn check_manifests(
     configmap: &str,
@@ -64,7 +75,12 @@ pub fn check_manifests(
     assert_eq!(
         cluster,
         for_cluster(project_toml),
-        "k8s/configmap.yaml: its bff.toml is not ./bff.toml for the cluster; update it"
+        "k8s/configmap.yaml: its bff.toml is not ./bff.toml for the cluster; update it (services: {})",
+        if Feature::Dns.enabled() {
+            "dns:// discovery, as this project has bff's `dns` feature"
+        } else {
+            "the Service's cluster name as the endpoint; with bff's `dns` feature, dns:// discovery of every pod"
+        }
     );
     let env: HashMap<String, String> = env
         .iter()
@@ -79,9 +95,16 @@ pub fn check_manifests(
     assert!(!config.services.is_empty());
     for (name, service) in &config.services {
         let discovery = service.discovery.as_deref().unwrap_or_default();
+        let cluster_dns = discovery.starts_with("dns://")
+            || (!service.endpoints.is_empty()
+                && service
+                    .endpoints
+                    .iter()
+                    .all(|e| e.contains(".svc.cluster.local:")));
         assert!(
-            discovery.starts_with("dns://"),
-            "k8s/configmap.yaml: service {name}: {discovery:?}"
+            cluster_dns,
+            "k8s/configmap.yaml: service {name} is not found by Kubernetes DNS: {discovery:?} {:?}",
+            service.endpoints
         );
     }
 

@@ -374,6 +374,11 @@ impl App {
         }
         let metrics = self.mesh.metrics();
         let tracer = match &self.config.telemetry.otlp_endpoint {
+            Some(_) if !bff_config::Feature::Otlp.enabled() => {
+                return Err(StartError::Build(
+                    bff_config::Feature::Otlp.missing("telemetry.otlp_endpoint"),
+                ));
+            }
             Some(endpoint) if tokio::runtime::Handle::try_current().is_ok() => Some(
                 bff_telemetry::Tracer::start(
                     endpoint,
