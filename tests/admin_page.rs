@@ -1,5 +1,6 @@
 //! The admin page, loaded in headless Chromium (Debian's chromium, which scripts/test installs): it shows
-//! the services of the running BFF. The screenshot is saved to target/admin-page.png.
+//! the services of the running BFF. The screenshot is saved to
+//! `$CARGO_TARGET_TMPDIR/admin-page.png` (under the target folder, wherever that is).
 
 use bff_testkit::{Stub, TestBff};
 use serde_json::json;
@@ -85,7 +86,7 @@ path = "/users/{{id}}"
     );
     assert!(dom.contains(r#"<span id="ready">ready</span>"#), "{dom}");
 
-    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/admin-page.png");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-page.png");
     let out = tokio::task::spawn_blocking({
         let arg = format!("--screenshot={}", shot.display());
         move || chromium(&[arg, url])

@@ -64,6 +64,14 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 dir = dir.display(),
                 readme = dir.join("README.md").display(),
             );
+            if let Some(repo) = enclosing_git_repo(&dir) {
+                eprintln!(
+                    "bff new: warning: {} is inside the git repository {}; a BFF is usually a repository of \
+                     its own (`bff new NAME --path DIR` creates it elsewhere)",
+                    dir.display(),
+                    repo.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -71,6 +79,15 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The git work tree that holds `dir` (a folder above it with `.git`), if any.
+fn enclosing_git_repo(dir: &std::path::Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    dir.parent()?
+        .ancestors()
+        .find(|a| a.join(".git").exists())
+        .map(std::path::Path::to_path_buf)
 }
 
 /// Validates everything, renders in memory, then writes; returns the project's folder.

@@ -163,6 +163,32 @@ fn every_template_renders_its_golden_copy() {
 }
 
 #[test]
+fn a_project_inside_another_git_repository_is_created_with_a_warning() {
+    let scratch = Scratch::new("in-repo");
+    let out = new_project("alone", "minimal", &scratch.0);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let repo = scratch.0.join("monorepo");
+    fs::create_dir_all(repo.join(".git")).unwrap();
+    fs::create_dir_all(repo.join("apps")).unwrap();
+    let out = new_project("inside", "minimal", &repo.join("apps"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("bff new: warning: ")
+            && stderr.contains(&format!(
+                "inside the git repository {}",
+                repo.canonicalize().unwrap().display()
+            )),
+        "{stderr}"
+    );
+    assert!(repo.join("apps/inside/Cargo.toml").is_file());
+}
+
+#[test]
 fn refusals_are_one_line_on_stderr_and_write_nothing() {
     let scratch = Scratch::new("refusals");
     let taken = scratch.0.join("taken");
@@ -321,5 +347,35 @@ fn the_minimal_project_builds_as_its_dockerfile_says_with_no_optional_part() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("minimal project: {} took {:?}", build[0], started.elapsed());
-    assert!(target.join("release/ci-minimal").is_file());
+
+    // Built without the `etcd` feature, the binary refuses a config that needs it, naming the feature,
+    // the file, the line and the key, and exits 1: never a silent no-op.
+    let config = fs::read_to_string(project.join("bff.toml")).unwrap();
+    let endpoints = config
+        .lines()
+        .find(|l| l.starts_with("endpoints = "))
+        .expect("bff.toml has endpoints");
+    let etcd = config.replace(
+        endpoints,
+        r#"discovery = "etcd://127.0.0.1:2379/services/users/""#,
+    );
+    let line = etcd
+        .lines()
+        .position(|l| l.starts_with("discovery = "))
+        .unwrap()
+        + 1;
+    fs::write(project.join("etcd.toml"), etcd).unwrap();
+    let out = Command::new(target.join("release/ci-minimal"))
+        .args(["--config", "etcd.toml"])
+        .current_dir(&project)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("etcd.toml:{line}: services.users.discovery"))
+            && stderr.contains("needs the `etcd` feature of bff"),
+        "{stderr}"
+    );
 }

@@ -1,7 +1,7 @@
 //! The web frontend of this BFF in a real browser: web/index.html, served from another origin, calls the
 //! BFF cross-origin; headless Chromium (Debian's chromium, which scripts/test installs) renders the
 //! aggregated data, which proves CORS and the contract end to end. The screenshot is saved to
-//! target/web-bff.png.
+//! `$CARGO_TARGET_TMPDIR/web-bff.png`.
 
 use axum::{Router, response::Html, routing::get};
 use bff_testkit::TestBff;
@@ -40,7 +40,7 @@ async fn the_web_page_renders_the_account_through_its_bff() {
     let bff = TestBff::start_app(web_bff::app(config).unwrap()).await;
 
     let url = format!("{origin}/?bff=http://{}&user=42", bff.addr());
-    let shot = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/web-bff.png");
+    let shot = concat!(env!("CARGO_TARGET_TMPDIR"), "/web-bff.png");
     let dom = tokio::task::spawn_blocking(move || {
         let profile = std::env::temp_dir().join(format!("bff-web-chromium-{}", std::process::id()));
         let run = |extra: &str| {
