@@ -41,6 +41,12 @@ pub struct BffConfig {
     pub listen: String,
     /// Admin listener (`/healthz`, `/readyz`, `/admin/*`); never the public port.
     pub admin_listen: String,
+    /// Bearer token that `POST /admin/*` requires (`authorization: Bearer <token>`); a secret, usually
+    /// `"${BFF_ADMIN_TOKEN}"`, at least 16 characters. Required when `admin_listen` is not a loopback address.
+    pub admin_token: Option<String>,
+    /// Host names the admin listener answers besides IP literals and `localhost` (DNS-rebinding guard);
+    /// any other `Host` gets 421.
+    pub admin_hosts: Vec<String>,
     /// On SIGTERM or Ctrl-C: stop accepting, finish in-flight requests within this time, then exit 0.
     pub shutdown_grace: Duration,
     /// On SIGTERM, `/readyz` is 503 at once but the listener keeps accepting this long, so that load
@@ -68,6 +74,8 @@ impl Default for BffConfig {
             name: "bff".into(),
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9901".into(),
+            admin_token: None,
+            admin_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
             drain_delay: Duration::from_secs(0),
             watch_config: false,
@@ -113,6 +121,12 @@ pub struct EdgeConfig {
     pub max_headers: usize,
     /// Most bytes of a request's head (request line and headers); more: 431. At least 8KiB.
     pub max_header_bytes: ByteSize,
+    /// A response that makes no progress for this long (a client that does not read it) has its
+    /// connection closed; also the time an HTTP/2 client has to answer a keep-alive ping.
+    pub write_timeout: Duration,
+    /// A connection with no request in flight is closed after this long (between once and twice this
+    /// time); HTTP/2 connections are pinged at this interval.
+    pub idle_timeout: Duration,
     /// Cross-origin resource sharing.
     pub cors: Option<CorsConfig>,
     /// Authentication schemes that routes refer to with `auth = "..."`.
@@ -131,6 +145,8 @@ impl Default for EdgeConfig {
             header_timeout: Duration::from_secs(10),
             max_headers: 100,
             max_header_bytes: ByteSize::kib(32),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             cors: None,
             auth: AuthConfig::default(),
             rate_limit: None,

@@ -158,6 +158,28 @@ pub(crate) fn validate(config: &Config) -> Errors {
             "must differ from bff.listen: the admin listener is never the public port".into(),
         );
     }
+    match &b.admin_token {
+        Some(t) if t.chars().count() < 16 || t.chars().any(char::is_whitespace) => err(
+            "bff.admin_token".into(),
+            "must be at least 16 characters without spaces (e.g. `openssl rand -hex 32`)".into(),
+        ),
+        None if admin.is_some_and(|a| !a.ip().is_loopback()) => err(
+            "bff.admin_token".into(),
+            format!(
+                "required: bff.admin_listen {:?} is not a loopback address, so POST /admin/* needs a bearer token (e.g. admin_token = \"${{BFF_ADMIN_TOKEN}}\" from a secret)",
+                b.admin_listen
+            ),
+        ),
+        _ => {}
+    }
+    for (i, host) in b.admin_hosts.iter().enumerate() {
+        if host.is_empty() || host.contains(['/', ' ', '@', ':', '*']) {
+            err(
+                format!("bff.admin_hosts[{i}]"),
+                format!("{host:?} is not a host name (no port, no wildcard)"),
+            );
+        }
+    }
     if b.shutdown_grace.get().is_zero() {
         err("bff.shutdown_grace".into(), "must be greater than 0".into());
     }
@@ -225,6 +247,12 @@ pub(crate) fn validate(config: &Config) -> Errors {
             "edge.header_timeout".into(),
             "must be greater than 0".into(),
         );
+    }
+    if e.write_timeout.get().is_zero() {
+        err("edge.write_timeout".into(), "must be greater than 0".into());
+    }
+    if e.idle_timeout.get().is_zero() {
+        err("edge.idle_timeout".into(), "must be greater than 0".into());
     }
     if let Some(jwt) = &e.auth.jwt {
         if jwt.algorithms.iter().any(|a| a.starts_with("HS")) && jwt.secret.is_none() {
