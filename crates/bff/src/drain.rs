@@ -107,6 +107,16 @@ pub(crate) struct Watched<C> {
     told: bool,
 }
 
+impl<C: GracefulConnection> Watched<C> {
+    /// Tells the connection to close once its requests in flight are answered, as a drain does.
+    pub(crate) fn close(&mut self) {
+        if !self.told {
+            self.told = true;
+            self.conn.as_mut().graceful_shutdown();
+        }
+    }
+}
+
 impl<C: GracefulConnection> Future for Watched<C> {
     type Output = C::Output;
 

@@ -25,6 +25,7 @@
 
 mod admin;
 mod app;
+mod conn;
 mod drain;
 mod server;
 

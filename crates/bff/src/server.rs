@@ -1,4 +1,4 @@
-use crate::{App, StartError};
+use crate::{App, StartError, conn};
 use axum::{Router, body::Body, extract::ConnectInfo};
 use bff_config::Loader;
 use hyper::body::Incoming;
@@ -122,20 +122,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What a connection may send before the BFF gives up on it.
+/// What a connection may send, and how long it may take, before the BFF gives up on it.
 #[derive(Clone, Copy, Debug)]
 struct ConnLimits {
     header_timeout: Duration,
     max_headers: usize,
     max_header_bytes: usize,
+    write_timeout: Duration,
+    idle_timeout: Duration,
 }
 
-impl Default for ConnLimits {
-    fn default() -> Self {
+impl ConnLimits {
+    fn from_config(edge: &bff_config::EdgeConfig) -> Self {
         Self {
-            header_timeout: Duration::from_secs(10),
-            max_headers: 100,
-            max_header_bytes: 32 * 1024,
+            header_timeout: edge.header_timeout.get(),
+            max_headers: edge.max_headers,
+            max_header_bytes: usize::try_from(edge.max_header_bytes.bytes())
+                .unwrap_or(usize::MAX)
+                .max(8192),
+            write_timeout: edge.write_timeout.get(),
+            idle_timeout: edge.idle_timeout.get(),
         }
     }
 }
@@ -152,13 +158,7 @@ impl Server {
             version: version.clone(),
             reload: app.source().map(|_| reload.clone()),
         };
-        let limits = ConnLimits {
-            header_timeout: cfg.edge.header_timeout.get(),
-            max_headers: cfg.edge.max_headers,
-            max_header_bytes: usize::try_from(cfg.edge.max_header_bytes.bytes())
-                .unwrap_or(usize::MAX)
-                .max(8192),
-        };
+        let limits = ConnLimits::from_config(&cfg.edge);
         let tls = match &cfg.bff.tls {
             Some(t) => Some(listener_tls(t, cfg.base_dir.as_deref())?),
             None => None,
@@ -210,7 +210,8 @@ impl Server {
             move || r.admin.read().map(|g| g.clone()).unwrap_or_default(),
             admin_stop_rx,
             Duration::from_millis(100),
-            ConnLimits::default(),
+            // The admin listener has the default limits, whatever `[edge]` says.
+            ConnLimits::from_config(&bff_config::EdgeConfig::default()),
             None,
         ));
         let reloader = tokio::spawn(reload_loop(
@@ -415,7 +416,11 @@ async fn accept_loop<S>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // A peer that stops answering pings is gone; an idle one is closed by `conn::drive`.
+        .keep_alive_interval(Some(limits.idle_timeout))
+        .keep_alive_timeout(limits.write_timeout);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -428,39 +433,55 @@ async fn accept_loop<S>(
                         continue;
                     }
                 };
+                // Everything from here to the first complete request head has the header timeout.
+                let head_deadline = tokio::time::Instant::now() + limits.header_timeout;
                 let _ = stream.set_nodelay(true);
-                let current = current.clone();
-                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let mut req = req.map(Body::new);
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    // Each request takes the routers of the config current when it starts.
-                    current().oneshot(req)
-                });
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                        let conn = drain.enter().watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(ListenerTls { acceptor, .. }) => {
-                        let (acceptor, builder, ticket) = (acceptor.clone(), builder.clone(), drain.enter());
-                        tokio::spawn(async move {
-                            // The handshake has the header timeout too: a client that stalls it is dropped.
-                            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                let activity = Arc::new(conn::Activity::default());
+                let service = {
+                    let (current, activity) = (current.clone(), activity.clone());
+                    hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                        let open = activity.start();
+                        let mut req = req.map(Body::new);
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        // HTTP/1 heads are counted by hyper; HTTP/2 ones here.
+                        let refused = (req.headers().len() > limits.max_headers).then(too_many_headers);
+                        // Each request takes the routers of the config current when it starts.
+                        let service = current();
+                        async move {
+                            let res = match refused {
+                                Some(res) => res,
+                                None => service.oneshot(req).await?,
+                            };
+                            Ok::<_, std::convert::Infallible>(res.map(|b| conn::ConnBody::new(b, open)))
+                        }
+                    })
+                };
+                let (builder, ticket) = (builder.clone(), drain.enter());
+                let tls = tls.as_ref().map(|t| t.acceptor.clone());
+                tokio::spawn(async move {
+                    let out = match tls {
+                        None => {
+                            let io = conn::TimedIo::new(stream, limits.write_timeout);
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+                            conn::drive(ticket.watch(conn), activity, head_deadline, limits.header_timeout, limits.idle_timeout).await
+                        }
+                        Some(acceptor) => {
+                            // The handshake is within the header timeout too: a client that stalls it is dropped.
+                            let tls = match tokio::time::timeout_at(head_deadline, acceptor.accept(stream)).await {
                                 Ok(Ok(tls)) => tls,
                                 _ => return,
                             };
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                            if let Err(e) = ticket.watch(conn).await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
-                        });
+                            let io = conn::TimedIo::new(tls, limits.write_timeout);
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+                            conn::drive(ticket.watch(conn), activity, head_deadline, limits.header_timeout, limits.idle_timeout).await
+                        }
+                    };
+                    match out {
+                        Some(Err(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
+                        None => tracing::debug!(%peer, "connection closed: no complete request head in time, or idle"),
+                        Some(Ok(())) => {}
                     }
-                }
+                });
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         }
@@ -473,6 +494,16 @@ async fn accept_loop<S>(
             "shutdown grace elapsed with requests still in flight"
         );
     }
+}
+
+/// 431 for a request with more than `edge.max_headers` headers (HTTP/2; hyper refuses HTTP/1 ones).
+fn too_many_headers() -> axum::response::Response {
+    let body = r#"{"error":{"code":"headers_too_large","message":"too many request headers"}}"#;
+    http::Response::builder()
+        .status(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default()
 }
 
 /// The public listener's TLS: the acceptor, and its certificate that follows the files.
