@@ -14,7 +14,9 @@ use bff_config::EdgeConfig;
 use bff_mesh::CallContext;
 use bff_telemetry::Metrics;
 use bff_telemetry::{REQUEST_ID, TraceContext, request_id};
+use futures::FutureExt;
 use http::{HeaderMap, HeaderValue, Request, header};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::{
     borrow::Cow,
@@ -28,7 +30,10 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::{sync::Semaphore, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
 use tower::{Layer, Service};
 
 /// The edge policies of `[edge]` that every request passes.
@@ -247,17 +252,115 @@ where
         // Take the service that was driven to readiness, leave a clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let route = inner.call(req);
+        // Counted in flight from here until the response body is written out or dropped, whatever happens
+        // in between (a panic, the client going away).
+        let held = InFlight::new(&layer.metrics, permit);
+        // A panic in a handler answers its own request with a 500 and nothing else: caught where the route
+        // is called (routers run handlers' synchronous parts there) and where its future is polled.
+        let route = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
         Box::pin(async move {
-            layer.metrics.inflight.fetch_add(1, Ordering::Relaxed);
-            let res = match tokio::time::timeout_at(deadline, route).await {
-                Ok(Ok(res)) => res,
-                Err(_) => BffError::deadline_exceeded().into_response(),
+            let res = match route {
+                Ok(route) => {
+                    match tokio::time::timeout_at(deadline, AssertUnwindSafe(route).catch_unwind())
+                        .await
+                    {
+                        Ok(Ok(Ok(res))) => res,
+                        Ok(Err(_panic)) => layer.panicked(&log),
+                        Err(_) => BffError::deadline_exceeded().into_response(),
+                    }
+                }
+                Err(_panic) => layer.panicked(&log),
             };
-            layer.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-            Ok(layer.done(res, &log, cors_headers, start))
+            let res = layer.done(res, &log, cors_headers, start);
+            Ok(res.map(|body| Body::new(HeldBody::new(body, held))))
         })
+    }
+}
+
+/// A request counted in flight (`bff_inflight_requests`) and holding its `max_concurrency` permit.
+#[derive(Debug)]
+struct InFlight {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl InFlight {
+    fn new(metrics: &Arc<Metrics>, permit: OwnedSemaphorePermit) -> Self {
+        metrics.inflight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            metrics: metrics.clone(),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request in flight until the server has written it out (asked for its
+/// end) or dropped it: a client that reads slowly keeps its permit, so slow readers count against
+/// `max_concurrency`. Its end is announced only when asked for after its data, so that the server polls
+/// it once more after taking the last bytes (HTTP/1 after writing them down to its buffer, HTTP/2 once
+/// they fit the flow-control window) instead of dropping it while they wait.
+struct HeldBody {
+    body: Body,
+    held: Option<InFlight>,
+    /// Whether data has gone out: from then on, the end is reported by `poll_frame` only.
+    started: bool,
+}
+
+impl HeldBody {
+    fn new(body: Body, held: InFlight) -> Self {
+        Self {
+            body,
+            held: Some(held),
+            started: false,
+        }
+    }
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            Some(Ok(_)) => this.started = true,
+            // Written out (or failed): the request is over.
+            None | Some(Err(_)) => this.held = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.started && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl EdgeLayer {
+    /// The answer to a request whose handler panicked: a 500 without the panic's message (the panic hook
+    /// printed it), logged and counted in `bff_handler_panics_total`.
+    #[cold]
+    fn panicked(&self, log: &AccessLog) -> Response {
+        self.metrics.handler_panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            request_id = log.request_id.to_str().unwrap_or_default(),
+            method = %log.method,
+            "a handler panicked; answered 500"
+        );
+        BffError::internal().into_response()
     }
 }
 

@@ -156,6 +156,8 @@ pub struct Metrics {
     services: RwLock<BTreeMap<String, Arc<ServiceMetrics>>>,
     pub inflight: AtomicI64,
     pub shed: AtomicU64,
+    /// Requests whose handler panicked (answered 500).
+    pub handler_panics: AtomicU64,
     /// Responses to requests that matched no route (404, 405, preflights, refused paths).
     pub unmatched: Arc<RouteMetrics>,
     pub reloads: AtomicU64,
@@ -179,6 +181,7 @@ impl Metrics {
             services: RwLock::default(),
             inflight: AtomicI64::new(0),
             shed: AtomicU64::new(0),
+            handler_panics: AtomicU64::new(0),
             unmatched: Arc::new(RouteMetrics::new("unmatched", "*")),
             reloads: AtomicU64::new(0),
             spans_dropped: Arc::default(),
@@ -371,6 +374,17 @@ impl Metrics {
             "Requests refused with 503 because max_concurrency was reached.",
         );
         let _ = writeln!(out, "bff_shed_total {}", self.shed.load(Ordering::Relaxed));
+        header(
+            out,
+            "bff_handler_panics_total",
+            "counter",
+            "Requests whose handler panicked, answered 500.",
+        );
+        let _ = writeln!(
+            out,
+            "bff_handler_panics_total {}",
+            self.handler_panics.load(Ordering::Relaxed)
+        );
         header(
             out,
             "bff_config_reloads_total",
