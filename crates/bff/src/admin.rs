@@ -54,7 +54,136 @@ impl RouteInfo {
     }
 }
 
+/// Who may use the admin listener: requests for a host it does not know (DNS rebinding) are refused, and
+/// mutating ones (any method but GET, HEAD and OPTIONS) need the admin token and must not come from a
+/// browser on another site.
+#[derive(Debug)]
+struct AdminGuard {
+    token: Option<String>,
+    /// Whether `admin_listen` is a loopback address: only then may mutating requests go without a token.
+    loopback: bool,
+    hosts: Vec<String>,
+}
+
+impl AdminGuard {
+    fn new(config: &Config) -> Self {
+        let loopback = config
+            .bff
+            .admin_listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        Self {
+            token: config.bff.admin_token.clone().filter(|t| !t.is_empty()),
+            loopback,
+            hosts: config
+                .bff
+                .admin_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// `None` when the request may go on, else the refusal.
+    fn check(&self, req: &axum::extract::Request) -> Option<axum::response::Response> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        if let Some(host) = host
+            && !self.host_allowed(host)
+        {
+            return Some(refuse(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "this host is not served by the admin listener (bff.admin_hosts)",
+            ));
+        }
+        let method = req.method();
+        if method == http::Method::GET
+            || method == http::Method::HEAD
+            || method == http::Method::OPTIONS
+        {
+            return None;
+        }
+        let h = req.headers();
+        let cross_site = h.contains_key(http::header::ORIGIN)
+            || h.get("sec-fetch-site")
+                .is_some_and(|v| v != "same-origin" && v != "none");
+        if cross_site {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the admin listener refuses requests sent by a browser page",
+            ));
+        }
+        match &self.token {
+            Some(token) => {
+                let given = h
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t.trim());
+                if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+                    None
+                } else {
+                    let mut res = refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated",
+                        "the admin token is required: authorization: Bearer <bff.admin_token>",
+                    );
+                    res.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                    Some(res)
+                }
+            }
+            None if self.loopback => None,
+            None => Some(refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "bff.admin_listen is not a loopback address and bff.admin_token is not set",
+            )),
+        }
+    }
+
+    /// IP literals, `localhost` and the names of `bff.admin_hosts`, with or without a port.
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = if let Some(v6) = host.strip_prefix('[') {
+            return v6
+                .split_once(']')
+                .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        } else {
+            match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => host,
+            }
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self.hosts.iter().any(|h| name.eq_ignore_ascii_case(h))
+    }
+}
+
+/// Equal bytes, compared in a time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
 pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) -> Router {
+    let guard = Arc::new(AdminGuard::new(&config));
     let redacted = redact(serde_json::to_value(&*config).unwrap_or(Value::Null));
     let routes = Arc::new(routes);
     let ready_mesh = mesh.clone();
@@ -135,6 +264,17 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
             )
                 .into_response()
         })
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let refused = guard.check(&req);
+                async move {
+                    match refused {
+                        Some(res) => res,
+                        None => next.run(req).await,
+                    }
+                }
+            },
+        ))
 }
 
 /// The admin page: services, endpoints, breaker states and live rates, from the JSON and metrics endpoints;
