@@ -109,6 +109,57 @@ fn check_names_file_line_and_key_of_every_error() {
 }
 
 #[test]
+fn check_refuses_an_admin_listener_off_loopback_without_a_token() {
+    let text = good_config("127.0.0.1:9").replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        "admin_listen = \"0.0.0.0:9901\"",
+    );
+    let path = write_config("admin-open.toml", &text);
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:1: bff.admin_token: required", path.display());
+    assert!(err.contains(&want), "missing `{want}` in:\n{err}");
+    // With a token, from the environment as a secret would be, the same listener is fine; the token is
+    // never printed.
+    let token = "s3cret-admin-token-0123456789";
+    let with_token = text.replace(
+        "shutdown_grace",
+        "admin_token = \"${BFF_ADMIN_TOKEN}\"\nshutdown_grace",
+    );
+    let path = write_config("admin-token.toml", &with_token);
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("BFF_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains(token) && !stderr.contains(token));
+    // A short one is refused, and not echoed either.
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("BFF_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bff.admin_token: must be at least 16 characters") && !err.contains("short\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_reads_bff_config_and_env_overrides() {
     let path = write_config("env.toml", &good_config("127.0.0.1:9"));
     let out = bff()
