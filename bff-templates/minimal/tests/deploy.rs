@@ -1,6 +1,7 @@
 //! The Kubernetes manifests run this BFF: the ConfigMap carries ./bff.toml as the cluster needs it (listeners
 //! on all interfaces, services found by Kubernetes DNS) and it is valid; the Deployment probes the admin port
-//! and drains before it stops (checked by `bff_testkit::k8s`).
+//! and drains before it stops, with the admin token from a Secret; the NetworkPolicy keeps the admin port to
+//! Prometheus (checked by `bff_testkit::k8s`).
 
 use bff_testkit::k8s;
 
@@ -13,5 +14,13 @@ fn the_kubernetes_manifests_run_this_bff() {
         include_str!("../k8s/deployment.yaml"),
         include_str!("../bff.toml"),
         &[],
+    );
+}
+
+#[test]
+fn the_admin_port_is_for_prometheus_only() {
+    k8s::check_network_policy(
+        include_str!("../k8s/networkpolicy.yaml"),
+        "{{project-name}}",
     );
 }

@@ -17,6 +17,11 @@ fn the_kubernetes_manifests_run_this_bff() {
 }
 
 #[test]
+fn the_admin_port_is_for_prometheus_only() {
+    k8s::check_network_policy(include_str!("../k8s/networkpolicy.yaml"), "mobile-bff");
+}
+
+#[test]
 fn the_configmap_carries_api_keys_txt() {
     assert_eq!(
         k8s::configmap_file(CONFIGMAP, "api-keys.txt"),

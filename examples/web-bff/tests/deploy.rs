@@ -15,3 +15,8 @@ fn the_kubernetes_manifests_run_this_bff() {
         &[("WEB_ORIGIN", "https://shop.example.com")],
     );
 }
+
+#[test]
+fn the_admin_port_is_for_prometheus_only() {
+    k8s::check_network_policy(include_str!("../k8s/networkpolicy.yaml"), "web-bff");
+}
