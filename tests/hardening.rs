@@ -192,6 +192,29 @@ async fn a_client_that_never_reads_is_cut_after_the_write_timeout() {
 }
 
 #[tokio::test]
+async fn an_h2c_client_that_keeps_its_window_closed_is_cut_after_the_write_timeout() {
+    let started = Arc::new(Notify::new());
+    let edge = "write_timeout = \"300ms\"";
+    let bff = TestBff::start_app(with_routes(app("", edge), started.clone())).await;
+    let (mut send, conn) = h2c(&bff).await;
+    let res = send
+        .send_request(h2_get(&bff, "/big").body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The body is not read: the stream's window (hyper's client: 2 MiB) stays closed once it is full, while
+    // the socket itself stays readable and writable (pings are answered).
+    let body = res.into_body();
+    tokio::time::timeout(OUTER, conn)
+        .await
+        .expect("the server cuts the connection of a stalled stream")
+        .ok();
+    drop(body);
+    let metrics = bff.admin_text("/metrics").await;
+    assert!(metrics.contains("\nbff_inflight_requests 0\n"), "{metrics}");
+}
+
+#[tokio::test]
 async fn a_slow_reader_counts_against_max_concurrency_until_it_is_gone() {
     let started = Arc::new(Notify::new());
     let edge = "max_concurrency = 1\nwrite_timeout = \"60s\"";

@@ -6,10 +6,13 @@
 //! - with no request in flight: `edge.idle_timeout`, then the connection is closed gracefully (an HTTP/2
 //!   one with no open stream included, which pings alone would keep open);
 //! - writes that make no progress (a client that does not read its response): `edge.write_timeout`, then
-//!   the connection fails, which drops the response and what it holds.
+//!   the connection fails, which drops the response and what it holds; over HTTP/2, where a client stalls
+//!   a stream by keeping its flow-control window closed while the socket stays writable, a response body
+//!   that waits for the client and is not asked for more during a whole `write_timeout` period (between
+//!   once and twice the timeout) cuts the connection too.
 //!
-//! The per-request cost is one atomic add and one subtract on a counter of the connection; the timers are
-//! per connection.
+//! The per-request cost is a few atomic adds on counters of the connection, and two a frame of the
+//! response body; the timers are per connection.
 
 use crate::drain::Watched;
 use axum::body::Body;
@@ -121,23 +124,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     }
 }
 
-/// The requests of one connection: how many started (high 32 bits, wrapping) and how many are open (low 32
-/// bits: their response not written out yet), in one word.
+/// The requests of one connection: how many started (high 32 bits of `requests`, wrapping) and how many
+/// are open (low 32 bits: their response not written out yet); how often its response bodies were polled,
+/// and how many of them wait for the client (they gave a frame and were not asked for the next one yet).
 #[derive(Default)]
-pub(crate) struct Activity(AtomicU64);
+pub(crate) struct Activity {
+    requests: AtomicU64,
+    polls: AtomicU64,
+    waiting: AtomicU64,
+}
 
 const STARTED: u64 = 1 << 32;
 const OPEN: u64 = STARTED - 1;
 
+/// The largest frame a response body gives at once: larger ones are cut (without copying), so that
+/// the server polls the body again after each piece went out and a stalled client is seen even when the
+/// body is one big buffer.
+const PIECE: usize = 64 * 1024;
+
 impl Activity {
     /// A request starts; it is open until the returned guard drops (with its response body).
     pub(crate) fn start(self: &Arc<Self>) -> Open {
-        self.0.fetch_add(STARTED | 1, Ordering::Relaxed);
+        self.requests.fetch_add(STARTED | 1, Ordering::Relaxed);
         Open(self.clone())
     }
 
-    fn load(&self) -> (u64, u64) {
-        let v = self.0.load(Ordering::Relaxed);
+    fn requests(&self) -> (u64, u64) {
+        let v = self.requests.load(Ordering::Relaxed);
         (v >> 32, v & OPEN)
     }
 }
@@ -147,19 +160,44 @@ pub(crate) struct Open(Arc<Activity>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.requests.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A response body that keeps its request open until it is written out or dropped.
+/// A response body that keeps its request open until it is written out or dropped, and tells the
+/// connection when it waits for the client.
 pub(crate) struct ConnBody {
     body: Body,
-    _open: Open,
+    /// What is left of a frame larger than [`PIECE`].
+    rest: Bytes,
+    waiting: bool,
+    open: Open,
 }
 
 impl ConnBody {
     pub(crate) fn new(body: Body, open: Open) -> Self {
-        Self { body, _open: open }
+        Self {
+            body,
+            rest: Bytes::new(),
+            waiting: false,
+            open,
+        }
+    }
+}
+
+/// The first [`PIECE`] of `data`; what is left goes to `rest`.
+fn piece(rest: &mut Bytes, mut data: Bytes) -> Bytes {
+    if data.len() > PIECE {
+        *rest = data.split_off(PIECE);
+    }
+    data
+}
+
+impl Drop for ConnBody {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.open.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -171,40 +209,90 @@ impl http_body::Body for ConnBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let activity = &this.open.0;
+        activity.polls.fetch_add(1, Ordering::Relaxed);
+        let frame = if this.rest.is_empty() {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Some(Ok(http_body::Frame::data(piece(&mut this.rest, data)))),
+                    Err(frame) => Some(Ok(frame)),
+                },
+                Poll::Ready(other) => other,
+                // The body's producer is slow, not the client.
+                Poll::Pending => {
+                    if std::mem::take(&mut this.waiting) {
+                        activity.waiting.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    return Poll::Pending;
+                }
+            }
+        } else {
+            let rest = std::mem::take(&mut this.rest);
+            Some(Ok(http_body::Frame::data(piece(&mut this.rest, rest))))
+        };
+        let waiting = matches!(frame, Some(Ok(_)));
+        if waiting != this.waiting {
+            this.waiting = waiting;
+            if waiting {
+                activity.waiting.fetch_add(1, Ordering::Relaxed);
+            } else {
+                activity.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let mut hint = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        hint.set_lower(hint.lower().saturating_add(rest));
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
-/// Serves a connection within its limits; `head_deadline` is when its first request head must have
-/// arrived (the accept plus `header_timeout`, a TLS handshake included).
+/// The time limits of a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// When its first request head must have arrived: the accept plus `header_timeout` (a TLS handshake
+    /// included).
+    pub(crate) head_deadline: Instant,
+    pub(crate) header: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) write: Duration,
+}
+
+/// Serves a connection within its limits. `None` when the connection was cut: no complete request head
+/// in time, a response waiting on a client that took nothing for a whole `write` period, or a graceful
+/// close after idleness that did not finish.
 pub(crate) async fn drive<C: GracefulConnection>(
     conn: Watched<C>,
     activity: Arc<Activity>,
-    head_deadline: Instant,
-    header_timeout: Duration,
-    idle_timeout: Duration,
+    t: Timeouts,
 ) -> Option<C::Output> {
     let mut conn = std::pin::pin!(conn);
     // The first check comes at the head deadline or after an idle period, whichever is first.
-    let timer = tokio::time::sleep_until(head_deadline.min(Instant::now() + idle_timeout));
-    let mut timer = std::pin::pin!(timer);
-    // Requests started when the timer was last set; `None` until the first one.
+    let idle = tokio::time::sleep_until(t.head_deadline.min(Instant::now() + t.idle));
+    let mut idle = std::pin::pin!(idle);
+    let stall = tokio::time::sleep(t.write);
+    let mut stall = std::pin::pin!(stall);
+    // Requests started when the idle timer was last set; `None` until the first one.
     let mut seen: Option<u64> = None;
+    let mut polls = activity.polls.load(Ordering::Relaxed);
     let mut closing = false;
     loop {
         tokio::select! {
             biased;
             out = conn.as_mut() => return Some(out),
-            () = timer.as_mut() => {
-                let (started, open) = activity.load();
+            () = idle.as_mut() => {
+                let (started, open) = activity.requests();
                 if closing {
                     // Told to close and still not done: cut it.
                     return None;
@@ -212,22 +300,32 @@ pub(crate) async fn drive<C: GracefulConnection>(
                 match seen {
                     // No complete request head since the accept.
                     None if started == 0 => {
-                        if Instant::now() >= head_deadline {
+                        if Instant::now() >= t.head_deadline {
                             return None;
                         }
-                        timer.as_mut().reset(head_deadline);
+                        idle.as_mut().reset(t.head_deadline);
                     }
                     Some(before) if before == started && open == 0 => {
                         // Idle for a whole period: close gracefully (HTTP/2 gets GOAWAY).
                         conn.as_mut().get_mut().close();
                         closing = true;
-                        timer.as_mut().reset(Instant::now() + header_timeout);
+                        idle.as_mut().reset(Instant::now() + t.header);
                     }
                     _ => {
                         seen = Some(started);
-                        timer.as_mut().reset(Instant::now() + idle_timeout);
+                        idle.as_mut().reset(Instant::now() + t.idle);
                     }
                 }
+            }
+            () = stall.as_mut() => {
+                let now = activity.polls.load(Ordering::Relaxed);
+                if now == polls && activity.waiting.load(Ordering::Relaxed) > 0 {
+                    // A response went out to the client and it took nothing more for a whole period (an
+                    // HTTP/2 stream whose window stays closed; HTTP/1 is cut by `TimedIo` first).
+                    return None;
+                }
+                polls = now;
+                stall.as_mut().reset(Instant::now() + t.write);
             }
         }
     }

@@ -435,6 +435,12 @@ async fn accept_loop<S>(
                 };
                 // Everything from here to the first complete request head has the header timeout.
                 let head_deadline = tokio::time::Instant::now() + limits.header_timeout;
+                let timeouts = conn::Timeouts {
+                    head_deadline,
+                    header: limits.header_timeout,
+                    idle: limits.idle_timeout,
+                    write: limits.write_timeout,
+                };
                 let _ = stream.set_nodelay(true);
                 let activity = Arc::new(conn::Activity::default());
                 let service = {
@@ -463,7 +469,7 @@ async fn accept_loop<S>(
                         None => {
                             let io = conn::TimedIo::new(stream, limits.write_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-                            conn::drive(ticket.watch(conn), activity, head_deadline, limits.header_timeout, limits.idle_timeout).await
+                            conn::drive(ticket.watch(conn), activity, timeouts).await
                         }
                         Some(acceptor) => {
                             // The handshake is within the header timeout too: a client that stalls it is dropped.
@@ -473,7 +479,7 @@ async fn accept_loop<S>(
                             };
                             let io = conn::TimedIo::new(tls, limits.write_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-                            conn::drive(ticket.watch(conn), activity, head_deadline, limits.header_timeout, limits.idle_timeout).await
+                            conn::drive(ticket.watch(conn), activity, timeouts).await
                         }
                     };
                     match out {
