@@ -137,9 +137,9 @@ pub(crate) struct Activity {
 const STARTED: u64 = 1 << 32;
 const OPEN: u64 = STARTED - 1;
 
-/// The largest frame a response body gives at once: larger ones are cut (without copying), so that
-/// the server polls the body again after each piece went out and a stalled client is seen even when the
-/// body is one big buffer.
+/// The largest frame an HTTP/2 response body gives at once: larger ones are cut (without copying), so
+/// that the server polls the body again after each piece went out and a stalled stream is seen even when
+/// the body is one big buffer.
 const PIECE: usize = 64 * 1024;
 
 impl Activity {
@@ -168,27 +168,31 @@ impl Drop for Open {
 /// connection when it waits for the client.
 pub(crate) struct ConnBody {
     body: Body,
-    /// What is left of a frame larger than [`PIECE`].
+    /// What is left of a frame larger than `piece`.
     rest: Bytes,
+    /// The largest frame given at once: [`PIECE`] over HTTP/2, unlimited over HTTP/1 (where a stalled
+    /// client stalls the socket, which `TimedIo` sees, and larger writes are cheaper).
+    piece: usize,
     waiting: bool,
     open: Open,
 }
 
 impl ConnBody {
-    pub(crate) fn new(body: Body, open: Open) -> Self {
+    pub(crate) fn new(body: Body, open: Open, http2: bool) -> Self {
         Self {
             body,
             rest: Bytes::new(),
+            piece: if http2 { PIECE } else { usize::MAX },
             waiting: false,
             open,
         }
     }
 }
 
-/// The first [`PIECE`] of `data`; what is left goes to `rest`.
-fn piece(rest: &mut Bytes, mut data: Bytes) -> Bytes {
-    if data.len() > PIECE {
-        *rest = data.split_off(PIECE);
+/// The first `size` bytes of `data`; what is left goes to `rest`.
+fn piece(rest: &mut Bytes, mut data: Bytes, size: usize) -> Bytes {
+    if data.len() > size {
+        *rest = data.split_off(size);
     }
     data
 }
@@ -215,7 +219,11 @@ impl http_body::Body for ConnBody {
         let frame = if this.rest.is_empty() {
             match Pin::new(&mut this.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => Some(Ok(http_body::Frame::data(piece(&mut this.rest, data)))),
+                    Ok(data) => Some(Ok(http_body::Frame::data(piece(
+                        &mut this.rest,
+                        data,
+                        this.piece,
+                    )))),
                     Err(frame) => Some(Ok(frame)),
                 },
                 Poll::Ready(other) => other,
@@ -229,7 +237,11 @@ impl http_body::Body for ConnBody {
             }
         } else {
             let rest = std::mem::take(&mut this.rest);
-            Some(Ok(http_body::Frame::data(piece(&mut this.rest, rest))))
+            Some(Ok(http_body::Frame::data(piece(
+                &mut this.rest,
+                rest,
+                this.piece,
+            ))))
         };
         let waiting = matches!(frame, Some(Ok(_)));
         if waiting != this.waiting {

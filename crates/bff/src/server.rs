@@ -447,6 +447,7 @@ async fn accept_loop<S>(
                     let (current, activity) = (current.clone(), activity.clone());
                     hyper::service::service_fn(move |req: http::Request<Incoming>| {
                         let open = activity.start();
+                        let http2 = req.version() == http::Version::HTTP_2;
                         let mut req = req.map(Body::new);
                         req.extensions_mut().insert(ConnectInfo(peer));
                         // HTTP/1 heads are counted by hyper; HTTP/2 ones here.
@@ -458,7 +459,7 @@ async fn accept_loop<S>(
                                 Some(res) => res,
                                 None => service.oneshot(req).await?,
                             };
-                            Ok::<_, std::convert::Infallible>(res.map(|b| conn::ConnBody::new(b, open)))
+                            Ok::<_, std::convert::Infallible>(res.map(|b| conn::ConnBody::new(b, open, http2)))
                         }
                     })
                 };
