@@ -123,7 +123,8 @@ async fn an_idle_h2c_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn an_h2c_request_with_too_many_headers_is_431() {
-    let bff = TestBff::start_app(with_routes(app("", "max_headers = 20"), Arc::default())).await;
+    let edge = "max_headers = 20\nmax_header_bytes = \"8KiB\"";
+    let bff = TestBff::start_app(with_routes(app("", edge), Arc::default())).await;
     let (mut send, _conn) = h2c(&bff).await;
     let mut req = h2_get(&bff, "/small");
     for i in 0..150 {
@@ -137,7 +138,14 @@ async fn an_h2c_request_with_too_many_headers_is_431() {
     let body: Value =
         serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["error"]["code"], "headers_too_large");
-    // Within the limit, the same connection is served.
+    // A head over max_header_bytes (8 KiB here; hyper's own default is 16 KiB), sent as
+    // SETTINGS_MAX_HEADER_LIST_SIZE: 431 from HTTP/2 itself.
+    let big = h2_get(&bff, "/small")
+        .header("x-big", "a".repeat(12_000))
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(send.send_request(big).await.unwrap().status(), 431);
+    // Within the limits, the same connection is served.
     let res = send
         .send_request(h2_get(&bff, "/small").body(Empty::new()).unwrap())
         .await

@@ -173,7 +173,10 @@ pub fn check_network_policy(policy: &str, app: &str) {
         &format!("podSelector: matchLabels: app.kubernetes.io/name: {app}"),
         "policyTypes: - Ingress",
     ] {
-        assert!(words.contains(want), "k8s/networkpolicy.yaml lacks `{want}`");
+        assert!(
+            words.contains(want),
+            "k8s/networkpolicy.yaml lacks `{want}`"
+        );
     }
     let ingress = words
         .split("ingress:")
