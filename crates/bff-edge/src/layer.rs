@@ -570,6 +570,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_permit_is_held_until_the_response_body_is_read() {
+        let edge = EdgeLayer::new(policy(10_000, 1), Arc::new(Metrics::new()));
+        let app = Router::new()
+            .route("/big", get(|| async { vec![b'x'; 1 << 20] }))
+            .layer(edge.clone());
+        let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+        let first = app.clone().oneshot(get("/big")).await.unwrap();
+        assert_eq!(first.status(), 200);
+        assert_eq!(edge.in_flight(), 1, "answered, its body not written yet");
+        let second = app.clone().oneshot(get("/big")).await.unwrap();
+        assert_eq!(second.status(), 503);
+        let body = first.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 1 << 20);
+        assert_eq!(edge.in_flight(), 0);
+        let third = app.clone().oneshot(get("/big")).await.unwrap();
+        assert_eq!(third.status(), 200);
+        // A body dropped unread (the client went away) releases it too.
+        drop(third);
+        assert_eq!(edge.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_and_releases_the_permit() {
+        async fn boom() -> &'static str {
+            panic!("do not show this")
+        }
+        let metrics = Arc::new(Metrics::new());
+        let edge = EdgeLayer::new(policy(10_000, 1), metrics.clone());
+        let app = Router::new().route("/boom", get(boom)).layer(edge.clone());
+        let req = Request::get("/boom")
+            .header("x-request-id", "rid-9")
+            .body(Body::empty())
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 500);
+        let v = json(res).await;
+        assert_eq!(v["error"]["code"], "internal");
+        assert_eq!(v["error"]["request_id"], "rid-9");
+        assert!(!v.to_string().contains("do not show"));
+        assert_eq!(edge.in_flight(), 0);
+        assert_eq!(metrics.inflight.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.handler_panics.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
     async fn sheds_load_beyond_max_concurrency() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));

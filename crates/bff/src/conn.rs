@@ -342,3 +342,112 @@ pub(crate) async fn drive<C: GracefulConnection>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain::Drain;
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::conn::auto,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const HEADER: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+    const WRITE: Duration = Duration::from_secs(30);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_makes_no_progress_times_out() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let mut io = TimedIo::new(server, WRITE);
+        let start = Instant::now();
+        let err = io.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(start.elapsed(), WRITE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_steady_reader_is_never_cut() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let mut total = 0;
+            while total < 8192 {
+                // Slower than the whole body would take, each read within the timeout.
+                tokio::time::sleep(WRITE - Duration::from_secs(1)).await;
+                total += client.read(&mut buf).await.unwrap();
+            }
+            total
+        });
+        let mut io = TimedIo::new(server, WRITE);
+        io.write_all(&[0u8; 8192]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 8192);
+    }
+
+    /// A connection served by hyper on an in-memory stream, driven with the limits above.
+    fn serve(server: DuplexStream) -> tokio::task::JoinHandle<Option<Result<(), String>>> {
+        let activity = Arc::new(Activity::default());
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |_req| {
+                let open = activity.start();
+                async move {
+                    let res = http::Response::new(ConnBody::new(Body::from("done"), open, false));
+                    Ok::<_, std::convert::Infallible>(res)
+                }
+            })
+        };
+        let conn = auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(server), service)
+            .into_owned();
+        let timeouts = Timeouts {
+            head_deadline: Instant::now() + HEADER,
+            header: HEADER,
+            idle: IDLE,
+            write: WRITE,
+        };
+        let ticket = Drain::default().enter();
+        tokio::spawn(async move {
+            drive(ticket.watch(conn), activity, timeouts)
+                .await
+                .map(|r| r.map_err(|e| e.to_string()))
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_head_is_cut_at_the_head_deadline() {
+        for sent in [&b""[..], b"PRI * HTTP/2.0\r\n", b"GET / HTTP/1.1\r\nhost"] {
+            let (server, mut client) = tokio::io::duplex(4096);
+            let start = Instant::now();
+            let served = serve(server);
+            client.write_all(sent).await.unwrap();
+            let out = served.await.unwrap();
+            assert!(
+                !matches!(out, Some(Ok(()))),
+                "{sent:?}: cut, not served: {out:?}"
+            );
+            assert_eq!(start.elapsed(), HEADER, "{sent:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_after_one_to_two_idle_periods() {
+        let (server, mut client) = tokio::io::duplex(4096);
+        let served = serve(server);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with("done"));
+        let answered = Instant::now();
+        // This hyper has no timer, so no header timeout of its own: only the idle check closes it.
+        let out = served.await.unwrap();
+        let idle_for = answered.elapsed();
+        assert_eq!(out, Some(Ok(())), "closed gracefully, not cut");
+        assert!(IDLE <= idle_for && idle_for <= 2 * IDLE, "{idle_for:?}");
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed");
+    }
+}
