@@ -50,6 +50,18 @@ fn with_routes(app: App, started: Arc<Notify>) -> App {
     )
 }
 
+/// Waits until `/metrics` has this line (gauges follow tasks that end on their own).
+async fn wait_for_metric(bff: &TestBff, line: &str) {
+    let line = format!("\n{line}\n");
+    tokio::time::timeout(OUTER, async {
+        while !bff.admin_text("/metrics").await.contains(&line) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never seen in /metrics: {line}"));
+}
+
 /// Waits until the server closes the connection (EOF or reset), reading whatever it sends.
 async fn closed_by_server(mut s: TcpStream) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -169,17 +181,7 @@ async fn a_client_that_never_reads_is_cut_after_the_write_timeout() {
     let mut slow = slow_reader(&bff, "/big").await;
     started.notified().await;
     // The response is in flight until the server gives up on writing it.
-    tokio::time::timeout(OUTER, async {
-        while !bff
-            .admin_text("/metrics")
-            .await
-            .contains("\nbff_inflight_requests 0\n")
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the response is dropped while its client reads nothing");
+    wait_for_metric(&bff, "bff_inflight_requests 0").await;
     // What the kernel had buffered still arrives, then the end: never the whole body.
     let mut got = 0;
     let mut buf = vec![0u8; 1 << 20];
@@ -218,8 +220,7 @@ async fn an_h2c_client_that_keeps_its_window_closed_is_cut_after_the_write_timeo
         .expect("the server cuts the connection of a stalled stream")
         .ok();
     drop(body);
-    let metrics = bff.admin_text("/metrics").await;
-    assert!(metrics.contains("\nbff_inflight_requests 0\n"), "{metrics}");
+    wait_for_metric(&bff, "bff_inflight_requests 0").await;
 }
 
 #[tokio::test]
@@ -273,12 +274,8 @@ async fn a_panicking_handler_answers_500_and_the_next_request_is_served() {
     assert_eq!(body["error"]["request_id"], "rid-panic");
     // The only permit and the in-flight gauge were released.
     assert_eq!(bff.get("/small").await.text().await.unwrap(), "ok");
-    let metrics = bff.admin_text("/metrics").await;
-    assert!(
-        metrics.contains("\nbff_handler_panics_total 1\n"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("\nbff_inflight_requests 0\n"), "{metrics}");
+    wait_for_metric(&bff, "bff_handler_panics_total 1").await;
+    wait_for_metric(&bff, "bff_inflight_requests 0").await;
 }
 
 /// A request on the admin listener with these headers.

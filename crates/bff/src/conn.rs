@@ -312,10 +312,11 @@ pub(crate) async fn drive<C: GracefulConnection>(
                 match seen {
                     // No complete request head since the accept.
                     None if started == 0 => {
-                        if Instant::now() >= t.head_deadline {
+                        let now = Instant::now();
+                        if now >= t.head_deadline {
                             return None;
                         }
-                        idle.as_mut().reset(t.head_deadline);
+                        idle.as_mut().reset(t.head_deadline.min(now + t.idle));
                     }
                     Some(before) if before == started && open == 0 => {
                         // Idle for a whole period: close gracefully (HTTP/2 gets GOAWAY).
