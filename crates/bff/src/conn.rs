@@ -387,7 +387,10 @@ mod tests {
     }
 
     /// A connection served by hyper on an in-memory stream, driven with the limits above.
-    fn serve(server: DuplexStream) -> tokio::task::JoinHandle<Option<Result<(), String>>> {
+    fn serve(
+        server: DuplexStream,
+        idle: Duration,
+    ) -> tokio::task::JoinHandle<Option<Result<(), String>>> {
         let activity = Arc::new(Activity::default());
         let service = {
             let activity = activity.clone();
@@ -405,7 +408,7 @@ mod tests {
         let timeouts = Timeouts {
             head_deadline: Instant::now() + HEADER,
             header: HEADER,
-            idle: IDLE,
+            idle,
             write: WRITE,
         };
         let ticket = Drain::default().enter();
@@ -421,7 +424,7 @@ mod tests {
         for sent in [&b""[..], b"PRI * HTTP/2.0\r\n", b"GET / HTTP/1.1\r\nhost"] {
             let (server, mut client) = tokio::io::duplex(4096);
             let start = Instant::now();
-            let served = serve(server);
+            let served = serve(server, IDLE);
             client.write_all(sent).await.unwrap();
             let out = served.await.unwrap();
             assert!(
@@ -433,9 +436,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_first_request_after_an_idle_period_is_followed_by_the_idle_close() {
+        let idle = Duration::from_secs(1);
+        let (server, mut client) = tokio::io::duplex(4096);
+        let served = serve(server, idle);
+        // Later than one idle period, within the header timeout.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with("done"));
+        let answered = Instant::now();
+        assert_eq!(served.await.unwrap(), Some(Ok(())));
+        assert!(answered.elapsed() <= 2 * idle, "{:?}", answered.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_after_one_to_two_idle_periods() {
         let (server, mut client) = tokio::io::duplex(4096);
-        let served = serve(server);
+        let served = serve(server, IDLE);
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
