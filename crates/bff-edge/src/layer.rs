@@ -254,7 +254,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         // Counted in flight from here until the response body is written out or dropped, whatever happens
         // in between (a panic, the client going away).
-        let held = InFlight::new(&layer.metrics, permit);
+        let held = InFlight::new(layer, permit);
         // A panic in a handler answers its own request with a 500 and nothing else: caught where the route
         // is called (routers run handlers' synchronous parts there) and where its future is polled.
         let route = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
@@ -265,13 +265,13 @@ where
                         .await
                     {
                         Ok(Ok(Ok(res))) => res,
-                        Ok(Err(_panic)) => layer.panicked(&log),
+                        Ok(Err(_panic)) => held.layer.panicked(&log),
                         Err(_) => BffError::deadline_exceeded().into_response(),
                     }
                 }
-                Err(_panic) => layer.panicked(&log),
+                Err(_panic) => held.layer.panicked(&log),
             };
-            let res = layer.done(res, &log, cors_headers, start);
+            let res = held.layer.done(res, &log, cors_headers, start);
             Ok(res.map(|body| Body::new(HeldBody::new(body, held))))
         })
     }
@@ -280,15 +280,16 @@ where
 /// A request counted in flight (`bff_inflight_requests`) and holding its `max_concurrency` permit.
 #[derive(Debug)]
 struct InFlight {
-    metrics: Arc<Metrics>,
+    /// The request's edge (its clone, taken anyway), which the end of the request uses too.
+    layer: EdgeLayer,
     _permit: OwnedSemaphorePermit,
 }
 
 impl InFlight {
-    fn new(metrics: &Arc<Metrics>, permit: OwnedSemaphorePermit) -> Self {
-        metrics.inflight.fetch_add(1, Ordering::Relaxed);
+    fn new(layer: EdgeLayer, permit: OwnedSemaphorePermit) -> Self {
+        layer.metrics.inflight.fetch_add(1, Ordering::Relaxed);
         Self {
-            metrics: metrics.clone(),
+            layer,
             _permit: permit,
         }
     }
@@ -296,7 +297,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.layer.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
