@@ -180,7 +180,7 @@ impl Plan {
             forward_headers: route
                 .forward_headers
                 .iter()
-                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .map(|h| h.name().clone())
                 .collect(),
             backends,
         })

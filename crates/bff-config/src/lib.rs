@@ -9,11 +9,13 @@ mod locate;
 mod schema;
 mod units;
 mod validate;
+mod values;
 
 pub use self::{
     features::Feature,
-    load::{ConfigError, ConfigErrors, Format, Loader, Source},
+    load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
     schema::*,
     units::{ByteSize, Duration},
     validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},
+    values::{ForwardHeader, HedgeAfter, RateLimitKey, RetryOn},
 };

@@ -3,7 +3,12 @@
 
 use crate::{Config, locate::Locator, validate};
 use serde_json::Value;
-use std::{collections::HashMap, fmt, path::Path};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 /// The format of a config text, chosen by the file's extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,22 +46,23 @@ pub struct Source {
     pub format: Format,
     /// The folder relative paths in the config are read from (the file's own folder).
     pub dir: Option<std::path::PathBuf>,
+    /// The file the text was read from; a config loaded from it remembers it ([`Config::origin`]).
+    pub path: Option<PathBuf>,
 }
 
 impl Source {
     pub fn file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.display().to_string(),
-                line: None,
-                key: String::new(),
-                message: format!("cannot read the config file: {e}"),
-            }])
-        })?;
-        Ok(Self {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors::unreadable(path, &e))?;
+        Ok(Self::file_text(path, text))
+    }
+
+    /// The text of the file at `path`, already read (e.g. with async I/O).
+    pub fn file_text(path: impl AsRef<Path>, text: impl Into<String>) -> Self {
+        let path = path.as_ref();
+        Self {
             name: path.display().to_string(),
-            text,
+            text: text.into(),
             format: Format::from_path(path),
             dir: path.parent().map(|p| {
                 if p.as_os_str().is_empty() {
@@ -65,7 +71,8 @@ impl Source {
                     p.to_path_buf()
                 }
             }),
-        })
+            path: Some(path.to_path_buf()),
+        }
     }
 
     pub fn inline(text: impl Into<String>, format: Format) -> Self {
@@ -74,7 +81,55 @@ impl Source {
             text: text.into(),
             format,
             dir: None,
+            path: None,
         }
+    }
+}
+
+impl ConfigErrors {
+    /// The error of a config file that cannot be read.
+    pub fn unreadable(path: &Path, e: &std::io::Error) -> Self {
+        Self(vec![ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    }
+}
+
+/// Where a config came from: its file, the loader that read it, and the text it was loaded from (see
+/// [`Config::origin`]). Made only by [`Loader::load`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Origin {
+    path: PathBuf,
+    loader: Loader,
+    text: Arc<str>,
+}
+
+impl Origin {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The text the config was loaded from: what a watcher compares the file with, so that a write
+    /// made after the load is never mistaken for the loaded content.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Loads the file's new text as the first load did: same loader, same environment source.
+    pub fn load_text(&self, text: impl Into<String>) -> Result<Config, ConfigErrors> {
+        self.loader.load(&Source::file_text(&self.path, text))
+    }
+}
+
+impl fmt::Debug for Origin {
+    // The loader's injected environment may hold secrets: only the path is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origin")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,9 +176,18 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Loads configs. The environment is the process's own unless one is injected (tests).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Loader {
     env: Option<HashMap<String, String>>,
+}
+
+impl fmt::Debug for Loader {
+    // An injected environment may hold secrets: only whether there is one is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loader")
+            .field("injected_env", &self.env.is_some())
+            .finish()
+    }
 }
 
 const ENV_PREFIX: &str = "BFF__";
@@ -236,6 +300,11 @@ impl Loader {
         match config {
             Some(mut config) if report.errors.is_empty() => {
                 config.base_dir = source.dir.clone();
+                config.origin = source.path.clone().map(|path| Origin {
+                    path,
+                    loader: self.clone(),
+                    text: source.text.as_str().into(),
+                });
                 Ok(config)
             }
             _ => Err(ConfigErrors(report.errors)),
@@ -343,6 +412,9 @@ impl Report<'_> {
 /// Returns the paths whose values were replaced, so that validation does not report them twice.
 fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>, Vec<String>) {
     let mut poisoned: Vec<String> = Vec::new();
+    // Array items removed so far, by the array's key: later errors in that array are reported with the
+    // index the item has in the file, not its index after the removals.
+    let mut removed: HashMap<String, Vec<usize>> = HashMap::new();
     for _ in 0..256 {
         let err = match serde_path_to_error::deserialize::<_, Config>(&value) {
             Ok(config) => return (Some(config), poisoned),
@@ -359,12 +431,13 @@ fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>
             })
             .collect();
         let message = err.inner().to_string();
-        let key = join(&segments);
+        let in_file = in_file_path(&segments, &removed);
+        let key = join(&in_file);
         if let Some(field) = message
             .strip_prefix("missing field `")
             .and_then(|m| m.strip_suffix('`'))
         {
-            let mut full = segments.clone();
+            let mut full = in_file.clone();
             full.push(field.to_string());
             let full_key = join(&full);
             if !poisoned.contains(&full_key) {
@@ -395,6 +468,11 @@ fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>
                 match index {
                     Some(i) if i < items.len() => {
                         items.remove(i);
+                        let (original, array) = in_file.split_last().unwrap_or((last, &[]));
+                        let original = original.trim_matches(['[', ']']).parse().unwrap_or(i);
+                        let gone = removed.entry(join(array)).or_default();
+                        gone.push(original);
+                        gone.sort_unstable();
                     }
                     _ => return (None, poisoned),
                 }
@@ -403,6 +481,29 @@ fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>
         }
     }
     (None, poisoned)
+}
+
+/// A path with the indexes of the current value mapped back to the file's, given the items removed.
+fn in_file_path(segments: &[String], removed: &HashMap<String, Vec<usize>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(segments.len());
+    for s in segments {
+        let index = s
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|i| i.parse::<usize>().ok());
+        match index {
+            Some(mut i) => {
+                for gone in removed.get(&join(&out)).into_iter().flatten() {
+                    if *gone <= i {
+                        i += 1;
+                    }
+                }
+                out.push(format!("[{i}]"));
+            }
+            None => out.push(s.clone()),
+        }
+    }
+    out
 }
 
 /// serde's messages name Rust types; say it in config words.

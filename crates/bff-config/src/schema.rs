@@ -3,7 +3,10 @@
 //! The doc comment of every field is its entry in the config reference (docs/config-reference.md), which a
 //! test checks against these types.
 
-use crate::units::{ByteSize, Duration};
+use crate::{
+    units::{ByteSize, Duration},
+    values::{ForwardHeader, HedgeAfter, RetryOn},
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -29,6 +32,12 @@ pub struct Config {
     /// The folder of the config file: relative file paths in the config (keys, JWKS) are read from it.
     #[serde(skip)]
     pub base_dir: Option<std::path::PathBuf>,
+    /// The file this config was loaded from, and the loader that read it (with its environment), so that
+    /// a running BFF can load it again: `POST /admin/reload`, SIGHUP and `bff.watch_config` work for every
+    /// BFF whose config came from a file, however it was built. `None` for a config made in code or from
+    /// an in-memory text.
+    #[serde(skip)]
+    pub origin: Option<crate::Origin>,
 }
 
 /// `[bff]`: identity and listeners.
@@ -283,7 +292,7 @@ pub struct ServiceConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Hedging: `"p95"` (any `pNN` from p50) or a duration; a slow idempotent call gets a second attempt to
     /// another endpoint after that long, and the first good answer wins.
-    pub hedge_after: Option<String>,
+    pub hedge_after: Option<HedgeAfter>,
     /// Outlier detection (ejection of failing endpoints).
     pub outlier_detection: Option<OutlierDetectionConfig>,
     /// Active health checks.
@@ -322,7 +331,7 @@ pub struct RetryConfig {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
     /// Failures retried: `connect_error`, `reset`, `timeout`, or status codes such as `"503"`.
-    pub on: Vec<String>,
+    pub on: Vec<RetryOn>,
     /// First backoff; exponential with jitter.
     pub backoff: Duration,
     /// Cap of the backoff.
@@ -339,9 +348,13 @@ impl Default for RetryConfig {
     fn default() -> Self {
         Self {
             max_attempts: 3,
-            on: ["connect_error", "reset", "502", "503", "504"]
-                .map(String::from)
-                .to_vec(),
+            on: vec![
+                RetryOn::ConnectError,
+                RetryOn::Reset,
+                RetryOn::Status(502),
+                RetryOn::Status(503),
+                RetryOn::Status(504),
+            ],
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
             budget_ratio: 0.2,
@@ -468,9 +481,10 @@ pub struct RouteConfig {
     /// Deadline of this route (caps `edge.request_timeout`).
     #[serde(default)]
     pub timeout: Option<Duration>,
-    /// Client headers passed to this route's backends (none by default).
+    /// Client headers passed to this route's backends (none by default); hop-by-hop and framing headers
+    /// (`connection`, `content-length`, `host`, `expect`, `te`, `upgrade`, `proxy-*`, ...) are refused.
     #[serde(default)]
-    pub forward_headers: Vec<String>,
+    pub forward_headers: Vec<ForwardHeader>,
     /// A rate limit for this route, in addition to `[edge.rate_limit]`.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,

@@ -248,3 +248,129 @@ fn an_unset_variable_is_one_error_not_two() {
         "{errs}"
     );
 }
+
+/// Values that used to pass `bff check` and then ran differently (or not at all): each is refused at load,
+/// with its line and key, by the one parser its consumer uses too.
+const DRIFT: &str = r#"[edge.auth.jwt]
+jwks_file = "k.json"
+algorithms = ["HS256"]
+secret = "${JWT_SECRET}"
+[edge.rate_limit]
+key = "user_id"
+[services.s]
+endpoints = ["h:1"]
+timeout = "1s"
+hedge_after = "2s"
+[services.s.retry]
+on = ["reset", "+503", "503", "0503"]
+[services.t]
+endpoints = ["h:1"]
+hedge_after = "p100"
+[[routes]]
+path = "/a"
+forward_headers = ["accept-language", "content-length", "Host", "expect", "te", "upgrade", "connection", "keep-alive", "trailer", "transfer-encoding", "proxy-authorization"]
+[[routes.backends]]
+name = "b"
+service = "s"
+path = "/b"
+"#;
+
+#[test]
+fn drifting_values_are_refused_with_line_and_key() {
+    let errs = Loader::new()
+        .with_env(env(&[("JWT_SECRET", "")]))
+        .load_str(DRIFT, Format::Toml)
+        .unwrap_err();
+    let found: Vec<(Option<usize>, &str)> =
+        errs.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    let mut want = vec![
+        (Some(4), "edge.auth.jwt.secret".to_string()),
+        (Some(6), "edge.rate_limit.key".into()),
+        (Some(10), "services.s.hedge_after".into()),
+        (Some(12), "services.s.retry.on[1]".into()),
+        (Some(12), "services.s.retry.on[3]".into()),
+        (Some(15), "services.t.hedge_after".into()),
+    ];
+    for i in 1..=10 {
+        want.push((Some(18), format!("routes[0].forward_headers[{i}]")));
+    }
+    for (line, key) in &want {
+        assert!(
+            found.contains(&(*line, key.as_str())),
+            "missing line {line:?} key {key} in {errs}"
+        );
+    }
+    assert_eq!(errs.0.len(), want.len(), "{errs}");
+    let text = errs.to_string();
+    for says in [
+        "secret: is empty",
+        "\"user_id\" is not client_ip, jwt_sub or header:NAME",
+        "2s is not less than timeout (1s)",
+        "\"+503\" is not connect_error",
+        "\"p100\" is not a percentile",
+        "content-length is a hop-by-hop or framing header",
+        "host is a hop-by-hop or framing header",
+    ] {
+        assert!(text.contains(says), "missing `{says}` in {text}");
+    }
+}
+
+#[test]
+fn a_short_hmac_secret_is_refused_without_being_shown() {
+    let secret = "correct-horse-battery";
+    let errs = Loader::new()
+        .with_env(env(&[("JWT_SECRET", secret)]))
+        .load_str(
+            "[edge.auth.jwt]\njwks_file = \"k.json\"\nalgorithms = [\"HS256\"]\nsecret = \"${JWT_SECRET}\"\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].key, "edge.auth.jwt.secret");
+    assert_eq!(errs.0[0].line, Some(4));
+    let text = errs.to_string();
+    assert!(
+        text.contains("is 21 bytes long") && text.contains("at least 32"),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "the secret leaked: {text}");
+    let long = "x".repeat(32);
+    assert!(
+        Loader::new()
+            .with_env(env(&[("JWT_SECRET", &long)]))
+            .load_str(
+                "[edge.auth.jwt]\njwks_file = \"k.json\"\nalgorithms = [\"HS256\"]\nsecret = \"${JWT_SECRET}\"\n",
+                Format::Toml,
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_config_from_a_file_remembers_it_and_one_from_a_text_does_not() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("origin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bff.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let loader = Loader::new().with_env(env(&[("UNUSED_TOKEN", "hunter2")]));
+    let config = loader.load_file(&path).unwrap();
+    let origin = config.origin.as_ref().expect("loaded from a file");
+    assert_eq!(origin.path(), path);
+    assert_eq!(origin.text(), GOOD);
+    let again = origin
+        .load_text(GOOD.replace("web-bff", "web-bff-2"))
+        .unwrap();
+    assert_eq!(again.bff.name, "web-bff-2");
+    assert_eq!(again.origin.as_ref().unwrap().path(), path);
+    assert!(
+        !format!("{config:?}").contains("hunter2"),
+        "Debug shows no environment"
+    );
+    assert!(
+        loader
+            .load_str(GOOD, Format::Toml)
+            .unwrap()
+            .origin
+            .is_none()
+    );
+}

@@ -12,7 +12,7 @@
 //! and Redis is asked again by one request a second until it answers.
 
 use crate::{auth::Claims, client_ip::ClientIp};
-use bff_config::RateLimitConfig;
+use bff_config::{RateLimitConfig, RateLimitKey};
 use governor::{
     Quota, RateLimiter as Gcra,
     clock::{Clock, DefaultClock},
@@ -200,25 +200,27 @@ impl RateLimiter {
         scope: &str,
         stores: &RateLimitStores,
     ) -> Result<Self, String> {
-        Ok(Self::with_store(cfg, scope, stores.store(cfg)?))
+        Self::with_store(cfg, scope, stores.store(cfg)?)
     }
 
-    fn with_store(cfg: &RateLimitConfig, scope: &str, store: Arc<dyn RateLimitStore>) -> Self {
-        let key = match cfg.key.as_str() {
-            "jwt_sub" => LimitKey::JwtSub,
-            k => match k
-                .strip_prefix("header:")
-                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
-            {
-                Some(h) => LimitKey::Header(h),
-                None => LimitKey::ClientIp,
-            },
+    /// The key is parsed by the config's own parser: an unknown key is an error, never a silent
+    /// `client_ip`.
+    fn with_store(
+        cfg: &RateLimitConfig,
+        scope: &str,
+        store: Arc<dyn RateLimitStore>,
+    ) -> Result<Self, String> {
+        let key = match cfg.key.parse::<RateLimitKey>() {
+            Ok(RateLimitKey::ClientIp) => LimitKey::ClientIp,
+            Ok(RateLimitKey::JwtSub) => LimitKey::JwtSub,
+            Ok(RateLimitKey::Header(h)) => LimitKey::Header(h),
+            Err(e) => return Err(format!("{scope}: rate_limit.key: {e}")),
         };
-        Self {
+        Ok(Self {
             key,
             store,
             scope: scope.into(),
-        }
+        })
     }
 
     /// Whether this limit needs the verified identity (runs after authentication).
@@ -317,6 +319,19 @@ mod tests {
             ..Default::default()
         };
         assert!(RateLimiter::from_config(&cfg, "edge", &RateLimitStores::default()).is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_not_client_ip() {
+        let cfg = RateLimitConfig {
+            key: "user_id".into(),
+            ..Default::default()
+        };
+        let err = RateLimiter::from_config(&cfg, "edge", &RateLimitStores::default()).unwrap_err();
+        assert!(
+            err.contains("rate_limit.key") && err.contains("user_id"),
+            "{err}"
+        );
     }
 
     #[test]

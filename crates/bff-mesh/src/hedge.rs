@@ -1,34 +1,11 @@
 //! Hedging: when an attempt is slow, a second one goes to another endpoint and the first good answer wins.
 
 use crate::retry::RetryBudget;
+use bff_config::HedgeAfter;
 use std::{
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
-
-/// When to hedge: after a fixed delay, or after the service's recent latency quantile.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum HedgeAfter {
-    Fixed(Duration),
-    Quantile(f64),
-}
-
-impl HedgeAfter {
-    /// `"p95"` (any `pNN` from p50 to p99.9) or a duration such as `"50ms"`.
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        if let Some(q) = s.strip_prefix('p') {
-            let q: f64 = q
-                .parse()
-                .map_err(|_| format!("{s:?} is not a percentile like \"p95\""))?;
-            if !(50.0..100.0).contains(&q) {
-                return Err(format!("{s:?}: the percentile must be from p50 to p99.9"));
-            }
-            return Ok(Self::Quantile(q / 100.0));
-        }
-        s.parse::<bff_config::Duration>()
-            .map(|d| Self::Fixed(d.get()))
-    }
-}
 
 #[derive(Debug)]
 pub(crate) struct Hedge {
@@ -51,7 +28,7 @@ impl Hedge {
     pub(crate) fn delay(&self) -> Option<Duration> {
         match self.after {
             HedgeAfter::Fixed(d) => Some(d),
-            HedgeAfter::Quantile(q) => self.latencies.quantile(q),
+            HedgeAfter::Percentile(p) => self.latencies.quantile(p / 100.0),
         }
     }
 
@@ -126,20 +103,6 @@ impl LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_percentiles_and_durations() {
-        assert_eq!(
-            HedgeAfter::parse("p95").unwrap(),
-            HedgeAfter::Quantile(0.95)
-        );
-        assert_eq!(
-            HedgeAfter::parse("50ms").unwrap(),
-            HedgeAfter::Fixed(Duration::from_millis(50))
-        );
-        assert!(HedgeAfter::parse("p10").is_err());
-        assert!(HedgeAfter::parse("soon").is_err());
-    }
 
     #[test]
     fn quantiles_follow_the_observations() {

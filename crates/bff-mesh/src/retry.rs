@@ -1,7 +1,7 @@
 //! Retries: which failures, how long to wait, and a budget that keeps retries a bounded share of traffic.
 
 use crate::classify::Failure;
-use bff_config::RetryConfig;
+use bff_config::{RetryConfig, RetryOn};
 use http::Method;
 use std::{
     sync::{
@@ -39,13 +39,20 @@ pub(crate) struct RetryPolicy {
 
 impl RetryPolicy {
     pub(crate) fn new(cfg: &RetryConfig) -> Self {
-        let has = |s: &str| cfg.on.iter().any(|o| o == s);
+        let has = |on: RetryOn| cfg.on.contains(&on);
         Self {
             max_attempts: cfg.max_attempts.max(1),
-            on_connect: has("connect_error"),
-            on_reset: has("reset"),
-            on_timeout: has("timeout"),
-            on_status: cfg.on.iter().filter_map(|o| o.parse().ok()).collect(),
+            on_connect: has(RetryOn::ConnectError),
+            on_reset: has(RetryOn::Reset),
+            on_timeout: has(RetryOn::Timeout),
+            on_status: cfg
+                .on
+                .iter()
+                .filter_map(|on| match on {
+                    RetryOn::Status(code) => Some(*code),
+                    _ => None,
+                })
+                .collect(),
             backoff: cfg.backoff.get(),
             max_backoff: cfg.max_backoff.get(),
             methods: cfg.methods.as_ref().map(|ms| {
@@ -247,7 +254,7 @@ mod tests {
 
     fn policy(on: &[&str], methods: Option<Vec<&str>>) -> RetryPolicy {
         RetryPolicy::new(&RetryConfig {
-            on: on.iter().map(|s| s.to_string()).collect(),
+            on: on.iter().map(|s| s.parse().unwrap()).collect(),
             methods: methods.map(|m| m.into_iter().map(String::from).collect()),
             backoff: bff_config::Duration::from_millis(20),
             max_backoff: bff_config::Duration::from_millis(200),

@@ -6,7 +6,7 @@ use crate::{
     discover::Discovery,
     endpoint::{EndpointSet, OutlierPolicy},
     health::HealthCheck,
-    hedge::{Hedge, HedgeAfter},
+    hedge::Hedge,
     retry::RetryPolicy,
 };
 use bff_config::{Protocol, ServiceConfig};
@@ -146,13 +146,7 @@ impl Service {
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
             retries: AtomicU64::new(0),
-            hedge: match cfg.hedge_after.as_deref() {
-                None => None,
-                Some(h) => Some(Hedge::new(
-                    HedgeAfter::parse(h)
-                        .map_err(|e| format!("service {name}: hedge_after: {e}"))?,
-                )),
-            },
+            hedge: cfg.hedge_after.map(Hedge::new),
             hedges: AtomicU64::new(0),
             metrics,
             config: cfg.clone(),

@@ -1,0 +1,329 @@
+//! Config values written as strings and parsed once, at load, into types that cannot hold a bad value:
+//! `retry.on` entries, `hedge_after`, rate-limit keys and forwarded header names. Their consumers (the mesh,
+//! the edge, the aggregation engine) take these types as they are and never parse the string again, so
+//! what `bff check` accepts is exactly what runs.
+
+use http::HeaderName;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use std::{fmt, str::FromStr};
+
+/// Deserializes a value through its `FromStr` (the error message becomes the config error of its key).
+macro_rules! from_str_serde {
+    ($ty:ty, $expecting:literal $(, $int:ident)?) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl de::Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                    $(
+                    fn $int<E: de::Error>(self, v: u64) -> Result<$ty, E> {
+                        v.to_string().parse().map_err(E::custom)
+                    }
+                    )?
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+/// A failure a service's calls are retried on (`[services.NAME.retry] on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetryOn {
+    /// `connect_error`: the TCP (or TLS) connection could not be made.
+    ConnectError,
+    /// `reset`: the connection broke before a response.
+    Reset,
+    /// `timeout`: the attempt's timeout elapsed.
+    Timeout,
+    /// A response status from 400 to 599, written as three digits (`"503"`).
+    Status(u16),
+}
+
+impl FromStr for RetryOn {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "connect_error" => Ok(Self::ConnectError),
+            "reset" => Ok(Self::Reset),
+            "timeout" => Ok(Self::Timeout),
+            _ => s
+                .parse::<u16>()
+                .ok()
+                .filter(|code| {
+                    s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()) && (400..600).contains(code)
+                })
+                .map(Self::Status)
+                .ok_or_else(|| {
+                    format!(
+                        "{s:?} is not connect_error, reset, timeout or a 4xx/5xx status such as \"503\""
+                    )
+                }),
+        }
+    }
+}
+
+impl fmt::Display for RetryOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConnectError => f.write_str("connect_error"),
+            Self::Reset => f.write_str("reset"),
+            Self::Timeout => f.write_str("timeout"),
+            Self::Status(code) => write!(f, "{code}"),
+        }
+    }
+}
+
+from_str_serde!(
+    RetryOn,
+    "connect_error, reset, timeout or a status such as \"503\"",
+    visit_u64
+);
+
+/// When a slow call gets a hedged second attempt (`[services.NAME] hedge_after`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HedgeAfter {
+    /// A fixed delay, greater than zero (`"50ms"`).
+    Fixed(std::time::Duration),
+    /// A percentile of the service's recent latencies, from 50 to below 100 (`"p95"`, `"p99.9"`).
+    Percentile(f64),
+}
+
+impl HedgeAfter {
+    /// The percentile as a quantile (`p95` -> 0.95), `None` for a fixed delay.
+    pub fn quantile(self) -> Option<f64> {
+        match self {
+            Self::Percentile(p) => Some(p / 100.0),
+            Self::Fixed(_) => None,
+        }
+    }
+}
+
+impl FromStr for HedgeAfter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a percentile from \"p50\" to \"p99.9\" nor a duration");
+        if let Some(p) = s.strip_prefix('p') {
+            let ok = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            return match p.parse::<f64>() {
+                Ok(p) if ok && (50.0..100.0).contains(&p) => Ok(Self::Percentile(p)),
+                _ => Err(bad()),
+            };
+        }
+        match s.parse::<crate::Duration>() {
+            Ok(d) if !d.get().is_zero() => Ok(Self::Fixed(d.get())),
+            Ok(_) => Err(format!("{s:?}: a hedging delay must be greater than 0")),
+            Err(_) => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for HedgeAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed(d) => write!(f, "{}", crate::Duration(*d)),
+            Self::Percentile(p) => write!(f, "p{p}"),
+        }
+    }
+}
+
+from_str_serde!(
+    HedgeAfter,
+    "a percentile such as \"p95\" or a duration such as \"50ms\""
+);
+
+/// What a rate-limit bucket is keyed on (`key` of `[edge.rate_limit]` and of a route's `rate_limit`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RateLimitKey {
+    /// `client_ip`: the client's address (after `edge.trusted_proxies`).
+    ClientIp,
+    /// `jwt_sub`: the verified token's `sub` (the client's address without one).
+    JwtSub,
+    /// `header:NAME`: the value of a request header.
+    Header(HeaderName),
+}
+
+impl FromStr for RateLimitKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client_ip" => Ok(Self::ClientIp),
+            "jwt_sub" => Ok(Self::JwtSub),
+            _ => s
+                .strip_prefix("header:")
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .map(Self::Header)
+                .ok_or_else(|| format!("{s:?} is not client_ip, jwt_sub or header:NAME")),
+        }
+    }
+}
+
+impl fmt::Display for RateLimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClientIp => f.write_str("client_ip"),
+            Self::JwtSub => f.write_str("jwt_sub"),
+            Self::Header(h) => write!(f, "header:{h}"),
+        }
+    }
+}
+
+/// A client header a route passes to its backends (`forward_headers`): a valid header name (kept in lower
+/// case) that is neither hop-by-hop nor framing, since those describe the client's connection and
+/// message, not the downstream call's (a forwarded `content-length` or `host` would corrupt the call).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ForwardHeader(HeaderName);
+
+/// Headers never forwarded, besides every `proxy-*`.
+const NOT_FORWARDABLE: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+    "expect",
+    "http2-settings",
+];
+
+impl ForwardHeader {
+    pub fn name(&self) -> &HeaderName {
+        &self.0
+    }
+}
+
+impl FromStr for ForwardHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = HeaderName::from_bytes(s.as_bytes())
+            .map_err(|_| format!("{s:?} is not a header name"))?;
+        let lower = name.as_str();
+        if NOT_FORWARDABLE.contains(&lower) || lower.starts_with("proxy-") {
+            return Err(format!(
+                "{lower} is a hop-by-hop or framing header: it belongs to the client's connection and is never forwarded"
+            ));
+        }
+        Ok(Self(name))
+    }
+}
+
+impl fmt::Display for ForwardHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+from_str_serde!(ForwardHeader, "a header name such as \"accept-language\"");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_on() {
+        assert_eq!("reset".parse::<RetryOn>(), Ok(RetryOn::Reset));
+        assert_eq!("503".parse::<RetryOn>(), Ok(RetryOn::Status(503)));
+        for bad in [
+            "sometimes",
+            "+503",
+            "0503",
+            "5xx",
+            "200",
+            "600",
+            "Reset",
+            "",
+        ] {
+            assert!(bad.parse::<RetryOn>().is_err(), "{bad}");
+        }
+        assert_eq!(RetryOn::Status(429).to_string(), "429");
+    }
+
+    #[test]
+    fn hedge_after() {
+        assert_eq!(
+            "p95".parse::<HedgeAfter>(),
+            Ok(HedgeAfter::Percentile(95.0))
+        );
+        let q = "p99.9".parse::<HedgeAfter>().unwrap().quantile().unwrap();
+        assert!((q - 0.999).abs() < 1e-9, "{q}");
+        assert_eq!(
+            "20ms".parse::<HedgeAfter>(),
+            Ok(HedgeAfter::Fixed(std::time::Duration::from_millis(20)))
+        );
+        for bad in [
+            "p100", "p49", "p", "p5e1", "pNaN", "p-60", "0ms", "soon", "",
+        ] {
+            assert!(bad.parse::<HedgeAfter>().is_err(), "{bad}");
+        }
+        for s in ["p95", "p99.9", "20ms", "2s"] {
+            assert_eq!(s.parse::<HedgeAfter>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rate_limit_keys() {
+        assert_eq!("jwt_sub".parse::<RateLimitKey>(), Ok(RateLimitKey::JwtSub));
+        assert_eq!(
+            "header:X-Client"
+                .parse::<RateLimitKey>()
+                .unwrap()
+                .to_string(),
+            "header:x-client"
+        );
+        for bad in [
+            "user",
+            "header:",
+            "header:a b",
+            "cookie:session",
+            "Client_IP",
+        ] {
+            assert!(bad.parse::<RateLimitKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forward_headers() {
+        assert_eq!(
+            "Accept-Language"
+                .parse::<ForwardHeader>()
+                .unwrap()
+                .to_string(),
+            "accept-language"
+        );
+        for bad in [
+            "content-length",
+            "Host",
+            "expect",
+            "TE",
+            "transfer-encoding",
+            "upgrade",
+            "connection",
+            "keep-alive",
+            "trailer",
+            "proxy-authorization",
+            "Proxy-Connection",
+            "a b",
+            "",
+        ] {
+            assert!(bad.parse::<ForwardHeader>().is_err(), "{bad}");
+        }
+    }
+}
