@@ -289,3 +289,136 @@ async fn the_drain_turns_readyz_503_first_and_finishes_what_was_accepted() {
         "no accepted request was lost"
     );
 }
+
+/// How one request of the drain test ended.
+#[derive(Default)]
+struct Tally {
+    sent: AtomicUsize,
+    /// A full 200 response.
+    answered: AtomicUsize,
+    /// A response, but not a 200: a request accepted and failed.
+    failed: AtomicUsize,
+    /// No connection: the listener was closed. Ends that client.
+    refused: AtomicUsize,
+    /// The connection closed without a response (allowed only if the BFF never took the request: the
+    /// downstream's count says).
+    closed: AtomicUsize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_under_load_answers_every_request_it_accepted_until_the_listener_closes() {
+    let users = Stub::start().await;
+    users
+        .on("/users/1")
+        .delay(Duration::from_millis(20))
+        .json(json!({"name": "Ada"}));
+    let path = file(
+        "drain-load.toml",
+        &config(
+            &users.endpoint(),
+            "$.name",
+            "drain_delay = \"500ms\"\nshutdown_grace = \"5s\"",
+        ),
+    );
+    let server = App::from_config(&path).unwrap().bind().await.unwrap();
+    let (addr, admin) = (server.local_addr(), server.admin_addr());
+    let handle = server.shutdown_handle();
+    let run = tokio::spawn(server.run());
+    let url = format!("http://{addr}/api/u/1");
+    let ready = format!("http://{admin}/readyz");
+    let probe = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert_eq!(probe.get(&ready).send().await.unwrap().status(), 200);
+
+    let tally = Arc::new(Tally::default());
+    let draining = Arc::new(AtomicBool::new(false));
+    let served_while_draining = Arc::new(AtomicUsize::new(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Three clients on keep-alive connections, three opening a fresh connection for every request.
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let builder = reqwest::Client::builder().no_proxy();
+            let client = if i < 3 {
+                builder.build().unwrap()
+            } else {
+                builder.pool_max_idle_per_host(0).build().unwrap()
+            };
+            let (url, tally) = (url.clone(), tally.clone());
+            let (draining, served_while_draining) =
+                (draining.clone(), served_while_draining.clone());
+            tokio::spawn(async move {
+                // Until the closed listener refuses this client; the deadline only bounds a hang.
+                while tokio::time::Instant::now() < deadline {
+                    tally.sent.fetch_add(1, Ordering::SeqCst);
+                    let during = draining.load(Ordering::SeqCst);
+                    match client.get(&url).send().await {
+                        Ok(res) => {
+                            let ok = res.status() == 200;
+                            match res.json::<Value>().await {
+                                Ok(body) if ok && body == json!({"user": "Ada"}) => {
+                                    tally.answered.fetch_add(1, Ordering::SeqCst);
+                                    if during {
+                                        served_while_draining.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                }
+                                _ => {
+                                    tally.failed.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                        Err(e) if e.is_connect() => {
+                            tally.refused.fetch_add(1, Ordering::SeqCst);
+                            return true;
+                        }
+                        Err(_) => {
+                            tally.closed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                false
+            })
+        })
+        .collect();
+    // Load is flowing before the drain starts.
+    while tally.answered.load(Ordering::SeqCst) < 30 {
+        assert!(tokio::time::Instant::now() < deadline, "no load");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    draining.store(true, Ordering::SeqCst);
+    handle.shutdown();
+    assert_eq!(probe.get(&ready).send().await.unwrap().status(), 503);
+    for c in clients {
+        assert!(
+            c.await.unwrap(),
+            "every client ran until the listener refused it"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the drain ends")
+        .unwrap();
+
+    let get = |c: &AtomicUsize| c.load(Ordering::SeqCst);
+    let (sent, answered, failed, refused, closed) = (
+        get(&tally.sent),
+        get(&tally.answered),
+        get(&tally.failed),
+        get(&tally.refused),
+        get(&tally.closed),
+    );
+    let counts = format!(
+        "sent {sent}, answered {answered}, failed {failed}, refused {refused}, closed {closed}"
+    );
+    eprintln!("drain under load: {counts}");
+    assert_eq!(sent, answered + failed + refused + closed, "{counts}");
+    assert_eq!(failed, 0, "an accepted request got no full 200: {counts}");
+    assert_eq!(
+        users.hits("/users/1"),
+        answered,
+        "every request the BFF accepted was answered ({counts})"
+    );
+    assert_eq!(refused, 6, "{counts}");
+    assert!(
+        get(&served_while_draining) > 0,
+        "requests were served during drain_delay: {counts}"
+    );
+}

@@ -127,6 +127,11 @@ fn main() -> ExitCode {
             runtime().block_on(async {
                 match app.bind().await {
                     Ok(server) => {
+                        // From here on SIGHUP means "reload", never the default exit, even before the
+                        // server's own handler listens.
+                        #[cfg(unix)]
+                        let _hup =
+                            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
                         println!(
                             "bff: listening on http://{} (admin http://{})",
                             server.local_addr(),

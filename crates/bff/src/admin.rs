@@ -245,7 +245,7 @@ pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) ->
             "/admin/reload",
             axum::routing::post(|Extension(state): Extension<ServerState>| async move {
                 let Some(reload) = state.reload else {
-                    let body = json!({"error": {"code": "not_reloadable", "message": "this BFF was not started from a config file"}});
+                    let body = json!({"error": {"code": "not_reloadable", "message": crate::server::NOT_RELOADABLE}});
                     return (StatusCode::CONFLICT, Json(body));
                 };
                 match reload.reload().await {

@@ -40,8 +40,6 @@ pub struct App {
     global_limit: Option<RateLimiter>,
     /// Connections to shared rate-limit stores, one per URL for every limiter of this config.
     limit_stores: RateLimitStores,
-    /// The config file, for reloads.
-    source: Option<PathBuf>,
 }
 
 /// A Rust handler as registered, kept so that a reload can rebuild its route with the new policies.
@@ -121,11 +119,7 @@ pub fn config_path_from_args() -> PathBuf {
 impl App {
     /// Loads and validates a config file (TOML, YAML or JSON by extension, `BFF__...` overrides).
     pub fn from_config(path: impl Into<PathBuf>) -> Result<Self, StartError> {
-        let path = path.into();
-        let source = Source::file(&path)?;
-        let mut app = Self::new(Loader::new().load(&source)?)?;
-        app.source = Some(path);
-        Ok(app)
+        Self::new(Loader::new().load(&Source::file(path.into())?)?)
     }
 
     /// The same app on a new config: routes rebuilt with the new policies, services whose config did not
@@ -136,13 +130,14 @@ impl App {
         let mut app = Self::with_mesh(config, mesh)?;
         app.rust_routes = self.rust_routes.clone();
         app.merged = self.merged.clone();
-        app.source = self.source.clone();
         Ok(app)
     }
 
-    /// The config file this app was loaded from, if any.
+    /// The config file this app was loaded from, if any: the one a reload loads again. Every app whose
+    /// config came from a file has it, however it was built ([`App::from_config`], or a `Config` from
+    /// [`Loader::load_file`] given to [`App::new`]).
     pub fn source(&self) -> Option<&std::path::Path> {
-        self.source.as_deref()
+        self.config.origin.as_ref().map(|o| o.path())
     }
 
     /// Like [`App::from_config`], with the file named by `--config`, `$BFF_CONFIG` or `./bff.toml`.
@@ -196,7 +191,6 @@ impl App {
             gate: Arc::new(gate),
             global_limit,
             limit_stores,
-            source: None,
         })
     }
 

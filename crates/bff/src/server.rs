@@ -1,6 +1,6 @@
 use crate::{App, StartError, conn};
 use axum::{Router, body::Body, extract::ConnectInfo};
-use bff_config::Loader;
+use bff_config::{Config, ConfigErrors};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -9,7 +9,7 @@ use hyper_util::{
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, RwLock,
+        Arc, PoisonError, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -65,7 +65,8 @@ impl ShutdownHandle {
     }
 }
 
-/// Asks the server to reload its config file (what `POST /admin/reload` and SIGHUP do).
+/// Asks the server to reload its config file (what `POST /admin/reload` and SIGHUP do). A server whose
+/// config was not loaded from a file answers every reload with [`NOT_RELOADABLE`].
 #[derive(Clone, Debug)]
 pub struct ReloadHandle(mpsc::Sender<oneshot::Sender<Result<u64, String>>>);
 
@@ -81,6 +82,10 @@ impl ReloadHandle {
         rx.await.map_err(|_| "the server is stopping".to_string())?
     }
 }
+
+/// Why a BFF built from an in-memory config cannot reload.
+pub(crate) const NOT_RELOADABLE: &str = "this BFF was built from an in-memory config (App::from_toml, or a Config made in code or \
+     loaded from a text), not from a file: there is no file to load again";
 
 /// The routers being served; a reload swaps them, requests in flight keep the ones they started with.
 pub(crate) struct Routers {
@@ -156,7 +161,7 @@ impl Server {
         let state = ServerState {
             draining: draining.clone(),
             version: version.clone(),
-            reload: app.source().map(|_| reload.clone()),
+            reload: app.config().origin.is_some().then(|| reload.clone()),
         };
         let limits = ConnLimits::from_config(&cfg.edge);
         let tls = match &cfg.bff.tls {
@@ -207,7 +212,11 @@ impl Server {
         let r = routers.clone();
         let admin_task = tokio::spawn(accept_loop(
             admin_listener,
-            move || r.admin.read().map(|g| g.clone()).unwrap_or_default(),
+            move || {
+                r.admin
+                    .read()
+                    .map_or_else(|e| e.into_inner().clone(), |g| g.clone())
+            },
             admin_stop_rx,
             Duration::from_millis(100),
             // The admin listener has the default limits, whatever `[edge]` says.
@@ -265,56 +274,91 @@ impl Server {
             tracing::info!("shutting down: draining in-flight requests");
             handle.shutdown();
         });
+        // Listening for SIGHUP starts now, not when a spawned task first runs.
         #[cfg(unix)]
-        {
-            let reload = self.reload.clone();
-            tokio::spawn(async move {
-                let Ok(mut hup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    match reload.reload().await {
-                        Ok(v) => tracing::info!(version = v, "config reloaded (SIGHUP)"),
-                        Err(e) => tracing::error!("config refused, the running one stays:\n{e}"),
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP cannot be handled: reload with POST /admin/reload")
+            }
+            Ok(mut hup) => {
+                let reload = self.reload.clone();
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        match reload.reload().await {
+                            Ok(v) => tracing::info!(version = v, "config reloaded (SIGHUP)"),
+                            Err(e) => {
+                                tracing::error!("config refused, the running one stays:\n{e}")
+                            }
+                        }
                     }
-                }
-            });
+                });
+            }
         }
         self.run().await;
         tracing::info!("stopped");
     }
 }
 
-/// Applies reloads one at a time: load and validate the file, build everything, then swap. A config
-/// watched with `bff.watch_config` is checked every second and reloaded when its content changes.
+/// A request to reload: where its outcome goes.
+type ReloadRequest = oneshot::Sender<Result<u64, String>>;
+
+/// Applies reloads one at a time: read the file (async I/O), load and validate it, build everything, then
+/// swap. A config watched with `bff.watch_config` is read every second and loaded when its content
+/// differs from the text last loaded (applied or refused): the text compared is the one that was loaded,
+/// never a second read, so a write that lands after a load is picked up by the next check.
 async fn reload_loop(
     mut current: Generation,
     routers: Arc<Routers>,
     state: ServerState,
-    mut requests: mpsc::Receiver<oneshot::Sender<Result<u64, String>>>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
-    let watch = current.app.config().bff.watch_config;
-    let mut last_text = current.app.source().and_then(|p| std::fs::read(p).ok());
+    let mut loaded: Option<Arc<str>> = current
+        .app
+        .config()
+        .origin
+        .as_ref()
+        .map(|o| o.text().into());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let origin = current.app.config().origin.clone();
+        let watch = current.app.config().bff.watch_config && origin.is_some();
         let reply = tokio::select! {
             r = requests.recv() => match r {
                 Some(reply) => Some(reply),
                 None => return,
             },
-            _ = tick.tick(), if watch => {
-                let text = current.app.source().and_then(|p| std::fs::read(p).ok());
-                if text.is_none() || text == last_text {
-                    continue;
+            _ = tick.tick(), if watch => None,
+        };
+        let Some(origin) = origin else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(NOT_RELOADABLE.to_string()));
+            }
+            continue;
+        };
+        let text = match tokio::fs::read_to_string(origin.path()).await {
+            Ok(text) => text,
+            Err(e) => {
+                let errors = ConfigErrors::unreadable(origin.path(), &e);
+                match reply {
+                    Some(reply) => {
+                        tracing::error!("config refused, the running one stays:\n{errors}");
+                        let _ = reply.send(Err(errors.to_string()));
+                    }
+                    // Between the removal and the creation of an atomically replaced file: next check.
+                    None => tracing::debug!("watched config unreadable: {errors}"),
                 }
-                None
+                continue;
             }
         };
-        let result = reload_once(&current, &routers, &state);
-        last_text = current.app.source().and_then(|p| std::fs::read(p).ok());
+        if reply.is_none() && loaded.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        let result = origin
+            .load_text(text.as_str())
+            .map_err(StartError::from)
+            .and_then(|config| swap(&current, &routers, &state, config));
+        loaded = Some(text.into());
         let outcome = match result {
             Ok(app) => {
                 current = Generation::start(app);
@@ -339,16 +383,14 @@ async fn reload_loop(
     }
 }
 
-fn reload_once(
+/// Builds the app of `config` and swaps its routers in. Returns only once both are swapped: a lock
+/// poisoned by a panic elsewhere is taken over (its value is replaced whole), never skipped.
+fn swap(
     current: &Generation,
     routers: &Routers,
     state: &ServerState,
+    config: Config,
 ) -> Result<App, StartError> {
-    let path = current
-        .app
-        .source()
-        .ok_or_else(|| StartError::Build("this BFF was not started from a config file".into()))?;
-    let config = Loader::new().load_file(path)?;
     let old = &current.app.config().bff;
     if config.bff.listen != old.listen || config.bff.admin_listen != old.admin_listen {
         tracing::warn!("bff.listen and bff.admin_listen take effect at the next start");
@@ -356,11 +398,14 @@ fn reload_once(
     let app = current.app.reconfigure(config)?;
     let built = app.build()?;
     let admin = built.admin.layer(axum::Extension(state.clone()));
-    if let (Ok(mut p), Ok(mut a)) = (routers.public.write(), routers.admin.write()) {
-        *p = built.serve;
-        *a = admin;
-    }
+    replace(&routers.public, built.serve);
+    replace(&routers.admin, admin);
     Ok(app)
+}
+
+/// Replaces the value behind a lock, poisoned or not.
+fn replace<T>(lock: &RwLock<T>, value: T) {
+    *lock.write().unwrap_or_else(PoisonError::into_inner) = value;
 }
 
 async fn shutdown_signal() {
@@ -641,6 +686,20 @@ mod tests {
             "/../../tests/fixtures/tls"
         ))
         .join(name)
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_still_swapped() {
+        let lock = Arc::new(RwLock::new(1));
+        let held = lock.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = held.write();
+            panic!("poisons the lock");
+        })
+        .join();
+        assert!(lock.is_poisoned());
+        replace(&lock, 2);
+        assert_eq!(*lock.read().unwrap_or_else(PoisonError::into_inner), 2);
     }
 
     #[test]
