@@ -254,6 +254,10 @@ mod tests {
             assert!(bad.parse::<RetryOn>().is_err(), "{bad}");
         }
         assert_eq!(RetryOn::Status(429).to_string(), "429");
+        let from_int: Vec<RetryOn> =
+            serde_json::from_value(serde_json::json!([503, "reset"])).unwrap();
+        assert_eq!(from_int, [RetryOn::Status(503), RetryOn::Reset]);
+        assert!(serde_json::from_value::<RetryOn>(serde_json::json!(200)).is_err());
     }
 
     #[test]
