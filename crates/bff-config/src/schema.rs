@@ -5,7 +5,7 @@
 
 use crate::{
     units::{ByteSize, Duration},
-    values::{ForwardHeader, HedgeAfter, RetryOn},
+    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, RetryOn},
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -273,7 +273,7 @@ pub struct ServiceConfig {
     /// `round_robin`, `least_request`, `p2c_ewma` or `ring_hash`.
     pub load_balancer: LoadBalancer,
     /// Key hashed by `ring_hash`: `header:NAME` or `param:NAME`.
-    pub hash_key: Option<String>,
+    pub hash_key: Option<HashKey>,
     /// `http1` or `h2c`.
     pub protocol: Protocol,
     /// Per-attempt timeout (the request's deadline caps it).
@@ -341,7 +341,7 @@ pub struct RetryConfig {
     /// Retries a second always allowed by the budget.
     pub min_per_second: u32,
     /// Methods retried; by default the idempotent ones.
-    pub methods: Option<Vec<String>>,
+    pub methods: Option<Vec<HttpMethod>>,
 }
 
 impl Default for RetryConfig {

@@ -1,5 +1,5 @@
 //! Config values written as strings and parsed once, at load, into types that cannot hold a bad value:
-//! `retry.on` entries, `hedge_after`, rate-limit keys and forwarded header names. Their consumers (the mesh,
+//! `retry.on` entries and methods, `hedge_after`, rate-limit keys, `hash_key` and forwarded header names. Their consumers (the mesh,
 //! the edge, the aggregation engine) take these types as they are and never parse the string again, so
 //! what `bff check` accepts is exactly what runs.
 
@@ -183,6 +183,82 @@ impl fmt::Display for RateLimitKey {
     }
 }
 
+/// An HTTP method named in the config (`[services.NAME.retry] methods`), in upper case.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpMethod(http::Method);
+
+impl HttpMethod {
+    pub fn method(&self) -> &http::Method {
+        &self.0
+    }
+}
+
+impl FromStr for HttpMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const KNOWN: [&str; 8] = [
+            "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH", "TRACE",
+        ];
+        let upper = s.to_ascii_uppercase();
+        match upper.parse::<http::Method>() {
+            Ok(m) if KNOWN.contains(&upper.as_str()) => Ok(Self(m)),
+            _ => Err(format!("{s:?} is not one of {}", KNOWN.join(", "))),
+        }
+    }
+}
+
+impl fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+from_str_serde!(HttpMethod, "an HTTP method such as \"GET\"");
+
+/// Where `ring_hash` finds a request's key (`[services.NAME] hash_key`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HashKey {
+    /// `header:NAME`: a header of the downstream request.
+    Header(HeaderName),
+    /// `param:NAME`: a route parameter of a declarative route.
+    Param(String),
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(h) = s.strip_prefix("header:") {
+            return HeaderName::from_bytes(h.as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{s:?}: {h:?} is not a header name"));
+        }
+        match s.strip_prefix("param:") {
+            Some(p)
+                if !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                Ok(Self::Param(p.to_string()))
+            }
+            Some(p) => Err(format!("{s:?}: {p:?} is not a parameter name")),
+            None => Err(format!("{s:?} is not header:NAME or param:NAME")),
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(h) => write!(f, "header:{h}"),
+            Self::Param(p) => write!(f, "param:{p}"),
+        }
+    }
+}
+
+from_str_serde!(HashKey, "header:NAME or param:NAME");
+
 /// A client header a route passes to its backends (`forward_headers`): a valid header name (kept in lower
 /// case) that is neither hop-by-hop nor framing, since those describe the client's connection and
 /// message, not the downstream call's (a forwarded `content-length` or `host` would corrupt the call).
@@ -300,6 +376,34 @@ mod tests {
             "Client_IP",
         ] {
             assert!(bad.parse::<RateLimitKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn methods() {
+        assert_eq!("post".parse::<HttpMethod>().unwrap().to_string(), "POST");
+        assert!("GTE".parse::<HttpMethod>().is_err());
+    }
+
+    #[test]
+    fn hash_keys() {
+        assert_eq!(
+            "param:user_id".parse::<HashKey>(),
+            Ok(HashKey::Param("user_id".into()))
+        );
+        assert_eq!(
+            "header:X-User".parse::<HashKey>().unwrap().to_string(),
+            "header:x-user"
+        );
+        for bad in [
+            "cookie:x",
+            "header:",
+            "header:a b",
+            "param:",
+            "param:a/b",
+            "user",
+        ] {
+            assert!(bad.parse::<HashKey>().is_err(), "{bad}");
         }
     }
 

@@ -374,3 +374,31 @@ fn a_config_from_a_file_remembers_it_and_one_from_a_text_does_not() {
             .is_none()
     );
 }
+
+#[test]
+fn a_bad_hash_key_is_refused_with_its_line() {
+    let errs = errors(
+        "[services.s]\nendpoints = [\"h:1\"]\nload_balancer = \"ring_hash\"\nhash_key = \"cookie:session\"\n",
+        Format::Toml,
+    );
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].key, "services.s.hash_key");
+    assert_eq!(errs.0[0].line, Some(4));
+    assert!(
+        errs.0[0]
+            .message
+            .contains("is not header:NAME or param:NAME"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn an_unknown_retry_method_is_refused_not_dropped() {
+    let errs = errors(
+        "[services.s]\nendpoints = [\"h:1\"]\n[services.s.retry]\nmethods = [\"post\", \"GTE\"]\n",
+        Format::Toml,
+    );
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].key, "services.s.retry.methods[1]");
+    assert_eq!(errs.0[0].line, Some(4));
+}

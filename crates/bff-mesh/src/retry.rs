@@ -55,11 +55,10 @@ impl RetryPolicy {
                 .collect(),
             backoff: cfg.backoff.get(),
             max_backoff: cfg.max_backoff.get(),
-            methods: cfg.methods.as_ref().map(|ms| {
-                ms.iter()
-                    .filter_map(|m| m.to_ascii_uppercase().parse().ok())
-                    .collect()
-            }),
+            methods: cfg
+                .methods
+                .as_ref()
+                .map(|ms| ms.iter().map(|m| m.method().clone()).collect()),
             budget: RetryBudget::new(
                 Duration::from_secs(10),
                 cfg.min_per_second,
@@ -255,7 +254,7 @@ mod tests {
     fn policy(on: &[&str], methods: Option<Vec<&str>>) -> RetryPolicy {
         RetryPolicy::new(&RetryConfig {
             on: on.iter().map(|s| s.parse().unwrap()).collect(),
-            methods: methods.map(|m| m.into_iter().map(String::from).collect()),
+            methods: methods.map(|m| m.into_iter().map(|m| m.parse().unwrap()).collect()),
             backoff: bff_config::Duration::from_millis(20),
             max_backoff: bff_config::Duration::from_millis(200),
             ..RetryConfig::default()

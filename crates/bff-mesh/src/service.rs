@@ -11,7 +11,7 @@ use crate::{
 };
 use bff_config::{Protocol, ServiceConfig};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use http_body_util::Full;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
@@ -51,14 +51,9 @@ impl HttpClient {
     }
 }
 
-/// Where `ring_hash` finds a request's key.
-#[derive(Debug, Clone)]
-pub(crate) enum HashKey {
-    /// A header of the downstream request.
-    Header(HeaderName),
-    /// A route parameter (declarative routes set it on the request).
-    Param(String),
-}
+/// Where `ring_hash` finds a request's key: a header of the downstream request, or a route parameter
+/// (declarative routes set it on the request).
+pub(crate) use bff_config::HashKey;
 
 /// One downstream service: its endpoints, balancer, policies and connection pool.
 #[derive(Debug)]
@@ -103,21 +98,6 @@ impl Service {
             EndpointSet::build(&cfg.endpoints, None).map_err(|e| format!("service {name}: {e}"))?;
         let tls = cfg.tls.as_ref().map(|t| TlsFiles::new(t, base));
         let client = build_client(cfg, tls.as_ref()).map_err(|e| format!("service {name}: {e}"))?;
-        let hash_key = match cfg.hash_key.as_deref() {
-            None => None,
-            Some(k) => Some(if let Some(h) = k.strip_prefix("header:") {
-                HashKey::Header(
-                    HeaderName::from_bytes(h.as_bytes())
-                        .map_err(|_| format!("service {name}: bad hash_key {k:?}"))?,
-                )
-            } else if let Some(p) = k.strip_prefix("param:") {
-                HashKey::Param(p.to_string())
-            } else {
-                return Err(format!(
-                    "service {name}: hash_key {k:?} is not header:NAME or param:NAME"
-                ));
-            }),
-        };
         Ok(Self {
             name: name.into(),
             balancer: Balancer::new(cfg.load_balancer),
@@ -142,7 +122,7 @@ impl Service {
                 .map(|d| Discovery::parse(d, base))
                 .transpose()
                 .map_err(|e| format!("service {name}: {e}"))?,
-            hash_key,
+            hash_key: cfg.hash_key.clone(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
             retries: AtomicU64::new(0),
