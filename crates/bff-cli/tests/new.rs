@@ -288,6 +288,109 @@ fn a_generated_project_builds_and_passes_its_own_tests() {
         assert!(stderr.contains(suite), "{suite} did not run:\n{stderr}");
     }
     assert!(!stdout.contains("FAILED") && stdout.contains("test result: ok"));
+
+    // The binary that build made (its `main.rs` loads the file, then `app(config)`) reloads its file.
+    reloads_its_file(&target.join("debug/ci-mobile"), &project.join("bff.toml"));
+}
+
+/// Kills the child if a check fails half-way.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a generated project's binary on `config` (its `${..._ADDR}` set, its listeners on port 0 by
+/// `BFF__` overrides, which a reload sees again), changes the file and asks for a reload.
+fn reloads_its_file(binary: &Path, config: &Path) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Proc(
+        Command::new(binary)
+            .arg("--config")
+            .arg(config)
+            .env("USERS_ADDR", "127.0.0.1:9")
+            .env("ORDERS_ADDR", "127.0.0.1:9")
+            .env("CATALOG_ADDR", "127.0.0.1:9")
+            .env("BFF__BFF__LISTEN", "127.0.0.1:0")
+            .env("BFF__BFF__ADMIN_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines
+            .next()
+            .expect("the BFF ended before it listened")
+            .unwrap();
+        let line = strip_ansi(&line);
+        if let Some(rest) = line
+            .split("admin=")
+            .nth(1)
+            .filter(|_| line.contains("listening"))
+        {
+            break rest
+                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    // Keep reading its log so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    let text = fs::read_to_string(config).unwrap();
+    assert!(text.contains("name = \"ci-mobile\""), "{text}");
+    fs::write(
+        config,
+        text.replace("name = \"ci-mobile\"", "name = \"ci-mobile-reloaded\""),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let res = client
+            .post(format!("http://{admin}/admin/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "applied", "{body}");
+        let config: serde_json::Value = client
+            .get(format!("http://{admin}/admin/config"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(config["config"]["bff"]["name"], "ci-mobile-reloaded");
+    });
+}
+
+/// A log line without its terminal colours.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The image a user ships builds as CI builds: the `minimal` project's Dockerfile runs exactly the build
