@@ -150,7 +150,8 @@ impl App {
         Self::new(Loader::new().load_str(text, bff_config::Format::Toml)?)
     }
 
-    /// A BFF from an already validated config.
+    /// A BFF from an already validated config. A config that [`Loader`] read from a file remembers it
+    /// ([`Config::origin`]): `POST /admin/reload`, SIGHUP and `bff.watch_config` load that file again.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(bff_telemetry::Metrics::new());
         let mesh =
