@@ -135,6 +135,15 @@ pub(crate) fn validate(config: &Config) -> Errors {
     let b = &config.bff;
     if b.name.trim().is_empty() {
         err("bff.name".into(), "must not be empty".into());
+    } else if http::HeaderValue::from_str(&b.name).is_err() {
+        // The mesh sends it as user-agent.
+        err(
+            "bff.name".into(),
+            format!(
+                "{:?} has control characters; it is sent as user-agent",
+                b.name
+            ),
+        );
     }
     let listen = check_addr(&b.listen)
         .map_err(|e| err("bff.listen".into(), e))
@@ -181,9 +190,12 @@ pub(crate) fn validate(config: &Config) -> Errors {
         if let Err(m) = crate::Feature::Otlp.require("exporting spans (otlp_endpoint)") {
             err("telemetry.otlp_endpoint".into(), m);
         }
+        // The URL the exporter posts to, parsed as it parses it.
+        let traces = format!("{}/v1/traces", ep.trim_end_matches('/'));
         let ok = ep
             .strip_prefix("http://")
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '))
+            && traces.parse::<http::Uri>().is_ok();
         if !ok {
             err(
                 "telemetry.otlp_endpoint".into(),
@@ -280,6 +292,18 @@ pub(crate) fn validate(config: &Config) -> Errors {
                         "is {} bytes long; an HMAC secret needs at least {MIN_HMAC_SECRET} bytes (256 bits) so that it cannot be guessed",
                         secret.len()
                     ),
+                );
+            }
+        }
+        if let Some(url) = &jwt.jwks_url {
+            // Parsed as the JWKS client parses it.
+            let ok = url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !ok {
+                err(
+                    "edge.auth.jwt.jwks_url".into(),
+                    format!("{url:?} is not an http:// or https:// URL"),
                 );
             }
         }
@@ -871,9 +895,13 @@ fn check_endpoint(s: &str) -> Result<(), String> {
         return Err(format!("{s:?} is not host:port"));
     }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!("{s:?}: port must be 1-65535")),
+        Ok(p) if p > 0 => {}
+        _ => return Err(format!("{s:?}: port must be 1-65535")),
     }
+    // The mesh connects to it as a URI authority.
+    s.parse::<http::uri::Authority>()
+        .map(|_| ())
+        .map_err(|_| format!("{s:?} is not host:port"))
 }
 
 fn check_cidr(s: &str) -> Result<(), String> {
@@ -896,7 +924,11 @@ fn check_origin(s: &str) -> Result<(), String> {
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))
         .ok_or_else(|| format!("{s:?} is not an origin like \"https://app.example.com\""))?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+    // The CORS layer compares it as a header value.
+    if rest.is_empty()
+        || rest.contains(['/', '?', '#', ' '])
+        || http::HeaderValue::from_str(s).is_err()
+    {
         return Err(format!(
             "{s:?} is not an origin: scheme://host[:port], no path"
         ));

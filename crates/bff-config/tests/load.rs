@@ -402,3 +402,36 @@ fn an_unknown_retry_method_is_refused_not_dropped() {
     assert_eq!(errs.0[0].key, "services.s.retry.methods[1]");
     assert_eq!(errs.0[0].line, Some(4));
 }
+
+/// Values the consumers parse with the `http` crate are checked with it: before, `bff check` passed them
+/// (a CORS origin dropped, an OTLP URL the exporter refuses at start) or failed without a line.
+#[test]
+fn values_the_consumers_parse_with_http_are_checked_with_it() {
+    let errs = errors(
+        r#"[bff]
+name = "web\u0001bff"
+[edge.cors]
+allow_origins = ["https://a\u0007b.example"]
+[edge.auth.jwt]
+jwks_url = "http://[::1"
+[services.s]
+endpoints = ["a<b:80"]
+[telemetry]
+otlp_endpoint = "http://[::1"
+"#,
+        Format::Toml,
+    );
+    let found: Vec<(Option<usize>, &str)> =
+        errs.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), "bff.name"),
+            (Some(4), "edge.cors.allow_origins[0]"),
+            (Some(6), "edge.auth.jwt.jwks_url"),
+            (Some(8), "services.s.endpoints[0]"),
+            (Some(10), "telemetry.otlp_endpoint"),
+        ],
+        "{errs}"
+    );
+}
