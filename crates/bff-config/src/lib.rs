@@ -17,5 +17,5 @@ pub use self::{
     schema::*,
     units::{ByteSize, Duration},
     validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},
-    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, RateLimitKey, RetryOn},
+    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
 };

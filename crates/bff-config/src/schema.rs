@@ -5,7 +5,7 @@
 
 use crate::{
     units::{ByteSize, Duration},
-    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, RetryOn},
+    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RetryOn},
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -198,7 +198,7 @@ pub struct JwtConfig {
     /// CA bundle (PEM) verifying an `https://` `jwks_url`; without it, the system's CA certificates.
     pub jwks_ca: Option<String>,
     /// Allowed algorithms; `none` can never be enabled.
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<JwtAlgorithm>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Option<Duration>,
     /// Shared secret for HS256/HS384/HS512 (only then are they accepted).

@@ -1,5 +1,5 @@
 //! Config values written as strings and parsed once, at load, into types that cannot hold a bad value:
-//! `retry.on` entries and methods, `hedge_after`, rate-limit keys, `hash_key` and forwarded header names. Their consumers (the mesh,
+//! `retry.on` entries and methods, `hedge_after`, JWT algorithms, rate-limit keys, `hash_key` and forwarded header names. Their consumers (the mesh,
 //! the edge, the aggregation engine) take these types as they are and never parse the string again, so
 //! what `bff check` accepts is exactly what runs.
 
@@ -216,6 +216,87 @@ impl fmt::Display for HttpMethod {
 
 from_str_serde!(HttpMethod, "an HTTP method such as \"GET\"");
 
+/// A JWT signature algorithm allowed by `[edge.auth.jwt] algorithms`; `none` is not one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl JwtAlgorithm {
+    pub const ALL: [Self; 12] = [
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+        Self::EdDSA,
+        Self::HS256,
+        Self::HS384,
+        Self::HS512,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+        }
+    }
+
+    /// HS256/HS384/HS512: checked against the shared `secret`.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+}
+
+impl FromStr for JwtAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
+                format!(
+                    "unknown or forbidden algorithm {s:?} (allowed: {})",
+                    all.join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for JwtAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+from_str_serde!(JwtAlgorithm, "a JWT algorithm such as \"RS256\"");
+
 /// Where `ring_hash` finds a request's key (`[services.NAME] hash_key`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HashKey {
@@ -376,6 +457,16 @@ mod tests {
             "Client_IP",
         ] {
             assert!(bad.parse::<RateLimitKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jwt_algorithms() {
+        for a in JwtAlgorithm::ALL {
+            assert_eq!(a.as_str().parse::<JwtAlgorithm>(), Ok(a));
+        }
+        for bad in ["none", "None", "rs256", "HS1"] {
+            assert!(bad.parse::<JwtAlgorithm>().is_err(), "{bad}");
         }
     }
 

@@ -35,7 +35,11 @@ fn jwt_verify_seeds() {
         issuer: Some("https://id.example.com".into()),
         audiences: vec!["web".into()],
         jwks_file: Some("jwks.json".into()),
-        algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
+        algorithms: vec![
+            bff_config::JwtAlgorithm::RS256,
+            bff_config::JwtAlgorithm::ES256,
+            bff_config::JwtAlgorithm::EdDSA,
+        ],
         ..Default::default()
     };
     let auth = JwtAuth::new(&cfg, &dir).unwrap();

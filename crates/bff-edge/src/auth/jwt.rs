@@ -5,7 +5,7 @@
 //! against a public key), and the key's family must match the algorithm.
 
 use super::Claims;
-use bff_config::JwtConfig;
+use bff_config::{JwtAlgorithm, JwtConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -21,7 +21,6 @@ use serde_json::{Map, Value};
 use std::{
     collections::HashMap,
     path::Path,
-    str::FromStr,
     sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
@@ -145,14 +144,28 @@ impl std::fmt::Display for Refused {
     }
 }
 
+/// The config's algorithm (parsed at load) as jsonwebtoken names it.
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::PS256 => Algorithm::PS256,
+        JwtAlgorithm::PS384 => Algorithm::PS384,
+        JwtAlgorithm::PS512 => Algorithm::PS512,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::HS384 => Algorithm::HS384,
+        JwtAlgorithm::HS512 => Algorithm::HS512,
+    }
+}
+
 impl JwtAuth {
     /// Builds the verifier; a `jwks_file` is read now (relative to `base`), a `jwks_url` on [`JwtAuth::refresh`].
     pub fn new(cfg: &JwtConfig, base: &Path) -> Result<Self, String> {
-        let mut algorithms = Vec::new();
-        for a in &cfg.algorithms {
-            let alg = Algorithm::from_str(a).map_err(|_| format!("unknown algorithm {a}"))?;
-            algorithms.push(alg);
-        }
+        let mut algorithms: Vec<Algorithm> = cfg.algorithms.iter().map(|a| algorithm(*a)).collect();
         if algorithms.is_empty() {
             algorithms = vec![Algorithm::RS256, Algorithm::ES256];
         }
