@@ -12,7 +12,7 @@ async fn profile(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>>
     }
     let user: User = mesh
         .service("users")
-        .get(format!("/users/{id}"))
+        .get(path!("/users/{}", id))
         .send_json()
         .await?;
     let orders = mesh
@@ -38,7 +38,17 @@ async fn create(mesh: Mesh, Json(body): Json<Value>) -> bff::Result<Json<Value>>
 
 /// An app on the test config (users and orders at these stubs, no config routes), listening on port 0.
 fn bare_app(users: &Stub, orders: &Stub) -> App {
-    let cfg = config(&users.endpoint(), &orders.endpoint(), &users.endpoint(), "");
+    app_with_routes(users, orders, "")
+}
+
+/// An app on the test config with these config `routes`, listening on port 0.
+fn app_with_routes(users: &Stub, orders: &Stub, routes: &str) -> App {
+    let cfg = config(
+        &users.endpoint(),
+        &orders.endpoint(),
+        &users.endpoint(),
+        routes,
+    );
     let mut c = bff::config::Loader::new()
         .with_env(HashMap::new())
         .load_str(&cfg, bff::config::Format::Toml)
@@ -277,4 +287,177 @@ async fn a_raw_body_is_embedded_verbatim_and_a_broken_one_is_an_error() {
             .is_some_and(|m| m.contains("malformed")),
         "{error}"
     );
+}
+
+/// `/users/{id}/orders` of the users service, the id from the path or from `?v=`.
+async fn orders_of(mesh: Mesh, id: String) -> bff::Result<Json<Value>> {
+    let orders = mesh
+        .service("users")
+        .get(path!("/users/{}/orders", id))
+        .send_json()
+        .await?;
+    Ok(Json(orders))
+}
+
+#[derive(Deserialize)]
+struct V {
+    v: String,
+}
+
+fn paths_app(users: &Stub) -> App {
+    bare_app(users, users)
+        .route(
+            "/api/x/{id}",
+            get(|mesh: Mesh, Path(id): Path<String>| orders_of(mesh, id)),
+        )
+        // The edge refuses an encoded `/` and resolves `..` in the request's own path, so those values
+        // come in the query.
+        .route(
+            "/api/q",
+            get(|mesh: Mesh, Query(q): Query<V>| orders_of(mesh, q.v)),
+        )
+        .route(
+            "/api/two",
+            get(|mesh: Mesh| async move {
+                // A template that does not fit its values, built at run time.
+                let path = bff::DownstreamPath::from_template("/users/{}/{}", &[&"1"]);
+                mesh.service("users").get(path).send_ok().await?;
+                Ok::<_, BffError>("sent")
+            }),
+        )
+}
+
+#[tokio::test]
+async fn a_path_value_arrives_downstream_as_one_encoded_segment() {
+    let users = Stub::start().await;
+    let bff = TestBff::start_app(paths_app(&users)).await;
+    for (url, downstream) in [
+        ("/api/x/1%3Fadmin=true", "/users/1%3Fadmin%3Dtrue/orders"),
+        ("/api/x/1%23frag", "/users/1%23frag/orders"),
+        ("/api/x/a%20b", "/users/a%20b/orders"),
+        ("/api/q?v=..", "/users/%2E%2E/orders"),
+        ("/api/q?v=.", "/users/%2E/orders"),
+        ("/api/q?v=a%2Fb", "/users/a%2Fb/orders"),
+        ("/api/q?v=..%2F..%2Fadmin", "/users/..%2F..%2Fadmin/orders"),
+    ] {
+        users.on(downstream).json(json!({"for": url}));
+        let res = bff.get(url).await;
+        assert_eq!(res.status(), 200, "{url}");
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({"for": url}));
+        let sent = users.requests().pop().unwrap().uri;
+        assert_eq!(sent, downstream, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_built_is_a_500_and_no_call() {
+    let users = Stub::start().await;
+    let bff = TestBff::start_app(paths_app(&users)).await;
+    // An empty value would call `/users//orders`; a template with two `{}` and one value, nothing sane.
+    for url in ["/api/q?v=", "/api/two"] {
+        let res = bff.get(url).await;
+        assert_eq!(res.status(), 500, "{url}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{url}: {body}");
+    }
+    assert!(users.requests().is_empty(), "no call went out");
+}
+
+/// The same page as the declarative route `/api/decl/{id}` below, as a Rust handler.
+async fn partial_page(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
+    let (user, orders) = tokio::join!(
+        mesh.service("users")
+            .get(path!("/users/{}", id))
+            .send_json::<Value>(),
+        mesh.service("orders")
+            .get("/orders")
+            .query(&[("userId", &id)])
+            .send_json::<Value>(),
+    );
+    let mut partial = Partial::new();
+    let orders = partial.optional("orders", orders);
+    Ok(partial.json(json!({ "user": user?, "orders": orders })))
+}
+
+const DECLARED: &str = r#"
+[[routes]]
+path = "/api/decl/{id}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{id}"
+[[routes.backends]]
+name = "orders"
+service = "orders"
+path = "/orders?userId={id}"
+required = false
+"#;
+
+async fn metrics(bff: &TestBff) -> String {
+    let res = bff.client().get(bff.admin_url("/metrics")).send().await;
+    res.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn partial_responses_of_rust_and_declarative_routes_are_the_same() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    users.on("/users/7").json(json!({"name": "Ada"}));
+    let app = app_with_routes(&users, &orders, DECLARED).route("/api/rust/{id}", get(partial_page));
+    let bff = TestBff::start_app(app).await;
+
+    // Nothing failed: no header, no `_errors`, nothing counted.
+    orders.on("/orders").json(json!([1]));
+    for url in ["/api/rust/7", "/api/decl/7"] {
+        let res = bff.get(url).await;
+        assert_eq!(res.status(), 200, "{url}");
+        assert!(res.headers().get("x-bff-partial").is_none(), "{url}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"user": {"name": "Ada"}, "orders": [1]}),
+            "{url}"
+        );
+    }
+    assert!(
+        !metrics(&bff)
+            .await
+            .contains(r#"route="/api/rust/{id}",backend="orders"} 1"#)
+    );
+
+    for (program, error) in [
+        (
+            Box::new(|s: &Stub| {
+                s.on("/orders").status(503);
+            }) as Box<dyn Fn(&Stub)>,
+            json!({"backend": "orders", "error": "upstream_status", "status": 503}),
+        ),
+        (
+            Box::new(|s: &Stub| {
+                s.on("/orders").reset();
+            }),
+            json!({"backend": "orders", "error": "reset"}),
+        ),
+    ] {
+        program(&orders);
+        let mut answers = Vec::new();
+        for url in ["/api/rust/7", "/api/decl/7"] {
+            let res = bff.get(url).await;
+            assert_eq!(res.status(), 200, "{url}");
+            assert_eq!(res.headers()["x-bff-partial"], "true", "{url}");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(
+                body,
+                json!({"user": {"name": "Ada"}, "orders": null, "_errors": [error]}),
+                "{url}"
+            );
+            answers.push(body);
+        }
+        assert_eq!(answers[0], answers[1]);
+    }
+    let text = metrics(&bff).await;
+    for route in ["/api/rust/{id}", "/api/decl/{id}"] {
+        let want = format!(r#"bff_partial_responses_total{{route="{route}",backend="orders"}} 2"#);
+        assert!(text.contains(&want), "missing {want} in:\n{text}");
+    }
 }

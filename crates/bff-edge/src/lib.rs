@@ -22,6 +22,6 @@ pub use self::{
     cors::{Cors, CorsDecision},
     error::{BffError, Result},
     layer::{Edge, EdgeLayer, EdgePolicy},
-    policy::{Gate, Policy, PolicyLayer, PolicyService, RoutePolicy},
+    policy::{Gate, PartialBackends, Policy, PolicyLayer, PolicyService, RoutePolicy},
     rate_limit::{LocalStore, RateLimitStore, RateLimitStores, RateLimiter},
 };

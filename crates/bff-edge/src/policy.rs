@@ -128,6 +128,12 @@ impl PolicyLayer {
 #[derive(Clone, Debug)]
 pub struct RouteTag(pub Arc<str>);
 
+/// The optional backends whose failure made a Rust route's response partial, in the response's
+/// extensions (`bff::Partial` puts them there): the route counts each in `bff_partial_responses_total`,
+/// as a declarative route counts its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartialBackends(pub Vec<&'static str>);
+
 impl<S> Layer<S> for PolicyLayer {
     type Service = PolicyService<S>;
     fn layer(&self, inner: S) -> Self::Service {
@@ -194,6 +200,11 @@ impl PolicyLayer {
             self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
         self.metrics.record(status, start.elapsed());
+        if let Some(partial) = res.extensions().get::<PartialBackends>() {
+            for backend in &partial.0 {
+                self.metrics.count_partial(backend);
+            }
+        }
         res.extensions_mut()
             .insert(RouteTag(self.metrics.template()));
         res

@@ -15,12 +15,15 @@ mod headers;
 mod health;
 mod hedge;
 mod mesh;
+mod path;
 mod request;
 mod resolve;
 mod retry;
 mod service;
 mod tls;
 
+#[doc(hidden)]
+pub use self::path::{__check_template, check_properties as check_path_properties};
 pub use self::{
     breaker::BreakerState,
     context::{CallContext, CallStats, DEADLINE_HEADER},
@@ -28,6 +31,7 @@ pub use self::{
     extract::MeshRejection,
     headers::{is_hop_by_hop, strip_hop_by_hop},
     mesh::{HealthChecks, Mesh, MeshBuildError},
+    path::{DownstreamPath, IntoPath, PathError, VALUE as PATH_VALUE, encode_value},
     request::{RequestBuilder, Response},
     resolve::{Resolve, Update},
     service::{EndpointSnapshot, Service, ServiceClient, ServiceSnapshot},

@@ -13,7 +13,8 @@ use std::{collections::HashMap, fmt, sync::Arc};
 /// # async fn f(mesh: bff_mesh::Mesh) -> Result<(), bff_mesh::MeshError> {
 /// #[derive(serde::Deserialize)]
 /// struct User { name: String }
-/// let user: User = mesh.service("users").get("/users/42").send_json().await?;
+/// # let id = "42";
+/// let user: User = mesh.service("users").get(bff_mesh::path!("/users/{}", id)).send_json().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

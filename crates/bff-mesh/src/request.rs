@@ -29,7 +29,7 @@ use tokio::time::Instant;
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
 
-/// A downstream call being built: `mesh.service("users").get("/users/1").query(&q).send_json::<T>()`.
+/// A downstream call being built: `mesh.service("users").get(path!("/users/{}", id)).query(&q).send_json::<T>()`.
 #[must_use = "a request does nothing until it is sent"]
 pub struct RequestBuilder {
     client: ServiceClient,
@@ -59,7 +59,16 @@ impl Response {
 }
 
 impl RequestBuilder {
-    pub(crate) fn new(client: ServiceClient, method: Method, path: String) -> Self {
+    /// A call to `path`, or one that fails when sent because its path could not be built.
+    pub(crate) fn new(
+        client: ServiceClient,
+        method: Method,
+        path: Result<String, crate::PathError>,
+    ) -> Self {
+        let (path, error) = match path {
+            Ok(p) => (p, None),
+            Err(e) => (String::new(), Some(format!("path: {e}"))),
+        };
         Self {
             client,
             method,
@@ -68,7 +77,7 @@ impl RequestBuilder {
             body: None,
             timeout: None,
             hash_key: None,
-            error: None,
+            error,
         }
     }
 

@@ -1,6 +1,6 @@
 use crate::tls::TlsFiles;
 use crate::{
-    CallContext, RequestBuilder,
+    CallContext, IntoPath, RequestBuilder,
     balancer::Balancer,
     breaker::{BreakerState, CircuitBreaker},
     discover::Discovery,
@@ -356,23 +356,34 @@ pub struct ServiceClient {
 }
 
 impl ServiceClient {
+    /// A call with any method, its path sent exactly as given (already percent-encoded): the aggregation
+    /// engine's entry, which encodes its own templates. Handlers use [`get`](Self::get), [`post`](Self::post),
+    /// [`put`](Self::put), [`patch`](Self::patch), [`delete`](Self::delete) or [`method`](Self::method), with
+    /// a constant path or [`path!`](crate::path!).
     pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder {
-        RequestBuilder::new(self.clone(), method, path.into())
+        RequestBuilder::new(self.clone(), method, Ok(path.into()))
     }
-    pub fn get(&self, path: impl Into<String>) -> RequestBuilder {
-        self.request(Method::GET, path)
+    /// A call with any method (`HEAD`, `OPTIONS`, ...) to a constant path or one built with
+    /// [`path!`](crate::path!).
+    pub fn method(&self, method: Method, path: impl IntoPath) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, path.into_path().into_result())
     }
-    pub fn post(&self, path: impl Into<String>) -> RequestBuilder {
-        self.request(Method::POST, path)
+    /// `GET` a constant path (`"/orders"`) or one built with [`path!`](crate::path!)
+    /// (`path!("/users/{}", id)`), where each value is percent-encoded as one segment.
+    pub fn get(&self, path: impl IntoPath) -> RequestBuilder {
+        self.method(Method::GET, path)
     }
-    pub fn put(&self, path: impl Into<String>) -> RequestBuilder {
-        self.request(Method::PUT, path)
+    pub fn post(&self, path: impl IntoPath) -> RequestBuilder {
+        self.method(Method::POST, path)
     }
-    pub fn patch(&self, path: impl Into<String>) -> RequestBuilder {
-        self.request(Method::PATCH, path)
+    pub fn put(&self, path: impl IntoPath) -> RequestBuilder {
+        self.method(Method::PUT, path)
     }
-    pub fn delete(&self, path: impl Into<String>) -> RequestBuilder {
-        self.request(Method::DELETE, path)
+    pub fn patch(&self, path: impl IntoPath) -> RequestBuilder {
+        self.method(Method::PATCH, path)
+    }
+    pub fn delete(&self, path: impl IntoPath) -> RequestBuilder {
+        self.method(Method::DELETE, path)
     }
 
     /// Whether the service has a `ring_hash` key taken from the route parameter `name`.

@@ -100,6 +100,20 @@ impl RouteMetrics {
         };
         p.entry(backend.to_string()).or_default().clone()
     }
+
+    /// Counts a partial response caused by `backend`, registering it on its first failure: a Rust route's
+    /// optional backends are known only when one fails. `backend` is a name from the code, never client
+    /// input (it is a label).
+    pub fn count_partial(&self, backend: &str) {
+        if let Ok(p) = self.partial.read()
+            && let Some(c) = p.get(backend)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.partial_counter(backend)
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Outcomes of downstream attempts, as `bff_upstream_requests_total{outcome}` names them.

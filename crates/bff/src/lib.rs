@@ -5,14 +5,17 @@
 //! ```no_run
 //! use bff::prelude::*;
 //!
-//! async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>> {
+//! async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
 //!     let users = mesh.service("users");
 //!     let orders = mesh.service("orders");
 //!     let (user, orders) = tokio::join!(
-//!         users.get(format!("/users/{id}")).send_json::<Value>(),
+//!         // `path!` percent-encodes each value as one segment: an id of `1?admin=true` stays an id.
+//!         users.get(path!("/users/{}", id)).send_json::<Value>(),
 //!         orders.get("/orders").query(&[("userId", &id)]).send_json::<Value>(),
 //!     );
-//!     Ok(Json(json!({ "user": user?, "orders": orders.ok() })))
+//!     let mut partial = Partial::new(); // optional parts: `null`, `_errors`, `x-bff-partial: true`
+//!     let orders = partial.optional("orders", orders);
+//!     Ok(partial.json(json!({ "user": user?, "orders": orders })))
 //! }
 //!
 //! #[tokio::main]
@@ -27,10 +30,12 @@ mod admin;
 mod app;
 mod conn;
 mod drain;
+mod partial;
 mod server;
 
 pub use self::{
     app::{App, StartError, config_path_from_args},
+    partial::Partial,
     server::{Server, ShutdownHandle},
 };
 pub use axum;
@@ -39,15 +44,18 @@ pub use bff_config as config;
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
 pub use bff_mesh as mesh;
-pub use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
+pub use bff_mesh::{CallContext, DownstreamPath, ErrorKind, Mesh, MeshError, path};
 pub use bff_telemetry as telemetry;
 
 /// What handlers usually need.
 pub mod prelude {
-    pub use crate::{App, AuthKind, BffError, Claims, Mesh, MeshError, Policy, Result};
+    pub use crate::{
+        App, AuthKind, BffError, Claims, Mesh, MeshError, Partial, Policy, Result, path,
+    };
     pub use axum::{
         Json, Router,
         extract::{Path, Query, State},
+        response::{IntoResponse, Response},
         routing::{delete, get, patch, post, put},
     };
     pub use serde::{Deserialize, Serialize};

@@ -12,14 +12,6 @@ use bff::{
     axum::response::{IntoResponse, Response},
     prelude::*,
 };
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
-/// Everything but RFC 3986 unreserved characters is encoded, as declarative routes do with placeholders.
-const VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// `GET /api/home/{id}`: `{user, orders, recommendations}`; orders and recommendations are optional.
 async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
@@ -29,19 +21,16 @@ async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
     // orders may still be on their way (as the declarative route's dependency graph does).
     let user_then_recommendations = async {
         let mut user = users
-            .get(format!("/users/{}", utf8_percent_encode(&id, VALUE)))
+            .get(path!("/users/{}", id))
             .send_json::<Value>()
             .await?;
         let user = user.get_mut("profile").map_or(Value::Null, Value::take);
         let recommendations = match user["favoriteCategory"].as_str() {
-            Some(category) => {
-                let path = format!("/recommendations/{}", utf8_percent_encode(category, VALUE));
-                catalog
-                    .get(path)
-                    .send_json::<Value>()
-                    .await
-                    .map_err(|e| e.kind().code())
-            }
+            Some(category) => catalog
+                .get(path!("/recommendations/{}", category))
+                .send_json::<Value>()
+                .await
+                .map_err(|e| e.kind().code()),
             None => Err("unresolved_placeholder"),
         };
         Ok::<_, MeshError>((user, recommendations))

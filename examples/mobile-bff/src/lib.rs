@@ -7,14 +7,7 @@
 //! Run with: `cargo run -p mobile-bff -- --config examples/mobile-bff/bff.toml` (set `USERS_ADDR`,
 //! `ORDERS_ADDR` and `CATALOG_ADDR`, e.g. to the demo services that `bff demo` prints).
 
-use bff::{
-    axum::{
-        http::HeaderValue,
-        response::{IntoResponse, Response},
-    },
-    prelude::*,
-};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use bff::prelude::*;
 use std::time::Duration;
 
 /// How many picks the feed shows: one row of a phone screen.
@@ -64,20 +57,16 @@ struct OrdersSummary {
 /// category. The profile is required; orders and picks are optional (`null`, an `_errors` entry and
 /// `x-bff-partial: true` when they fail). Picks wait for the profile while orders run alongside.
 pub async fn feed(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        // Checked before it goes into a downstream path: axum decodes `%3F`, which would add a query.
-        return Err(BffError::bad_request("invalid user id"));
-    }
     let (users, orders, catalog) = (
         mesh.service("users"),
         mesh.service("orders"),
         mesh.service("catalog"),
     );
     let profile_then_picks = async {
-        let user: User = users.get(format!("/users/{id}")).send_json().await?;
-        let category = utf8_percent_encode(&user.profile.favorite_category, NON_ALPHANUMERIC);
+        // `path!` encodes each value as one segment: an id or a category can never add a query or a segment.
+        let user: User = users.get(path!("/users/{}", id)).send_json().await?;
         let picks = catalog
-            .get(format!("/recommendations/{category}"))
+            .get(path!("/recommendations/{}", user.profile.favorite_category))
             .send_json::<Recommendations>()
             .await
             .map(|r| {
@@ -103,36 +92,15 @@ pub async fn feed(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
     let (head, summary) = tokio::join!(profile_then_picks, summary);
     let (profile, picks) = head?;
 
-    let mut errors = Vec::new();
-    let mut feed = json!({
+    let mut partial = Partial::new();
+    let summary = partial.optional("orders", summary);
+    let picks = partial.optional("picks", picks);
+    Ok(partial.json(json!({
         "name": profile.name,
         "avatar": profile.avatar.small,
-        "orders": optional("orders", summary, &mut errors),
-        "picks": optional("picks", picks, &mut errors),
-    });
-    if errors.is_empty() {
-        return Ok(Json(feed).into_response());
-    }
-    feed["_errors"] = Value::Array(errors);
-    let mut res = Json(feed).into_response();
-    res.headers_mut()
-        .insert("x-bff-partial", HeaderValue::from_static("true"));
-    Ok(res)
-}
-
-/// An optional part of the feed: its value, or `null` and an entry in `errors`.
-fn optional<T: Serialize>(
-    name: &str,
-    result: Result<T, MeshError>,
-    errors: &mut Vec<Value>,
-) -> Value {
-    match result {
-        Ok(value) => json!(value),
-        Err(e) => {
-            errors.push(json!({ "backend": name, "error": e.kind().code() }));
-            Value::Null
-        }
-    }
+        "orders": summary,
+        "picks": picks,
+    })))
 }
 
 /// The BFF: the feed on an app built from `config` (whose `[[routes]]` join it). Like the declared

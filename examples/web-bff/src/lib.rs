@@ -25,27 +25,22 @@ struct Order {
 }
 
 /// `GET /api/account/{id}`: profile and orders fetched concurrently through the embedded mesh.
-pub async fn account(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Json<Value>> {
+pub async fn account(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
     let users = mesh.service("users");
     let orders = mesh.service("orders");
     let (user, orders) = tokio::join!(
-        users.get(format!("/users/{id}")).send_json::<User>(),
+        // `path!` encodes the id as one segment: `1%3Fadmin=true` calls `/users/1%3Fadmin%3Dtrue`.
+        users.get(path!("/users/{}", id)).send_json::<User>(),
         orders
             .get("/orders")
             .query(&[("userId", &id)])
             .send_json::<Vec<Order>>(),
     );
     let user = user?; // required: its failure is the response (502/503/504 as JSON)
-    let mut page = json!({ "name": user.profile.name, "email": user.profile.email });
-    match orders {
-        Ok(orders) => page["orders"] = json!(orders),
-        Err(e) => {
-            // optional: degrade, and say so the way declarative routes do
-            page["orders"] = Value::Null;
-            page["_errors"] = json!([{ "backend": "orders", "error": e.kind().code() }]);
-        }
-    }
-    Ok(Json(page))
+    let mut partial = Partial::new(); // optional: `null`, `_errors`, `x-bff-partial`, as declared routes do
+    let orders = partial.optional("orders", orders);
+    Ok(partial
+        .json(json!({ "name": user.profile.name, "email": user.profile.email, "orders": orders })))
 }
 
 /// The BFF: routes of this crate on an app built from `config`.

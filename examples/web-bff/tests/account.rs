@@ -49,9 +49,28 @@ async fn orders_failing_degrades_the_page() {
         .json(json!({"profile": {"name": "Grace", "email": "g@example.com"}}));
     orders.on("/orders").reset();
     let bff = start(&users, &orders).await;
-    let body: Value = bff.get("/api/account/5").await.json().await.unwrap();
+    let res = bff.get("/api/account/5").await;
+    assert_eq!(res.headers()["x-bff-partial"], "true");
+    let body: Value = res.json().await.unwrap();
     assert_eq!(body["orders"], Value::Null);
-    assert_eq!(body["_errors"][0]["error"], "reset");
+    assert_eq!(
+        body["_errors"],
+        json!([{"backend": "orders", "error": "reset"}])
+    );
+}
+
+#[tokio::test]
+async fn the_id_is_one_segment_of_the_downstream_path() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    users
+        .on("/users/1%3Fadmin%3Dtrue")
+        .json(json!({"profile": {"name": "Grace", "email": "g@example.com"}}));
+    orders.on("/orders").json(json!([]));
+    let bff = start(&users, &orders).await;
+    let res = bff.get("/api/account/1%3Fadmin=true").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(users.requests()[0].uri, "/users/1%3Fadmin%3Dtrue");
 }
 
 #[tokio::test]
