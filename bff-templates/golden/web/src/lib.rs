@@ -5,14 +5,7 @@
 //!
 //! `app` is the whole BFF: `main.rs` serves it, the tests and `examples/dev.rs` start it against stubs.
 
-use bff::{
-    axum::{
-        http::HeaderValue,
-        response::{IntoResponse, Response},
-    },
-    prelude::*,
-};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use bff::prelude::*;
 
 #[derive(Deserialize)]
 struct User {
@@ -59,13 +52,10 @@ pub async fn home(mesh: Mesh, claims: Claims) -> bff::Result<Response> {
         mesh.service("catalog"),
     );
     let profile_then_picks = async {
-        let user: User = users
-            .get(format!("/users/{}", segment(user_id)))
-            .send_json()
-            .await?;
-        let category = segment(&user.profile.favorite_category).to_string();
+        // `path!` percent-encodes each value as one segment: no value can add a segment or a query.
+        let user: User = users.get(path!("/users/{}", user_id)).send_json().await?;
         let picks = catalog
-            .get(format!("/recommendations/{category}"))
+            .get(path!("/recommendations/{}", user.profile.favorite_category))
             .send_json::<Recommendations>()
             .await;
         Ok::<_, MeshError>((user.profile, picks))
@@ -77,41 +67,14 @@ pub async fn home(mesh: Mesh, claims: Claims) -> bff::Result<Response> {
     let (head, recent_orders) = tokio::join!(profile_then_picks, recent_orders);
     let (profile, picks) = head?; // required: its failure is the response (502/503/504 as JSON)
 
-    let mut errors = Vec::new();
-    let mut page = json!({
+    let mut partial = Partial::new(); // optional parts: `null`, an `_errors` entry, `x-bff-partial`
+    let orders = partial.optional("orders", recent_orders);
+    let picks = partial.optional("recommendations", picks.map(|r| r.items));
+    Ok(partial.json(json!({
         "user": { "name": profile.name, "avatar": profile.avatar.large },
-        "orders": optional("orders", recent_orders, &mut errors),
-        "recommendations": optional("recommendations", picks.map(|r| r.items), &mut errors),
-    });
-    if errors.is_empty() {
-        return Ok(Json(page).into_response());
-    }
-    page["_errors"] = Value::Array(errors);
-    let mut res = Json(page).into_response();
-    res.headers_mut()
-        .insert("x-bff-partial", HeaderValue::from_static("true"));
-    Ok(res)
-}
-
-/// An optional part of a page: its value, or `null` and an entry in `errors`.
-fn optional<T: Serialize>(
-    name: &str,
-    result: Result<T, MeshError>,
-    errors: &mut Vec<Value>,
-) -> Value {
-    match result {
-        Ok(value) => json!(value),
-        Err(e) => {
-            errors.push(json!({ "backend": name, "error": e.kind().code() }));
-            Value::Null
-        }
-    }
-}
-
-/// A value as one path segment of a downstream call: percent-encoded, so that a `/` or `?` in it can
-/// never add a segment or a query.
-fn segment(value: &str) -> impl std::fmt::Display + '_ {
-    utf8_percent_encode(value, NON_ALPHANUMERIC)
+        "orders": orders,
+        "recommendations": picks,
+    })))
 }
 
 /// The BFF: the routes of this crate on an app built from `config` (whose `[[routes]]` join them).

@@ -166,7 +166,7 @@ async fn optional_parts_that_fail_leave_a_partial_page() {
         page["_errors"],
         json!([
             {"backend": "orders", "error": "reset"},
-            {"backend": "recommendations", "error": "upstream_status"}
+            {"backend": "recommendations", "error": "upstream_status", "status": 503}
         ])
     );
 }
