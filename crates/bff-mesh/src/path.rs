@@ -453,6 +453,22 @@ mod tests {
     }
 
     #[test]
+    fn properties_hold_on_random_templates_and_values() {
+        // A small alphabet where the interesting characters are frequent; NUL separates the values.
+        const PIECES: [&str; 14] = [
+            "{}", "/", ".", "..", "a", "%", "?", "#", "{", "}", "é", " ", "\0", "~",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let mut input = String::new();
+            for _ in 0..rng.usize(0..12) {
+                input.push_str(PIECES[rng.usize(..PIECES.len())]);
+            }
+            check_properties(input.as_bytes());
+        }
+    }
+
+    #[test]
     fn properties_hold_on_tricky_inputs() {
         for input in [
             "/users/{}\0..",
