@@ -51,12 +51,18 @@ enum Command {
         /// Config file (.toml, .yaml/.yml or .json); default $BFF_CONFIG, then ./bff.toml.
         #[arg(long, env = "BFF_CONFIG", default_value = "bff.toml")]
         config: PathBuf,
+        /// KEY=VALUE lines read on top of the environment (for `${VAR}` and `BFF__...` overrides).
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
     /// Validate a config: exit 0, or print every error with file, line and key and exit 1.
     Check {
         /// Config file (.toml, .yaml/.yml or .json); default $BFF_CONFIG, then ./bff.toml.
         #[arg(long, env = "BFF_CONFIG", default_value = "bff.toml")]
         config: PathBuf,
+        /// KEY=VALUE lines read on top of the environment (for `${VAR}` and `BFF__...` overrides).
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
     /// Start demo services, a web BFF and a mobile BFF on loopback, and print curl commands to try.
     Demo {
@@ -76,9 +82,13 @@ enum Command {
 }
 
 /// Loads, validates and builds: the one path `check` and `run` share, so they report the same errors.
-fn load(path: &PathBuf) -> Result<App, bff::StartError> {
+fn load(path: &PathBuf, env_file: Option<&PathBuf>) -> Result<App, bff::StartError> {
     let source = Source::file(path)?;
-    let config = Loader::new().load(&source)?;
+    let mut loader = Loader::new();
+    if let Some(file) = env_file {
+        loader = loader.with_env(bff::config::env_with_file(file)?);
+    }
+    let config = loader.load(&source)?;
     let app = App::new(config)?;
     Ok(app)
 }
@@ -98,26 +108,28 @@ fn main() -> ExitCode {
             path,
             framework_path,
         }),
-        Command::Check { config } => match load(&config).and_then(|app| {
-            let summary = format!(
-                "{}: ok ({} services, {} routes)",
-                config.display(),
-                app.config().services.len(),
-                app.config().routes.len()
-            );
-            app.into_router().map(|_| summary)
-        }) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
+        Command::Check { config, env_file } => {
+            match load(&config, env_file.as_ref()).and_then(|app| {
+                let summary = format!(
+                    "{}: ok ({} services, {} routes)",
+                    config.display(),
+                    app.config().services.len(),
+                    app.config().routes.len()
+                );
+                app.into_router().map(|_| summary)
+            }) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Run { config } => {
-            let app = match load(&config) {
+        }
+        Command::Run { config, env_file } => {
+            let app = match load(&config, env_file.as_ref()) {
                 Ok(app) => app,
                 Err(e) => {
                     eprint!("{e}");

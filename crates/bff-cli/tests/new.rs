@@ -162,6 +162,48 @@ fn every_template_renders_its_golden_copy() {
     }
 }
 
+/// A fresh project checks clean with no environment at all (its `${X_ADDR:-...}` have defaults), and
+/// `--env-file` is read on top of the environment: a bad value there is reported with its key.
+#[test]
+fn a_fresh_project_checks_clean_with_no_environment() {
+    let scratch = Scratch::new("check");
+    for template in TEMPLATES {
+        let name = format!("fresh-{template}");
+        new_project(&name, template, &scratch.0);
+        let project = scratch.0.join(&name);
+        let check = |extra: &[&str]| {
+            let mut c = bff();
+            c.arg("check").args(extra).current_dir(&project);
+            for var in ["USERS_ADDR", "ORDERS_ADDR", "CATALOG_ADDR", "BFF_CONFIG"] {
+                c.env_remove(var);
+            }
+            c.output().unwrap()
+        };
+        let out = check(&["--config", "bff.toml"]);
+        assert!(
+            out.status.success(),
+            "bff check in a fresh {template} project: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        fs::write(project.join(".env"), "# mine\nUSERS_ADDR=nohost\n").unwrap();
+        let out = check(&["--config", "bff.toml", "--env-file", ".env"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("services.users.endpoints[0]"),
+            "{template}: {stderr}"
+        );
+        fs::write(
+            project.join(".env"),
+            "USERS_ADDR=127.0.0.1:7001\nnot a line\n",
+        )
+        .unwrap();
+        let out = check(&["--env-file", ".env"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(".env:2: not a KEY=VALUE line"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_project_inside_another_git_repository_is_created_with_a_warning() {
     let scratch = Scratch::new("in-repo");

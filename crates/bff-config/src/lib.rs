@@ -3,6 +3,7 @@
 //! error with its file, line and key path.
 #![forbid(unsafe_code)]
 
+mod env_file;
 mod features;
 mod load;
 mod locate;
@@ -12,6 +13,7 @@ mod validate;
 mod values;
 
 pub use self::{
+    env_file::env_with_file,
     features::Feature,
     load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
     schema::*,

@@ -311,7 +311,8 @@ impl Loader {
         }
     }
 
-    /// Replaces `${NAME}` in every string with the variable's value; `$${` is a literal `${`.
+    /// Replaces `${NAME}` in every string with the variable's value, `${NAME:-default}` with the default
+    /// when it is unset or empty; `$${` is a literal `${`.
     fn expand_vars(&self, value: &mut Value, path: &mut Vec<String>, report: &mut Report<'_>) {
         match value {
             Value::String(s) if s.contains("${") => {
@@ -329,12 +330,20 @@ impl Loader {
                         report.push(&join(path), format!("unclosed ${{ in {s:?}"));
                         return;
                     };
-                    let name = &rest[i + 2..i + end];
-                    match self.env_var(name) {
-                        Some(v) => out.push_str(&v),
-                        None => report.push(
+                    // `${NAME:-default}`: the default when NAME is unset or empty (as in POSIX shells).
+                    let (name, default) = match rest[i + 2..i + end].split_once(":-") {
+                        Some((name, default)) => (name, Some(default)),
+                        None => (&rest[i + 2..i + end], None),
+                    };
+                    match (self.env_var(name), default) {
+                        (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                        (Some(v), _) => out.push_str(&v),
+                        (None, Some(d)) => out.push_str(d),
+                        (None, None) => report.push(
                             &join(path),
-                            format!("environment variable {name} is not set"),
+                            format!(
+                                "environment variable {name} is not set (give a default with ${{{name}:-VALUE}})"
+                            ),
                         ),
                     }
                     rest = &rest[i + end + 1..];

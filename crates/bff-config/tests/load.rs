@@ -189,6 +189,29 @@ fn env_vars_are_expanded_in_strings() {
 }
 
 #[test]
+fn a_variable_with_a_default_falls_back_when_unset_or_empty() {
+    let text = GOOD.replace("\"web-bff\"", "\"${APP:-web}-bff\"");
+    let name = |vars: &[(&str, &str)]| {
+        Loader::new()
+            .with_env(env(vars))
+            .load_str(&text, Format::Toml)
+            .unwrap()
+            .bff
+            .name
+    };
+    assert_eq!(name(&[]), "web-bff");
+    assert_eq!(name(&[("APP", "")]), "web-bff");
+    assert_eq!(name(&[("APP", "shop")]), "shop-bff");
+    // A default may be empty, and may hold what a value may (here a port's colon).
+    let text = GOOD.replace("\"127.0.0.1:9001\"", "\"${USERS_ADDR:-127.0.0.1:9101}\"");
+    let c = Loader::new()
+        .with_env(env(&[]))
+        .load_str(&text, Format::Toml)
+        .unwrap();
+    assert_eq!(c.services["users"].endpoints[0], "127.0.0.1:9101");
+}
+
+#[test]
 fn yaml_and_json_load_and_locate() {
     let yaml = "bff:\n  name: y\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nservices:\n  users:\n    endpoints: [\"127.0.0.1:1\"]\n    timeout: nope\n";
     let errs = errors(yaml, Format::Yaml);

@@ -211,7 +211,11 @@ fn env_vars(text: &str) -> Vec<(String, ())> {
             let Some(end) = rest[i..].find('}') else {
                 break;
             };
-            vars.push((rest[i + 2..i + end].to_string(), ()));
+            // A variable with a default (`${VAR:-default}`) need not be set.
+            let var = &rest[i + 2..i + end];
+            if !var.contains(":-") {
+                vars.push((var.to_string(), ()));
+            }
             rest = &rest[i + end + 1..];
         }
     }
