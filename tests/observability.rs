@@ -314,3 +314,90 @@ async fn spans_are_dropped_and_counted_when_the_collector_is_down() {
         "6 spans (3 requests, 3 attempts) counted as dropped"
     );
 }
+
+/// `/readyz` means something: a required service with a health check is not ready until one of its
+/// endpoints has passed a probe (or answered a call), so nothing listening is never "ready"; the admin
+/// API says an endpoint nobody has reached yet is unknown (`reached: false`), not healthy.
+#[tokio::test]
+async fn readiness_waits_for_a_service_that_answered_and_unreached_endpoints_are_unknown() {
+    // A port with nothing listening: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let users = Stub::start().await;
+    users.on("/healthz").json(json!({"ok": true}));
+    let catalog = Stub::start().await;
+    let config = |users_addr: &str| {
+        format!(
+            r#"
+[telemetry]
+access_log = false
+[services.users]
+endpoints = ["{users_addr}"]
+[services.users.health_check]
+path = "/healthz"
+interval = "100ms"
+timeout = "100ms"
+unhealthy_threshold = 100
+[services.catalog]
+endpoints = ["{}"]
+[[routes]]
+path = "/items"
+[[routes.backends]]
+name = "items"
+service = "catalog"
+path = "/items"
+required = false
+"#,
+            catalog.endpoint()
+        )
+    };
+    let client = reqwest::Client::new();
+    let services = |bff: &TestBff| {
+        let url = bff.admin_url("/admin/services");
+        let client = client.clone();
+        async move {
+            let v: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    let endpoint = |v: &Value, service: &str| -> Value {
+        let s = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == service)
+            .unwrap();
+        s["endpoints"][0].clone()
+    };
+
+    // Nothing listens at the users endpoint: its probes fail (never enough to call it unhealthy here),
+    // so it is "healthy" by count but was never reached, and the BFF is not ready (before readiness
+    // looked at reachability, it was ready at once).
+    let down = TestBff::start(&config(&closed.to_string())).await;
+    let e = endpoint(&services(&down).await, "users");
+    assert_eq!(
+        (&e["healthy"], &e["reached"]),
+        (&json!(true), &json!(false)),
+        "{e}"
+    );
+    let ready = down.admin_url("/readyz");
+    assert_eq!(client.get(&ready).send().await.unwrap().status(), 503);
+
+    // A users endpoint that answers its probe: ready once the first probe passed, and reached.
+    let up = TestBff::start(&config(&users.endpoint())).await;
+    let ready = up.admin_url("/readyz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.get(&ready).send().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(endpoint(&services(&up).await, "users")["reached"], true);
+    // The catalog has no health check: available is enough for readiness, but it is unknown until a
+    // call succeeds.
+    assert_eq!(endpoint(&services(&up).await, "catalog")["reached"], false);
+    catalog.on("/items").json(json!([1]));
+    assert_eq!(up.get("/items").await.status(), 200);
+    assert_eq!(endpoint(&services(&up).await, "catalog")["reached"], true);
+}

@@ -68,6 +68,9 @@ pub(crate) struct Endpoint {
     pub(crate) outlier: Mutex<Outlier>,
     /// Set on the first ejection, so that endpoints never ejected are checked without a lock.
     ever_ejected: AtomicBool,
+    /// Set by the first passing health probe or call: until then nobody knows whether anything listens
+    /// there (readiness and the admin page say so).
+    reached: AtomicBool,
 }
 
 impl Endpoint {
@@ -83,6 +86,7 @@ impl Endpoint {
             probes: std::sync::atomic::AtomicI32::new(0),
             outlier: Mutex::new(Outlier::default()),
             ever_ejected: AtomicBool::new(false),
+            reached: AtomicBool::new(false),
         }
     }
 
@@ -107,6 +111,9 @@ impl Endpoint {
                 .min(0)
                 - 1
         };
+        if ok {
+            self.mark_reached();
+        }
         let healthy = self.healthy.load(Ordering::Relaxed);
         if healthy && -run >= cfg.unhealthy_threshold.max(1) as i32 {
             tracing::warn!(%service, endpoint = %self.addr, "endpoint unhealthy");
@@ -115,6 +122,19 @@ impl Endpoint {
             tracing::info!(%service, endpoint = %self.addr, "endpoint healthy again");
             self.healthy.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// A probe passed or a call succeeded. One relaxed load on the call path once it is set.
+    #[inline]
+    pub(crate) fn mark_reached(&self) {
+        if !self.reached.load(Ordering::Relaxed) {
+            self.reached.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a probe ever passed or a call ever succeeded here.
+    pub(crate) fn was_reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_ejected(&self, now: Instant) -> bool {

@@ -183,11 +183,12 @@ impl Mesh {
         )
     }
 
-    /// Ready when every required service has an available endpoint (healthy, not ejected).
+    /// Ready when every required service is ready ([`Service::is_ready`]: an available endpoint, one that
+    /// has answered when the service has a health check).
     pub fn is_ready(&self) -> bool {
         self.services
             .values()
-            .all(|s| !s.is_required() || s.is_available())
+            .all(|s| !s.is_required() || s.is_ready())
     }
 
     /// Every service's state, sorted by name (for `/admin/services`).

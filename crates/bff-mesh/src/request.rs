@@ -605,8 +605,11 @@ impl Call<'_> {
         svc.metrics.record(outcome_index(outcome), Some(latency));
         if failed {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
-        } else if let Some(h) = &svc.hedge {
-            h.observe(latency);
+        } else {
+            endpoint.mark_reached();
+            if let Some(h) = &svc.hedge {
+                h.observe(latency);
+            }
         }
         if let Some(o) = &svc.outlier {
             o.record(&self.set.list, i, failed, done);

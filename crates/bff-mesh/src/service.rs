@@ -170,6 +170,19 @@ impl Service {
         Ok(())
     }
 
+    /// Whether this service lets `/readyz` say ready: an endpoint may receive traffic and, when the
+    /// service has a health check, one of those has passed a probe or answered a call. Without a health
+    /// check nothing would ever probe a BFF that gets no traffic until it is ready, so an available
+    /// endpoint is enough there.
+    pub fn is_ready(&self) -> bool {
+        let now = Instant::now();
+        let reached_needed = self.health.is_some();
+        self.endpoints()
+            .list
+            .iter()
+            .any(|e| e.is_available(now) && (!reached_needed || e.was_reached()))
+    }
+
     /// Whether `/readyz` waits for this service.
     pub fn is_required(&self) -> bool {
         self.required
@@ -269,6 +282,7 @@ impl Service {
                     EndpointSnapshot {
                         address: e.addr.to_string(),
                         healthy: e.healthy.load(Ordering::Relaxed),
+                        reached: e.was_reached(),
                         ejected_for_ms: ejected_until,
                         ewma_ms: (e.ewma_ms(now) * 1000.0).round() / 1000.0,
                         in_flight: e.in_flight.load(Ordering::Relaxed),
@@ -339,6 +353,9 @@ pub struct ServiceSnapshot {
 pub struct EndpointSnapshot {
     pub address: String,
     pub healthy: bool,
+    /// A health probe passed or a call succeeded at least once; `false`: nobody knows yet whether
+    /// anything listens there.
+    pub reached: bool,
     /// Milliseconds of ejection left, when ejected.
     pub ejected_for_ms: Option<u64>,
     /// Peak-EWMA latency estimate.
