@@ -335,3 +335,92 @@ async fn path_parameters_are_percent_encoded_downstream() {
     assert_eq!(w.users.hits("/users/a%20b%3F%23%26c"), 2);
     assert_eq!(w.users.requests().len(), 2);
 }
+
+/// A backend whose placeholder reads `favoriteCategory` from the user backend.
+const DEPENDENT: &str = r#"
+[[routes]]
+path = "/api/recs/{user_id}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{user_id}"
+[[routes.backends]]
+name = "recommendations"
+service = "catalog"
+path = "/recommendations/{user.favoriteCategory}/items?c={user.favoriteCategory}"
+depends_on = ["user"]
+required = false
+"#;
+
+#[tokio::test]
+async fn a_downstream_value_is_one_segment_never_a_dot_segment() {
+    let w = world(DEPENDENT).await;
+    w.catalog.on("/recommendations/%2E%2E/items").json(json!([]));
+    w.catalog.on("/recommendations/%2E/items").json(json!([]));
+    for (user, category, sent) in [
+        // A server or proxy that removes dot segments would read `/items` and `/recommendations/items`.
+        ("1", "..", "/recommendations/%2E%2E/items?c=.."),
+        ("2", ".", "/recommendations/%2E/items?c=."),
+        ("3", "../../admin?x=1#f", "/recommendations/..%2F..%2Fadmin%3Fx%3D1%23f/items?c=..%2F..%2Fadmin%3Fx%3D1%23f"),
+        ("4", "a&b=c", "/recommendations/a%26b%3Dc/items?c=a%26b%3Dc"),
+    ] {
+        w.users
+            .on(&format!("/users/{user}"))
+            .json(json!({"favoriteCategory": category}));
+        let res = w.bff.get(&format!("/api/recs/{user}")).await;
+        assert_eq!(res.status(), 200, "{category}");
+        let got = w.catalog.requests().last().unwrap().uri.clone();
+        assert_eq!(got, sent, "{category}");
+    }
+    // An empty value would make `/recommendations//items`: the backend fails, nothing is sent.
+    let before = w.catalog.requests().len();
+    w.users.on("/users/5").json(json!({"favoriteCategory": ""}));
+    let res = w.bff.get("/api/recs/5").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["_errors"][0]["error"], "unresolved_placeholder");
+    assert_eq!(w.catalog.requests().len(), before);
+}
+
+#[tokio::test]
+async fn headers_the_client_names_in_connection_are_not_forwarded() {
+    let w = world(
+        r#"
+[[routes]]
+path = "/api/t/{id}"
+forward_headers = ["x-tenant", "accept-language", "x-other"]
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{id}"
+"#,
+    )
+    .await;
+    let res = w
+        .bff
+        .client()
+        .get(w.bff.url("/api/t/7"))
+        .header("connection", "x-tenant, X-Other")
+        .header("x-tenant", "evil")
+        .header("x-other", "1")
+        .header("accept-language", "de")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let sent = &w.users.requests()[0].headers;
+    assert!(!sent.contains_key("x-tenant"), "{sent:?}");
+    assert!(!sent.contains_key("x-other"), "{sent:?}");
+    assert_eq!(sent["accept-language"], "de");
+    // Without `Connection`, the listed header goes through.
+    let res = w
+        .bff
+        .client()
+        .get(w.bff.url("/api/t/7"))
+        .header("x-tenant", "acme")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(w.users.requests()[1].headers["x-tenant"], "acme");
+}

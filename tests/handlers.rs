@@ -460,4 +460,40 @@ async fn partial_responses_of_rust_and_declarative_routes_are_the_same() {
         let want = format!(r#"bff_partial_responses_total{{route="{route}",backend="orders"}} 2"#);
         assert!(text.contains(&want), "missing {want} in:\n{text}");
     }
+
+/// A handler that passes every client header on, as a naive forwarding helper would.
+async fn pass_headers(mesh: Mesh, headers: http::HeaderMap) -> bff::Result<Json<Value>> {
+    let mut req = mesh.service("users").get("/users/9");
+    for (k, v) in &headers {
+        req = req.header(k.clone(), v.clone());
+    }
+    Ok(Json(req.send_json().await?))
+}
+
+#[tokio::test]
+async fn a_handler_cannot_pass_framing_host_or_connection_named_headers_downstream() {
+    let users = Stub::start().await;
+    let orders = Stub::start().await;
+    users.on("/users/9").json(json!({"id": 9}));
+    let bff =
+        TestBff::start_app(bare_app(&users, &orders).route("/api/pass", get(pass_headers))).await;
+    let res = bff
+        .client()
+        .get(bff.url("/api/pass"))
+        .header("host", "internal.example")
+        .header("connection", "x-tenant")
+        .header("x-tenant", "evil")
+        .header("expect", "100-continue")
+        .header("accept-language", "de")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let sent = &users.requests()[0].headers;
+    // The mesh's own Host (the endpoint), not the client's.
+    assert_eq!(sent["host"], users.endpoint(), "{sent:?}");
+    assert!(!sent.contains_key("x-tenant"), "{sent:?}");
+    assert!(!sent.contains_key("expect"), "{sent:?}");
+    assert!(!sent.contains_key("connection"), "{sent:?}");
+    assert_eq!(sent["accept-language"], "de");
 }

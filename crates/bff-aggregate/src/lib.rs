@@ -7,6 +7,6 @@ mod plan;
 mod select;
 
 pub use self::{
-    plan::{Plan, PlanError},
+    plan::{DownstreamPath, Plan, PlanError},
     select::Selector,
 };

@@ -78,6 +78,102 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// A backend's downstream path being built from its template: literals as they are, placeholder values
+/// percent-encoded ([`COMPONENT`]), so that a value is always exactly one segment (or one query value).
+///
+/// Encoding alone keeps `/`, `?`, `#` and `%` out, but `.` is unreserved: a value `..` (from a route
+/// parameter or a downstream's JSON) would make the segment `..`, which servers and proxies that remove
+/// dot segments resolve to the parent (`/recommendations/..` is `/`). A path segment that values made
+/// `.` or `..` is therefore written `%2E` / `%2E%2E` (one segment named `..`, RFC 3986 section 6.2.2.3
+/// does not apply to it), and a segment a value left empty refuses the call (`/users//orders` is another
+/// resource on servers that merge slashes).
+pub struct DownstreamPath {
+    out: String,
+    /// Where the current path segment starts in `out`.
+    segment: usize,
+    /// A value went into the current segment.
+    valued: bool,
+    /// Past the `?`: values are query values from here on.
+    query: bool,
+    /// A value made an empty segment.
+    refused: bool,
+}
+
+impl DownstreamPath {
+    #[must_use]
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            out: String::with_capacity(n),
+            segment: 0,
+            valued: false,
+            query: false,
+            refused: false,
+        }
+    }
+
+    /// Template text, copied as it is.
+    pub fn literal(&mut self, l: &str) {
+        if self.query {
+            self.out.push_str(l);
+            return;
+        }
+        let mut rest = l;
+        while let Some(at) = rest.find(['/', '?', '#']) {
+            self.out.push_str(&rest[..at]);
+            self.end_segment();
+            let delim = rest.as_bytes()[at];
+            self.out.push(delim as char);
+            self.segment = self.out.len();
+            rest = &rest[at + 1..];
+            if delim != b'/' {
+                self.query = true;
+                self.out.push_str(rest);
+                return;
+            }
+        }
+        self.out.push_str(rest);
+    }
+
+    /// A placeholder's value: percent-encoded, whatever it holds.
+    pub fn value(&mut self, v: &str) {
+        self.out.extend(utf8_percent_encode(v, COMPONENT));
+        self.valued = true;
+    }
+
+    /// The path, or `None` when a value left a path segment empty.
+    #[must_use]
+    pub fn finish(mut self) -> Option<String> {
+        if !self.query {
+            self.end_segment();
+        }
+        (!self.refused).then_some(self.out)
+    }
+
+    fn end_segment(&mut self) {
+        if std::mem::take(&mut self.valued) {
+            match &self.out[self.segment..] {
+                "" => self.refused = true,
+                "." => self.out.replace_range(self.segment.., "%2E"),
+                ".." => self.out.replace_range(self.segment.., "%2E%2E"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A placeholder without a usable value: the backend fails (a 502 when it is required).
+fn unresolved(b: &Backend) -> Failure {
+    Failure {
+        code: "unresolved_placeholder",
+        status: None,
+        error: BffError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_failed",
+            format!("backend {} has no value for its path", b.name),
+        ),
+    }
+}
+
 /// What a backend produced: a value (selected, or needed by a dependent), or the body itself when it
 /// passes through whole and untouched (validated, never parsed into a tree nor serialised again).
 #[derive(Debug)]
@@ -212,11 +308,7 @@ impl Plan {
             mesh
         } else {
             let mut ctx: CallContext = mesh.context().clone();
-            for name in &self.forward_headers {
-                for v in headers.get_all(name) {
-                    ctx.forward.append(name.clone(), v.clone());
-                }
-            }
+            bff_mesh::forward_client_headers(&self.forward_headers, headers, &mut ctx.forward);
             forwarding = mesh.with_context(Arc::new(ctx));
             &forwarding
         };
@@ -288,43 +380,32 @@ impl Plan {
         params: &[(String, String)],
         results: &[Option<Outcome>],
     ) -> Result<String, Failure> {
-        let mut out = String::with_capacity(64);
+        let mut out = DownstreamPath::with_capacity(64);
         for part in &b.path {
             match part {
-                Part::Literal(l) => out.push_str(l),
+                Part::Literal(l) => out.literal(l),
                 Part::Param(p) => {
                     let v = params
                         .iter()
                         .find(|(k, _)| k == p)
                         .map(|(_, v)| v.as_str())
                         .unwrap_or_default();
-                    out.extend(utf8_percent_encode(v, COMPONENT));
+                    out.value(v);
                 }
                 Part::Backend(i, sel) => {
                     let value = match &results[*i] {
                         Some(Ok(Selected::Value(v))) => sel.apply(v),
                         _ => Value::Null,
                     };
-                    let text = match value {
-                        Value::String(s) => s,
-                        v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
-                        _ => {
-                            return Err(Failure {
-                                code: "unresolved_placeholder",
-                                status: None,
-                                error: BffError::new(
-                                    StatusCode::BAD_GATEWAY,
-                                    "upstream_failed",
-                                    format!("backend {} has no value for its path", b.name),
-                                ),
-                            });
-                        }
-                    };
-                    out.extend(utf8_percent_encode(&text, COMPONENT));
+                    match value {
+                        Value::String(s) => out.value(&s),
+                        v @ (Value::Number(_) | Value::Bool(_)) => out.value(&v.to_string()),
+                        _ => return Err(unresolved(b)),
+                    }
                 }
             }
         }
-        Ok(out)
+        out.finish().ok_or_else(|| unresolved(b))
     }
 
     /// Writes the merged object straight into the response body, in config order.
@@ -483,7 +564,48 @@ fn trim_json(body: Bytes) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::Running;
+    use super::{DownstreamPath, Running};
+
+    fn path(parts: &[(&str, bool)]) -> Option<String> {
+        let mut p = DownstreamPath::with_capacity(16);
+        for (text, value) in parts {
+            if *value {
+                p.value(text);
+            } else {
+                p.literal(text);
+            }
+        }
+        p.finish()
+    }
+
+    #[test]
+    fn a_value_is_always_one_segment_and_never_a_dot_segment() {
+        for (parts, want) in [
+            (&[("/r/", false), ("..", true)][..], Some("/r/%2E%2E")),
+            (&[("/r/", false), (".", true), ("/x", false)], Some("/r/%2E/x")),
+            (&[("/r/", false), (".", true), (".", true)], Some("/r/%2E%2E")),
+            (&[("/r/.", false), (".", true)], Some("/r/%2E%2E")),
+            (&[("/r/", false), ("...", true)], Some("/r/...")),
+            (&[("/r/", false), ("a.b", true)], Some("/r/a.b")),
+            (
+                &[("/r/", false), ("../a/b?c#d%e f", true)],
+                Some("/r/..%2Fa%2Fb%3Fc%23d%25e%20f"),
+            ),
+            (&[("/r/", false), ("", true), ("/x", false)], None),
+            (&[("/r/", false), ("", true)], None),
+            // In the query, a value is a query value: `&`, `=`, `+` encoded; dots are harmless there.
+            (
+                &[("/r?u=", false), ("..&a=b+c", true)],
+                Some("/r?u=..%26a%3Db%2Bc"),
+            ),
+            (&[("/r?u=", false), ("", true)], Some("/r?u=")),
+            // The template's own text is the config author's.
+            (&[("/a/../b/", false), ("x", true)], Some("/a/../b/x")),
+        ] {
+            assert_eq!(path(parts).as_deref(), want, "{parts:?}");
+        }
+    }
+
     use std::{
         future::Future,
         pin::pin,

@@ -15,24 +15,52 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str().starts_with("proxy-")
 }
 
-/// Removes the hop-by-hop headers and every header that `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// Whether a header never reaches a downstream, whoever set it (a client through `forward_headers`, a
+/// handler through [`RequestBuilder::header`](crate::RequestBuilder::header)): the hop-by-hop ones and
+/// those that frame or address the request (`content-length`, `host`, `expect`). The mesh writes the
+/// request's framing and its `Host` itself; a client that chose them could smuggle a second request or
+/// pick the downstream virtual host.
+pub fn is_never_forwarded(name: &HeaderName) -> bool {
+    is_hop_by_hop(name) || matches!(*name, header::CONTENT_LENGTH | header::HOST | header::EXPECT)
+}
+
+/// The one decision of what may be forwarded: `name` may go downstream from a request whose headers are
+/// `headers` unless it is [never forwarded](is_never_forwarded) or that request's `Connection` names it
+/// (such a header was meant for the hop to the BFF only, RFC 9110 section 7.6.1).
+pub fn may_forward(name: &HeaderName, headers: &HeaderMap) -> bool {
+    !is_never_forwarded(name) && !named_by_connection(name, headers)
+}
+
+fn named_by_connection(name: &HeaderName, headers: &HeaderMap) -> bool {
+    headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|n| n.trim_ascii().eq_ignore_ascii_case(name.as_str().as_bytes()))
+}
+
+/// Copies the headers named in `names` (a route's `forward_headers`) from a client's request into
+/// `into`, every value of each, except those [`may_forward`] refuses.
+pub fn forward_client_headers(names: &[HeaderName], from: &HeaderMap, into: &mut HeaderMap) {
+    for name in names {
+        if !may_forward(name, from) {
+            continue;
+        }
+        for v in from.get_all(name) {
+            into.append(name.clone(), v.clone());
+        }
     }
-    let hop: Vec<HeaderName> = headers
+}
+
+/// Removes every header [`may_forward`] refuses: hop-by-hop and framing headers and every header that
+/// `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let refused: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_hop_by_hop(n))
+        .filter(|n| !may_forward(n, headers))
         .cloned()
         .collect();
-    for n in hop {
+    for n in refused {
         headers.remove(n);
     }
 }
@@ -43,19 +71,41 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
-    fn strips_hop_by_hop_and_connection_named() {
+    fn strips_hop_by_hop_framing_and_connection_named() {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, x-secret"),
         );
+        h.append(header::CONNECTION, HeaderValue::from_static(" X-Other "));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
         h.insert("proxy-foo", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::HOST, HeaderValue::from_static("evil"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         h.insert("accept-language", HeaderValue::from_static("de"));
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept-language"));
+    }
+
+    #[test]
+    fn forwards_only_listed_headers_the_client_did_not_mark_hop_by_hop() {
+        let mut from = HeaderMap::new();
+        from.insert(header::CONNECTION, HeaderValue::from_static("x-tenant"));
+        from.insert("x-tenant", HeaderValue::from_static("evil"));
+        from.insert(header::HOST, HeaderValue::from_static("internal"));
+        from.insert("accept-language", HeaderValue::from_static("de"));
+        from.append("accept-language", HeaderValue::from_static("fr"));
+        from.insert("x-unlisted", HeaderValue::from_static("1"));
+        let names = ["x-tenant", "host", "accept-language", "connection"]
+            .map(HeaderName::from_static);
+        let mut into = HeaderMap::new();
+        forward_client_headers(&names, &from, &mut into);
+        assert_eq!(into.len(), 2);
+        assert_eq!(into.get_all("accept-language").iter().count(), 2);
     }
 }

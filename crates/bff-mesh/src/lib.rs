@@ -29,7 +29,9 @@ pub use self::{
     context::{CallContext, CallStats, DEADLINE_HEADER},
     error::{ErrorKind, MeshError},
     extract::MeshRejection,
-    headers::{is_hop_by_hop, strip_hop_by_hop},
+    headers::{
+        forward_client_headers, is_hop_by_hop, is_never_forwarded, may_forward, strip_hop_by_hop,
+    },
     mesh::{HealthChecks, Mesh, MeshBuildError},
     path::{DownstreamPath, IntoPath, PathError, VALUE as PATH_VALUE, encode_value},
     request::{RequestBuilder, Response},

@@ -493,7 +493,8 @@ impl Call<'_> {
         let ctx = &*call.ctx;
         let mut h = HeaderMap::with_capacity(ctx.forward.len() + call.own.len() + 9);
         for (k, v) in &ctx.forward {
-            if !call.own.contains_key(k) {
+            // `forward` was filtered when it was filled; a context built by hand is held to it too.
+            if !call.own.contains_key(k) && !crate::headers::is_never_forwarded(k) {
                 h.append(k.clone(), v.clone());
             }
         }
