@@ -711,3 +711,54 @@ async fn jwks_url_over_https_is_verified_by_jwks_ca() {
         "no request after a failed handshake"
     );
 }
+
+/// The `x-forwarded-for` the service received for a request sent with `xff`.
+async fn forwarded_for_sent(edge_extra: &str, xff: &str) -> String {
+    let s = stub().await;
+    let bff = bff(&s, edge_extra).await;
+    let res = bff
+        .client()
+        .get(bff.url("/public/1"))
+        .header("x-forwarded-for", xff)
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    assert_eq!(res.status(), 200);
+    let sent = &s.requests()[0].headers;
+    assert_eq!(sent["x-forwarded-proto"], "http");
+    sent["x-forwarded-for"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn forwarded_for_carries_only_the_believed_chain() {
+    // Untrusted peer: only the peer, whatever the client claims.
+    assert_eq!(forwarded_for_sent("", "6.6.6.6").await, "127.0.0.1");
+    // Trusted peer (a proxy): the client it saw and the proxy; what the client put left of that is
+    // dropped.
+    assert_eq!(
+        forwarded_for_sent(
+            "trusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]",
+            "6.6.6.6, 198.51.100.7, 10.1.1.1"
+        )
+        .await,
+        "198.51.100.7, 10.1.1.1, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_trusted_proxy_matches_and_never_panics() {
+    for proxies in [
+        "[\"::ffff:127.0.0.1\"]",
+        "[\"::ffff:127.0.0.0/120\"]",
+    ] {
+        assert_eq!(
+            forwarded_for_sent(
+                &format!("trusted_proxies = {proxies}"),
+                "6.6.6.6, 198.51.100.7"
+            )
+            .await,
+            "198.51.100.7, 127.0.0.1",
+            "{proxies}"
+        );
+    }
+}

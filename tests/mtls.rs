@@ -149,6 +149,8 @@ path = "/users/{{id}}"
     let res = client.get(url.parse().unwrap()).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), http::Version::HTTP_2, "ALPN chose HTTP/2");
+    // The service learns that the client came over TLS.
+    assert_eq!(users.requests()[0].headers["x-forwarded-proto"], "https");
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["user"]["name"],

@@ -679,3 +679,43 @@ path = "/users/{id}"
     );
     assert!(!err.contains(short), "the secret is never printed: {err}");
 }
+
+#[test]
+fn check_accepts_ipv4_mapped_trusted_proxies_and_names_bad_prefixes() {
+    let good = good_config("127.0.0.1:9").replace(
+        "[services.users]",
+        "[edge]\ntrusted_proxies = [\"::ffff:10.0.0.1\", \"::ffff:10.0.0.0/104\"]\n\n[services.users]",
+    );
+    let path = write_config("mapped.toml", &good);
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = good_config("127.0.0.1:9").replace(
+        "[services.users]",
+        "[edge]\ntrusted_proxies = [\n  \"::ffff:10.0.0.0/80\",\n  \"10.0.0.0/33\",\n]\n\n[services.users]",
+    );
+    let path = write_config("mapped-bad.toml", &bad);
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for want in [
+        format!(
+            "{file}:9: edge.trusted_proxies[0]: \"::ffff:10.0.0.0/80\": an IPv4-mapped address needs a prefix length of 96-128"
+        ),
+        format!("{file}:10: edge.trusted_proxies[1]: \"10.0.0.0/33\": prefix length must be 0-32"),
+    ] {
+        assert!(err.contains(&want), "missing `{want}` in:\n{err}");
+    }
+}

@@ -195,7 +195,8 @@ pub(crate) fn validate(config: &Config) -> Errors {
             err(
                 "telemetry.otlp_endpoint".into(),
                 format!(
-                    "{ep:?} is not an http:// URL of an OTLP/HTTP collector (e.g. \"http://127.0.0.1:4318\")"
+                    "{:?} is not an http:// URL of an OTLP/HTTP collector (e.g. \"http://127.0.0.1:4318\")",
+                    crate::redact_url(ep)
                 ),
             );
         }
@@ -622,13 +623,15 @@ fn check_rate_limit(
 
 /// `redis://[[user]:password@]host[:port][/db]`, the form the Redis client accepts.
 fn check_redis_url(url: &str) -> Result<(), String> {
+    // Errors show the URL without its credentials.
+    let shown = crate::redact_url(url);
     if url.starts_with("rediss://") {
         return Err(format!(
-            "{url:?}: TLS to Redis (rediss://) is not supported in this build; use redis://"
+            "{shown:?}: TLS to Redis (rediss://) is not supported in this build; use redis://"
         ));
     }
     let rest = url.strip_prefix("redis://").ok_or_else(|| {
-        format!("{url:?} is not a redis:// URL (redis://[[user]:password@]host[:port][/db])")
+        format!("{shown:?} is not a redis:// URL (redis://[[user]:password@]host[:port][/db])")
     })?;
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
@@ -645,14 +648,14 @@ fn check_redis_url(url: &str) -> Result<(), String> {
     };
     if host.is_empty() || host.contains([' ', '?', '#', '[', ']']) {
         return Err(format!(
-            "{url:?} has no host (redis://[[user]:password@]host[:port][/db])"
+            "{shown:?} has no host (redis://[[user]:password@]host[:port][/db])"
         ));
     }
     if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Err(format!("{url:?}: the port must be 1-65535"));
+        return Err(format!("{shown:?}: the port must be 1-65535"));
     }
     if !db.is_empty() && db.parse::<u32>().is_err() {
-        return Err(format!("{url:?}: the database after `/` must be a number"));
+        return Err(format!("{shown:?}: the database after `/` must be a number"));
     }
     Ok(())
 }
@@ -690,7 +693,11 @@ impl DiscoveryUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let parsed = Self::parse_syntax(url)?;
         if let Some(f) = parsed.feature() {
-            f.require(&format!("{url:?} ({}:// discovery)", f.name()))?;
+            f.require(&format!(
+                "{:?} ({}:// discovery)",
+                crate::redact_url(url),
+                f.name()
+            ))?;
         }
         Ok(parsed)
     }
@@ -705,11 +712,13 @@ impl DiscoveryUrl {
     }
 
     fn parse_syntax(url: &str) -> Result<Self, String> {
+        // Errors show the URL without its credentials.
+        let shown = crate::redact_url(url);
         if let Some(rest) = url.strip_prefix("dns+srv://") {
             let (name, nameservers) = dns_query(url, rest)?;
             if name.contains(':') {
                 return Err(format!(
-                    "{url:?}: dns+srv:// takes a name without a port (the SRV records give the ports), \
+                    "{shown:?}: dns+srv:// takes a name without a port (the SRV records give the ports), \
                      e.g. dns+srv://_http._tcp.users.example"
                 ));
             }
@@ -723,13 +732,13 @@ impl DiscoveryUrl {
             let (hostport, nameservers) = dns_query(url, rest)?;
             let Some((host, port)) = hostport.rsplit_once(':') else {
                 return Err(format!(
-                    "{url:?} needs a port: dns://host:port (e.g. dns://users.example:8080)"
+                    "{shown:?} needs a port: dns://host:port (e.g. dns://users.example:8080)"
                 ));
             };
             check_dns_name(url, host)?;
             let port = match port.parse::<u16>() {
                 Ok(p) if p > 0 => p,
-                _ => return Err(format!("{url:?}: the port must be 1-65535")),
+                _ => return Err(format!("{shown:?}: the port must be 1-65535")),
             };
             return Ok(Self::Dns {
                 host: host.to_string(),
@@ -740,7 +749,7 @@ impl DiscoveryUrl {
         if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(format!(
-                    "{url:?} needs a path: file://path/to/endpoints.json"
+                    "{shown:?} needs a path: file://path/to/endpoints.json"
                 ));
             }
             return Ok(Self::File(path.to_string()));
@@ -748,20 +757,20 @@ impl DiscoveryUrl {
         if let Some(rest) = url.strip_prefix("etcd://") {
             let form = "etcd://host:port[,host:port...]/prefix";
             let Some(slash) = rest.find('/') else {
-                return Err(format!("{url:?} needs a key prefix: {form}"));
+                return Err(format!("{shown:?} needs a key prefix: {form}"));
             };
             let (hosts, prefix) = rest.split_at(slash);
             if prefix.len() < 2 {
                 return Err(format!(
-                    "{url:?}: the key prefix after the address must not be empty ({form})"
+                    "{shown:?}: the key prefix after the address must not be empty ({form})"
                 ));
             }
             if prefix.contains(['?', '#']) {
-                return Err(format!("{url:?}: an etcd URL takes no query ({form})"));
+                return Err(format!("{shown:?}: an etcd URL takes no query ({form})"));
             }
             let endpoints: Vec<String> = hosts.split(',').map(str::to_string).collect();
             for e in &endpoints {
-                check_endpoint(e).map_err(|m| format!("{url:?}: {m} ({form})"))?;
+                check_endpoint(e).map_err(|m| format!("{shown:?}: {m} ({form})"))?;
             }
             return Ok(Self::Etcd {
                 endpoints,
@@ -769,19 +778,20 @@ impl DiscoveryUrl {
             });
         }
         Err(format!(
-            "{url:?} is not dns://host:port, dns+srv://name, file://path or etcd://host:port/prefix"
+            "{shown:?} is not dns://host:port, dns+srv://name, file://path or etcd://host:port/prefix"
         ))
     }
 }
 
 /// Splits `?nameserver=IP[:PORT]` (repeated, or comma-separated) off a DNS discovery URL.
 fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>), String> {
+    let shown = crate::redact_url(url);
     let (target, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut nameservers = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let Some(("nameserver", value)) = pair.split_once('=') else {
             return Err(format!(
-                "{url:?}: unknown query {pair:?}; the only one is nameserver=IP[:PORT]"
+                "{shown:?}: unknown query {pair:?}; the only one is nameserver=IP[:PORT]"
             ));
         };
         for ns in value.split(',') {
@@ -790,7 +800,7 @@ fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>),
                 .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
                 .map_err(|_| {
                     format!(
-                        "{url:?}: nameserver {ns:?} is not an IP address with an optional port \
+                        "{shown:?}: nameserver {ns:?} is not an IP address with an optional port \
                          (\"127.0.0.1:5353\", \"10.0.0.2\", \"[::1]:53\")"
                     )
                 })?;
@@ -801,6 +811,7 @@ fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>),
 }
 
 fn check_dns_name(url: &str, name: &str) -> Result<(), String> {
+    let shown = crate::redact_url(url);
     let bare = name.strip_suffix('.').unwrap_or(name);
     let ok = !bare.is_empty()
         && bare.len() <= 253
@@ -814,7 +825,7 @@ fn check_dns_name(url: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{url:?}: {name:?} is not a DNS name"))
+        Err(format!("{shown:?}: {name:?} is not a DNS name"))
     }
 }
 
@@ -893,10 +904,22 @@ fn check_cidr(s: &str) -> Result<(), String> {
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+    // An IPv4-mapped IPv6 CIDR (`::ffff:10.0.0.0/104`) means its IPv4 form (`10.0.0.0/8`): its prefix
+    // must cover the 96 bits of the mapping.
+    let mapped = matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
     if let Some(len) = len {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let (min, max) = match ip {
+            IpAddr::V4(_) => (0, 32),
+            IpAddr::V6(_) if mapped => (96, 128),
+            IpAddr::V6(_) => (0, 128),
+        };
         match len.parse::<u8>() {
-            Ok(l) if l <= max => {}
+            Ok(l) if (min..=max).contains(&l) => {}
+            _ if mapped => {
+                return Err(format!(
+                    "{s:?}: an IPv4-mapped address needs a prefix length of 96-128 (or write the IPv4 form)"
+                ));
+            }
             _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
         }
     }

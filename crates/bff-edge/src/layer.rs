@@ -239,7 +239,14 @@ where
             deadline: Some(deadline),
             forward: HeaderMap::new(),
             forwarded_for: policy.trusted_proxies.forwarded_for(peer, req.headers()),
-            forwarded_proto: Some(HeaderValue::from_static("http")),
+            // The public listener marks the requests that came over TLS with the `https` scheme.
+            forwarded_proto: Some(HeaderValue::from_static(
+                if req.extensions().get::<http::uri::Scheme>() == Some(&http::uri::Scheme::HTTPS) {
+                    "https"
+                } else {
+                    "http"
+                },
+            )),
             tracer: policy.tracer.clone(),
             stats: log.stats.clone(),
         };

@@ -488,6 +488,7 @@ async fn accept_loop<S>(
                 };
                 let _ = stream.set_nodelay(true);
                 let activity = Arc::new(conn::Activity::default());
+                let https = tls.is_some();
                 let service = {
                     let (current, activity) = (current.clone(), activity.clone());
                     hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -495,6 +496,10 @@ async fn accept_loop<S>(
                         let http2 = req.version() == http::Version::HTTP_2;
                         let mut req = req.map(Body::new);
                         req.extensions_mut().insert(ConnectInfo(peer));
+                        if https {
+                            // `x-forwarded-proto: https` downstream (the edge reads it).
+                            req.extensions_mut().insert(http::uri::Scheme::HTTPS);
+                        }
                         // HTTP/1 heads are counted by hyper; HTTP/2 ones here.
                         let refused = (req.headers().len() > limits.max_headers).then(too_many_headers);
                         // Each request takes the routers of the config current when it starts.
