@@ -719,3 +719,67 @@ fn check_accepts_ipv4_mapped_trusted_proxies_and_names_bad_prefixes() {
         assert!(err.contains(&want), "missing `{want}` in:\n{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_urls_reach_neither_admin_config_nor_the_log() {
+    let idp = Stub::start().await;
+    idp.on("/jwks").status(500);
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    let cfg = good_config(&users.endpoint()).replace(
+        "[services.users]",
+        &format!(
+            "[edge.rate_limit]\nstore = \"redis://:p@ssSECRET1@127.0.0.1:1\"\n\n\
+             [edge.auth.jwt]\njwks_url = \"http://{}/jwks?access_token=SECRET2\"\n\
+             jwks_refresh = \"1h\"\n\n[services.users]",
+            idp.endpoint()
+        ),
+    );
+    let path = write_config("secrets.toml", &cfg);
+    let mut child = Proc(
+        bff()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let lines = read_until(&mut child.0, "listening on");
+    let words: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
+    let (url, admin) = (words[3].to_string(), words[5].trim_end_matches(')'));
+    let shown = client()
+        .get(format!("{admin}/admin/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("redis://<redacted>@127.0.0.1:1"), "{shown}");
+    assert!(shown.contains("/jwks?access_token=<redacted>"), "{shown}");
+    // A request meets the unreachable store (logged with the store's name) and falls back.
+    let res = client().get(format!("{url}/api/u/1")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // The log, until both lines that name a URL were written.
+    let log = tokio::task::spawn_blocking(move || {
+        let mut log = String::new();
+        while !(log.contains("cannot refresh the JWKS")
+            && log.contains("rate limit store unreachable"))
+        {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("the log ended early:\n{log}");
+            }
+            log.push_str(&line);
+        }
+        log
+    })
+    .await
+    .unwrap();
+    assert!(!log.contains("SECRET"), "{log}");
+    assert!(log.contains("access_token=<redacted>"), "{log}");
+    sigterm(&child.0);
+}

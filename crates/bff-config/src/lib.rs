@@ -7,6 +7,7 @@ mod env_file;
 mod features;
 mod load;
 mod locate;
+mod redact;
 mod schema;
 mod units;
 mod validate;
@@ -16,6 +17,7 @@ pub use self::{
     env_file::env_with_file,
     features::Feature,
     load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
+    redact::{REDACTED, redact_url},
     schema::*,
     units::{ByteSize, Duration},
     validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},

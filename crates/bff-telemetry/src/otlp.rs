@@ -91,11 +91,11 @@ impl Tracer {
     ) -> Result<Self, String> {
         let uri: Uri = format!("{}/v1/traces", endpoint.trim_end_matches('/'))
             .parse()
-            .map_err(|e| format!("otlp_endpoint {endpoint:?}: {e}"))?;
+            .map_err(|e| format!("otlp_endpoint: {e}"))?;
+        // The endpoint is not repeated in errors: it may hold credentials (the caller names it,
+        // redacted).
         if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "otlp_endpoint {endpoint:?}: only http:// is supported"
-            ));
+            return Err("otlp_endpoint: only http:// is supported".into());
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let tracer = Self {

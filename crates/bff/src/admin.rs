@@ -292,7 +292,7 @@ async fn page() -> impl IntoResponse {
     )
 }
 
-/// Hides credentials: the user-info part of URLs, and keys that name secrets.
+/// Hides credentials: the user-info, query values and fragment of URLs, and keys that name secrets.
 fn redact(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
@@ -311,11 +311,11 @@ fn redact(v: Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
-        Value::String(s) => match (s.find("://"), s.find('@')) {
-            (Some(i), Some(at)) if at > i => {
-                Value::String(format!("{}<redacted>{}", &s[..i + 3], &s[at..]))
-            }
-            _ => Value::String(s),
+        // Every URL-valued key (jwks_url, rate-limit stores, discovery, otlp_endpoint, ...): user-info,
+        // query values and fragment hidden.
+        Value::String(s) => match bff_config::redact_url(&s) {
+            std::borrow::Cow::Borrowed(_) => Value::String(s),
+            std::borrow::Cow::Owned(r) => Value::String(r),
         },
         other => other,
     }
@@ -333,5 +333,11 @@ mod tests {
         assert_eq!(v["store"], "redis://<redacted>@127.0.0.1:6379");
         assert_eq!(v["secret"], "<redacted>");
         assert_eq!(v["name"], "web");
+        let v = redact(json!({
+            "store": "redis://:p@ss@127.0.0.1:6379",
+            "jwks_url": "https://idp/jwks?access_token=SECRET",
+        }));
+        assert_eq!(v["store"], "redis://<redacted>@127.0.0.1:6379");
+        assert_eq!(v["jwks_url"], "https://idp/jwks?access_token=<redacted>");
     }
 }

@@ -381,7 +381,9 @@ impl App {
                     metrics.spans_dropped.clone(),
                     metrics.spans_exported.clone(),
                 )
-                .map_err(StartError::Build)?,
+                .map_err(|e| {
+                    StartError::Build(format!("{e} ({})", bff_config::redact_url(endpoint)))
+                })?,
             ),
             _ => None,
         };

@@ -35,18 +35,23 @@ enum JwksClient {
     Https(Client<HttpsConnector<HttpConnector>, Empty<Bytes>>),
 }
 
+/// The URL as errors and logs show it: credentials in its user-info or query hidden.
+fn shown(url: &http::Uri) -> String {
+    bff_config::redact_url(&url.to_string()).into_owned()
+}
+
 impl JwksClient {
     fn new(url: &http::Uri, ca: Option<&Path>) -> Result<Self, String> {
         let builder = Client::builder(TokioExecutor::new());
         match url.scheme_str() {
             Some("http") => Ok(Self::Http(builder.build_http())),
             Some("https") => {
-                let roots = ca_roots(ca).map_err(|e| format!("jwks_url {url}: {e}"))?;
+                let roots = ca_roots(ca).map_err(|e| format!("jwks_url {}: {e}", shown(url)))?;
                 let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::ring::default_provider(),
                 ))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("jwks_url {url}: {e}"))?
+                .map_err(|e| format!("jwks_url {}: {e}", shown(url)))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
                 let https = HttpsConnectorBuilder::new()
@@ -56,7 +61,7 @@ impl JwksClient {
                     .build();
                 Ok(Self::Https(builder.build(https)))
             }
-            _ => Err(format!("jwks_url {url}: not an http:// or https:// URL")),
+            _ => Err(format!("jwks_url {}: not an http:// or https:// URL", shown(url))),
         }
     }
 
@@ -185,7 +190,7 @@ impl JwtAuth {
             Some(u) => {
                 let uri = u
                     .parse::<http::Uri>()
-                    .map_err(|e| format!("jwks_url {u:?}: {e}"))?;
+                    .map_err(|e| format!("jwks_url {:?}: {e}", bff_config::redact_url(u)))?;
                 let ca = cfg.jwks_ca.as_ref().map(|c| base.join(c));
                 let client = JwksClient::new(&uri, ca.as_deref())?;
                 Some((uri, client))
@@ -238,7 +243,7 @@ impl JwtAuth {
             .await
             .map_err(|_| "timed out".to_string())
             .and_then(|r| r)
-            .map_err(|e| format!("jwks_url {url}: {e}"))?;
+            .map_err(|e| format!("jwks_url {}: {e}", shown(url)))?;
         if let Ok(mut k) = self.keys.write() {
             *k = keys;
         }

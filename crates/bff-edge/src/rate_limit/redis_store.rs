@@ -77,10 +77,8 @@ pub(super) struct RedisServer {
 
 impl RedisServer {
     pub(super) fn new(url: &str, fallbacks: Arc<AtomicU64>) -> Result<Self, String> {
-        let name = match (url.find("://"), url.rfind('@')) {
-            (Some(i), Some(at)) if at > i => format!("{}{}", &url[..i + 3], &url[at + 1..]),
-            _ => url.to_string(),
-        };
+        // Logs and errors name the store without its credentials.
+        let name = bff_config::redact_url(url).into_owned();
         let client =
             redis::Client::open(url).map_err(|e| format!("rate limit store {name}: {e}"))?;
         Ok(Self {
