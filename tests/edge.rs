@@ -762,3 +762,51 @@ async fn an_ipv4_mapped_trusted_proxy_matches_and_never_panics() {
         );
     }
 }
+
+#[tokio::test]
+async fn ipv6_clients_of_one_64_share_a_rate_limit_bucket() {
+    let s = stub().await;
+    // The test client is a trusted proxy, so x-forwarded-for says who the client is.
+    let bff = bff(
+        &s,
+        "trusted_proxies = [\"127.0.0.1\"]\n[edge.rate_limit]\nper_second = 1\nburst = 1\nkey = \"client_ip\"",
+    )
+    .await;
+    let status_from = |client: &'static str| {
+        let req = bff
+            .client()
+            .get(bff.url("/public/1"))
+            .header("x-forwarded-for", client);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status_from("2001:db8:1:2::1").await, 200);
+    // Another address of the same /64: the same bucket, already empty.
+    assert_eq!(status_from("2001:db8:1:2:ffff::9").await, 429);
+    // Another /64: a bucket of its own.
+    assert_eq!(status_from("2001:db8:1:3::1").await, 200);
+    assert_eq!(s.hits("/x/1"), 2);
+}
+
+#[tokio::test]
+async fn a_header_and_client_ip_key_keeps_other_clients_out_of_a_bucket() {
+    let s = stub().await;
+    let bff = bff(
+        &s,
+        "trusted_proxies = [\"127.0.0.1\"]\n[edge.rate_limit]\nper_second = 1\nburst = 1\nkey = \"header:x-tenant+client_ip\"",
+    )
+    .await;
+    let status_from = |client: &'static str, tenant: &'static str| {
+        let req = bff
+            .client()
+            .get(bff.url("/public/1"))
+            .header("x-forwarded-for", client)
+            .header("x-tenant", tenant);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status_from("192.0.2.1", "acme").await, 200);
+    assert_eq!(status_from("192.0.2.1", "acme").await, 429);
+    // The header is part of the key: another tenant from the same address has its own bucket.
+    assert_eq!(status_from("192.0.2.1", "other").await, 200);
+    // Another client sending the same tenant drains nothing of 192.0.2.1's bucket.
+    assert_eq!(status_from("192.0.2.2", "acme").await, 200);
+}

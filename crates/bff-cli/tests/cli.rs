@@ -783,3 +783,37 @@ async fn credentials_in_urls_reach_neither_admin_config_nor_the_log() {
     assert!(log.contains("access_token=<redacted>"), "{log}");
     sigterm(&child.0);
 }
+
+#[test]
+fn check_accepts_a_header_and_client_ip_rate_limit_key_and_names_a_bad_one() {
+    let with_key = |key: &str| {
+        good_config("127.0.0.1:9").replace(
+            "[services.users]",
+            &format!("[edge.rate_limit]\nkey = \"{key}\"\n\n[services.users]"),
+        )
+    };
+    let path = write_config("rl-key.toml", &with_key("header:x-tenant+client_ip"));
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = write_config("rl-key-bad.toml", &with_key("header:x tenant+client_ip"));
+    let out = bff()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:8: edge.rate_limit.key: \"header:x tenant+client_ip\" is not client_ip, jwt_sub, header:NAME or header:NAME+client_ip",
+        path.display()
+    );
+    assert!(err.contains(&want), "missing `{want}` in:\n{err}");
+}

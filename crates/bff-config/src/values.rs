@@ -153,8 +153,10 @@ pub enum RateLimitKey {
     ClientIp,
     /// `jwt_sub`: the verified token's `sub` (the client's address without one).
     JwtSub,
-    /// `header:NAME`: the value of a request header.
+    /// `header:NAME`: the value of a request header (the client chooses it, and so its bucket).
     Header(HeaderName),
+    /// `header:NAME+client_ip`: the header's value and the client's address together.
+    HeaderAndClientIp(HeaderName),
 }
 
 impl FromStr for RateLimitKey {
@@ -164,11 +166,17 @@ impl FromStr for RateLimitKey {
         match s {
             "client_ip" => Ok(Self::ClientIp),
             "jwt_sub" => Ok(Self::JwtSub),
-            _ => s
-                .strip_prefix("header:")
-                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
-                .map(Self::Header)
-                .ok_or_else(|| format!("{s:?} is not client_ip, jwt_sub or header:NAME")),
+            _ => {
+                let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).ok();
+                s.strip_prefix("header:")
+                    .and_then(|h| match h.strip_suffix("+client_ip") {
+                        Some(h) => header(h).map(Self::HeaderAndClientIp),
+                        None => header(h).map(Self::Header),
+                    })
+                    .ok_or_else(|| {
+                        format!("{s:?} is not client_ip, jwt_sub, header:NAME or header:NAME+client_ip")
+                    })
+            }
         }
     }
 }
@@ -179,6 +187,7 @@ impl fmt::Display for RateLimitKey {
             Self::ClientIp => f.write_str("client_ip"),
             Self::JwtSub => f.write_str("jwt_sub"),
             Self::Header(h) => write!(f, "header:{h}"),
+            Self::HeaderAndClientIp(h) => write!(f, "header:{h}+client_ip"),
         }
     }
 }

@@ -176,11 +176,47 @@ impl RateLimitStores {
 /// What a bucket is keyed on.
 #[derive(Clone, Debug)]
 pub enum LimitKey {
+    /// The client's address ([`ip_bucket`]: an IPv6 client by its /64).
     ClientIp,
     /// The JWT subject (after authentication); the client IP when there is none.
     JwtSub,
-    /// A request header; the client IP when it is absent.
+    /// A request header; the client IP when it is absent. The client chooses the header's value, so it
+    /// chooses its bucket: a fresh value is a fresh bucket, and sending another client's value drains
+    /// that client's bucket.
     Header(HeaderName),
+    /// `header:NAME+client_ip`: a bucket per header value *and* client address: sending another client's
+    /// value reaches no bucket but the sender's own address's. (Without the header: the client IP alone.)
+    HeaderAndClientIp(HeaderName),
+}
+
+impl LimitKey {
+    /// Parses `client_ip`, `jwt_sub`, `header:NAME` or `header:NAME+client_ip` with the config's own
+    /// parser ([`RateLimitKey`]); `None` for anything else.
+    pub fn parse(key: &str) -> Option<Self> {
+        Some(match key.parse::<RateLimitKey>().ok()? {
+            RateLimitKey::ClientIp => Self::ClientIp,
+            RateLimitKey::JwtSub => Self::JwtSub,
+            RateLimitKey::Header(h) => Self::Header(h),
+            RateLimitKey::HeaderAndClientIp(h) => Self::HeaderAndClientIp(h),
+        })
+    }
+}
+
+/// The bucket of a client address: an IPv4 address (an IPv4-mapped one in IPv4 form) as it is, an IPv6
+/// address by its /64, the smallest network a single subscriber is usually given: a client with a /64
+/// has 2^64 addresses to spread its requests over.
+pub fn ip_bucket(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let net = std::net::Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1));
+                format!("{net}/64")
+            }
+        },
+    }
 }
 
 /// One rate limit: its key and its store.
@@ -210,11 +246,9 @@ impl RateLimiter {
         scope: &str,
         store: Arc<dyn RateLimitStore>,
     ) -> Result<Self, String> {
-        let key = match cfg.key.parse::<RateLimitKey>() {
-            Ok(RateLimitKey::ClientIp) => LimitKey::ClientIp,
-            Ok(RateLimitKey::JwtSub) => LimitKey::JwtSub,
-            Ok(RateLimitKey::Header(h)) => LimitKey::Header(h),
-            Err(e) => return Err(format!("{scope}: rate_limit.key: {e}")),
+        let Some(key) = LimitKey::parse(&cfg.key) else {
+            let e = cfg.key.parse::<RateLimitKey>().err().unwrap_or_default();
+            return Err(format!("{scope}: rate_limit.key: {e}"));
         };
         Ok(Self {
             key,
@@ -234,7 +268,7 @@ impl RateLimiter {
             parts
                 .extensions
                 .get::<ClientIp>()
-                .map_or_else(|| "unknown".to_string(), |c| c.0.to_string())
+                .map_or_else(|| "unknown".to_string(), |c| ip_bucket(c.0))
         };
         let k = match &self.key {
             LimitKey::ClientIp => ip(),
@@ -246,6 +280,13 @@ impl RateLimiter {
                 Some(v) => format!("h:{v}"),
                 None => ip(),
             },
+            // The address last: a value holding `|` cannot reach another address's bucket.
+            LimitKey::HeaderAndClientIp(h) => {
+                match parts.headers.get(h).and_then(|v| v.to_str().ok()) {
+                    Some(v) => format!("h:{v}|{}", ip()),
+                    None => ip(),
+                }
+            }
         };
         format!("{}|{k}", self.scope)
     }
@@ -319,6 +360,52 @@ mod tests {
             ..Default::default()
         };
         assert!(RateLimiter::from_config(&cfg, "edge", &RateLimitStores::default()).is_err());
+    }
+
+    fn parts(ip: &str, header: Option<&str>) -> Parts {
+        let mut req = http::Request::builder();
+        if let Some(v) = header {
+            req = req.header("x-tenant", v);
+        }
+        let (mut parts, ()) = req.body(()).unwrap().into_parts();
+        parts.extensions.insert(ClientIp(ip.parse().unwrap()));
+        parts
+    }
+
+    #[test]
+    fn ipv6_clients_share_the_bucket_of_their_64() {
+        let l = RateLimiter::with_store(
+            &RateLimitConfig::default(),
+            "edge",
+            Arc::new(LocalStore::new(1, 1)),
+        )
+        .unwrap();
+        let key = |ip| l.key_of(&parts(ip, None));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(key("2001:db8:1:2::1"), "edge|2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+    }
+
+    #[test]
+    fn a_header_and_client_ip_key_is_both() {
+        assert!(LimitKey::parse("header:x-tenant+client_ip").is_some());
+        assert!(LimitKey::parse("header:+client_ip").is_none());
+        assert!(LimitKey::parse("header:x tenant").is_none());
+        assert!(LimitKey::parse("client_ip+jwt_sub").is_none());
+        let cfg = RateLimitConfig {
+            key: "header:x-tenant+client_ip".into(),
+            ..Default::default()
+        };
+        let l = RateLimiter::with_store(&cfg, "r", Arc::new(LocalStore::new(1, 1))).unwrap();
+        let key = |ip, h| l.key_of(&parts(ip, h));
+        assert_eq!(key("192.0.2.1", Some("a")), "r|h:a|192.0.2.1");
+        assert_ne!(key("192.0.2.1", Some("a")), key("192.0.2.2", Some("a")));
+        assert_ne!(key("192.0.2.1", Some("a")), key("192.0.2.1", Some("b")));
+        // A value with `|` in it still ends in the sender's own address.
+        assert!(key("192.0.2.1", Some("a|192.0.2.2")).ends_with("|192.0.2.1"));
+        assert_eq!(key("192.0.2.1", None), "r|192.0.2.1");
     }
 
     #[test]
