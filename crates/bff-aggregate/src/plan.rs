@@ -161,6 +161,96 @@ impl DownstreamPath {
     }
 }
 
+/// The properties the fuzzer (`fuzz/fuzz_targets/downstream_path.rs`) and the seed-corpus test check on
+/// any input. The input, split on NUL, alternates template text and placeholder values (`/r/`, `..`,
+/// `/x?c=`, `a&b`). Then: a value is exactly one segment: the path part, split on `/` and percent-decoded,
+/// has the template's segments with the values in place (so no value added or removed a segment, a query
+/// or a fragment); no segment a value is in is `.` or `..` as sent; a value making a segment empty
+/// refuses the path; in the query, a value adds no `&`, `=`, `+`, `#`.
+#[doc(hidden)]
+pub fn check_path_properties(data: &[u8]) {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let parts: Vec<&str> = input.split('\0').collect();
+    // The template's text is the config author's (validated elsewhere): no `%` of its own here, so that
+    // decoding what was sent gives back the template's text.
+    if parts.iter().step_by(2).any(|l| l.contains('%')) {
+        return;
+    }
+    let mut path = DownstreamPath::with_capacity(64);
+    // What the template means: its path segments, each with whether a value is in it.
+    let mut want: Vec<(String, bool)> = vec![(String::new(), false)];
+    let mut query_literal = String::new();
+    let mut in_query = false;
+    for (n, part) in parts.iter().enumerate() {
+        let value = n % 2 == 1;
+        if value {
+            path.value(part);
+        } else {
+            path.literal(part);
+        }
+        if in_query {
+            if !value {
+                query_literal.push_str(part);
+            }
+            continue;
+        }
+        if value {
+            let last = want.last_mut().expect("a segment");
+            last.0.push_str(part);
+            last.1 = true;
+            continue;
+        }
+        let mut rest = *part;
+        while let Some(at) = rest.find(['/', '?', '#']) {
+            want.last_mut().expect("a segment").0.push_str(&rest[..at]);
+            if rest.as_bytes()[at] == b'/' {
+                want.push((String::new(), false));
+                rest = &rest[at + 1..];
+            } else {
+                in_query = true;
+                query_literal.push_str(&rest[at..]);
+                rest = "";
+            }
+        }
+        want.last_mut().expect("a segment").0.push_str(rest);
+    }
+    let refused = want.iter().any(|(seg, valued)| *valued && seg.is_empty());
+    let Some(out) = path.finish() else {
+        assert!(refused, "{input:?}: refused without an empty valued segment");
+        return;
+    };
+    assert!(!refused, "{input:?} -> {out:?}: an empty valued segment was sent");
+    let (path_part, query) = match out.find(['?', '#']) {
+        Some(at) => out.split_at(at),
+        None => (out.as_str(), ""),
+    };
+    let sent: Vec<&str> = path_part.split('/').collect();
+    assert_eq!(sent.len(), want.len(), "{input:?} -> {out:?}: segments");
+    for (raw, (seg, valued)) in sent.iter().zip(&want) {
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .expect("UTF-8 in, UTF-8 out");
+        assert_eq!(&decoded, seg, "{input:?} -> {out:?}");
+        if *valued {
+            assert!(*raw != "." && *raw != "..", "{input:?} -> {out:?}: dot segment");
+        }
+    }
+    for c in ['&', '=', '+', '#', '?'] {
+        assert_eq!(
+            query.matches(c).count(),
+            query_literal.matches(c).count(),
+            "{input:?} -> {out:?}: a value added {c:?} to the query"
+        );
+    }
+    assert!(
+        !out.bytes().any(|b| b.is_ascii_control() || b == b' ')
+            || parts.iter().step_by(2).any(|l| l.bytes().any(|b| b.is_ascii_control() || b == b' ')),
+        "{input:?} -> {out:?}: a value put a space or control character in the path"
+    );
+}
+
 /// A placeholder without a usable value: the backend fails (a 502 when it is required).
 fn unresolved(b: &Backend) -> Failure {
     Failure {

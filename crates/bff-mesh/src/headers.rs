@@ -65,6 +65,76 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The properties the fuzzer (`fuzz/fuzz_targets/header_forwarding.rs`) and the seed-corpus test check on
+/// any input: the input's lines `name: value` are a client's headers, and every name in them plus the
+/// framing ones is listed in `forward_headers`. Then nothing forwarded (nor left by
+/// [`strip_hop_by_hop`]) is hop-by-hop, framing, or named in the client's `Connection`, checked against
+/// a list of its own; and every other listed header is forwarded with all its values, in order.
+#[doc(hidden)]
+pub fn check_forwarding_properties(data: &[u8]) {
+    const NEVER: [&str; 13] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "proxy-connection",
+        "content-length",
+        "host",
+        "expect",
+        "proxy-x",
+    ];
+    let mut from = HeaderMap::new();
+    let mut names: Vec<HeaderName> = NEVER.iter().map(|n| HeaderName::from_static(n)).collect();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(line[..colon].trim_ascii()),
+            http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        if !names.contains(&name) {
+            names.push(name.clone());
+        }
+        from.append(name, value);
+    }
+    // Named by `Connection`: every comma-separated token of every value, case-insensitively.
+    let named: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .collect();
+    let refused = |n: &HeaderName| {
+        NEVER.contains(&n.as_str())
+            || n.as_str().starts_with("proxy-")
+            || named.iter().any(|t| t == n.as_str())
+    };
+    let mut into = HeaderMap::new();
+    forward_client_headers(&names, &from, &mut into);
+    let mut stripped = from.clone();
+    strip_hop_by_hop(&mut stripped);
+    for out in [&into, &stripped] {
+        for name in out.keys() {
+            assert!(!refused(name), "{name} forwarded from {from:?}");
+        }
+        for name in from.keys() {
+            if !refused(name) {
+                assert!(
+                    from.get_all(name).iter().eq(out.get_all(name).iter()),
+                    "{name} not forwarded whole from {from:?}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,8 @@ pub use self::{
     error::{ErrorKind, MeshError},
     extract::MeshRejection,
     headers::{
-        forward_client_headers, is_hop_by_hop, is_never_forwarded, may_forward, strip_hop_by_hop,
+        check_forwarding_properties, forward_client_headers, is_hop_by_hop, is_never_forwarded,
+        may_forward, strip_hop_by_hop,
     },
     mesh::{HealthChecks, Mesh, MeshBuildError},
     path::{DownstreamPath, IntoPath, PathError, VALUE as PATH_VALUE, encode_value},
