@@ -424,3 +424,54 @@ path = "/users/{id}"
     assert_eq!(res.status(), 200);
     assert_eq!(w.users.requests()[1].headers["x-tenant"], "acme");
 }
+
+#[tokio::test]
+async fn json_numbers_pass_through_exactly() {
+    let w = world(
+        r#"
+[[routes]]
+path = "/api/num/{id}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{id}"
+fields = { big = "$.big", neg = "$.neg", dec = "$.dec", huge = "$.huge", small = "$.small" }
+[[routes.backends]]
+name = "item"
+service = "catalog"
+path = "/items/{user.big}?d={user.dec}"
+depends_on = ["user"]
+[[routes.backends]]
+name = "whole"
+service = "orders"
+path = "/orders"
+select = "$"
+"#,
+    )
+    .await;
+    let numbers = r#"{"big": 123456789012345678901234567890, "neg": -98765432109876543210, "dec": 0.1000000000000000055511151231257827, "huge": 1e400, "small": 1.5E-7}"#;
+    w.users
+        .on("/users/1")
+        .header("content-type", "application/json")
+        .body(numbers);
+    w.orders
+        .on("/orders")
+        .header("content-type", "application/json")
+        .body(r#"[18446744073709551616, 3.141592653589793238462643383279]"#);
+    w.catalog
+        .on("/items/123456789012345678901234567890")
+        .json(json!({"ok": true}));
+    let res = w.bff.get("/api/num/1").await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert_eq!(
+        body,
+        // Every digit kept; an exponent is written `e+400`, `e-7` (the same number).
+        r#"{"user":{"big":123456789012345678901234567890,"dec":0.1000000000000000055511151231257827,"huge":1e+400,"neg":-98765432109876543210,"small":1.5e-7},"item":{"ok":true},"whole":[18446744073709551616,3.141592653589793238462643383279]}"#
+    );
+    // The placeholders took the numbers as written, too.
+    assert_eq!(
+        w.catalog.requests()[0].uri,
+        "/items/123456789012345678901234567890?d=0.1000000000000000055511151231257827"
+    );
+}

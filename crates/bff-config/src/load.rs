@@ -251,6 +251,17 @@ impl Loader {
             report.errors.push(err);
             return Err(ConfigErrors(report.errors));
         }
+        // serde_json keeps numbers' text (arbitrary_precision): a JSON number no i64, u64 or finite f64
+        // holds (`1e400`) would get past the JSON parser, and the config crate panics on it.
+        if matches!(source.format, Format::Json)
+            && let Ok(json) = serde_json::from_str::<Value>(&source.text)
+        {
+            let mut path = Vec::new();
+            out_of_range_numbers(&json, &mut path, &mut report);
+            if !report.errors.is_empty() {
+                return Err(ConfigErrors(report.errors));
+            }
+        }
 
         let built = config::Config::builder()
             .add_source(config::File::from_str(
@@ -367,6 +378,30 @@ impl Loader {
             }
             _ => {}
         }
+    }
+}
+
+/// Reports every number that is not an i64, a u64 or a finite f64.
+fn out_of_range_numbers(value: &Value, path: &mut Vec<String>, report: &mut Report<'_>) {
+    match value {
+        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() && n.as_f64().is_none() => {
+            report.push(&join(path), format!("number {n} is out of range"));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(format!("[{i}]"));
+                out_of_range_numbers(item, path, report);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                path.push(k.clone());
+                out_of_range_numbers(v, path, report);
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }
 

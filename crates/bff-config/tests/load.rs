@@ -463,3 +463,20 @@ otlp_endpoint = "http://[::1"
         "{errs}"
     );
 }
+
+#[test]
+fn a_json_number_out_of_range_is_an_error_not_a_panic() {
+    let json = r#"{"bff": {"name": "j", "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
+ "edge": {"max_concurrency": 1e400},
+ "services": {"users": {"endpoints": ["127.0.0.1:1"], "retry": {"budget_ratio": 0.25}}}}"#;
+    let errs = errors(json, Format::Json);
+    let e = errs
+        .0
+        .iter()
+        .find(|e| e.key == "edge.max_concurrency")
+        .unwrap_or_else(|| panic!("{errs}"));
+    assert_eq!(e.line, Some(2), "{errs}");
+    assert!(e.message.contains("is out of range"), "{errs}");
+    // A float that fits is a number like any other.
+    assert!(!errs.0.iter().any(|e| e.key.contains("budget_ratio")), "{errs}");
+}
