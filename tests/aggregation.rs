@@ -355,13 +355,19 @@ required = false
 #[tokio::test]
 async fn a_downstream_value_is_one_segment_never_a_dot_segment() {
     let w = world(DEPENDENT).await;
-    w.catalog.on("/recommendations/%2E%2E/items").json(json!([]));
+    w.catalog
+        .on("/recommendations/%2E%2E/items")
+        .json(json!([]));
     w.catalog.on("/recommendations/%2E/items").json(json!([]));
     for (user, category, sent) in [
         // A server or proxy that removes dot segments would read `/items` and `/recommendations/items`.
         ("1", "..", "/recommendations/%2E%2E/items?c=.."),
         ("2", ".", "/recommendations/%2E/items?c=."),
-        ("3", "../../admin?x=1#f", "/recommendations/..%2F..%2Fadmin%3Fx%3D1%23f/items?c=..%2F..%2Fadmin%3Fx%3D1%23f"),
+        (
+            "3",
+            "../../admin?x=1#f",
+            "/recommendations/..%2F..%2Fadmin%3Fx%3D1%23f/items?c=..%2F..%2Fadmin%3Fx%3D1%23f",
+        ),
         ("4", "a&b=c", "/recommendations/a%26b%3Dc/items?c=a%26b%3Dc"),
     ] {
         w.users

@@ -747,10 +747,7 @@ async fn forwarded_for_carries_only_the_believed_chain() {
 
 #[tokio::test]
 async fn an_ipv4_mapped_trusted_proxy_matches_and_never_panics() {
-    for proxies in [
-        "[\"::ffff:127.0.0.1\"]",
-        "[\"::ffff:127.0.0.0/120\"]",
-    ] {
+    for proxies in ["[\"::ffff:127.0.0.1\"]", "[\"::ffff:127.0.0.0/120\"]"] {
         assert_eq!(
             forwarded_for_sent(
                 &format!("trusted_proxies = {proxies}"),

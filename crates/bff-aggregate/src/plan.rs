@@ -218,10 +218,16 @@ pub fn check_path_properties(data: &[u8]) {
     }
     let refused = want.iter().any(|(seg, valued)| *valued && seg.is_empty());
     let Some(out) = path.finish() else {
-        assert!(refused, "{input:?}: refused without an empty valued segment");
+        assert!(
+            refused,
+            "{input:?}: refused without an empty valued segment"
+        );
         return;
     };
-    assert!(!refused, "{input:?} -> {out:?}: an empty valued segment was sent");
+    assert!(
+        !refused,
+        "{input:?} -> {out:?}: an empty valued segment was sent"
+    );
     let (path_part, query) = match out.find(['?', '#']) {
         Some(at) => out.split_at(at),
         None => (out.as_str(), ""),
@@ -234,7 +240,10 @@ pub fn check_path_properties(data: &[u8]) {
             .expect("UTF-8 in, UTF-8 out");
         assert_eq!(&decoded, seg, "{input:?} -> {out:?}");
         if *valued {
-            assert!(*raw != "." && *raw != "..", "{input:?} -> {out:?}: dot segment");
+            assert!(
+                *raw != "." && *raw != "..",
+                "{input:?} -> {out:?}: dot segment"
+            );
         }
     }
     for c in ['&', '=', '+', '#', '?'] {
@@ -246,7 +255,10 @@ pub fn check_path_properties(data: &[u8]) {
     }
     assert!(
         !out.bytes().any(|b| b.is_ascii_control() || b == b' ')
-            || parts.iter().step_by(2).any(|l| l.bytes().any(|b| b.is_ascii_control() || b == b' ')),
+            || parts
+                .iter()
+                .step_by(2)
+                .any(|l| l.bytes().any(|b| b.is_ascii_control() || b == b' ')),
         "{input:?} -> {out:?}: a value put a space or control character in the path"
     );
 }
@@ -672,8 +684,14 @@ mod tests {
     fn a_value_is_always_one_segment_and_never_a_dot_segment() {
         for (parts, want) in [
             (&[("/r/", false), ("..", true)][..], Some("/r/%2E%2E")),
-            (&[("/r/", false), (".", true), ("/x", false)], Some("/r/%2E/x")),
-            (&[("/r/", false), (".", true), (".", true)], Some("/r/%2E%2E")),
+            (
+                &[("/r/", false), (".", true), ("/x", false)],
+                Some("/r/%2E/x"),
+            ),
+            (
+                &[("/r/", false), (".", true), (".", true)],
+                Some("/r/%2E%2E"),
+            ),
             (&[("/r/.", false), (".", true)], Some("/r/%2E%2E")),
             (&[("/r/", false), ("...", true)], Some("/r/...")),
             (&[("/r/", false), ("a.b", true)], Some("/r/a.b")),

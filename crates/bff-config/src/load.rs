@@ -384,7 +384,9 @@ impl Loader {
 /// Reports every number that is not an i64, a u64 or a finite f64.
 fn out_of_range_numbers(value: &Value, path: &mut Vec<String>, report: &mut Report<'_>) {
     match value {
-        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() && n.as_f64().is_none() => {
+        Value::Number(n)
+            if n.as_i64().is_none() && n.as_u64().is_none() && n.as_f64().is_none() =>
+        {
             report.push(&join(path), format!("number {n} is out of range"));
         }
         Value::Array(items) => {

@@ -24,9 +24,11 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
     let after_host = &url[host_start..];
     // The query and fragment start after the authority (a `?` in a hidden password is not one).
     let authority_rest = scheme_end + authority_len - host_start;
-    let tail_at = after_host[..authority_rest]
-        .find(['?', '#'])
-        .or_else(|| after_host[authority_rest..].find(['?', '#']).map(|i| i + authority_rest));
+    let tail_at = after_host[..authority_rest].find(['?', '#']).or_else(|| {
+        after_host[authority_rest..]
+            .find(['?', '#'])
+            .map(|i| i + authority_rest)
+    });
     if !userinfo && tail_at.is_none() {
         return Cow::Borrowed(url);
     }
@@ -84,7 +86,10 @@ mod tests {
                 "redis://<redacted>@127.0.0.1:6379",
             ),
             // A password with `@`, `?`, `#` in it is hidden whole.
-            ("redis://:p@ss@10.0.0.1:6379/1", "redis://<redacted>@10.0.0.1:6379/1"),
+            (
+                "redis://:p@ss@10.0.0.1:6379/1",
+                "redis://<redacted>@10.0.0.1:6379/1",
+            ),
             ("redis://:p?s#s@10.0.0.1", "redis://<redacted>@10.0.0.1"),
             (
                 "https://idp/jwks?access_token=SECRET&v=2",

@@ -478,5 +478,8 @@ fn a_json_number_out_of_range_is_an_error_not_a_panic() {
     assert_eq!(e.line, Some(2), "{errs}");
     assert!(e.message.contains("is out of range"), "{errs}");
     // A float that fits is a number like any other.
-    assert!(!errs.0.iter().any(|e| e.key.contains("budget_ratio")), "{errs}");
+    assert!(
+        !errs.0.iter().any(|e| e.key.contains("budget_ratio")),
+        "{errs}"
+    );
 }

@@ -88,9 +88,7 @@ impl TrustedProxies {
 /// `addr` or `addr/len`, IPv4-mapped ones in IPv4 form; `None` when the prefix is longer than the address
 /// (or shorter than the mapped range, for a mapped one).
 fn parse_cidr(c: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = c
-        .split_once('/')
-        .map_or((c, None), |(i, l)| (i, Some(l)));
+    let (ip, len) = c.split_once('/').map_or((c, None), |(i, l)| (i, Some(l)));
     let ip: IpAddr = ip.trim().parse().ok()?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len: u8 = match len {
@@ -195,7 +193,8 @@ mod tests {
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(
-            t.forwarded_for(peer, &h("6.6.6.6, ::ffff:198.51.100.7")).unwrap(),
+            t.forwarded_for(peer, &h("6.6.6.6, ::ffff:198.51.100.7"))
+                .unwrap(),
             "198.51.100.7, 10.0.0.1"
         );
         let all = TrustedProxies::new(&["::/0".into()]);

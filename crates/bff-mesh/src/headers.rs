@@ -21,7 +21,11 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// request's framing and its `Host` itself; a client that chose them could smuggle a second request or
 /// pick the downstream virtual host.
 pub fn is_never_forwarded(name: &HeaderName) -> bool {
-    is_hop_by_hop(name) || matches!(*name, header::CONTENT_LENGTH | header::HOST | header::EXPECT)
+    is_hop_by_hop(name)
+        || matches!(
+            *name,
+            header::CONTENT_LENGTH | header::HOST | header::EXPECT
+        )
 }
 
 /// The one decision of what may be forwarded: `name` may go downstream from a request whose headers are
@@ -36,7 +40,10 @@ fn named_by_connection(name: &HeaderName, headers: &HeaderMap) -> bool {
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|n| n.trim_ascii().eq_ignore_ascii_case(name.as_str().as_bytes()))
+        .any(|n| {
+            n.trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
 }
 
 /// Copies the headers named in `names` (a route's `forward_headers`) from a client's request into
@@ -171,8 +178,8 @@ mod tests {
         from.insert("accept-language", HeaderValue::from_static("de"));
         from.append("accept-language", HeaderValue::from_static("fr"));
         from.insert("x-unlisted", HeaderValue::from_static("1"));
-        let names = ["x-tenant", "host", "accept-language", "connection"]
-            .map(HeaderName::from_static);
+        let names =
+            ["x-tenant", "host", "accept-language", "connection"].map(HeaderName::from_static);
         let mut into = HeaderMap::new();
         forward_client_headers(&names, &from, &mut into);
         assert_eq!(into.len(), 2);

@@ -61,7 +61,10 @@ impl JwksClient {
                     .build();
                 Ok(Self::Https(builder.build(https)))
             }
-            _ => Err(format!("jwks_url {}: not an http:// or https:// URL", shown(url))),
+            _ => Err(format!(
+                "jwks_url {}: not an http:// or https:// URL",
+                shown(url)
+            )),
         }
     }
 
