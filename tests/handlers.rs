@@ -460,6 +460,7 @@ async fn partial_responses_of_rust_and_declarative_routes_are_the_same() {
         let want = format!(r#"bff_partial_responses_total{{route="{route}",backend="orders"}} 2"#);
         assert!(text.contains(&want), "missing {want} in:\n{text}");
     }
+}
 
 /// A handler that passes every client header on, as a naive forwarding helper would.
 async fn pass_headers(mesh: Mesh, headers: http::HeaderMap) -> bff::Result<Json<Value>> {

@@ -655,7 +655,9 @@ fn check_redis_url(url: &str) -> Result<(), String> {
         return Err(format!("{shown:?}: the port must be 1-65535"));
     }
     if !db.is_empty() && db.parse::<u32>().is_err() {
-        return Err(format!("{shown:?}: the database after `/` must be a number"));
+        return Err(format!(
+            "{shown:?}: the database after `/` must be a number"
+        ));
     }
     Ok(())
 }

@@ -174,7 +174,9 @@ impl FromStr for RateLimitKey {
                         None => header(h).map(Self::Header),
                     })
                     .ok_or_else(|| {
-                        format!("{s:?} is not client_ip, jwt_sub, header:NAME or header:NAME+client_ip")
+                        format!(
+                            "{s:?} is not client_ip, jwt_sub, header:NAME or header:NAME+client_ip"
+                        )
                     })
             }
         }
