@@ -265,17 +265,31 @@ healthy_threshold = 1"#;
         let c = bff.client().clone();
         async move { c.get(url).send().await.unwrap().status().as_u16() }
     };
-    let mut saw = false;
+    // Wait for the probes to take the endpoint out (readyz alone says 503 from the start: no probe has
+    // passed yet).
+    let services = bff.admin_url("/admin/services");
+    let mut out = false;
     for _ in 0..100 {
-        if readyz(&bff).await == 503 {
-            saw = true;
+        let v: Value = bff
+            .client()
+            .get(&services)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v[0]["endpoints"][0]["healthy"] == false {
+            out = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        saw,
-        "readyz turns 503 when the required service has no healthy endpoint"
+    assert!(out, "two failed probes take the endpoint out");
+    assert_eq!(
+        readyz(&bff).await,
+        503,
+        "readyz is 503 while the required service has no healthy endpoint"
     );
     let res = bff.get("/r/1").await;
     assert_eq!(res.status(), 503);

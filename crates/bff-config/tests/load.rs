@@ -327,7 +327,7 @@ fn drifting_values_are_refused_with_line_and_key() {
     let text = errs.to_string();
     for says in [
         "secret: is empty",
-        "\"user_id\" is not client_ip, jwt_sub or header:NAME",
+        "\"user_id\" is not client_ip, jwt_sub, header:NAME or header:NAME+client_ip",
         "2s is not less than timeout (1s)",
         "\"+503\" is not connect_error",
         "\"p100\" is not a percentile",
