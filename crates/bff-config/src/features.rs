@@ -13,6 +13,8 @@ pub enum Feature {
     Redis,
     /// `[telemetry] otlp_endpoint`.
     Otlp,
+    /// `[edge.auth.jwt]` and `auth = "jwt"` on a route.
+    Jwt,
 }
 
 impl Feature {
@@ -23,6 +25,7 @@ impl Feature {
             Self::Dns => "dns",
             Self::Redis => "redis",
             Self::Otlp => "otlp",
+            Self::Jwt => "jwt",
         }
     }
 
@@ -33,6 +36,7 @@ impl Feature {
             Self::Dns => cfg!(feature = "dns"),
             Self::Redis => cfg!(feature = "redis"),
             Self::Otlp => cfg!(feature = "otlp"),
+            Self::Jwt => cfg!(feature = "jwt"),
         }
     }
 
@@ -52,6 +56,25 @@ impl Feature {
             "{what} needs the `{name}` feature of bff, which this binary was built without: \
              in Cargo.toml, bff = {{ ..., features = [\"{name}\"] }} (the `bff` command has every feature)"
         )
+    }
+}
+
+impl crate::AuthKind {
+    /// `Ok` when this binary can enforce it, else the error naming the feature (`auth = "jwt"` without
+    /// `jwt`): the validator puts it on a route's `auth`, and a Rust route's `Policy` gets it at build.
+    pub fn require_compiled(self) -> Result<(), String> {
+        match self {
+            Self::Jwt => Feature::Jwt.require("auth = \"jwt\""),
+            Self::None | Self::ApiKey => Ok(()),
+        }
+    }
+}
+
+impl crate::JwtConfig {
+    /// `Ok` when this binary verifies JWTs, else the error naming the `jwt` feature: the validator puts it
+    /// on `[edge.auth.jwt]`, and an app built from a config made by hand gets it at build.
+    pub fn require_compiled(&self) -> Result<(), String> {
+        Feature::Jwt.require("JWT authentication ([edge.auth.jwt])")
     }
 }
 

@@ -256,6 +256,9 @@ pub(crate) fn validate(config: &Config) -> Errors {
         err("edge.idle_timeout".into(), "must be greater than 0".into());
     }
     if let Some(jwt) = &e.auth.jwt {
+        if let Err(m) = jwt.require_compiled() {
+            err("edge.auth.jwt".into(), m);
+        }
         if jwt.algorithms.iter().any(|a| a.is_hmac()) && jwt.secret.is_none() {
             err(
                 "edge.auth.jwt.secret".into(),
@@ -460,8 +463,12 @@ fn validate_route(
         err(key("timeout"), "must be greater than 0".into());
     }
     match route.auth {
-        crate::AuthKind::Jwt if config.edge.auth.jwt.is_none() => {
-            err(key("auth"), "auth = \"jwt\" needs [edge.auth.jwt]".into())
+        crate::AuthKind::Jwt => {
+            if let Err(m) = route.auth.require_compiled() {
+                err(key("auth"), m);
+            } else if config.edge.auth.jwt.is_none() {
+                err(key("auth"), "auth = \"jwt\" needs [edge.auth.jwt]".into());
+            }
         }
         crate::AuthKind::ApiKey if config.edge.auth.api_keys.is_none() => err(
             key("auth"),
@@ -1039,6 +1046,53 @@ mod tests {
                 .feature()
                 .is_none()
         );
+    }
+
+    /// `[edge.auth.jwt]` and `auth = "jwt"` need the `jwt` feature: refused with line and key, naming it,
+    /// when built without it; accepted with it. (Passes both ways: `cargo test -p bff-config` builds it
+    /// without, the workspace with.)
+    #[test]
+    fn jwt_compiled_out_is_refused_naming_its_feature_with_line_and_key() {
+        let text = r#"[edge.auth.jwt]
+jwks_file = "k.json"
+[services.s]
+endpoints = ["h:1"]
+[[routes]]
+path = "/me"
+auth = "jwt"
+[[routes.backends]]
+name = "b"
+service = "s"
+path = "/b"
+"#;
+        let loaded = crate::Loader::new()
+            .with_env(Default::default())
+            .load_str(text, crate::Format::Toml);
+        assert_eq!(crate::Feature::Jwt.name(), "jwt");
+        if crate::Feature::Jwt.enabled() {
+            assert!(loaded.is_ok(), "{}", loaded.unwrap_err());
+            assert_eq!(crate::AuthKind::Jwt.require_compiled(), Ok(()));
+            return;
+        }
+        let errs = loaded.unwrap_err();
+        let found: Vec<(Option<usize>, &str)> =
+            errs.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            [(Some(1), "edge.auth.jwt"), (Some(7), "routes[0].auth")],
+            "{errs}"
+        );
+        for e in &errs.0 {
+            assert!(e.message.contains("needs the `jwt` feature of bff"), "{e}");
+            assert!(e.message.contains(r#"features = ["jwt"]"#), "{e}");
+        }
+        let route = crate::AuthKind::Jwt.require_compiled().unwrap_err();
+        assert_eq!(route, errs.0[1].message);
+        assert!(
+            route.starts_with("auth = \"jwt\" needs the `jwt` feature"),
+            "{route}"
+        );
+        assert_eq!(crate::AuthKind::ApiKey.require_compiled(), Ok(()));
     }
 
     #[test]

@@ -1,11 +1,9 @@
 //! What one route demands of a request, after routing: authentication, rate limits, a body limit and a
 //! deadline of its own. Declarative routes take theirs from `[[routes]]`; Rust routes from a [`Policy`].
 
-use crate::{
-    BffError,
-    auth::{ApiKeys, JwtAuth},
-    rate_limit::RateLimiter,
-};
+#[cfg(feature = "jwt")]
+use crate::auth::JwtAuth;
+use crate::{BffError, auth::ApiKeys, rate_limit::RateLimiter};
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -76,6 +74,7 @@ impl Policy {
 /// The authenticators of a BFF, shared by every route.
 #[derive(Clone, Debug, Default)]
 pub struct Gate {
+    #[cfg(feature = "jwt")]
     pub jwt: Option<Arc<JwtAuth>>,
     pub api_keys: Option<Arc<ApiKeys>>,
 }
@@ -304,6 +303,10 @@ async fn authenticate(
 ) -> Result<(), BffError> {
     match policy.auth {
         AuthKind::None => Ok(()),
+        // Without the `jwt` feature the app refuses to build a route with `auth = "jwt"`.
+        #[cfg(not(feature = "jwt"))]
+        AuthKind::Jwt => Err(BffError::internal()),
+        #[cfg(feature = "jwt")]
         AuthKind::Jwt => {
             let jwt = gate.jwt.as_ref().ok_or_else(BffError::internal)?;
             let token = parts

@@ -1,6 +1,7 @@
 //! The fuzzers' seed corpora (fuzz/corpus/*) run as ordinary tests, with the same property checks as the
 //! fuzz targets, so CI exercises them on every change. The fuzzers themselves run with `scripts/fuzz`.
 
+#[cfg(feature = "jwt")]
 use bff_edge::auth::{JwtAuth, check_jwt_properties};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,7 @@ fn path_normalize_seeds() {
     }
 }
 
+#[cfg(feature = "jwt")]
 #[test]
 fn jwt_verify_seeds() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");

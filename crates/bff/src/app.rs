@@ -8,10 +8,11 @@ use axum::{
 use bff_aggregate::Plan;
 use bff_config::{AuthKind, RouteConfig};
 use bff_config::{Config, ConfigErrors, Loader, Source};
+#[cfg(feature = "jwt")]
+use bff_edge::auth::JwtAuth;
 use bff_edge::{
     BffError, EdgeLayer, EdgePolicy, Gate, Policy, PolicyLayer, RateLimitStores, RateLimiter,
-    RoutePolicy,
-    auth::{ApiKeys, JwtAuth},
+    RoutePolicy, auth::ApiKeys,
 };
 use bff_mesh::Mesh;
 use http::HeaderMap;
@@ -165,7 +166,12 @@ impl App {
             .clone()
             .unwrap_or_else(|| PathBuf::from("."));
         let auth = &config.edge.auth;
+        // Without the `jwt` feature, refused as the validator refuses it (a config built by hand).
+        if let Some(j) = &auth.jwt {
+            j.require_compiled().map_err(StartError::Build)?;
+        }
         let gate = Gate {
+            #[cfg(feature = "jwt")]
             jwt: match &auth.jwt {
                 Some(j) => Some(Arc::new(JwtAuth::new(j, &base).map_err(StartError::Build)?)),
                 None => None,
@@ -213,9 +219,16 @@ impl App {
     }
 
     /// Starts fetching the JWKS URL (first now, then every `jwks_refresh`), when there is one.
+    #[cfg(feature = "jwt")]
     pub(crate) fn jwt_refresher(&self) -> Option<crate::server::AbortOnDrop> {
         let jwt = self.gate.jwt.clone().filter(|j| j.has_url())?;
         Some(crate::server::AbortOnDrop(tokio::spawn(jwt.run_refresh())))
+    }
+
+    /// Without the `jwt` feature there is no JWKS to fetch.
+    #[cfg(not(feature = "jwt"))]
+    pub(crate) fn jwt_refresher(&self) -> Option<crate::server::AbortOnDrop> {
+        None
     }
 
     fn policy_layer(&self, policy: RoutePolicy, route: &str, method: &str) -> PolicyLayer {
@@ -253,6 +266,11 @@ impl App {
     }
 
     fn rust_layer(&self, path: &str, policy: &Policy) -> Result<PolicyLayer, StartError> {
+        // `auth = "jwt"` in a build without the `jwt` feature: the validator's message for a config route.
+        policy
+            .auth
+            .require_compiled()
+            .map_err(|e| StartError::Build(format!("route {path}: {e}")))?;
         // Checked like a config file's limit; a Redis store is shared with the config's routes.
         let limit = policy
             .rate_limit
@@ -327,6 +345,10 @@ impl App {
                 let route_metrics = self.mesh.metrics().route(&route.path, &method);
                 let plan = Arc::new(plan.with_metrics(&route_metrics));
                 let scope = format!("{method} {}", route.path);
+                route
+                    .auth
+                    .require_compiled()
+                    .map_err(|e| StartError::Build(format!("route {scope}: {e}")))?;
                 let limit = match &route.rate_limit {
                     Some(rl) => Some(
                         RateLimiter::from_config(rl, &scope, &self.limit_stores)
@@ -440,5 +462,54 @@ impl fmt::Debug for App {
         f.debug_struct("App")
             .field("name", &self.config.bff.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "[bff]\nname = \"t\"\n";
+
+    /// A Rust route with `auth = "jwt"` and a config with `[edge.auth.jwt]` made by hand (never validated)
+    /// are refused at build, naming the `jwt` feature as the validator does, in a build without it; and
+    /// built with it. (`cargo test -p bff` builds it without, the workspace with.)
+    #[tokio::test]
+    async fn jwt_without_its_feature_is_refused_at_build_with_the_validators_message() {
+        let route = App::from_toml(CONFIG)
+            .unwrap()
+            .route_with(
+                "/me",
+                Policy::new().auth(AuthKind::Jwt),
+                axum::routing::get(|| async { "" }),
+            )
+            .into_router();
+        match AuthKind::Jwt.require_compiled() {
+            Ok(()) => assert!(route.is_ok(), "{:?}", route.err()),
+            Err(m) => {
+                assert!(m.contains("needs the `jwt` feature"), "{m}");
+                assert_eq!(route.unwrap_err().to_string(), format!("route /me: {m}"));
+            }
+        }
+
+        let mut config = Loader::new()
+            .with_env(Default::default())
+            .load_str(CONFIG, bff_config::Format::Toml)
+            .unwrap();
+        let jwt = bff_config::JwtConfig {
+            jwks_file: Some("no-such-jwks.json".into()),
+            ..Default::default()
+        };
+        let want = jwt.require_compiled();
+        config.edge.auth.jwt = Some(jwt);
+        let built = App::new(config).map(drop).unwrap_err().to_string();
+        match want {
+            // Built, then stopped by the missing JWKS file: the verifier is compiled in.
+            Ok(()) => assert!(built.contains("no-such-jwks.json"), "{built}"),
+            Err(m) => {
+                assert!(m.contains("needs the `jwt` feature"), "{m}");
+                assert_eq!(built, m);
+            }
+        }
     }
 }

@@ -1,13 +1,14 @@
 //! Authentication a route requires (`auth = "jwt"` or `"api_key"`), and the verified identity handlers
-//! read through the [`Claims`] extractor.
+//! read through the [`Claims`] extractor. JWT verification is the `jwt` feature; [`Claims`] is always
+//! here, so that a handler's signature compiles either way (without the feature no request has claims).
 
 mod api_key;
+#[cfg(feature = "jwt")]
 mod jwt;
 
-pub use self::{
-    api_key::ApiKeys,
-    jwt::{JwtAuth, Refused},
-};
+pub use self::api_key::ApiKeys;
+#[cfg(feature = "jwt")]
+pub use self::jwt::{JwtAuth, Refused};
 
 use crate::BffError;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 
 /// What the fuzzer and the seed-corpus test check on any token: no panic, and nothing but a token signed by
 /// a known key with valid claims is accepted (the corpus holds no such token).
+#[cfg(feature = "jwt")]
 #[doc(hidden)]
 pub fn check_jwt_properties(auth: &JwtAuth, data: &[u8]) {
     let Ok(token) = std::str::from_utf8(data) else {
@@ -27,7 +29,8 @@ pub fn check_jwt_properties(auth: &JwtAuth, data: &[u8]) {
 }
 
 /// The verified claims of the request's JWT. A handler of a route with `auth = "jwt"` takes `claims:
-/// Claims`; on other routes `Option<Claims>` is `None`.
+/// Claims`; on other routes `Option<Claims>` is `None` (and on every route of a build without the `jwt`
+/// feature, which refuses `auth = "jwt"`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claims(pub Map<String, Value>);
 
