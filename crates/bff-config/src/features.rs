@@ -15,6 +15,8 @@ pub enum Feature {
     Otlp,
     /// `[edge.auth.jwt]` and `auth = "jwt"` on a route.
     Jwt,
+    /// `[bff.tls]`, `[services.NAME.tls]` and an `https://` `jwks_url`.
+    Tls,
 }
 
 impl Feature {
@@ -26,6 +28,7 @@ impl Feature {
             Self::Redis => "redis",
             Self::Otlp => "otlp",
             Self::Jwt => "jwt",
+            Self::Tls => "tls",
         }
     }
 
@@ -37,6 +40,7 @@ impl Feature {
             Self::Redis => cfg!(feature = "redis"),
             Self::Otlp => cfg!(feature = "otlp"),
             Self::Jwt => cfg!(feature = "jwt"),
+            Self::Tls => cfg!(feature = "tls"),
         }
     }
 
@@ -59,22 +63,58 @@ impl Feature {
     }
 }
 
+// What needs each feature, as the error names it. The validator refuses with `require_compiled`; the crate
+// that implements a part refuses a config made by hand (never validated) with `Feature::missing(NEEDS)`
+// under its own `cfg`, so that the part is never silently skipped whatever features bff-config has.
+
 impl crate::AuthKind {
+    /// What needs the `jwt` feature in a route's `auth`.
+    pub const JWT_NEEDS: &str = "auth = \"jwt\"";
+
     /// `Ok` when this binary can enforce it, else the error naming the feature (`auth = "jwt"` without
-    /// `jwt`): the validator puts it on a route's `auth`, and a Rust route's `Policy` gets it at build.
+    /// `jwt`).
     pub fn require_compiled(self) -> Result<(), String> {
         match self {
-            Self::Jwt => Feature::Jwt.require("auth = \"jwt\""),
+            Self::Jwt => Feature::Jwt.require(Self::JWT_NEEDS),
             Self::None | Self::ApiKey => Ok(()),
         }
     }
 }
 
 impl crate::JwtConfig {
-    /// `Ok` when this binary verifies JWTs, else the error naming the `jwt` feature: the validator puts it
-    /// on `[edge.auth.jwt]`, and an app built from a config made by hand gets it at build.
+    pub const NEEDS: &str = "JWT authentication ([edge.auth.jwt])";
+    /// What needs the `tls` feature in `jwks_url`.
+    pub const HTTPS_NEEDS: &str = "an https:// jwks_url";
+
+    /// `Ok` when this binary verifies JWTs, else the error naming the `jwt` feature.
     pub fn require_compiled(&self) -> Result<(), String> {
-        Feature::Jwt.require("JWT authentication ([edge.auth.jwt])")
+        Feature::Jwt.require(Self::NEEDS)
+    }
+
+    /// `Ok` unless `jwks_url` is `https://` in a binary without the `tls` feature.
+    pub fn require_compiled_jwks_url(&self) -> Result<(), String> {
+        match &self.jwks_url {
+            Some(url) if url.starts_with("https://") => Feature::Tls.require(Self::HTTPS_NEEDS),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl crate::ListenerTlsConfig {
+    pub const NEEDS: &str = "TLS on the public listener ([bff.tls])";
+
+    /// `Ok` when this binary has TLS (the `tls` feature), else the error naming it.
+    pub fn require_compiled(&self) -> Result<(), String> {
+        Feature::Tls.require(Self::NEEDS)
+    }
+}
+
+impl crate::TlsConfig {
+    pub const NEEDS: &str = "mTLS to a service ([services.NAME.tls])";
+
+    /// `Ok` when this binary has TLS (the `tls` feature), else the error naming it.
+    pub fn require_compiled(&self) -> Result<(), String> {
+        Feature::Tls.require(Self::NEEDS)
     }
 }
 

@@ -177,6 +177,11 @@ pub(crate) fn validate(config: &Config) -> Errors {
             );
         }
     }
+    if let Some(tls) = &b.tls
+        && let Err(m) = tls.require_compiled()
+    {
+        err("bff.tls".into(), m);
+    }
     if b.shutdown_grace.get().is_zero() {
         err("bff.shutdown_grace".into(), "must be greater than 0".into());
     }
@@ -283,6 +288,9 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 );
             }
         }
+        if let Err(m) = jwt.require_compiled_jwks_url() {
+            err("edge.auth.jwt.jwks_url".into(), m);
+        }
         if let Some(url) = &jwt.jwks_url {
             // Parsed as the JWKS client parses it.
             let ok = url.parse::<http::Uri>().is_ok_and(|u| {
@@ -305,6 +313,11 @@ pub(crate) fn validate(config: &Config) -> Errors {
 
     for (name, svc) in &config.services {
         let key = |k: &str| format!("services.{name}.{k}");
+        if let Some(tls) = &svc.tls
+            && let Err(m) = tls.require_compiled()
+        {
+            err(key("tls"), m);
+        }
         if !is_name(name) {
             err(
                 format!("services.{name}"),
@@ -1093,6 +1106,59 @@ path = "/b"
             "{route}"
         );
         assert_eq!(crate::AuthKind::ApiKey.require_compiled(), Ok(()));
+    }
+
+    /// `[bff.tls]`, `[services.NAME.tls]` and an `https://` `jwks_url` need the `tls` feature: refused with
+    /// line and key, naming it, when built without it; accepted with it.
+    #[test]
+    fn tls_compiled_out_is_refused_naming_its_feature_with_line_and_key() {
+        let text = r#"[bff]
+name = "t"
+[bff.tls]
+cert = "c.pem"
+key = "k.pem"
+[edge.auth.jwt]
+jwks_url = "https://idp.test/jwks.json"
+[services.s]
+endpoints = ["h:1"]
+[services.s.tls]
+ca = "ca.pem"
+"#;
+        let loaded = crate::Loader::new()
+            .with_env(Default::default())
+            .load_str(text, crate::Format::Toml);
+        assert_eq!(crate::Feature::Tls.name(), "tls");
+        // (Without the `jwt` feature, [edge.auth.jwt] has an error of its own.)
+        let errs: Vec<crate::ConfigError> = loaded.err().map(|e| e.0).unwrap_or_default();
+        let tls: Vec<_> = errs
+            .iter()
+            .filter(|e| e.message.contains("needs the `tls` feature of bff"))
+            .collect();
+        if crate::Feature::Tls.enabled() {
+            assert!(tls.is_empty(), "{errs:?}");
+            return;
+        }
+        let found: Vec<(Option<usize>, &str)> =
+            tls.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(3), "bff.tls"),
+                (Some(7), "edge.auth.jwt.jwks_url"),
+                (Some(10), "services.s.tls"),
+            ],
+            "{errs:?}"
+        );
+        assert!(
+            tls[1].message.starts_with(crate::JwtConfig::HTTPS_NEEDS),
+            "{:?}",
+            tls[1]
+        );
+        let plain = crate::JwtConfig {
+            jwks_url: Some("http://idp.test/jwks.json".into()),
+            ..Default::default()
+        };
+        assert_eq!(plain.require_compiled_jwks_url(), Ok(()));
     }
 
     #[test]

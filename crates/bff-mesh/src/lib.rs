@@ -20,6 +20,7 @@ mod request;
 mod resolve;
 mod retry;
 mod service;
+#[cfg(feature = "tls")]
 mod tls;
 
 #[doc(hidden)]

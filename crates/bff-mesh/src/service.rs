@@ -1,3 +1,4 @@
+#[cfg(feature = "tls")]
 use crate::tls::TlsFiles;
 use crate::{
     CallContext, IntoPath, RequestBuilder,
@@ -13,6 +14,7 @@ use bff_config::{Protocol, ServiceConfig};
 use bytes::Bytes;
 use http::{HeaderValue, Method};
 use http_body_util::Full;
+#[cfg(feature = "tls")]
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -36,8 +38,15 @@ use tokio::{task::JoinHandle, time::Instant};
 #[derive(Clone, Debug)]
 pub(crate) enum HttpClient {
     Plain(Client<HttpConnector, Full<Bytes>>),
+    #[cfg(feature = "tls")]
     Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
+
+/// Without the `tls` feature no service has TLS (the validator refuses `[services.NAME.tls]`, and
+/// [`Service::new`] too): there is no value of this type.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum TlsFiles {}
 
 impl HttpClient {
     pub(crate) fn request(
@@ -46,6 +55,7 @@ impl HttpClient {
     ) -> hyper_util::client::legacy::ResponseFuture {
         match self {
             Self::Plain(c) => c.request(req),
+            #[cfg(feature = "tls")]
             Self::Tls(c) => c.request(req),
         }
     }
@@ -96,7 +106,16 @@ impl Service {
     ) -> Result<Self, String> {
         let endpoints =
             EndpointSet::build(&cfg.endpoints, None).map_err(|e| format!("service {name}: {e}"))?;
+        #[cfg(feature = "tls")]
         let tls = cfg.tls.as_ref().map(|t| TlsFiles::new(t, base));
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<TlsFiles> = match cfg.tls {
+            Some(_) => {
+                let e = bff_config::Feature::Tls.missing(bff_config::TlsConfig::NEEDS);
+                return Err(format!("service {name}: {e}"));
+            }
+            None => None,
+        };
         let client = build_client(cfg, tls.as_ref()).map_err(|e| format!("service {name}: {e}"))?;
         Ok(Self {
             name: name.into(),
@@ -201,6 +220,7 @@ impl Service {
     }
 
     /// Rebuilds the client when the TLS files changed, every second.
+    #[cfg(feature = "tls")]
     async fn watch_tls(self: Arc<Self>, files: TlsFiles) {
         let mut stamp = files.stamp();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -242,7 +262,10 @@ impl Service {
                 .unwrap_or_default(),
         );
         if let Some(files) = self.tls.clone() {
+            #[cfg(feature = "tls")]
             tasks.push(tokio::spawn(self.clone().watch_tls(files)));
+            #[cfg(not(feature = "tls"))]
+            match files {}
         }
         tasks
     }
@@ -311,6 +334,27 @@ fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClien
     let Some(files) = tls else {
         return Ok(HttpClient::Plain(builder.build(connector)));
     };
+    tls_client(&builder, connector, cfg, files)
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(
+    _: &hyper_util::client::legacy::Builder,
+    _: HttpConnector,
+    _: &ServiceConfig,
+    files: &TlsFiles,
+) -> Result<HttpClient, String> {
+    match *files {}
+}
+
+/// The pooled client of a service with `[services.NAME.tls]`.
+#[cfg(feature = "tls")]
+fn tls_client(
+    builder: &hyper_util::client::legacy::Builder,
+    mut connector: HttpConnector,
+    cfg: &ServiceConfig,
+    files: &TlsFiles,
+) -> Result<HttpClient, String> {
     connector.enforce_http(false);
     let b = HttpsConnectorBuilder::new()
         .with_tls_config(files.client_config()?)

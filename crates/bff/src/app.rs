@@ -6,7 +6,7 @@ use axum::{
     routing::{MethodFilter, MethodRouter},
 };
 use bff_aggregate::Plan;
-use bff_config::{AuthKind, RouteConfig};
+use bff_config::{AuthKind, Feature, JwtConfig, RouteConfig};
 use bff_config::{Config, ConfigErrors, Loader, Source};
 #[cfg(feature = "jwt")]
 use bff_edge::auth::JwtAuth;
@@ -167,8 +167,8 @@ impl App {
             .unwrap_or_else(|| PathBuf::from("."));
         let auth = &config.edge.auth;
         // Without the `jwt` feature, refused as the validator refuses it (a config built by hand).
-        if let Some(j) = &auth.jwt {
-            j.require_compiled().map_err(StartError::Build)?;
+        if !cfg!(feature = "jwt") && auth.jwt.is_some() {
+            return Err(StartError::Build(Feature::Jwt.missing(JwtConfig::NEEDS)));
         }
         let gate = Gate {
             #[cfg(feature = "jwt")]
@@ -267,10 +267,7 @@ impl App {
 
     fn rust_layer(&self, path: &str, policy: &Policy) -> Result<PolicyLayer, StartError> {
         // `auth = "jwt"` in a build without the `jwt` feature: the validator's message for a config route.
-        policy
-            .auth
-            .require_compiled()
-            .map_err(|e| StartError::Build(format!("route {path}: {e}")))?;
+        auth_compiled(policy.auth).map_err(|e| StartError::Build(format!("route {path}: {e}")))?;
         // Checked like a config file's limit; a Redis store is shared with the config's routes.
         let limit = policy
             .rate_limit
@@ -345,9 +342,7 @@ impl App {
                 let route_metrics = self.mesh.metrics().route(&route.path, &method);
                 let plan = Arc::new(plan.with_metrics(&route_metrics));
                 let scope = format!("{method} {}", route.path);
-                route
-                    .auth
-                    .require_compiled()
+                auth_compiled(route.auth)
                     .map_err(|e| StartError::Build(format!("route {scope}: {e}")))?;
                 let limit = match &route.rate_limit {
                     Some(rl) => Some(
@@ -465,6 +460,15 @@ impl fmt::Debug for App {
     }
 }
 
+/// `auth = "jwt"` in a build without the `jwt` feature: refused with the validator's message.
+fn auth_compiled(auth: AuthKind) -> Result<(), String> {
+    if auth == AuthKind::Jwt && !cfg!(feature = "jwt") {
+        Err(Feature::Jwt.missing(AuthKind::JWT_NEEDS))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,12 +488,16 @@ mod tests {
                 axum::routing::get(|| async { "" }),
             )
             .into_router();
-        match AuthKind::Jwt.require_compiled() {
-            Ok(()) => assert!(route.is_ok(), "{:?}", route.err()),
-            Err(m) => {
-                assert!(m.contains("needs the `jwt` feature"), "{m}");
-                assert_eq!(route.unwrap_err().to_string(), format!("route /me: {m}"));
-            }
+        // The validator's message for a route's `auth`.
+        let m = Feature::Jwt.missing(AuthKind::JWT_NEEDS);
+        assert!(
+            m.starts_with("auth = \"jwt\" needs the `jwt` feature"),
+            "{m}"
+        );
+        if cfg!(feature = "jwt") {
+            assert!(route.is_ok(), "{:?}", route.err());
+        } else {
+            assert_eq!(route.unwrap_err().to_string(), format!("route /me: {m}"));
         }
 
         let mut config = Loader::new()
@@ -500,16 +508,61 @@ mod tests {
             jwks_file: Some("no-such-jwks.json".into()),
             ..Default::default()
         };
-        let want = jwt.require_compiled();
         config.edge.auth.jwt = Some(jwt);
         let built = App::new(config).map(drop).unwrap_err().to_string();
-        match want {
+        if cfg!(feature = "jwt") {
             // Built, then stopped by the missing JWKS file: the verifier is compiled in.
-            Ok(()) => assert!(built.contains("no-such-jwks.json"), "{built}"),
-            Err(m) => {
-                assert!(m.contains("needs the `jwt` feature"), "{m}");
-                assert_eq!(built, m);
-            }
+            assert!(built.contains("no-such-jwks.json"), "{built}");
+        } else {
+            assert_eq!(built, Feature::Jwt.missing(JwtConfig::NEEDS));
+            assert!(built.contains("needs the `jwt` feature"), "{built}");
+        }
+    }
+
+    /// `[bff.tls]` and `[services.NAME.tls]` in a config made by hand are refused, naming the `tls`
+    /// feature, in a build without it (never served in cleartext); with it, their files are read.
+    #[tokio::test]
+    async fn tls_without_its_feature_is_refused_never_skipped() {
+        let load = || {
+            Loader::new()
+                .with_env(Default::default())
+                .load_str(
+                    "[bff]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n",
+                    bff_config::Format::Toml,
+                )
+                .unwrap()
+        };
+        let mut config = load();
+        config.bff.tls = Some(bff_config::ListenerTlsConfig {
+            cert: "no-such-cert.pem".into(),
+            key: "no-such-key.pem".into(),
+        });
+        let bound = App::new(config).unwrap().bind().await.map(drop);
+        let err = bound.unwrap_err().to_string();
+        if cfg!(feature = "tls") {
+            assert!(err.contains("no-such-cert.pem"), "{err}");
+        } else {
+            let m = Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS);
+            assert!(m.contains("needs the `tls` feature"), "{m}");
+            assert_eq!(err, m);
+        }
+
+        let mut config = load();
+        let svc = bff_config::ServiceConfig {
+            endpoints: vec!["127.0.0.1:1".into()],
+            tls: Some(bff_config::TlsConfig {
+                ca: "no-such-ca.pem".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        config.services.insert("s".into(), svc);
+        let err = App::new(config).map(drop).unwrap_err().to_string();
+        if cfg!(feature = "tls") {
+            assert!(err.contains("no-such-ca.pem"), "{err}");
+        } else {
+            let m = Feature::Tls.missing(bff_config::TlsConfig::NEEDS);
+            assert!(err.contains(&format!("service s: {m}")), "{err}");
         }
     }
 }

@@ -448,6 +448,7 @@ async fn accept_loop<S>(
 {
     let drain = crate::drain::Drain::default();
     // The certificate follows its files for as long as the listener accepts.
+    #[cfg(feature = "tls")]
     let watch_cert = tls
         .as_ref()
         .map(|t| AbortOnDrop(tokio::spawn(t.cert.clone().watch())));
@@ -514,7 +515,10 @@ async fn accept_loop<S>(
                     })
                 };
                 let (builder, ticket) = (builder.clone(), drain.enter());
+                #[cfg(feature = "tls")]
                 let tls = tls.as_ref().map(|t| t.acceptor.clone());
+                #[cfg(not(feature = "tls"))]
+                let tls: Option<std::convert::Infallible> = tls.as_ref().map(|t| match *t {});
                 tokio::spawn(async move {
                     let out = match tls {
                         None => {
@@ -522,6 +526,9 @@ async fn accept_loop<S>(
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                             conn::drive(ticket.watch(conn), activity, timeouts).await
                         }
+                        #[cfg(not(feature = "tls"))]
+                        Some(never) => match never {},
+                        #[cfg(feature = "tls")]
                         Some(acceptor) => {
                             // The handshake is within the header timeout too: a client that stalls it is dropped.
                             let tls = match tokio::time::timeout_at(head_deadline, acceptor.accept(stream)).await {
@@ -544,6 +551,7 @@ async fn accept_loop<S>(
         }
     }
     drop(listener);
+    #[cfg(feature = "tls")]
     drop(watch_cert);
     if tokio::time::timeout(grace, drain.shutdown()).await.is_err() {
         tracing::warn!(
@@ -563,13 +571,30 @@ fn too_many_headers() -> axum::response::Response {
         .unwrap_or_default()
 }
 
+/// Without the `tls` feature the public listener is cleartext (the validator refuses `[bff.tls]`, and
+/// [`listener_tls`] too): there is no value of this type.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum ListenerTls {}
+
+#[cfg(not(feature = "tls"))]
+fn listener_tls(
+    _: &bff_config::ListenerTlsConfig,
+    _: Option<&std::path::Path>,
+) -> Result<ListenerTls, StartError> {
+    Err(StartError::Build(
+        bff_config::Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS),
+    ))
+}
+
 /// The public listener's TLS: the acceptor, and its certificate that follows the files.
+#[cfg(feature = "tls")]
 pub(crate) struct ListenerTls {
     acceptor: tokio_rustls::TlsAcceptor,
     cert: Arc<ListenerCert>,
 }
 
 /// The public listener's TLS acceptor (rustls with ring; HTTP/2 and HTTP/1.1 by ALPN).
+#[cfg(feature = "tls")]
 fn listener_tls(
     cfg: &bff_config::ListenerTlsConfig,
     base: Option<&std::path::Path>,
@@ -598,6 +623,7 @@ fn listener_tls(
 /// second): new connections get a rotated certificate without a restart, open ones keep theirs. Files
 /// caught half-written (a key that does not match the certificate, a truncated PEM) are tried again at
 /// the next check while the current certificate is served.
+#[cfg(feature = "tls")]
 #[derive(Debug)]
 struct ListenerCert {
     cert: std::path::PathBuf,
@@ -606,8 +632,10 @@ struct ListenerCert {
 }
 
 /// When each file last changed, and its size.
+#[cfg(feature = "tls")]
 type Stamp = [Option<(std::time::SystemTime, u64)>; 2];
 
+#[cfg(feature = "tls")]
 impl ListenerCert {
     fn new(cert: std::path::PathBuf, key: std::path::PathBuf) -> Result<Self, String> {
         let current = RwLock::new(Arc::new(Self::load(&cert, &key)?));
@@ -669,6 +697,7 @@ impl ListenerCert {
     }
 }
 
+#[cfg(feature = "tls")]
 impl rustls::server::ResolvesServerCert for ListenerCert {
     fn resolve(
         &self,
@@ -685,6 +714,7 @@ impl rustls::server::ResolvesServerCert for ListenerCert {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "tls")]
     fn fixture(name: &str) -> std::path::PathBuf {
         std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -707,6 +737,7 @@ mod tests {
         assert_eq!(*lock.read().unwrap_or_else(PoisonError::into_inner), 2);
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn listener_certificate_errors_name_the_key_and_the_file() {
         let missing = ListenerCert::new(fixture("nope.pem"), fixture("server.key")).unwrap_err();

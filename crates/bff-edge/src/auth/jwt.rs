@@ -8,6 +8,7 @@ use super::Claims;
 use bff_config::{JwtAlgorithm, JwtConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+#[cfg(feature = "tls")]
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, ResponseFuture, connect::HttpConnector},
@@ -32,6 +33,7 @@ const REFETCH_EVERY: Duration = Duration::from_secs(10);
 /// certificates (as an identity provider's JWKS endpoint usually is).
 enum JwksClient {
     Http(Client<HttpConnector, Empty<Bytes>>),
+    #[cfg(feature = "tls")]
     Https(Client<HttpsConnector<HttpConnector>, Empty<Bytes>>),
 }
 
@@ -41,10 +43,14 @@ fn shown(url: &http::Uri) -> String {
 }
 
 impl JwksClient {
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
     fn new(url: &http::Uri, ca: Option<&Path>) -> Result<Self, String> {
         let builder = Client::builder(TokioExecutor::new());
         match url.scheme_str() {
             Some("http") => Ok(Self::Http(builder.build_http())),
+            #[cfg(not(feature = "tls"))]
+            Some("https") => Err(bff_config::Feature::Tls.missing(JwtConfig::HTTPS_NEEDS)),
+            #[cfg(feature = "tls")]
             Some("https") => {
                 let roots = ca_roots(ca).map_err(|e| format!("jwks_url {}: {e}", shown(url)))?;
                 let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -71,12 +77,14 @@ impl JwksClient {
     fn get(&self, url: http::Uri) -> ResponseFuture {
         match self {
             Self::Http(c) => c.get(url),
+            #[cfg(feature = "tls")]
             Self::Https(c) => c.get(url),
         }
     }
 }
 
 /// The CA certificates that verify an `https://` `jwks_url`: the `jwks_ca` bundle, or the system's.
+#[cfg(feature = "tls")]
 fn ca_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
@@ -371,7 +379,7 @@ fn parse_jwks(text: &str) -> Result<Keys, String> {
     Ok(Keys { by_kid, single })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tls"))]
 mod tests {
     use super::*;
 
