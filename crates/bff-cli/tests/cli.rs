@@ -4,7 +4,7 @@ use bff_testkit::Stub;
 use serde_json::{Value, json};
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -18,6 +18,15 @@ fn bff() -> Command {
         }
     }
     c
+}
+
+/// `bff check --config PATH`, run to its end.
+fn check(path: &Path) -> std::process::Output {
+    bff()
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
 }
 
 fn write_config(name: &str, text: &str) -> PathBuf {
@@ -73,11 +82,7 @@ path = "/users/{uid}"
 #[test]
 fn check_accepts_a_valid_config() {
     let path = write_config("good.toml", &good_config("127.0.0.1:9"));
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -89,11 +94,7 @@ fn check_accepts_a_valid_config() {
 #[test]
 fn check_names_file_line_and_key_of_every_error() {
     let path = write_config("bad.toml", BAD);
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
@@ -115,11 +116,7 @@ fn check_refuses_an_admin_listener_off_loopback_without_a_token() {
         "admin_listen = \"0.0.0.0:9901\"",
     );
     let path = write_config("admin-open.toml", &text);
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}:1: bff.admin_token: required", path.display());
@@ -187,11 +184,7 @@ fn check_reads_bff_config_and_env_overrides() {
 #[test]
 fn run_refuses_a_bad_config_with_the_same_errors_as_check() {
     let path = write_config("bad-run.toml", BAD);
-    let check = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let check = check(&path);
     let run = bff().args(["run", "--config"]).arg(&path).output().unwrap();
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(
@@ -459,7 +452,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(path: &std::path::Path) -> Self {
+    fn start(path: &Path) -> Self {
         let mut child = Proc(
             bff()
                 .args(["run", "--config"])
@@ -687,11 +680,7 @@ fn check_accepts_ipv4_mapped_trusted_proxies_and_names_bad_prefixes() {
         "[edge]\ntrusted_proxies = [\"::ffff:10.0.0.1\", \"::ffff:10.0.0.0/104\"]\n\n[services.users]",
     );
     let path = write_config("mapped.toml", &good);
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -702,11 +691,7 @@ fn check_accepts_ipv4_mapped_trusted_proxies_and_names_bad_prefixes() {
         "[edge]\ntrusted_proxies = [\n  \"::ffff:10.0.0.0/80\",\n  \"10.0.0.0/33\",\n]\n\n[services.users]",
     );
     let path = write_config("mapped-bad.toml", &bad);
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
@@ -793,22 +778,14 @@ fn check_accepts_a_header_and_client_ip_rate_limit_key_and_names_a_bad_one() {
         )
     };
     let path = write_config("rl-key.toml", &with_key("header:x-tenant+client_ip"));
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let path = write_config("rl-key-bad.toml", &with_key("header:x tenant+client_ip"));
-    let out = bff()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!(
