@@ -297,42 +297,51 @@ fn refusals_are_one_line_on_stderr_and_write_nothing() {
     assert_eq!(fs::read_to_string(taken.join("notes.txt")).unwrap(), "mine");
 }
 
-/// The one build of CI: a generated project compiles and passes its own tests with no edits. It builds in
+/// The builds of CI: every generated project compiles and passes its own tests with no edits. It builds in
 /// the workspace's target folder (`--offline`: every crate it needs is in the checkout's lock file, which
 /// `bff new` copies), so the framework's crates already compiled are reused.
 #[test]
 fn a_generated_project_builds_and_passes_its_own_tests() {
     let scratch = Scratch::new("build");
-    // An existing empty folder is a fine place for a project.
-    fs::create_dir(scratch.0.join("ci-mobile")).unwrap();
-    new_project("ci-mobile", "mobile", &scratch.0);
-    let project = scratch.0.join("ci-mobile");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace().join("target"), PathBuf::from);
+    for template in TEMPLATES {
+        let name = format!("ci-{template}");
+        // An existing empty folder is a fine place for a project.
+        fs::create_dir(scratch.0.join(&name)).unwrap();
+        new_project(&name, template, &scratch.0);
+        let project = scratch.0.join(&name);
 
-    let started = Instant::now();
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["test", "--offline"])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("CARGO_TERM_COLOR", "never")
-        .output()
-        .unwrap();
-    let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "cargo test in the generated project failed after {took:?}:\n{stdout}\n{stderr}"
-    );
-    eprintln!("generated project: cargo test took {took:?}");
-    for suite in ["Running tests/api.rs", "Running tests/deploy.rs"] {
-        assert!(stderr.contains(suite), "{suite} did not run:\n{stderr}");
+        let started = Instant::now();
+        let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["test", "--offline"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_TERM_COLOR", "never")
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "cargo test in the generated {template} project failed after {took:?}:\n{stdout}\n{stderr}"
+        );
+        eprintln!("generated {template} project: cargo test took {took:?}");
+        for suite in ["Running tests/api.rs", "Running tests/deploy.rs"] {
+            assert!(
+                stderr.contains(suite),
+                "{template}: {suite} did not run:\n{stderr}"
+            );
+        }
+        assert!(!stdout.contains("FAILED") && stdout.contains("test result: ok"));
+
+        // The binary that build made (its `main.rs` loads the file, then `app(config)`) reloads its file.
+        reloads_its_file(
+            &target.join(format!("debug/{name}")),
+            &project.join("bff.toml"),
+        );
     }
-    assert!(!stdout.contains("FAILED") && stdout.contains("test result: ok"));
-
-    // The binary that build made (its `main.rs` loads the file, then `app(config)`) reloads its file.
-    reloads_its_file(&target.join("debug/ci-mobile"), &project.join("bff.toml"));
 }
 
 /// Kills the child if a check fails half-way.
@@ -387,11 +396,13 @@ fn reloads_its_file(binary: &Path, config: &Path) {
     // Keep reading its log so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
 
+    let name = binary.file_name().unwrap().to_str().unwrap();
     let text = fs::read_to_string(config).unwrap();
-    assert!(text.contains("name = \"ci-mobile\""), "{text}");
+    let line = format!("name = \"{name}\"");
+    assert!(text.contains(&line), "{text}");
     fs::write(
         config,
-        text.replace("name = \"ci-mobile\"", "name = \"ci-mobile-reloaded\""),
+        text.replace(&line, &format!("name = \"{name}-reloaded\"")),
     )
     .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -413,7 +424,7 @@ fn reloads_its_file(binary: &Path, config: &Path) {
             .json()
             .await
             .unwrap();
-        assert_eq!(config["config"]["bff"]["name"], "ci-mobile-reloaded");
+        assert_eq!(config["config"]["bff"]["name"], format!("{name}-reloaded"));
     });
 }
 
