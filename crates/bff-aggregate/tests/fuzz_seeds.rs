@@ -2,23 +2,10 @@
 //! fuzz/corpus/header_forwarding) run as ordinary tests, with the fuzz targets' property checks. The
 //! fuzzers themselves run with `scripts/fuzz`.
 
-use std::path::{Path, PathBuf};
+#[path = "../../../fuzz/seeds.rs"]
+mod seeds;
 
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no seeds in {}", dir.display());
-    files
-        .into_iter()
-        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
-        .collect()
-}
+use seeds::corpus;
 
 #[test]
 fn placeholder_path_seeds() {

@@ -511,27 +511,55 @@ impl Running {
     }
 }
 
+/// The file of a `bff run` under reload tests: `reload_config` over a users stub that answers, with
+/// `bff_extra` in `[bff]`.
+struct Reloadable {
+    users: Stub,
+    path: PathBuf,
+    bff_extra: &'static str,
+}
+
+impl Reloadable {
+    /// Writes the first version (without `/api/v2/{id}`) and starts `bff run` on it.
+    async fn start(name: &str, bff_extra: &'static str) -> (Self, Running) {
+        let users = Stub::start().await;
+        users.on("/users/1").json(json!({"name": "Ada"}));
+        let path = write_config(name, &reload_config(&users.endpoint(), bff_extra, false));
+        let bff = Running::start(&path);
+        let file = Self {
+            users,
+            path,
+            bff_extra,
+        };
+        (file, bff)
+    }
+
+    /// The config, with the second route when `second`.
+    fn text(&self, second: bool) -> String {
+        reload_config(&self.users.endpoint(), self.bff_extra, second)
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reloads_its_file_on_post_admin_reload_and_refuses_a_broken_one() {
-    let users = Stub::start().await;
-    users.on("/users/1").json(json!({"name": "Ada"}));
-    let path = write_config(
-        "reload-post.toml",
-        &reload_config(&users.endpoint(), "", false),
-    );
-    let bff = Running::start(&path);
+    let (file, bff) = Reloadable::start("reload-post.toml", "").await;
     assert_eq!(bff.status("/api/u/1").await, 200);
     assert_eq!(bff.status("/api/v2/1").await, 404);
 
-    std::fs::write(&path, reload_config(&users.endpoint(), "", true)).unwrap();
+    file.write(&file.text(true));
     let (status, body) = bff.reload().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"status": "applied", "version": 2}));
     assert_eq!(bff.status("/api/v2/1").await, 200, "the new route serves");
 
-    let broken = reload_config(&users.endpoint(), "", false)
+    let broken = file
+        .text(false)
         .replace("select = \"$.name\"", "select = \"$[\"");
-    std::fs::write(&path, &broken).unwrap();
+    file.write(&broken);
     let (status, body) = bff.reload().await;
     assert_eq!(status, 422, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
@@ -540,7 +568,10 @@ async fn run_reloads_its_file_on_post_admin_reload_and_refuses_a_broken_one() {
         .position(|l| l.starts_with("select"))
         .unwrap()
         + 1;
-    let want = format!("{}:{line}: routes[0].backends[0].select", path.display());
+    let want = format!(
+        "{}:{line}: routes[0].backends[0].select",
+        file.path.display()
+    );
     assert!(message.contains(&want), "want `{want}` in: {message}");
     assert_eq!(
         bff.status("/api/u/1").await,
@@ -557,15 +588,9 @@ async fn run_reloads_its_file_on_post_admin_reload_and_refuses_a_broken_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reloads_its_file_on_sighup() {
-    let users = Stub::start().await;
-    users.on("/users/1").json(json!({"name": "Ada"}));
-    let path = write_config(
-        "reload-hup.toml",
-        &reload_config(&users.endpoint(), "", false),
-    );
-    let bff = Running::start(&path);
+    let (file, bff) = Reloadable::start("reload-hup.toml", "").await;
     assert_eq!(bff.status("/api/v2/1").await, 404);
-    std::fs::write(&path, reload_config(&users.endpoint(), "", true)).unwrap();
+    file.write(&file.text(true));
     // Sent again until it lands: a signal that arrives before the reload handler listens is ignored
     // (never the default exit), but not delivered to the handler either.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -601,16 +626,9 @@ async fn run_reloads_its_file_on_sighup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_follows_a_watched_file() {
-    let users = Stub::start().await;
-    users.on("/users/1").json(json!({"name": "Ada"}));
-    let watched = "watch_config = true";
-    let path = write_config(
-        "reload-watch.toml",
-        &reload_config(&users.endpoint(), watched, false),
-    );
-    let bff = Running::start(&path);
+    let (file, bff) = Reloadable::start("reload-watch.toml", "watch_config = true").await;
     assert_eq!(bff.status("/api/v2/1").await, 404);
-    std::fs::write(&path, reload_config(&users.endpoint(), watched, true)).unwrap();
+    file.write(&file.text(true));
     bff.wait_for_200("/api/v2/1").await;
     sigterm(&bff.proc.0);
 }

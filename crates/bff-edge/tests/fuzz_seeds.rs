@@ -3,23 +3,10 @@
 
 #[cfg(feature = "jwt")]
 use bff_edge::auth::{JwtAuth, check_jwt_properties};
-use std::path::{Path, PathBuf};
+#[path = "../../../fuzz/seeds.rs"]
+mod seeds;
 
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no seeds in {}", dir.display());
-    files
-        .into_iter()
-        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
-        .collect()
-}
+use seeds::corpus;
 
 #[test]
 fn path_normalize_seeds() {
@@ -32,7 +19,7 @@ fn path_normalize_seeds() {
 #[cfg(feature = "jwt")]
 #[test]
 fn jwt_verify_seeds() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jwt");
     let cfg = bff_config::JwtConfig {
         issuer: Some("https://id.example.com".into()),
         audiences: vec!["web".into()],
