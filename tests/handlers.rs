@@ -204,12 +204,9 @@ async fn status_as(bff: &TestBff, client: &str) -> u16 {
 #[tokio::test]
 async fn a_rust_routes_rate_limit_takes_its_key_from_the_policy() {
     let users = Stub::start().await;
-    let limit = bff::config::RateLimitConfig {
-        per_second: 1,
-        burst: 2,
-        key: "header:x-client".into(),
-        store: None,
-    };
+    let limit = bff::config::RateLimitConfig::new(1, 2).key(bff::config::RateLimitKey::header(
+        http::HeaderName::from_static("x-client"),
+    ));
     let bff = TestBff::start_app(limited_app(&users, Policy::new().rate_limit_with(limit))).await;
     let a: Vec<u16> = futures::future::join_all((0..3).map(|_| status_as(&bff, "a"))).await;
     assert_eq!(a.iter().filter(|s| **s == 200).count(), 2, "{a:?}");
@@ -220,30 +217,32 @@ async fn a_rust_routes_rate_limit_takes_its_key_from_the_policy() {
     assert_eq!(status_as(&bff, "b").await, 429);
 }
 
+/// The key and store of a Rust route's limit are the config's types: a bad key or store URL does not
+/// parse (the message names what is wrong), so it cannot reach the app; a rate of zero is refused when the
+/// app is built, naming the key.
 #[tokio::test]
 async fn a_rust_routes_bad_rate_limit_is_refused_at_build_with_its_key() {
     let users = Stub::start().await;
-    let bad_key = bff::config::RateLimitConfig {
-        key: "cookie:session".into(),
-        ..Default::default()
-    };
-    let err = limited_app(&users, Policy::new().rate_limit_with(bad_key))
+    let key = "cookie:session"
+        .parse::<bff::config::RateLimitKey>()
+        .unwrap_err();
+    assert!(
+        key.contains("cookie:session") && key.contains("header:NAME"),
+        "{key}"
+    );
+    let store = "http://127.0.0.1:6379"
+        .parse::<bff::config::RedisUrl>()
+        .unwrap_err();
+    assert!(store.contains("is not a redis:// URL"), "{store}");
+    let zero = bff::config::RateLimitConfig::new(0, 5);
+    let err = limited_app(&users, Policy::new().rate_limit_with(zero))
         .into_router()
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("route /limited: rate_limit.key:") && err.contains("cookie:session"),
+        err.contains("route /limited: rate_limit.per_second: must be at least 1"),
         "{err}"
     );
-    let bad_store = bff::config::RateLimitConfig {
-        store: Some("http://127.0.0.1:6379".into()),
-        ..Default::default()
-    };
-    let err = limited_app(&users, Policy::new().rate_limit_with(bad_store))
-        .into_router()
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("rate_limit.store:"), "{err}");
 }
 
 #[derive(Serialize)]

@@ -845,12 +845,11 @@ async fn a_rust_routes_limit_with_a_redis_store_keeps_its_buckets_in_redis() {
         .unwrap();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
-    let limit = bff::config::RateLimitConfig {
-        per_second: 1,
-        burst: 5,
-        key: "header:x-client".into(),
-        store: Some(format!("redis://127.0.0.1:{port}")),
-    };
+    let limit = bff::config::RateLimitConfig::new(1, 5)
+        .key(bff::config::RateLimitKey::header(
+            http::HeaderName::from_static("x-client"),
+        ))
+        .store(format!("redis://127.0.0.1:{port}").parse().unwrap());
     let app = bff::App::new(config).unwrap().route_with(
         "/limited",
         bff::Policy::new().rate_limit_with(limit),

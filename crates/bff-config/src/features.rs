@@ -94,7 +94,7 @@ impl crate::JwtConfig {
     /// `Ok` unless `jwks_url` is `https://` in a binary without the `tls` feature.
     pub fn require_compiled_jwks_url(&self) -> Result<(), String> {
         match &self.jwks_url {
-            Some(url) if url.starts_with("https://") => Feature::Tls.require(Self::HTTPS_NEEDS),
+            Some(url) if url.is_https() => Feature::Tls.require(Self::HTTPS_NEEDS),
             _ => Ok(()),
         }
     }

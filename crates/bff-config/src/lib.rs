@@ -3,12 +3,46 @@
 //! error with its file, line and key path.
 #![forbid(unsafe_code)]
 
+/// Deserializes a value through its `FromStr` (the error message becomes the config error of its key).
+macro_rules! from_str_serde {
+    ($ty:ty, $expecting:literal $(, $int:ident)?) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$ty, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                    $(
+                    fn $int<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
+                        v.to_string().parse().map_err(E::custom)
+                    }
+                    )?
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
 mod env_file;
 mod features;
 mod load;
 mod locate;
+mod net;
 mod redact;
 mod schema;
+mod secret;
 mod units;
 mod validate;
 mod values;
@@ -17,8 +51,10 @@ pub use self::{
     env_file::env_with_file,
     features::Feature,
     load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
+    net::{Cidr, CorsOrigin, HostPort, HttpUrl, OtlpEndpoint, RedisUrl, canonical_ip},
     redact::{REDACTED, redact_url},
     schema::*,
+    secret::{HmacSecret, MIN_HMAC_SECRET, SECRET_SHOWN, Secret},
     units::{ByteSize, Duration},
     validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},
     values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},

@@ -292,14 +292,14 @@ impl Loader {
         self.expand_vars(&mut value, &mut path, &mut report);
         // A key whose variable is unset was reported once; validation must not report it again.
         let unset: Vec<String> = report.errors.iter().map(|e| e.key.clone()).collect();
-        let (config, mut poisoned) = deserialize_all(value, &mut report);
+        let (config, mut poisoned) = deserialize_all(value, &unset, &mut report);
         poisoned.extend(unset);
         if let Some(config) = &config {
+            // A value refused above was removed (its default applies): validation must neither report
+            // it again nor report what its removal leaves behind in the tables that hold it (`needs
+            // endpoints` after a bad endpoint).
             for (key, message) in validate::validate(config) {
-                if !poisoned
-                    .iter()
-                    .any(|p| key == *p || key.starts_with(&format!("{p}.")))
-                {
+                if !poisoned.iter().any(|p| related(&key, p)) {
                     report.push(&key, message);
                 }
             }
@@ -310,6 +310,9 @@ impl Loader {
         report.errors.dedup();
         match config {
             Some(mut config) if report.errors.is_empty() => {
+                if let Some(dir) = &source.dir {
+                    config.resolve_paths(dir);
+                }
                 config.base_dir = source.dir.clone();
                 config.origin = source.path.clone().map(|path| Origin {
                     path,
@@ -407,6 +410,16 @@ fn out_of_range_numbers(value: &Value, path: &mut Vec<String>, report: &mut Repo
     }
 }
 
+/// Whether one key is the other or holds it (`services.s` holds `services.s.endpoints[0]`).
+fn related(key: &str, poisoned: &str) -> bool {
+    let holds = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    holds(poisoned, key) || holds(key, poisoned)
+}
+
 /// Joins path parts: `["routes", "[0]", "path"]` -> `routes[0].path`.
 fn join(parts: &[String]) -> String {
     let mut out = String::new();
@@ -456,7 +469,11 @@ impl Report<'_> {
 /// Deserializes into [`Config`], collecting every error: after each one the offending key is removed (so its
 /// default applies) or a missing required key is filled with a placeholder, and deserialization runs again.
 /// Returns the paths whose values were replaced, so that validation does not report them twice.
-fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>, Vec<String>) {
+fn deserialize_all(
+    mut value: Value,
+    reported: &[String],
+    report: &mut Report<'_>,
+) -> (Option<Config>, Vec<String>) {
     let mut poisoned: Vec<String> = Vec::new();
     // Array items removed so far, by the array's key: later errors in that array are reported with the
     // index the item has in the file, not its index after the removals.
@@ -498,7 +515,10 @@ fn deserialize_all(mut value: Value, report: &mut Report<'_>) -> (Option<Config>
             }
             continue;
         }
-        report.push(&key, tidy(&message));
+        // (A key whose `${VAR}` is unset was reported already.)
+        if !reported.contains(&key) {
+            report.push(&key, tidy(&message));
+        }
         poisoned.push(key.clone());
         let Some((last, parent)) = segments.split_last() else {
             return (None, poisoned);

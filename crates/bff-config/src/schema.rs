@@ -4,8 +4,11 @@
 //! test checks against these types.
 
 use crate::{
+    net::{Cidr, CorsOrigin, HostPort, HttpUrl, OtlpEndpoint, RedisUrl},
+    secret::{HmacSecret, Secret},
     units::{ByteSize, Duration},
-    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RetryOn},
+    validate::DiscoveryUrl,
+    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,7 +32,8 @@ pub struct Config {
     /// Access log, traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
-    /// The folder of the config file: relative file paths in the config (keys, JWKS) are read from it.
+    /// The folder of the config file. The loader has already resolved the relative file paths of the
+    /// config (keys, JWKS, certificates, `file://` discovery) against it: consumers use them as they are.
     #[serde(skip)]
     pub base_dir: Option<std::path::PathBuf>,
     /// The file this config was loaded from, and the loader that read it (with its environment), so that
@@ -52,7 +56,7 @@ pub struct BffConfig {
     pub admin_listen: String,
     /// Bearer token that `POST /admin/*` requires (`authorization: Bearer <token>`); a secret, usually
     /// `"${BFF_ADMIN_TOKEN}"`, at least 16 characters. Required when `admin_listen` is not a loopback address.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Host names the admin listener answers besides IP literals and `localhost` (DNS-rebinding guard);
     /// any other `Host` gets 421.
     pub admin_hosts: Vec<String>,
@@ -100,7 +104,7 @@ pub struct TelemetryConfig {
     /// One JSON line per request on stdout.
     pub access_log: bool,
     /// OTLP/HTTP collector that traces are exported to.
-    pub otlp_endpoint: Option<String>,
+    pub otlp_endpoint: Option<OtlpEndpoint>,
 }
 
 impl Default for TelemetryConfig {
@@ -123,7 +127,7 @@ pub struct EdgeConfig {
     /// Requests in flight at once; beyond: 503 at once (load shedding), never queued.
     pub max_concurrency: usize,
     /// CIDRs whose `x-forwarded-for` is believed.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
     /// Time a client has to send a request's headers; slower connections are closed (slowloris).
     pub header_timeout: Duration,
     /// Most headers in a request; more: 431.
@@ -168,7 +172,7 @@ impl Default for EdgeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Exact origins allowed; `"*"` only without credentials.
-    pub allow_origins: Vec<String>,
+    pub allow_origins: Vec<CorsOrigin>,
     /// Whether browsers may send credentials (cookies, authorization).
     pub allow_credentials: bool,
 }
@@ -194,7 +198,7 @@ pub struct JwtConfig {
     /// JWKS file with the verification keys.
     pub jwks_file: Option<String>,
     /// JWKS URL (`http://` or `https://`), refreshed in the background.
-    pub jwks_url: Option<String>,
+    pub jwks_url: Option<HttpUrl>,
     /// CA bundle (PEM) verifying an `https://` `jwks_url`; without it, the system's CA certificates.
     pub jwks_ca: Option<String>,
     /// Allowed algorithms; `none` can never be enabled.
@@ -202,7 +206,8 @@ pub struct JwtConfig {
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Option<Duration>,
     /// Shared secret for HS256/HS384/HS512 (only then are they accepted).
-    pub secret: Option<String>,
+    /// At least 32 bytes (after `${VAR}` expansion); never shown.
+    pub secret: Option<HmacSecret>,
     /// How often `jwks_url` is fetched again.
     pub jwks_refresh: Option<Duration>,
 }
@@ -224,9 +229,37 @@ pub struct RateLimitConfig {
     /// Bucket size: requests allowed in a burst.
     pub burst: u32,
     /// What a bucket is keyed on: `client_ip`, `jwt_sub` or `header:NAME`.
-    pub key: String,
+    pub key: RateLimitKey,
     /// Shared store across instances (`redis://...`); without it, per instance.
-    pub store: Option<String>,
+    pub store: Option<RedisUrl>,
+}
+
+impl RateLimitConfig {
+    /// A limit of `per_second` requests a second per key with bursts of `burst`, keyed by client IP, in
+    /// this process; [`key`](Self::key) and [`store`](Self::store) change that. The values are typed: a
+    /// bad key or store URL cannot be written (it does not parse), and zero rates are refused, naming the
+    /// key, when the app is built.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst,
+            ..Self::default()
+        }
+    }
+
+    /// What a bucket is keyed on, e.g. `RateLimitKey::header(HeaderName::from_static("x-client"))`.
+    #[must_use]
+    pub fn key(mut self, key: RateLimitKey) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Buckets shared by every instance, in Redis.
+    #[must_use]
+    pub fn store(mut self, store: RedisUrl) -> Self {
+        self.store = Some(store);
+        self
+    }
 }
 
 impl Default for RateLimitConfig {
@@ -234,7 +267,7 @@ impl Default for RateLimitConfig {
         Self {
             per_second: 50,
             burst: 100,
-            key: "client_ip".into(),
+            key: RateLimitKey::ClientIp,
             store: None,
         }
     }
@@ -267,9 +300,9 @@ pub enum Protocol {
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Static endpoints, `host:port`.
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<HostPort>,
     /// Dynamic discovery (`dns://`, `dns+srv://`, `file://`, `etcd://`), instead of `endpoints`.
-    pub discovery: Option<String>,
+    pub discovery: Option<DiscoveryUrl>,
     /// `round_robin`, `least_request`, `p2c_ewma` or `ring_hash`.
     pub load_balancer: LoadBalancer,
     /// Key hashed by `ring_hash`: `header:NAME` or `param:NAME`.
@@ -529,4 +562,39 @@ pub struct BackendConfig {
     /// Backends that must finish before this one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+}
+
+impl Config {
+    /// Resolves every relative file path of the config (`[bff.tls]`, JWKS file and CA, API keys file,
+    /// services' TLS files, `file://` discovery) against `dir`, the config file's folder. The loader does
+    /// it once, so that no consumer joins paths again; a config made in code keeps its paths as written
+    /// (relative to the working directory).
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        let resolve = |p: &mut String| {
+            if !p.is_empty() && std::path::Path::new(p.as_str()).is_relative() {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        };
+        if let Some(tls) = &mut self.bff.tls {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+        if let Some(jwt) = &mut self.edge.auth.jwt {
+            jwt.jwks_file.iter_mut().for_each(resolve);
+            jwt.jwks_ca.iter_mut().for_each(resolve);
+        }
+        if let Some(keys) = &mut self.edge.auth.api_keys {
+            resolve(&mut keys.keys_file);
+        }
+        for svc in self.services.values_mut() {
+            if let Some(tls) = &mut svc.tls {
+                resolve(&mut tls.ca);
+                tls.cert.iter_mut().for_each(resolve);
+                tls.key.iter_mut().for_each(resolve);
+            }
+            if let Some(DiscoveryUrl::File(p)) = &mut svc.discovery {
+                resolve(p);
+            }
+        }
+    }
 }

@@ -118,8 +118,6 @@ pub fn route_params(path: &str) -> Result<Vec<String>, String> {
 }
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-/// Shortest HS256/HS384/HS512 secret accepted (RFC 7518 section 3.2: at least the hash's size).
-const MIN_HMAC_SECRET: usize = 32;
 
 type Errors = Vec<(String, String)>;
 
@@ -156,10 +154,15 @@ pub(crate) fn validate(config: &Config) -> Errors {
         );
     }
     match &b.admin_token {
-        Some(t) if t.chars().count() < 16 || t.chars().any(char::is_whitespace) => err(
-            "bff.admin_token".into(),
-            "must be at least 16 characters without spaces (e.g. `openssl rand -hex 32`)".into(),
-        ),
+        Some(t)
+            if t.expose().chars().count() < 16 || t.expose().chars().any(char::is_whitespace) =>
+        {
+            err(
+                "bff.admin_token".into(),
+                "must be at least 16 characters without spaces (e.g. `openssl rand -hex 32`)"
+                    .into(),
+            )
+        }
         None if admin.is_some_and(|a| !a.ip().is_loopback()) => err(
             "bff.admin_token".into(),
             format!(
@@ -186,27 +189,6 @@ pub(crate) fn validate(config: &Config) -> Errors {
         err("bff.shutdown_grace".into(), "must be greater than 0".into());
     }
 
-    if let Some(ep) = &config.telemetry.otlp_endpoint {
-        if let Err(m) = crate::Feature::Otlp.require("exporting spans (otlp_endpoint)") {
-            err("telemetry.otlp_endpoint".into(), m);
-        }
-        // The URL the exporter posts to, parsed as it parses it.
-        let traces = format!("{}/v1/traces", ep.trim_end_matches('/'));
-        let ok = ep
-            .strip_prefix("http://")
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '))
-            && traces.parse::<http::Uri>().is_ok();
-        if !ok {
-            err(
-                "telemetry.otlp_endpoint".into(),
-                format!(
-                    "{:?} is not an http:// URL of an OTLP/HTTP collector (e.g. \"http://127.0.0.1:4318\")",
-                    crate::redact_url(ep)
-                ),
-            );
-        }
-    }
-
     let e = &config.edge;
     if e.request_timeout.get().is_zero() {
         err(
@@ -217,25 +199,15 @@ pub(crate) fn validate(config: &Config) -> Errors {
     if e.max_concurrency == 0 {
         err("edge.max_concurrency".into(), "must be at least 1".into());
     }
-    for (i, cidr) in e.trusted_proxies.iter().enumerate() {
-        if let Err(m) = check_cidr(cidr) {
-            err(format!("edge.trusted_proxies[{i}]"), m);
-        }
-    }
-    if let Some(cors) = &e.cors {
+    if let Some(cors) = &e.cors
+        && cors.allow_credentials
+    {
         for (i, origin) in cors.allow_origins.iter().enumerate() {
-            let key = format!("edge.cors.allow_origins[{i}]");
-            if origin == "*" {
-                if cors.allow_credentials {
-                    err(
-                        key,
-                        "\"*\" cannot be combined with allow_credentials = true".into(),
-                    );
-                }
-            } else if origin == "null" {
-                err(key, "the `null` origin can never be allowed".into());
-            } else if let Err(m) = check_origin(origin) {
-                err(key, m);
+            if *origin == crate::CorsOrigin::Any {
+                err(
+                    format!("edge.cors.allow_origins[{i}]"),
+                    "\"*\" cannot be combined with allow_credentials = true".into(),
+                );
             }
         }
     }
@@ -270,38 +242,8 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 "HS256/HS384/HS512 need a secret".into(),
             );
         }
-        // Checked after `${VAR}` expansion; the message never shows the secret.
-        if let Some(secret) = &jwt.secret {
-            if secret.is_empty() {
-                err(
-                    "edge.auth.jwt.secret".into(),
-                    "is empty (a `${VAR}` set to an empty string?); an HMAC secret needs at least 32 bytes"
-                        .into(),
-                );
-            } else if secret.len() < MIN_HMAC_SECRET {
-                err(
-                    "edge.auth.jwt.secret".into(),
-                    format!(
-                        "is {} bytes long; an HMAC secret needs at least {MIN_HMAC_SECRET} bytes (256 bits) so that it cannot be guessed",
-                        secret.len()
-                    ),
-                );
-            }
-        }
         if let Err(m) = jwt.require_compiled_jwks_url() {
             err("edge.auth.jwt.jwks_url".into(), m);
-        }
-        if let Some(url) = &jwt.jwks_url {
-            // Parsed as the JWKS client parses it.
-            let ok = url.parse::<http::Uri>().is_ok_and(|u| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            });
-            if !ok {
-                err(
-                    "edge.auth.jwt.jwks_url".into(),
-                    format!("{url:?} is not an http:// or https:// URL"),
-                );
-            }
         }
         if jwt.jwks_file.is_none() && jwt.jwks_url.is_none() {
             err("edge.auth.jwt".into(), "needs jwks_file or jwks_url".into());
@@ -334,16 +276,6 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 "set either `endpoints` or `discovery`, not both".into(),
             ),
             _ => {}
-        }
-        for (i, ep) in svc.endpoints.iter().enumerate() {
-            if let Err(m) = check_endpoint(ep) {
-                err(format!("services.{name}.endpoints[{i}]"), m);
-            }
-        }
-        if let Some(d) = &svc.discovery
-            && let Err(m) = DiscoveryUrl::parse(d)
-        {
-            err(key("discovery"), m);
         }
         if svc.load_balancer == LoadBalancer::RingHash && svc.hash_key.is_none() {
             err(
@@ -630,56 +562,6 @@ fn check_rate_limit(
     if rl.burst == 0 {
         err(format!("{prefix}.burst"), "must be at least 1".into());
     }
-    if let Err(m) = rl.key.parse::<crate::RateLimitKey>() {
-        err(format!("{prefix}.key"), m);
-    }
-    if let Some(store) = &rl.store
-        && let Err(m) = check_redis_url(store)
-            .and_then(|()| crate::Feature::Redis.require("a shared rate limit store"))
-    {
-        err(format!("{prefix}.store"), m);
-    }
-}
-
-/// `redis://[[user]:password@]host[:port][/db]`, the form the Redis client accepts.
-fn check_redis_url(url: &str) -> Result<(), String> {
-    // Errors show the URL without its credentials.
-    let shown = crate::redact_url(url);
-    if url.starts_with("rediss://") {
-        return Err(format!(
-            "{shown:?}: TLS to Redis (rediss://) is not supported in this build; use redis://"
-        ));
-    }
-    let rest = url.strip_prefix("redis://").ok_or_else(|| {
-        format!("{shown:?} is not a redis:// URL (redis://[[user]:password@]host[:port][/db])")
-    })?;
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = match hostport.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((h, "")) => (h, None),
-            Some((h, p)) => (h, Some(p.strip_prefix(':').unwrap_or(p))),
-            None => ("", None),
-        },
-        None => match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        },
-    };
-    if host.is_empty() || host.contains([' ', '?', '#', '[', ']']) {
-        return Err(format!(
-            "{shown:?} has no host (redis://[[user]:password@]host[:port][/db])"
-        ));
-    }
-    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Err(format!("{shown:?}: the port must be 1-65535"));
-    }
-    if !db.is_empty() && db.parse::<u32>().is_err() {
-        return Err(format!(
-            "{shown:?}: the database after `/` must be a number"
-        ));
-    }
-    Ok(())
 }
 
 /// A `discovery` URL of `[services.NAME]`, parsed. Validation and the mesh use this one parser, so that
@@ -792,7 +674,8 @@ impl DiscoveryUrl {
             }
             let endpoints: Vec<String> = hosts.split(',').map(str::to_string).collect();
             for e in &endpoints {
-                check_endpoint(e).map_err(|m| format!("{shown:?}: {m} ({form})"))?;
+                e.parse::<crate::HostPort>()
+                    .map_err(|m| format!("{shown:?}: {m} ({form})"))?;
             }
             return Ok(Self::Etcd {
                 endpoints,
@@ -804,6 +687,52 @@ impl DiscoveryUrl {
         ))
     }
 }
+
+impl std::str::FromStr for DiscoveryUrl {
+    type Err = String;
+    fn from_str(url: &str) -> Result<Self, String> {
+        Self::parse(url)
+    }
+}
+
+impl std::fmt::Display for DiscoveryUrl {
+    /// The URL as written (normalised), without credentials or query values shown in full.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nameservers = |f: &mut std::fmt::Formatter<'_>, ns: &[SocketAddr]| {
+            for (i, n) in ns.iter().enumerate() {
+                f.write_str(if i == 0 { "?nameserver=" } else { "," })?;
+                write!(f, "{n}")?;
+            }
+            Ok(())
+        };
+        match self {
+            Self::Dns {
+                host,
+                port,
+                nameservers: ns,
+            } => {
+                write!(f, "dns://{host}:{port}")?;
+                nameservers(f, ns)
+            }
+            Self::DnsSrv {
+                name,
+                nameservers: ns,
+            } => {
+                write!(f, "dns+srv://{name}")?;
+                nameservers(f, ns)
+            }
+            Self::File(path) => write!(f, "file://{path}"),
+            Self::Etcd { endpoints, prefix } => {
+                write!(f, "etcd://{}{prefix}", endpoints.join(","))
+            }
+        }
+    }
+}
+
+from_str_serde!(
+    DiscoveryUrl,
+    "a URL such as \"dns://users.internal:8080\" or \"file://endpoints.json\""
+);
 
 /// Splits `?nameserver=IP[:PORT]` (repeated, or comma-separated) off a DNS discovery URL.
 fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>), String> {
@@ -902,67 +831,6 @@ fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
 fn check_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""))
-}
-
-fn check_endpoint(s: &str) -> Result<(), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not host:port"))?;
-    if host.is_empty() || host.contains(['/', ' ', '@', '?', '#']) {
-        return Err(format!("{s:?} is not host:port"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => return Err(format!("{s:?}: port must be 1-65535")),
-    }
-    // The mesh connects to it as a URI authority.
-    s.parse::<http::uri::Authority>()
-        .map(|_| ())
-        .map_err(|_| format!("{s:?} is not host:port"))
-}
-
-fn check_cidr(s: &str) -> Result<(), String> {
-    let (ip, len) = s.split_once('/').map_or((s, None), |(i, l)| (i, Some(l)));
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
-    // An IPv4-mapped IPv6 CIDR (`::ffff:10.0.0.0/104`) means its IPv4 form (`10.0.0.0/8`): its prefix
-    // must cover the 96 bits of the mapping.
-    let mapped = matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
-    if let Some(len) = len {
-        let (min, max) = match ip {
-            IpAddr::V4(_) => (0, 32),
-            IpAddr::V6(_) if mapped => (96, 128),
-            IpAddr::V6(_) => (0, 128),
-        };
-        match len.parse::<u8>() {
-            Ok(l) if (min..=max).contains(&l) => {}
-            _ if mapped => {
-                return Err(format!(
-                    "{s:?}: an IPv4-mapped address needs a prefix length of 96-128 (or write the IPv4 form)"
-                ));
-            }
-            _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
-        }
-    }
-    Ok(())
-}
-
-fn check_origin(s: &str) -> Result<(), String> {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .ok_or_else(|| format!("{s:?} is not an origin like \"https://app.example.com\""))?;
-    // The CORS layer compares it as a header value.
-    if rest.is_empty()
-        || rest.contains(['/', '?', '#', ' '])
-        || http::HeaderValue::from_str(s).is_err()
-    {
-        return Err(format!(
-            "{s:?} is not an origin: scheme://host[:port], no path"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1155,32 +1023,10 @@ ca = "ca.pem"
             tls[1]
         );
         let plain = crate::JwtConfig {
-            jwks_url: Some("http://idp.test/jwks.json".into()),
+            jwks_url: Some("http://idp.test/jwks.json".parse().unwrap()),
             ..Default::default()
         };
         assert_eq!(plain.require_compiled_jwks_url(), Ok(()));
-    }
-
-    #[test]
-    fn redis_urls() {
-        for ok in [
-            "redis://127.0.0.1:6379",
-            "redis://redis",
-            "redis://:pw@redis:6380/2",
-            "redis://user:pw@[::1]:6379",
-        ] {
-            assert!(check_redis_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "redis://",
-            "redis://:pw@",
-            "redis://h:0",
-            "redis://h:6379/x",
-            "rediss://h",
-            "http://h",
-        ] {
-            assert!(check_redis_url(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

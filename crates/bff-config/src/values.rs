@@ -4,40 +4,7 @@
 //! what `bff check` accepts is exactly what runs.
 
 use http::HeaderName;
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use std::{fmt, str::FromStr};
-
-/// Deserializes a value through its `FromStr` (the error message becomes the config error of its key).
-macro_rules! from_str_serde {
-    ($ty:ty, $expecting:literal $(, $int:ident)?) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl de::Visitor<'_> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str($expecting)
-                    }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
-                        v.parse().map_err(E::custom)
-                    }
-                    $(
-                    fn $int<E: de::Error>(self, v: u64) -> Result<$ty, E> {
-                        v.to_string().parse().map_err(E::custom)
-                    }
-                    )?
-                }
-                d.deserialize_any(V)
-            }
-        }
-
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-    };
-}
 
 /// A failure a service's calls are retried on (`[services.NAME.retry] on`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,9 +114,10 @@ from_str_serde!(
 );
 
 /// What a rate-limit bucket is keyed on (`key` of `[edge.rate_limit]` and of a route's `rate_limit`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RateLimitKey {
     /// `client_ip`: the client's address (after `edge.trusted_proxies`).
+    #[default]
     ClientIp,
     /// `jwt_sub`: the verified token's `sub` (the client's address without one).
     JwtSub,
@@ -191,6 +159,24 @@ impl fmt::Display for RateLimitKey {
             Self::Header(h) => write!(f, "header:{h}"),
             Self::HeaderAndClientIp(h) => write!(f, "header:{h}+client_ip"),
         }
+    }
+}
+
+from_str_serde!(
+    RateLimitKey,
+    "client_ip, jwt_sub, header:NAME or header:NAME+client_ip"
+);
+
+impl RateLimitKey {
+    /// `header:NAME`: a bucket per value of the request header `name`, e.g.
+    /// `RateLimitKey::header(HeaderName::from_static("x-client"))`.
+    pub fn header(name: HeaderName) -> Self {
+        Self::Header(name)
+    }
+
+    /// `header:NAME+client_ip`: a bucket per value of the header and client address together.
+    pub fn header_and_client_ip(name: HeaderName) -> Self {
+        Self::HeaderAndClientIp(name)
     }
 }
 

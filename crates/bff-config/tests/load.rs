@@ -217,7 +217,7 @@ fn a_variable_with_a_default_falls_back_when_unset_or_empty() {
         .with_env(env(&[]))
         .load_str(&text, Format::Toml)
         .unwrap();
-    assert_eq!(c.services["users"].endpoints[0], "127.0.0.1:9101");
+    assert_eq!(c.services["users"].endpoints[0].as_str(), "127.0.0.1:9101");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! request from any other origin (`null` included) is refused with 403 before it reaches a route; the
 //! allowed origin is echoed only when it is listed, with `vary: origin`.
 
-use bff_config::CorsConfig;
+use bff_config::{CorsConfig, CorsOrigin};
 use http::{HeaderMap, HeaderValue, Method, header};
 use std::collections::HashSet;
 
@@ -35,10 +35,12 @@ impl Cors {
             origins: cfg
                 .allow_origins
                 .iter()
-                .filter(|o| *o != "*" && *o != "null")
-                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .filter_map(|o| match o {
+                    CorsOrigin::Exact(v) => Some(v.clone()),
+                    CorsOrigin::Any => None,
+                })
                 .collect(),
-            any: cfg.allow_origins.iter().any(|o| o == "*") && !cfg.allow_credentials,
+            any: cfg.allow_origins.contains(&CorsOrigin::Any) && !cfg.allow_credentials,
             credentials: cfg.allow_credentials,
         }
     }
@@ -103,7 +105,7 @@ mod tests {
 
     fn cors(origins: &[&str], credentials: bool) -> Cors {
         Cors::new(&CorsConfig {
-            allow_origins: origins.iter().map(|s| s.to_string()).collect(),
+            allow_origins: origins.iter().map(|s| s.parse().unwrap()).collect(),
             allow_credentials: credentials,
         })
     }

@@ -47,16 +47,13 @@ impl Policy {
     }
     /// A limit of this route keyed by client IP, in this process.
     pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
-        self.rate_limit = Some(RateLimitConfig {
-            per_second,
-            burst,
-            ..RateLimitConfig::default()
-        });
+        self.rate_limit = Some(RateLimitConfig::new(per_second, burst));
         self
     }
-    /// A limit of this route as a declarative route's `rate_limit` table gives it: `key` (`client_ip`,
-    /// `jwt_sub` or `header:NAME`) and `store` (`redis://...`, shared by every instance). It is checked
-    /// like the config's when the app is built.
+    /// A limit of this route as a declarative route's `rate_limit` table gives it, with the config's
+    /// own types: `RateLimitConfig::new(10, 20).key(RateLimitKey::header(HeaderName::from_static("x-client")))`,
+    /// `.store("redis://...".parse()?)` to share it between instances. A key or store URL that does not
+    /// parse cannot be written; zero rates are refused, naming the key, when the app is built.
     pub fn rate_limit_with(mut self, limit: RateLimitConfig) -> Self {
         self.rate_limit = Some(limit);
         self

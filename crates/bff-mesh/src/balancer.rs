@@ -127,8 +127,10 @@ mod tests {
     use super::*;
 
     fn eps(n: usize) -> EndpointSet {
-        let addrs: Vec<String> = (0..n).map(|i| format!("10.0.0.{i}:80")).collect();
-        EndpointSet::build(&addrs, None).unwrap()
+        let addrs: Vec<bff_config::HostPort> = (0..n)
+            .map(|i| format!("10.0.0.{i}:80").parse().unwrap())
+            .collect();
+        EndpointSet::build(&addrs, None)
     }
 
     #[tokio::test]

@@ -53,16 +53,11 @@ pub(crate) enum Discovery {
 }
 
 impl Discovery {
-    /// Parses a `discovery` URL; relative file paths are read from `base` (the config file's folder).
-    pub(crate) fn parse(url: &str, base: Option<&std::path::Path>) -> Result<Self, String> {
-        Ok(match DiscoveryUrl::parse(url)? {
-            DiscoveryUrl::File(path) => {
-                let p = PathBuf::from(path);
-                Self::File(match base {
-                    Some(b) if p.is_relative() => b.join(p),
-                    _ => p,
-                })
-            }
+    /// The source of a `discovery` URL the config parsed (a `file://` path already resolved against the
+    /// config file's folder by the loader).
+    pub(crate) fn new(url: DiscoveryUrl) -> Result<Self, String> {
+        Ok(match url {
+            DiscoveryUrl::File(path) => Self::File(PathBuf::from(path)),
             #[cfg(feature = "dns")]
             DiscoveryUrl::Dns {
                 host,
@@ -147,17 +142,10 @@ fn endpoint_of(item: &serde_json::Value) -> Result<String, String> {
     check_host_port(addr)
 }
 
+/// A discovered `host:port`, checked by the parser of the config's `endpoints`.
 fn check_host_port(addr: &str) -> Result<String, String> {
-    match addr.rsplit_once(':') {
-        Some((h, p))
-            if !h.is_empty()
-                && p.parse::<u16>().is_ok_and(|p| p > 0)
-                && addr.parse::<http::uri::Authority>().is_ok() =>
-        {
-            Ok(addr.to_string())
-        }
-        _ => Err(format!("{addr:?} is not host:port")),
-    }
+    addr.parse::<bff_config::HostPort>()
+        .map(|_| addr.to_string())
 }
 
 /// Logs the first failure of an outage and the recovery, not every retry in between.
@@ -214,15 +202,20 @@ mod tests {
         assert_eq!(parse_endpoints(b"[]").unwrap(), Vec::<String>::new());
     }
 
+    /// The mesh takes the config's parsed URL as it is: no second parser.
+    fn parse(url: &str, _: Option<()>) -> Result<Discovery, String> {
+        Discovery::new(url.parse()?)
+    }
+
     #[test]
     fn urls() {
         assert_eq!(
-            Discovery::parse("file://eps.json", Some(std::path::Path::new("/etc/bff"))).unwrap(),
+            parse("file:///etc/bff/eps.json", None).unwrap(),
             Discovery::File("/etc/bff/eps.json".into())
         );
         #[cfg(feature = "dns")]
         assert_eq!(
-            Discovery::parse("dns://users.test:8080?nameserver=127.0.0.1:5353", None).unwrap(),
+            parse("dns://users.test:8080?nameserver=127.0.0.1:5353", None).unwrap(),
             Discovery::Dns(DnsTarget {
                 query: DnsQuery::Host {
                     host: "users.test".into(),
@@ -233,7 +226,7 @@ mod tests {
         );
         #[cfg(feature = "dns")]
         assert_eq!(
-            Discovery::parse("dns+srv://_http._tcp.users.test", None).unwrap(),
+            parse("dns+srv://_http._tcp.users.test", None).unwrap(),
             Discovery::Dns(DnsTarget {
                 query: DnsQuery::Srv {
                     name: "_http._tcp.users.test".into()
@@ -243,12 +236,12 @@ mod tests {
         );
         #[cfg(feature = "etcd")]
         assert_eq!(
-            Discovery::parse("etcd://127.0.0.1:2379/services/users/", None).unwrap(),
+            parse("etcd://127.0.0.1:2379/services/users/", None).unwrap(),
             Discovery::Etcd {
                 endpoints: vec!["127.0.0.1:2379".into()],
                 prefix: "/services/users/".into()
             }
         );
-        assert!(Discovery::parse("zk://x", None).is_err());
+        assert!(parse("zk://x", None).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! One address of a service and what the mesh knows of it: load (in flight, peak EWMA latency), active
 //! health, and outlier ejection.
 
-use bff_config::OutlierDetectionConfig;
+use bff_config::{HostPort, OutlierDetectionConfig};
 use http::uri::Authority;
 use std::{
     sync::{
@@ -22,29 +22,24 @@ pub(crate) struct EndpointSet {
 }
 
 impl EndpointSet {
-    /// A set of `addrs`, reusing the endpoints of `previous` with the same address.
-    pub(crate) fn build(addrs: &[String], previous: Option<&EndpointSet>) -> Result<Self, String> {
+    /// A set of `addrs` (parsed: the config's, or discovered ones that [`HostPort`]'s parser accepted),
+    /// reusing the endpoints of `previous` with the same address.
+    pub(crate) fn build(addrs: &[HostPort], previous: Option<&EndpointSet>) -> Self {
         let mut list = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            if list.iter().any(|e: &Arc<Endpoint>| &*e.addr == addr) {
+            let addr_str = addr.as_str();
+            if list.iter().any(|e: &Arc<Endpoint>| &*e.addr == addr_str) {
                 continue;
             }
             let kept = previous
-                .and_then(|p| p.list.iter().find(|e| &*e.addr == addr))
+                .and_then(|p| p.list.iter().find(|e| &*e.addr == addr_str))
                 .cloned();
-            let ep = match kept {
-                Some(e) => e,
-                None => {
-                    let authority: Authority = addr
-                        .parse()
-                        .map_err(|e| format!("endpoint {addr:?}: {e}"))?;
-                    Arc::new(Endpoint::new(addr, authority))
-                }
-            };
-            list.push(ep);
+            list.push(
+                kept.unwrap_or_else(|| Arc::new(Endpoint::new(addr_str, addr.authority().clone()))),
+            );
         }
         let ring = crate::balancer::ring(list.iter().map(|e| &*e.addr));
-        Ok(Self { list, ring })
+        Self { list, ring }
     }
 }
 
@@ -276,8 +271,10 @@ mod tests {
     use super::*;
 
     fn eps(n: usize) -> Vec<Arc<Endpoint>> {
-        let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", 9000 + i)).collect();
-        EndpointSet::build(&addrs, None).unwrap().list
+        let addrs: Vec<HostPort> = (0..n)
+            .map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap())
+            .collect();
+        EndpointSet::build(&addrs, None).list
     }
 
     fn policy(pct: u32) -> OutlierPolicy {

@@ -70,14 +70,8 @@ impl Mesh {
             let svc = match kept {
                 Some(s) => s,
                 None => Arc::new(
-                    Service::new(
-                        name,
-                        cfg,
-                        user_agent.clone(),
-                        metrics.service(name),
-                        config.base_dir.as_deref(),
-                    )
-                    .map_err(MeshBuildError)?,
+                    Service::new(name, cfg, user_agent.clone(), metrics.service(name))
+                        .map_err(MeshBuildError)?,
                 ),
             };
             services.insert(name.clone(), svc);

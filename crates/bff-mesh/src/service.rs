@@ -102,12 +102,10 @@ impl Service {
         cfg: &ServiceConfig,
         user_agent: HeaderValue,
         metrics: Arc<bff_telemetry::ServiceMetrics>,
-        base: Option<&std::path::Path>,
     ) -> Result<Self, String> {
-        let endpoints =
-            EndpointSet::build(&cfg.endpoints, None).map_err(|e| format!("service {name}: {e}"))?;
+        let endpoints = EndpointSet::build(&cfg.endpoints, None);
         #[cfg(feature = "tls")]
-        let tls = cfg.tls.as_ref().map(|t| TlsFiles::new(t, base));
+        let tls = cfg.tls.as_ref().map(TlsFiles::new);
         #[cfg(not(feature = "tls"))]
         let tls: Option<TlsFiles> = match cfg.tls {
             Some(_) => {
@@ -137,8 +135,8 @@ impl Service {
             health: cfg.health_check.clone().map(|cfg| HealthCheck { cfg }),
             discovery: cfg
                 .discovery
-                .as_deref()
-                .map(|d| Discovery::parse(d, base))
+                .clone()
+                .map(Discovery::new)
                 .transpose()
                 .map_err(|e| format!("service {name}: {e}"))?,
             hash_key: cfg.hash_key.clone(),
@@ -171,9 +169,16 @@ impl Service {
 
     /// Replaces the endpoints (discovery). Endpoints that remain keep their state and connections; calls
     /// in flight to a removed one finish.
+    ///
+    /// Discovered addresses are parsed by the config's own parser ([`bff_config::HostPort`]): what a discovery source
+    /// may hand over is exactly what `endpoints` accepts.
     pub fn set_endpoints(&self, addrs: &[String]) -> Result<(), String> {
         let current = self.endpoints();
-        let next = EndpointSet::build(addrs, Some(&current))?;
+        let parsed = addrs
+            .iter()
+            .map(|a| a.parse::<bff_config::HostPort>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = EndpointSet::build(&parsed, Some(&current));
         if next.list.len() != current.list.len()
             || next
                 .list

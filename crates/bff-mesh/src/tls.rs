@@ -5,11 +5,7 @@
 use bff_config::TlsConfig;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::SystemTime,
-};
+use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 /// The files of a service's TLS settings, resolved against the config's folder.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,15 +17,12 @@ pub(crate) struct TlsFiles {
 }
 
 impl TlsFiles {
-    pub(crate) fn new(cfg: &TlsConfig, base: Option<&Path>) -> Self {
-        let resolve = |p: &str| match base {
-            Some(b) if Path::new(p).is_relative() => b.join(p),
-            _ => PathBuf::from(p),
-        };
+    /// The service's files, as the loader resolved them (against the config file's folder).
+    pub(crate) fn new(cfg: &TlsConfig) -> Self {
         Self {
-            ca: resolve(&cfg.ca),
-            cert: cfg.cert.as_deref().map(resolve),
-            key: cfg.key.as_deref().map(resolve),
+            ca: PathBuf::from(&cfg.ca),
+            cert: cfg.cert.as_ref().map(PathBuf::from),
+            key: cfg.key.as_ref().map(PathBuf::from),
             server_name: cfg.server_name.clone(),
         }
     }

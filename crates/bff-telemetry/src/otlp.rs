@@ -83,15 +83,15 @@ impl Tracer {
     /// Starts the exporter task (call within a tokio runtime). `endpoint` is the collector's base URL,
     /// e.g. `http://127.0.0.1:4318`.
     /// `dropped` and `exported` count spans (the metrics registry's counters).
+    ///
+    /// `traces` is the URL spans are posted to (`bff_config::OtlpEndpoint::traces`, parsed at load).
     pub fn start(
-        endpoint: &str,
+        traces: &Uri,
         service_name: &str,
         dropped: Arc<AtomicU64>,
         exported: Arc<AtomicU64>,
     ) -> Result<Self, String> {
-        let uri: Uri = format!("{}/v1/traces", endpoint.trim_end_matches('/'))
-            .parse()
-            .map_err(|e| format!("otlp_endpoint: {e}"))?;
+        let uri = traces.clone();
         // The endpoint is not repeated in errors: it may hold credentials (the caller names it,
         // redacted).
         if uri.scheme_str() != Some("http") {

@@ -106,13 +106,13 @@ pub fn check_manifests(
     assert!(config.bff.admin_token.is_some());
     assert!(!config.services.is_empty());
     for (name, service) in &config.services {
-        let discovery = service.discovery.as_deref().unwrap_or_default();
-        let cluster_dns = discovery.starts_with("dns://")
+        let discovery = service.discovery.as_ref();
+        let cluster_dns = matches!(discovery, Some(bff::config::DiscoveryUrl::Dns { .. }))
             || (!service.endpoints.is_empty()
                 && service
                     .endpoints
                     .iter()
-                    .all(|e| e.contains(".svc.cluster.local:")));
+                    .all(|e| e.as_str().contains(".svc.cluster.local:")));
         assert!(
             cluster_dns,
             "k8s/configmap.yaml: service {name} is not found by Kubernetes DNS: {discovery:?} {:?}",

@@ -59,7 +59,7 @@ impl RouteInfo {
 /// browser on another site.
 #[derive(Debug)]
 struct AdminGuard {
-    token: Option<String>,
+    token: Option<bff_config::Secret>,
     /// Whether `admin_listen` is a loopback address: only then may mutating requests go without a token.
     loopback: bool,
     hosts: Vec<String>,
@@ -126,7 +126,7 @@ impl AdminGuard {
                     .and_then(|v| v.split_once(' '))
                     .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                     .map(|(_, t)| t.trim());
-                if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+                if given.is_some_and(|g| same(g.as_bytes(), token.expose().as_bytes())) {
                     None
                 } else {
                     let mut res = refuse(

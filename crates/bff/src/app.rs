@@ -161,10 +161,6 @@ impl App {
     }
 
     fn with_mesh(config: Config, mesh: Mesh) -> Result<Self, StartError> {
-        let base = config
-            .base_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("."));
         let auth = &config.edge.auth;
         // Without the `jwt` feature, refused as the validator refuses it (a config built by hand).
         if !cfg!(feature = "jwt") && auth.jwt.is_some() {
@@ -173,12 +169,12 @@ impl App {
         let gate = Gate {
             #[cfg(feature = "jwt")]
             jwt: match &auth.jwt {
-                Some(j) => Some(Arc::new(JwtAuth::new(j, &base).map_err(StartError::Build)?)),
+                Some(j) => Some(Arc::new(JwtAuth::new(j).map_err(StartError::Build)?)),
                 None => None,
             },
             api_keys: match &auth.api_keys {
                 Some(k) => Some(Arc::new(
-                    ApiKeys::load(&base.join(&k.keys_file)).map_err(StartError::Build)?,
+                    ApiKeys::load(std::path::Path::new(&k.keys_file)).map_err(StartError::Build)?,
                 )),
                 None => None,
             },
@@ -393,14 +389,12 @@ impl App {
             }
             Some(endpoint) if tokio::runtime::Handle::try_current().is_ok() => Some(
                 bff_telemetry::Tracer::start(
-                    endpoint,
+                    endpoint.traces(),
                     &self.config.bff.name,
                     metrics.spans_dropped.clone(),
                     metrics.spans_exported.clone(),
                 )
-                .map_err(|e| {
-                    StartError::Build(format!("{e} ({})", bff_config::redact_url(endpoint)))
-                })?,
+                .map_err(|e| StartError::Build(format!("{e} ({endpoint})")))?,
             ),
             _ => None,
         };
@@ -549,7 +543,7 @@ mod tests {
 
         let mut config = load();
         let svc = bff_config::ServiceConfig {
-            endpoints: vec!["127.0.0.1:1".into()],
+            endpoints: vec!["127.0.0.1:1".parse().unwrap()],
             tls: Some(bff_config::TlsConfig {
                 ca: "no-such-ca.pem".into(),
                 ..Default::default()

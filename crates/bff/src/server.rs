@@ -165,7 +165,7 @@ impl Server {
         };
         let limits = ConnLimits::from_config(&cfg.edge);
         let tls = match &cfg.bff.tls {
-            Some(t) => Some(listener_tls(t, cfg.base_dir.as_deref())?),
+            Some(t) => Some(listener_tls(t)?),
             None => None,
         };
         let built = app.build()?;
@@ -577,10 +577,7 @@ fn too_many_headers() -> axum::response::Response {
 pub(crate) enum ListenerTls {}
 
 #[cfg(not(feature = "tls"))]
-fn listener_tls(
-    _: &bff_config::ListenerTlsConfig,
-    _: Option<&std::path::Path>,
-) -> Result<ListenerTls, StartError> {
+fn listener_tls(_: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
     Err(StartError::Build(
         bff_config::Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS),
     ))
@@ -595,14 +592,9 @@ pub(crate) struct ListenerTls {
 
 /// The public listener's TLS acceptor (rustls with ring; HTTP/2 and HTTP/1.1 by ALPN).
 #[cfg(feature = "tls")]
-fn listener_tls(
-    cfg: &bff_config::ListenerTlsConfig,
-    base: Option<&std::path::Path>,
-) -> Result<ListenerTls, StartError> {
-    let path = |p: &str| match base {
-        Some(b) if std::path::Path::new(p).is_relative() => b.join(p),
-        _ => std::path::PathBuf::from(p),
-    };
+fn listener_tls(cfg: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
+    // (Paths as the loader resolved them, against the config file's folder.)
+    let path = std::path::PathBuf::from;
     let cert =
         Arc::new(ListenerCert::new(path(&cfg.cert), path(&cfg.key)).map_err(StartError::Build)?);
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(

@@ -179,16 +179,18 @@ fn algorithm(a: JwtAlgorithm) -> Algorithm {
 }
 
 impl JwtAuth {
-    /// Builds the verifier; a `jwks_file` is read now (relative to `base`), a `jwks_url` on [`JwtAuth::refresh`].
-    pub fn new(cfg: &JwtConfig, base: &Path) -> Result<Self, String> {
+    /// Builds the verifier; a `jwks_file` is read now, a `jwks_url` on [`JwtAuth::refresh`]. (The loader
+    /// resolved relative paths against the config file's folder; a config made in code has them from the
+    /// working directory.)
+    pub fn new(cfg: &JwtConfig) -> Result<Self, String> {
         let mut algorithms: Vec<Algorithm> = cfg.algorithms.iter().map(|a| algorithm(*a)).collect();
         if algorithms.is_empty() {
             algorithms = vec![Algorithm::RS256, Algorithm::ES256];
         }
         let keys = match &cfg.jwks_file {
             Some(f) => {
-                let path = base.join(f);
-                let text = std::fs::read_to_string(&path)
+                let path = Path::new(f);
+                let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("jwks_file {}: {e}", path.display()))?;
                 parse_jwks(&text).map_err(|e| format!("jwks_file {}: {e}", path.display()))?
             }
@@ -199,11 +201,9 @@ impl JwtAuth {
         };
         let url = match &cfg.jwks_url {
             Some(u) => {
-                let uri = u
-                    .parse::<http::Uri>()
-                    .map_err(|e| format!("jwks_url {:?}: {e}", bff_config::redact_url(u)))?;
-                let ca = cfg.jwks_ca.as_ref().map(|c| base.join(c));
-                let client = JwksClient::new(&uri, ca.as_deref())?;
+                let uri = u.uri().clone();
+                let ca = cfg.jwks_ca.as_deref().map(Path::new);
+                let client = JwksClient::new(&uri, ca)?;
                 Some((uri, client))
             }
             None => None,
@@ -216,7 +216,7 @@ impl JwtAuth {
             secret: cfg
                 .secret
                 .as_ref()
-                .map(|s| DecodingKey::from_secret(s.as_bytes())),
+                .map(|s| DecodingKey::from_secret(s.expose())),
             keys: RwLock::new(keys),
             url,
             refresh: cfg
@@ -384,13 +384,13 @@ mod tests {
     use super::*;
 
     fn with_url(url: &str, ca: Option<&str>) -> Result<JwtAuth, String> {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
         let cfg = JwtConfig {
-            jwks_url: Some(url.into()),
-            jwks_ca: ca.map(Into::into),
+            jwks_url: Some(url.parse()?),
+            jwks_ca: ca.map(|c| fixtures.join(c).to_string_lossy().into_owned()),
             ..Default::default()
         };
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
-        JwtAuth::new(&cfg, &fixtures)
+        JwtAuth::new(&cfg)
     }
 
     #[test]

@@ -76,11 +76,14 @@ pub(super) struct RedisServer {
 }
 
 impl RedisServer {
-    pub(super) fn new(url: &str, fallbacks: Arc<AtomicU64>) -> Result<Self, String> {
+    pub(super) fn new(
+        url: &bff_config::RedisUrl,
+        fallbacks: Arc<AtomicU64>,
+    ) -> Result<Self, String> {
         // Logs and errors name the store without its credentials.
-        let name = bff_config::redact_url(url).into_owned();
-        let client =
-            redis::Client::open(url).map_err(|e| format!("rate limit store {name}: {e}"))?;
+        let name = url.to_string();
+        let client = redis::Client::open(url.expose())
+            .map_err(|e| format!("rate limit store {name}: {e}"))?;
         Ok(Self {
             name,
             client,
