@@ -112,7 +112,8 @@ path = "/x/up"
     let mut config = bff::config::Loader::new()
         .with_env(HashMap::new())
         .load_str(&cfg, bff::config::Format::Toml)
-        .unwrap();
+        .unwrap()
+        .into_config();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
     let app = App::new(config).unwrap().route_with(

@@ -52,7 +52,8 @@ fn app_with_routes(users: &Stub, orders: &Stub, routes: &str) -> App {
     let mut c = bff::config::Loader::new()
         .with_env(HashMap::new())
         .load_str(&cfg, bff::config::Format::Toml)
-        .unwrap();
+        .unwrap()
+        .into_config();
     c.bff.listen = "127.0.0.1:0".into();
     c.bff.admin_listen = "127.0.0.1:0".into();
     App::new(c).unwrap()

@@ -842,7 +842,8 @@ async fn a_rust_routes_limit_with_a_redis_store_keeps_its_buckets_in_redis() {
     let mut config = bff::config::Loader::new()
         .with_env(std::collections::HashMap::new())
         .load_str("[bff]\nname = \"rust-limits\"\n", bff::config::Format::Toml)
-        .unwrap();
+        .unwrap()
+        .into_config();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
     let limit = bff::config::RateLimitConfig::new(1, 5)

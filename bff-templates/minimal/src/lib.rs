@@ -31,6 +31,6 @@ pub async fn hello(mesh: Mesh, Path(user_id): Path<String>) -> bff::Result<Json<
 }
 
 /// The BFF: the routes of this crate on an app built from `config`.
-pub fn app(config: bff::config::Config) -> Result<App, bff::StartError> {
+pub fn app(config: bff::config::Validated) -> Result<App, bff::StartError> {
     Ok(App::new(config)?.route("/api/hello/{user_id}", get(hello)))
 }

@@ -10,9 +10,11 @@ async fn start(users: &Stub) -> TestBff {
     let mut config = bff::config::Loader::new()
         .with_env(env)
         .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_config();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
+    let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
     TestBff::start_app({{crate_name}}::app(config).unwrap()).await
 }
 

@@ -44,10 +44,11 @@ async fn main() -> ExitCode {
 async fn start(env: HashMap<String, String>) -> Result<bff::Server, bff::StartError> {
     let mut config = bff::config::Loader::new()
         .with_env(env)
-        .load_file(bff::config_path_from_args())?;
+        .load_file(bff::config_path_from_args())?
+        .into_config();
     // Trust the dev key of the printed commands, whatever bff.toml trusts in production.
     if let Some(keys) = config.edge.auth.api_keys.as_mut() {
         keys.keys_file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-api-keys.txt").into();
     }
-    {{crate_name}}::app(config)?.bind().await
+    {{crate_name}}::app(config.validate()?)?.bind().await
 }

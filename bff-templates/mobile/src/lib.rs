@@ -78,7 +78,7 @@ pub async fn cards(
 }
 
 /// The BFF: the routes of this crate on an app built from `config` (whose `[[routes]]` join them).
-pub fn app(config: bff::config::Config) -> Result<App, bff::StartError> {
+pub fn app(config: bff::config::Validated) -> Result<App, bff::StartError> {
     // An app key, like every route of this BFF, and a body no larger than a full batch needs.
     let apps_only = Policy::new().auth(AuthKind::ApiKey).max_body(4 * 1024);
     Ok(App::new(config)?.route_with("/m/cards", apps_only, post(cards)))

@@ -46,7 +46,8 @@ impl Services {
         let mut config = bff::config::Loader::new()
             .with_env(env)
             .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_config();
         config.bff.listen = "127.0.0.1:0".into();
         config.bff.admin_listen = "127.0.0.1:0".into();
         // Trust the tests' dev key, whatever bff.toml trusts in production.
@@ -54,6 +55,7 @@ impl Services {
             keys.keys_file =
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-api-keys.txt").into();
         }
+        let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
         TestBff::start_app({{crate_name}}::app(config).unwrap()).await
     }
 }

@@ -52,7 +52,8 @@ async fn main() -> ExitCode {
 async fn start(env: HashMap<String, String>) -> Result<bff::Server, bff::StartError> {
     let mut config = bff::config::Loader::new()
         .with_env(env)
-        .load_file(bff::config_path_from_args())?;
+        .load_file(bff::config_path_from_args())?
+        .into_config();
     // Trust the dev identity of the printed token, whatever bff.toml trusts in production.
     if let Some(jwt) = config.edge.auth.jwt.as_mut() {
         jwt.issuer = Some(ISSUER.into());
@@ -61,7 +62,7 @@ async fn start(env: HashMap<String, String>) -> Result<bff::Server, bff::StartEr
             Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-jwks.json").into());
         jwt.jwks_url = None;
     }
-    {{crate_name}}::app(config)?.bind().await
+    {{crate_name}}::app(config.validate()?)?.bind().await
 }
 
 /// A token of user `sub` from the dev identity, valid for an hour.

@@ -61,7 +61,8 @@ impl Services {
         let mut config = bff::config::Loader::new()
             .with_env(env)
             .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_config();
         config.bff.listen = "127.0.0.1:0".into();
         config.bff.admin_listen = "127.0.0.1:0".into();
         // Trust the tests' dev identity, whatever bff.toml trusts in production.
@@ -72,6 +73,7 @@ impl Services {
                 Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-jwks.json").into());
             jwt.jwks_url = None;
         }
+        let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
         TestBff::start_app({{crate_name}}::app(config).unwrap()).await
     }
 

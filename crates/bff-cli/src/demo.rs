@@ -30,7 +30,10 @@ pub(crate) async fn run(addrs: Addrs) -> ExitCode {
         let env = env.clone();
         let (text, listen, admin) = (text.to_string(), listen.to_string(), admin.to_string());
         async move {
-            let mut config = Loader::new().with_env(env).load_str(&text, Format::Toml)?;
+            let mut config = Loader::new()
+                .with_env(env)
+                .load_str(&text, Format::Toml)?
+                .into_config();
             config.bff.listen = listen;
             config.bff.admin_listen = admin;
             App::new(config)?.bind().await

@@ -45,6 +45,7 @@ mod schema;
 mod secret;
 mod units;
 mod validate;
+mod validated;
 mod values;
 
 pub use self::{
@@ -57,5 +58,6 @@ pub use self::{
     secret::{HmacSecret, MIN_HMAC_SECRET, SECRET_SHOWN, Secret},
     units::{ByteSize, Duration},
     validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},
+    validated::Validated,
     values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
 };

@@ -1,7 +1,7 @@
 //! Loading: file text -> `config` crate (file + `BFF__...` environment) -> `${VAR}` expansion -> typed
 //! [`Config`] -> validation. Every error found on the way is kept, located and reported together.
 
-use crate::{Config, locate::Locator, validate};
+use crate::{Config, Validated, locate::Locator, validate};
 use serde_json::Value;
 use std::{
     collections::HashMap,
@@ -119,7 +119,7 @@ impl Origin {
     }
 
     /// Loads the file's new text as the first load did: same loader, same environment source.
-    pub fn load_text(&self, text: impl Into<String>) -> Result<Config, ConfigErrors> {
+    pub fn load_text(&self, text: impl Into<String>) -> Result<Validated, ConfigErrors> {
         self.loader.load(&Source::file_text(&self.path, text))
     }
 }
@@ -221,15 +221,17 @@ impl Loader {
             .collect()
     }
 
-    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Validated, ConfigErrors> {
         self.load(&Source::file(path)?)
     }
 
-    pub fn load_str(&self, text: &str, format: Format) -> Result<Config, ConfigErrors> {
+    pub fn load_str(&self, text: &str, format: Format) -> Result<Validated, ConfigErrors> {
         self.load(&Source::inline(text, format))
     }
 
-    pub fn load(&self, source: &Source) -> Result<Config, ConfigErrors> {
+    /// Loads and validates a config: every error with its file, line and key, or the [`Validated`]
+    /// config.
+    pub fn load(&self, source: &Source) -> Result<Validated, ConfigErrors> {
         let env = self.env_overrides();
         let env_keys: HashMap<String, String> = env
             .keys()
@@ -319,7 +321,7 @@ impl Loader {
                     loader: self.clone(),
                     text: source.text.as_str().into(),
                 });
-                Ok(config)
+                Ok(Validated::checked(config))
             }
             _ => Err(ConfigErrors(report.errors)),
         }

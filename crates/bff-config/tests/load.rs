@@ -207,6 +207,7 @@ fn a_variable_with_a_default_falls_back_when_unset_or_empty() {
             .unwrap()
             .bff
             .name
+            .clone()
     };
     assert_eq!(name(&[]), "web-bff");
     assert_eq!(name(&[("APP", "")]), "web-bff");

@@ -35,7 +35,8 @@ path = "/y"
             &format!("[services.NAME]\nendpoints = [\"a:1\"]\n{text}"),
             Format::Toml,
         )
-        .unwrap();
+        .unwrap()
+        .into_config();
     with_route.routes[0].backends[0].fields = Some(BTreeMap::new());
     c.routes = with_route.routes;
     c

@@ -182,7 +182,11 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> axum::response::Resp
         .into_response()
 }
 
-pub(crate) fn router(mesh: Mesh, config: Arc<Config>, routes: Vec<RouteInfo>) -> Router {
+pub(crate) fn router(
+    mesh: Mesh,
+    config: Arc<bff_config::Validated>,
+    routes: Vec<RouteInfo>,
+) -> Router {
     let guard = Arc::new(AdminGuard::new(&config));
     let redacted = redact(serde_json::to_value(&*config).unwrap_or(Value::Null));
     let routes = Arc::new(routes);

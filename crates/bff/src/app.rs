@@ -7,7 +7,7 @@ use axum::{
 };
 use bff_aggregate::Plan;
 use bff_config::{AuthKind, Feature, JwtConfig, RouteConfig};
-use bff_config::{Config, ConfigErrors, Loader, Source};
+use bff_config::{Config, ConfigErrors, Loader, Source, Validated};
 #[cfg(feature = "jwt")]
 use bff_edge::auth::JwtAuth;
 use bff_edge::{
@@ -32,7 +32,7 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 /// ```
 #[derive(Clone)]
 pub struct App {
-    config: Arc<Config>,
+    config: Arc<Validated>,
     mesh: Mesh,
     rust_routes: Vec<RustRoute>,
     merged: Vec<Router>,
@@ -95,6 +95,13 @@ impl From<ConfigErrors> for StartError {
     }
 }
 
+/// (A [`Validated`] config given to [`App::new`] cannot fail to be one.)
+impl From<std::convert::Infallible> for StartError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl From<std::io::Error> for StartError {
     fn from(e: std::io::Error) -> Self {
         Self::Io(e)
@@ -125,7 +132,7 @@ impl App {
 
     /// The same app on a new config: routes rebuilt with the new policies, services whose config did not
     /// change kept as they are (connection pools, breaker and outlier state, health).
-    pub(crate) fn reconfigure(&self, config: Config) -> Result<Self, StartError> {
+    pub(crate) fn reconfigure(&self, config: Validated) -> Result<Self, StartError> {
         let mesh = Mesh::reusing(&config, self.mesh.metrics().clone(), Some(&self.mesh))
             .map_err(|e| StartError::Build(e.to_string()))?;
         let mut app = Self::with_mesh(config, mesh)?;
@@ -151,16 +158,37 @@ impl App {
         Self::new(Loader::new().load_str(text, bff_config::Format::Toml)?)
     }
 
-    /// A BFF from an already validated config. A config that [`Loader`] read from a file remembers it
-    /// ([`Config::origin`]): `POST /admin/reload`, SIGHUP and `bff.watch_config` load that file again.
-    pub fn new(config: Config) -> Result<Self, StartError> {
+    /// A BFF from a validated config: a [`Validated`] from the [`Loader`] (the usual way), or a
+    /// [`Config`] made or changed in code, which is validated here, its errors returned as
+    /// [`StartError::Config`] with their keys: a config nobody checked never runs.
+    ///
+    /// A config that [`Loader`] read from a file remembers it ([`Config::origin`]): `POST /admin/reload`,
+    /// SIGHUP and `bff.watch_config` load that file again (also after `into_config()` and changes made in
+    /// code: the reload loads the file as it is). A config from a text or made in code cannot be
+    /// reloaded: `POST /admin/reload` answers 409 saying so.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), bff::StartError> {
+    /// let loaded = bff::config::Loader::new().load_file("bff.toml")?; // Validated
+    /// let app = bff::App::new(loaded)?;
+    /// let mut config = bff::config::Loader::new().load_file("bff.toml")?.into_config();
+    /// config.edge.max_concurrency = 0;
+    /// assert!(matches!(bff::App::new(config), Err(bff::StartError::Config(_))));
+    /// # Ok(()) }
+    /// ```
+    pub fn new<C>(config: C) -> Result<Self, StartError>
+    where
+        C: TryInto<Validated>,
+        StartError: From<C::Error>,
+    {
+        let config: Validated = config.try_into()?;
         let metrics = Arc::new(bff_telemetry::Metrics::new());
         let mesh =
             Mesh::with_metrics(&config, metrics).map_err(|e| StartError::Build(e.to_string()))?;
         Self::with_mesh(config, mesh)
     }
 
-    fn with_mesh(config: Config, mesh: Mesh) -> Result<Self, StartError> {
+    fn with_mesh(config: Validated, mesh: Mesh) -> Result<Self, StartError> {
         let auth = &config.edge.auth;
         // Without the `jwt` feature, refused as the validator refuses it (a config built by hand).
         if !cfg!(feature = "jwt") && auth.jwt.is_some() {
@@ -469,6 +497,36 @@ mod tests {
 
     const CONFIG: &str = "[bff]\nname = \"t\"\n";
 
+    /// `App::new` takes a `Validated` config; a `Config` made or changed in code is validated there, and
+    /// its errors come back with their keys: a config nobody checked never runs (it used to be built as
+    /// it was, here with no request ever admitted).
+    #[test]
+    fn a_config_changed_in_code_is_validated_by_app_new() {
+        let mut config = Loader::new()
+            .with_env(Default::default())
+            .load_str(CONFIG, bff_config::Format::Toml)
+            .unwrap()
+            .into_config();
+        config.edge.max_concurrency = 0;
+        config.bff.shutdown_grace = bff_config::Duration::from_secs(0);
+        let Err(StartError::Config(errs)) = App::new(config.clone()) else {
+            panic!("an invalid config was accepted");
+        };
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["bff.shutdown_grace", "edge.max_concurrency"],
+            "{errs}"
+        );
+        config.edge.max_concurrency = 8;
+        config.bff.shutdown_grace = bff_config::Duration::from_secs(1);
+        let validated = config.validate().unwrap();
+        assert_eq!(
+            App::new(validated).unwrap().config().edge.max_concurrency,
+            8
+        );
+    }
+
     /// A Rust route with `auth = "jwt"` and a config with `[edge.auth.jwt]` made by hand (never validated)
     /// are refused at build, naming the `jwt` feature as the validator does, in a build without it; and
     /// built with it. (`cargo test -p bff` builds it without, the workspace with.)
@@ -497,7 +555,8 @@ mod tests {
         let mut config = Loader::new()
             .with_env(Default::default())
             .load_str(CONFIG, bff_config::Format::Toml)
-            .unwrap();
+            .unwrap()
+            .into_config();
         let jwt = bff_config::JwtConfig {
             jwks_file: Some("no-such-jwks.json".into()),
             ..Default::default()
@@ -508,8 +567,14 @@ mod tests {
             // Built, then stopped by the missing JWKS file: the verifier is compiled in.
             assert!(built.contains("no-such-jwks.json"), "{built}");
         } else {
-            assert_eq!(built, Feature::Jwt.missing(JwtConfig::NEEDS));
-            assert!(built.contains("needs the `jwt` feature"), "{built}");
+            // Refused by the validation `App::new` runs, naming the key and the feature.
+            assert!(
+                built.contains(&format!(
+                    "edge.auth.jwt: {}",
+                    Feature::Jwt.missing(JwtConfig::NEEDS)
+                )),
+                "{built}"
+            );
         }
     }
 
@@ -525,20 +590,25 @@ mod tests {
                     bff_config::Format::Toml,
                 )
                 .unwrap()
+                .into_config()
         };
         let mut config = load();
         config.bff.tls = Some(bff_config::ListenerTlsConfig {
             cert: "no-such-cert.pem".into(),
             key: "no-such-key.pem".into(),
         });
-        let bound = App::new(config).unwrap().bind().await.map(drop);
+        // Without the feature, `App::new`'s validation refuses it; with it, the files are read at bind.
+        let bound = match App::new(config) {
+            Ok(app) => app.bind().await.map(drop),
+            Err(e) => Err(e),
+        };
         let err = bound.unwrap_err().to_string();
         if cfg!(feature = "tls") {
             assert!(err.contains("no-such-cert.pem"), "{err}");
         } else {
             let m = Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS);
             assert!(m.contains("needs the `tls` feature"), "{m}");
-            assert_eq!(err, m);
+            assert!(err.contains(&format!("bff.tls: {m}")), "{err}");
         }
 
         let mut config = load();
@@ -556,7 +626,7 @@ mod tests {
             assert!(err.contains("no-such-ca.pem"), "{err}");
         } else {
             let m = Feature::Tls.missing(bff_config::TlsConfig::NEEDS);
-            assert!(err.contains(&format!("service s: {m}")), "{err}");
+            assert!(err.contains(&format!("services.s.tls: {m}")), "{err}");
         }
     }
 }

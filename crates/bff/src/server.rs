@@ -1,6 +1,6 @@
 use crate::{App, StartError, conn};
 use axum::{Router, body::Body, extract::ConnectInfo};
-use bff_config::{Config, ConfigErrors};
+use bff_config::{ConfigErrors, Validated};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -389,7 +389,7 @@ fn swap(
     current: &Generation,
     routers: &Routers,
     state: &ServerState,
-    config: Config,
+    config: Validated,
 ) -> Result<App, StartError> {
     let old = &current.app.config().bff;
     if config.bff.listen != old.listen || config.bff.admin_listen != old.admin_listen {

@@ -106,7 +106,7 @@ pub async fn feed(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
 /// The BFF: the feed on an app built from `config` (whose `[[routes]]` join it). Like the declared
 /// routes, it needs an app key; and it answers within half a second or not at all, since a feed that
 /// comes later than that is scrolled past.
-pub fn app(config: bff::config::Config) -> Result<App, bff::StartError> {
+pub fn app(config: bff::config::Validated) -> Result<App, bff::StartError> {
     let policy = Policy::new()
         .auth(AuthKind::ApiKey)
         .timeout(Duration::from_millis(500));

@@ -17,10 +17,14 @@ async fn start(users: String, orders: String, catalog: String) -> TestBff {
     let mut config = bff::config::Loader::new()
         .with_env(env)
         .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_config();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
-    TestBff::start_app(mobile_bff::app(config).unwrap()).await
+    TestBff::start_app(
+        mobile_bff::app(config.validate().unwrap_or_else(|e| panic!("{e}"))).unwrap(),
+    )
+    .await
 }
 
 async fn over_demo(demo: &bff_testkit::demo::DemoServices) -> TestBff {

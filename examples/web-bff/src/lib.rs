@@ -44,6 +44,6 @@ pub async fn account(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response
 }
 
 /// The BFF: routes of this crate on an app built from `config`.
-pub fn app(config: bff::config::Config) -> Result<App, bff::StartError> {
+pub fn app(config: bff::config::Validated) -> Result<App, bff::StartError> {
     Ok(App::new(config)?.route("/api/account/{id}", get(account)))
 }

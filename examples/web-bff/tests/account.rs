@@ -14,11 +14,13 @@ async fn start(users: &Stub, orders: &Stub) -> TestBff {
     let mut config = bff::config::Loader::new()
         .with_env(env)
         .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-        .unwrap();
+        .unwrap()
+        .into_config();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
     config.telemetry.access_log = false;
-    TestBff::start_app(web_bff::app(config).unwrap()).await
+    TestBff::start_app(web_bff::app(config.validate().unwrap_or_else(|e| panic!("{e}"))).unwrap())
+        .await
 }
 
 #[tokio::test]

@@ -78,7 +78,7 @@ pub async fn home(mesh: Mesh, claims: Claims) -> bff::Result<Response> {
 }
 
 /// The BFF: the routes of this crate on an app built from `config` (whose `[[routes]]` join them).
-pub fn app(config: bff::config::Config) -> Result<App, bff::StartError> {
+pub fn app(config: bff::config::Validated) -> Result<App, bff::StartError> {
     let signed_in = Policy::new().auth(AuthKind::Jwt);
     Ok(App::new(config)?.route_with("/api/home", signed_in, get(home)))
 }
