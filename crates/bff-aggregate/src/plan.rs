@@ -1,6 +1,6 @@
 use crate::Selector;
 use axum::response::{IntoResponse, Response};
-use bff_config::{Config, PathTemplate, RouteConfig, Segment};
+use bff_config::{Config, RouteConfig, Segment};
 use bff_edge::BffError;
 use bff_mesh::{CallContext, ErrorKind, Mesh, MeshError};
 use bytes::Bytes;
@@ -313,26 +313,26 @@ impl Plan {
             if !config.services.contains_key(&b.service) {
                 return Err(err(format!("unknown service {}", b.service)));
             }
-            let template = PathTemplate::parse(&b.path).map_err(err)?;
+            // The path, its placeholders' JSONPaths and the selectors were parsed at load.
             let mut path = Vec::new();
-            for seg in template.segments {
+            for seg in &b.path.segments {
                 path.push(match seg {
-                    Segment::Literal(l) => Part::Literal(l),
+                    Segment::Literal(l) => Part::Literal(l.clone()),
                     Segment::Placeholder(p) => match index(&p.head) {
                         Some(i) if b.depends_on.contains(&p.head) => {
-                            Part::Backend(i, Selector::parse(&p.json_path).map_err(err)?)
+                            Part::Backend(i, Selector::from_config(&p.json_path))
                         }
-                        _ => Part::Param(p.head),
+                        _ => Part::Param(p.head.clone()),
                     },
                 });
             }
             let shape = match (&b.select, &b.fields) {
-                (Some(s), _) => Shape::Select(Selector::parse(s).map_err(err)?),
+                (Some(s), _) => Shape::Select(Selector::from_config(s)),
                 (None, Some(fields)) => Shape::Fields(
                     fields
                         .iter()
-                        .map(|(k, p)| Ok((k.clone(), Selector::parse(p).map_err(err)?)))
-                        .collect::<Result<_, PlanError>>()?,
+                        .map(|(k, p)| (k.clone(), Selector::from_config(p)))
+                        .collect(),
                 ),
                 (None, None) => Shape::Whole,
             };
@@ -344,11 +344,7 @@ impl Plan {
             backends.push(Backend {
                 name: b.name.as_str().into(),
                 service: b.service.clone(),
-                method: b
-                    .method
-                    .to_ascii_uppercase()
-                    .parse()
-                    .map_err(|_| err("bad method".into()))?,
+                method: b.method.method().clone(),
                 path,
                 shape,
                 required: b.required,
@@ -369,11 +365,7 @@ impl Plan {
             backends[i].read_by_dependents = true;
         }
         Ok(Self {
-            method: route
-                .method
-                .to_ascii_uppercase()
-                .parse()
-                .map_err(|_| err("bad method".into()))?,
+            method: route.method.method().clone(),
             path: route.path.clone(),
             forward_headers: route
                 .forward_headers

@@ -27,15 +27,24 @@ pub enum Step {
 impl Selector {
     pub fn parse(path: &str) -> Result<Self, String> {
         let query = parse_json_path(path).map_err(|e| format!("invalid JSONPath {path:?}: {e}"))?;
+        Ok(Self::compile(query))
+    }
+
+    /// The selector of a JSONPath the config compiled at load (no second parse).
+    pub fn from_config(path: &bff_config::JsonPath) -> Self {
+        Self::compile(path.query().clone())
+    }
+
+    fn compile(query: JpQuery) -> Self {
         let mut steps = Vec::with_capacity(query.segments.len());
         for seg in &query.segments {
             match seg {
                 Segment::Selector(JpSelector::Name(n)) => steps.push(Step::Key(n.clone())),
                 Segment::Selector(JpSelector::Index(i)) => steps.push(Step::Index(*i)),
-                _ => return Ok(Self::Query(query)),
+                _ => return Self::Query(query),
             }
         }
-        Ok(Self::Singular(steps))
+        Self::Singular(steps)
     }
 
     /// The selected value, by the rule above.

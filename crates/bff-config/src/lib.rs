@@ -35,6 +35,7 @@ macro_rules! from_str_serde {
     };
 }
 
+mod discovery;
 mod env_file;
 mod features;
 mod load;
@@ -43,12 +44,14 @@ mod net;
 mod redact;
 mod schema;
 mod secret;
+mod template;
 mod units;
 mod validate;
 mod validated;
 mod values;
 
 pub use self::{
+    discovery::DiscoveryUrl,
     env_file::env_with_file,
     features::Feature,
     load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
@@ -56,8 +59,8 @@ pub use self::{
     redact::{REDACTED, redact_url},
     schema::*,
     secret::{HmacSecret, MIN_HMAC_SECRET, SECRET_SHOWN, Secret},
+    template::{JsonPath, PathTemplate, Placeholder, Segment, route_params},
     units::{ByteSize, Duration},
-    validate::{DiscoveryUrl, PathTemplate, Placeholder, Segment, route_params},
     validated::Validated,
     values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
 };

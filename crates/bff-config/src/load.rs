@@ -412,14 +412,15 @@ fn out_of_range_numbers(value: &Value, path: &mut Vec<String>, report: &mut Repo
     }
 }
 
-/// Whether one key is the other or holds it (`services.s` holds `services.s.endpoints[0]`).
+/// Whether a validation error at `key` concerns a refused value at `poisoned`: the same key, a key
+/// inside it, or the table holding it (`services.s` for `services.s.endpoints[0]`: "needs endpoints").
 fn related(key: &str, poisoned: &str) -> bool {
-    let holds = |outer: &str, inner: &str| {
-        inner
-            .strip_prefix(outer)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-    };
-    holds(poisoned, key) || holds(key, poisoned)
+    let inside = key
+        .strip_prefix(poisoned)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+    let field = poisoned.trim_end_matches(|c: char| c.is_ascii_digit() || c == '[' || c == ']');
+    let table = field.rsplit_once('.').map_or("", |(t, _)| t);
+    inside || key == table
 }
 
 /// Joins path parts: `["routes", "[0]", "path"]` -> `routes[0].path`.
@@ -511,14 +512,16 @@ fn deserialize_all(
             poisoned.push(full_key);
             match lookup_mut(&mut value, &segments) {
                 Some(Value::Object(map)) if !map.contains_key(field) => {
-                    map.insert(field.to_string(), Value::String(String::new()));
+                    // A filler that parses (a path must start with `/`), so that the rest is checked.
+                    let filler = if field == "path" { "/" } else { "" };
+                    map.insert(field.to_string(), Value::String(filler.into()));
                 }
                 _ => return (None, poisoned),
             }
             continue;
         }
-        // (A key whose `${VAR}` is unset was reported already.)
-        if !reported.contains(&key) {
+        // (A key whose `${VAR}` is unset, or refused before, was reported already.)
+        if !reported.contains(&key) && !poisoned.contains(&key) {
             report.push(&key, tidy(&message));
         }
         poisoned.push(key.clone());

@@ -4,10 +4,11 @@
 //! test checks against these types.
 
 use crate::{
+    discovery::DiscoveryUrl,
     net::{Cidr, CorsOrigin, HostPort, HttpUrl, OtlpEndpoint, RedisUrl},
     secret::{HmacSecret, Secret},
+    template::{JsonPath, PathTemplate},
     units::{ByteSize, Duration},
-    validate::DiscoveryUrl,
     values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
 };
 use serde::{Deserialize, Serialize};
@@ -505,7 +506,7 @@ pub enum AuthKind {
 pub struct RouteConfig {
     /// HTTP method.
     #[serde(default = "default_method")]
-    pub method: String,
+    pub method: HttpMethod,
     /// Path template; `{name}` captures a segment.
     pub path: String,
     /// `none`, `jwt` or `api_key`.
@@ -529,8 +530,8 @@ pub struct RouteConfig {
     pub backends: Vec<BackendConfig>,
 }
 
-fn default_method() -> String {
-    "GET".into()
+fn default_method() -> HttpMethod {
+    HttpMethod::GET
 }
 
 fn default_true() -> bool {
@@ -547,15 +548,15 @@ pub struct BackendConfig {
     pub service: String,
     /// HTTP method of the call.
     #[serde(default = "default_method")]
-    pub method: String,
+    pub method: HttpMethod,
     /// Downstream path; `{param}` from the route, `{backend.json.path}` from an earlier backend.
-    pub path: String,
+    pub path: PathTemplate,
     /// JSONPath applied to the response; absent: the whole body.
     #[serde(default)]
-    pub select: Option<String>,
+    pub select: Option<JsonPath>,
     /// An object built from several JSONPaths, instead of `select`.
     #[serde(default)]
-    pub fields: Option<BTreeMap<String, String>>,
+    pub fields: Option<BTreeMap<String, JsonPath>>,
     /// Whether the route fails when this backend fails (else the response is partial).
     #[serde(default = "default_true")]
     pub required: bool,

@@ -91,7 +91,7 @@ mod tests {
         let mut config = Config::default();
         config.edge.max_concurrency = 0;
         config.routes.push(crate::RouteConfig {
-            method: "GET".into(),
+            method: crate::HttpMethod::GET,
             path: "/a".into(),
             auth: crate::AuthKind::None,
             timeout: None,
@@ -101,8 +101,8 @@ mod tests {
             backends: vec![crate::BackendConfig {
                 name: "b".into(),
                 service: "nowhere".into(),
-                method: "GET".into(),
-                path: "/b".into(),
+                method: crate::HttpMethod::GET,
+                path: "/b".parse().unwrap(),
                 select: None,
                 fields: None,
                 required: true,

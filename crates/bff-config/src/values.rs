@@ -180,13 +180,28 @@ impl RateLimitKey {
     }
 }
 
-/// An HTTP method named in the config (`[services.NAME.retry] methods`), in upper case.
+/// An HTTP method named in the config (`[[routes]] method`, a backend's `method`, `[services.NAME.retry]
+/// methods`), in upper case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpMethod(http::Method);
 
 impl HttpMethod {
+    pub const GET: Self = Self(http::Method::GET);
+    pub const POST: Self = Self(http::Method::POST);
+    pub const PUT: Self = Self(http::Method::PUT);
+    pub const PATCH: Self = Self(http::Method::PATCH);
+    pub const DELETE: Self = Self(http::Method::DELETE);
+    pub const HEAD: Self = Self(http::Method::HEAD);
+    pub const OPTIONS: Self = Self(http::Method::OPTIONS);
+
     pub fn method(&self) -> &http::Method {
         &self.0
+    }
+}
+
+impl PartialEq<&str> for HttpMethod {
+    fn eq(&self, other: &&str) -> bool {
+        self.0.as_str() == *other
     }
 }
 

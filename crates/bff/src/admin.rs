@@ -25,7 +25,7 @@ impl RouteInfo {
         let route = config
             .routes
             .iter()
-            .find(|r| r.path == plan.path && r.method.eq_ignore_ascii_case(plan.method.as_str()));
+            .find(|r| r.path == plan.path && r.method.method() == plan.method);
         Self {
             method: plan.method.to_string(),
             path: plan.path.clone(),

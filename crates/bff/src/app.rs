@@ -362,8 +362,8 @@ impl App {
                 let filter = MethodFilter::try_from(plan.method.clone()).map_err(|_| {
                     StartError::Build(format!("unsupported method {}", plan.method))
                 })?;
-                let method = route.method.to_ascii_uppercase();
-                let route_metrics = self.mesh.metrics().route(&route.path, &method);
+                let method = route.method.method().as_str();
+                let route_metrics = self.mesh.metrics().route(&route.path, method);
                 let plan = Arc::new(plan.with_metrics(&route_metrics));
                 let scope = format!("{method} {}", route.path);
                 auth_compiled(route.auth)
@@ -381,7 +381,7 @@ impl App {
                     route.timeout.map(|t| t.get()),
                     route.max_body.map(|b| b.bytes()),
                 );
-                let layer = self.policy_layer(policy, &route.path, &method);
+                let layer = self.policy_layer(policy, &route.path, method);
                 let single = MethodRouter::new().on(
                     filter,
                     move |mesh: Mesh,
