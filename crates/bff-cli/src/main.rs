@@ -1,5 +1,5 @@
-//! The `bff` command: `run` serves a BFF from config alone, `check` validates a config, `demo` starts the
-//! embedded demo. Run with: `cargo run -p bff-cli -- demo`.
+//! The `bff` command: `run` serves a BFF from config alone, `check` validates a config, `schema` prints the
+//! config's JSON Schema, `demo` starts the embedded demo. Run with: `cargo run -p bff-cli -- demo`.
 #![forbid(unsafe_code)]
 
 mod demo;
@@ -64,6 +64,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
     },
+    /// Print the JSON Schema of bff.toml (for editors: `#:schema bff.schema.json` at the top of the file).
+    Schema,
     /// Start demo services, a web BFF and a mobile BFF on loopback, and print curl commands to try.
     Demo {
         /// Public address of the web BFF.
@@ -93,6 +95,14 @@ fn load(path: &PathBuf, env_file: Option<&PathBuf>) -> Result<App, bff::StartErr
     Ok(app)
 }
 
+/// The config's JSON Schema as `bff schema` prints it and `bff new` writes it (docs/config.schema.json).
+pub(crate) fn schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&bff_config::config_schema())
+        .expect("a JSON value serializes");
+    text.push('\n');
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     bff::init_tracing();
@@ -108,6 +118,10 @@ fn main() -> ExitCode {
             path,
             framework_path,
         }),
+        Command::Schema => {
+            print!("{}", schema_text());
+            ExitCode::SUCCESS
+        }
         Command::Check { config, env_file } => {
             match load(&config, env_file.as_ref()).and_then(|app| {
                 let summary = format!(

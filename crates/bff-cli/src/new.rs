@@ -121,6 +121,9 @@ pub(crate) fn create(args: &Args) -> Result<PathBuf, Refused> {
             .map_err(|e| Refused(format!("template {} is broken: {path}: {e}", args.template)))?;
         rendered.push((*path, text));
     }
+    // What bff.toml's `#:schema bff.schema.json` directive points to: editors (Taplo / Even Better TOML)
+    // complete and check the file with it.
+    rendered.push(("bff.schema.json", crate::schema_text()));
 
     let existed = dir.exists();
     write_all(&dir, &rendered, &framework).inspect_err(|_| {

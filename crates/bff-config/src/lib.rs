@@ -38,6 +38,8 @@ macro_rules! from_str_serde {
 mod discovery;
 mod env_file;
 mod features;
+#[cfg(feature = "schema")]
+mod json_schema;
 mod load;
 mod locate;
 mod net;
@@ -50,6 +52,8 @@ mod validate;
 mod validated;
 mod values;
 
+#[cfg(feature = "schema")]
+pub use self::json_schema::config_schema;
 pub use self::{
     discovery::DiscoveryUrl,
     env_file::env_with_file,

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 /// The whole configuration of one BFF.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Identity and listeners of this BFF.
@@ -47,6 +48,7 @@ pub struct Config {
 
 /// `[bff]`: identity and listeners.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct BffConfig {
     /// Identity: metrics label, trace service.name, user-agent sent downstream.
@@ -74,6 +76,7 @@ pub struct BffConfig {
 
 /// `[bff.tls]`: the public listener's certificate.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerTlsConfig {
     /// Certificate chain (PEM).
@@ -100,6 +103,7 @@ impl Default for BffConfig {
 
 /// `[telemetry]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// One JSON line per request on stdout.
@@ -119,6 +123,7 @@ impl Default for TelemetryConfig {
 
 /// `[edge]`: the embedded gateway.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
     /// Whole-request deadline; propagated downstream as `x-bff-deadline-ms`. Exceeded: 504.
@@ -170,6 +175,7 @@ impl Default for EdgeConfig {
 
 /// `[edge.cors]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Exact origins allowed; `"*"` only without credentials.
@@ -180,6 +186,7 @@ pub struct CorsConfig {
 
 /// `[edge.auth]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// JWT bearer tokens, for routes with `auth = "jwt"`.
@@ -190,6 +197,7 @@ pub struct AuthConfig {
 
 /// `[edge.auth.jwt]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// Required `iss` claim.
@@ -215,6 +223,7 @@ pub struct JwtConfig {
 
 /// `[edge.auth.api_keys]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiKeysConfig {
     /// File with one key a line (or `sha256:HEX`).
@@ -223,6 +232,7 @@ pub struct ApiKeysConfig {
 
 /// `[edge.rate_limit]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Sustained requests a second per key.
@@ -276,6 +286,7 @@ impl Default for RateLimitConfig {
 
 /// Load-balancing algorithm of a service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancer {
     RoundRobin,
@@ -287,6 +298,7 @@ pub enum LoadBalancer {
 
 /// Protocol spoken to a service's endpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// HTTP/1.1 with pooled keep-alive connections.
@@ -298,6 +310,7 @@ pub enum Protocol {
 
 /// `[services.NAME]`: one downstream service.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Static endpoints, `host:port`.
@@ -360,6 +373,7 @@ impl Default for ServiceConfig {
 
 /// `[services.NAME.retry]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts in all, the first included.
@@ -400,6 +414,7 @@ impl Default for RetryConfig {
 
 /// `[services.NAME.circuit_breaker]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerConfig {
     /// Failure rate over `window` that opens the breaker.
@@ -428,6 +443,7 @@ impl Default for CircuitBreakerConfig {
 
 /// `[services.NAME.outlier_detection]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierDetectionConfig {
     /// Consecutive failures that eject an endpoint.
@@ -450,6 +466,7 @@ impl Default for OutlierDetectionConfig {
 
 /// `[services.NAME.health_check]`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     /// Path probed with GET.
@@ -478,6 +495,7 @@ impl Default for HealthCheckConfig {
 
 /// `[services.NAME.tls]`: mTLS.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// CA bundle (PEM) that verifies the service.
@@ -492,6 +510,7 @@ pub struct TlsConfig {
 
 /// Authentication a route requires.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuthKind {
     #[default]
@@ -502,6 +521,7 @@ pub enum AuthKind {
 
 /// `[[routes]]`: a declarative aggregation route.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// HTTP method.
@@ -540,6 +560,7 @@ fn default_true() -> bool {
 
 /// `[[routes.backends]]`: one downstream call of an aggregation.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Key of this backend in the merged response.

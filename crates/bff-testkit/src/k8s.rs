@@ -29,7 +29,8 @@ pub fn configmap_file(configmap: &str, key: &str) -> String {
 /// The variable the cluster's `bff.toml` reads the admin token from (`bff.admin_token`), set from a Secret.
 pub const ADMIN_TOKEN_VAR: &str = "BFF_ADMIN_TOKEN";
 
-/// `bff.toml` as the cluster runs it: listeners on all interfaces (8080 public, 9901 admin), the admin
+/// `bff.toml` as the cluster runs it (without the editor's `#:schema` line): listeners on all interfaces
+/// (8080 public, 9901 admin), the admin
 /// token from `${BFF_ADMIN_TOKEN}` (an admin listener off loopback needs one), and each `[services.NAME]`
 /// found by Kubernetes DNS instead of the endpoints used locally: `dns://` discovery of every pod (a
 /// headless Service) when this build has bff's `dns` feature, else the Service's cluster name as the one
@@ -48,7 +49,8 @@ pub fn for_cluster(project: &str) -> String {
             "listen = \"0.0.0.0:8080\"".to_string()
         } else if line.starts_with("admin_listen = ") {
             format!("admin_listen = \"0.0.0.0:9901\"\nadmin_token = \"${{{ADMIN_TOKEN_VAR}}}\"")
-        } else if line.starts_with("admin_token = ") {
+        } else if line.starts_with("admin_token = ") || line.starts_with("#:schema ") {
+            // (The editor's schema directive names a file of the project, not of the cluster.)
             continue;
         } else if line.starts_with("endpoints = ") {
             cluster_endpoint(&service)
