@@ -2,17 +2,12 @@
 //! for, and what the gateway in front of them lets through (API keys, rate limits). Requests carry the dev
 //! API key of tests/keys/; the BFF under test trusts that key whatever bff.toml trusts.
 
-use bff_testkit::{Rendezvous, Stub, TestBff};
+use bff_testkit::{Rendezvous, Stubs, TestBff};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+
+const BFF_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml");
 
 const API_KEY: &str = "mobile-dev-key";
-
-struct Services {
-    users: Stub,
-    orders: Stub,
-    catalog: Stub,
-}
 
 fn user(id: &str, name: &str) -> Value {
     json!({
@@ -27,37 +22,16 @@ fn user(id: &str, name: &str) -> Value {
     })
 }
 
-impl Services {
-    async fn start() -> Self {
-        Self {
-            users: Stub::start().await,
-            orders: Stub::start().await,
-            catalog: Stub::start().await,
-        }
+/// The BFF from its own `bff.toml`: every service (whatever services it has) on a stub of `services`,
+/// the listeners on free ports.
+async fn start(services: &Stubs) -> TestBff {
+    let mut config = services.config();
+    // Trust the tests' dev key, whatever bff.toml trusts in production.
+    if let Some(keys) = config.edge.auth.api_keys.as_mut() {
+        keys.keys_file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-api-keys.txt").into();
     }
-
-    /// The BFF from its own `bff.toml`, with the services on the stubs and free ports.
-    async fn bff(&self) -> TestBff {
-        let env = HashMap::from([
-            ("USERS_ADDR".to_string(), self.users.endpoint()),
-            ("ORDERS_ADDR".to_string(), self.orders.endpoint()),
-            ("CATALOG_ADDR".to_string(), self.catalog.endpoint()),
-        ]);
-        let mut config = bff::config::Loader::new()
-            .with_env(env)
-            .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_config();
-        config.bff.listen = "127.0.0.1:0".into();
-        config.bff.admin_listen = "127.0.0.1:0".into();
-        // Trust the tests' dev key, whatever bff.toml trusts in production.
-        if let Some(keys) = config.edge.auth.api_keys.as_mut() {
-            keys.keys_file =
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-api-keys.txt").into();
-        }
-        let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
-        TestBff::start_app({{crate_name}}::app(config).unwrap()).await
-    }
+    let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
+    TestBff::start_app({{crate_name}}::app(config).unwrap()).await
 }
 
 async fn get(bff: &TestBff, path: &str) -> reqwest::Response {
@@ -81,20 +55,21 @@ async fn post(bff: &TestBff, path: &str, body: Value) -> reqwest::Response {
 
 #[tokio::test]
 async fn the_home_card_holds_only_what_the_screen_shows() {
-    let services = Services::start().await;
-    services
-        .users
+    let services = Stubs::start(BFF_TOML).await;
+    services["users"]
         .on("/users/42")
         .json(user("42", "Ada Lovelace"));
-    services.orders.on("/orders").json(json!([
+    services["orders"].on("/orders").json(json!([
         {"id": "o-1", "status": "shipped", "total": {"amount": 1200, "currency": "EUR"}},
         {"id": "o-2", "status": "delivered", "total": {"amount": 900, "currency": "EUR"}}
     ]));
-    services.catalog.on("/recommendations/music").json(json!({
-        "category": "music",
-        "items": [{"sku": "music-1", "title": "A"}, {"sku": "music-2", "title": "B"}]
-    }));
-    let bff = services.bff().await;
+    services["catalog"]
+        .on("/recommendations/music")
+        .json(json!({
+            "category": "music",
+            "items": [{"sku": "music-1", "title": "A"}, {"sku": "music-2", "title": "B"}]
+        }));
+    let bff = start(&services).await;
     let res = get(&bff, "/m/home/42").await;
     assert_eq!(res.status(), 200);
     assert_eq!(
@@ -105,22 +80,21 @@ async fn the_home_card_holds_only_what_the_screen_shows() {
             "picks": ["music-1", "music-2"]
         })
     );
-    assert_eq!(services.orders.requests()[0].uri, "/orders?userId=42");
+    assert_eq!(services["orders"].requests()[0].uri, "/orders?userId=42");
 }
 
 #[tokio::test]
 async fn cards_are_fetched_concurrently_and_kept_in_order() {
-    let services = Services::start().await;
+    let services = Stubs::start(BFF_TOML).await;
     // Each user answers only once all three calls are in flight: a sequential batch would hang.
     let together = Rendezvous::new(3);
     for (id, name) in [("1", "Ada"), ("2", "Grace"), ("3", "Alan")] {
-        services
-            .users
+        services["users"]
             .on(&format!("/users/{id}"))
             .rendezvous(&together)
             .json(user(id, name));
     }
-    let bff = services.bff().await;
+    let bff = start(&services).await;
     let res = post(&bff, "/m/cards", json!({"ids": ["3", "1", "2"]})).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("x-bff-partial").is_none());
@@ -137,10 +111,10 @@ async fn cards_are_fetched_concurrently_and_kept_in_order() {
 
 #[tokio::test]
 async fn a_card_that_fails_is_null_and_the_list_is_partial() {
-    let services = Services::start().await;
-    services.users.on("/users/1").json(user("1", "Ada"));
-    services.users.on("/users/2").status(404);
-    let bff = services.bff().await;
+    let services = Stubs::start(BFF_TOML).await;
+    services["users"].on("/users/1").json(user("1", "Ada"));
+    services["users"].on("/users/2").status(404);
+    let bff = start(&services).await;
     let res = post(&bff, "/m/cards", json!({"ids": ["1", "2"]})).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-bff-partial"], "true");
@@ -155,16 +129,15 @@ async fn a_card_that_fails_is_null_and_the_list_is_partial() {
 
 #[tokio::test]
 async fn an_id_is_one_path_segment_downstream() {
-    let services = Services::start().await;
-    services
-        .users
+    let services = Stubs::start(BFF_TOML).await;
+    services["users"]
         .on("/users/1%3Fadmin%3Dtrue%2F..")
         .json(user("1", "Ada"));
-    let bff = services.bff().await;
+    let bff = start(&services).await;
     let res = post(&bff, "/m/cards", json!({"ids": ["1?admin=true/.."]})).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
-        services.users.requests()[0].uri,
+        services["users"].requests()[0].uri,
         "/users/1%3Fadmin%3Dtrue%2F..",
         "no query, no extra segment"
     );
@@ -172,26 +145,23 @@ async fn an_id_is_one_path_segment_downstream() {
 
 #[tokio::test]
 async fn oversized_or_malformed_batches_are_refused_before_any_call() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = Stubs::start(BFF_TOML).await;
+    let bff = start(&services).await;
     let too_many = {{crate_name}}::MAX_CARDS + 1;
     let ids: Vec<String> = (0..too_many).map(|i| i.to_string()).collect();
-    for body in [
-        json!({"ids": ids}),
-        json!({"id": "1"}),
-    ] {
+    for body in [json!({"ids": ids}), json!({"id": "1"})] {
         let res = post(&bff, "/m/cards", body.clone()).await;
         assert_eq!(res.status(), 400, "{body}");
         let err: Value = res.json().await.unwrap();
         assert_eq!(err["error"]["code"], "bad_request", "{body}");
     }
-    assert!(services.users.requests().is_empty(), "no call went out");
+    assert!(services["users"].requests().is_empty(), "no call went out");
 }
 
 #[tokio::test]
 async fn every_route_needs_an_api_key() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = Stubs::start(BFF_TOML).await;
+    let bff = start(&services).await;
     for key in [None, Some("not-a-key")] {
         let mut home = bff.client().get(bff.url("/m/home/42"));
         let mut cards = bff
@@ -209,17 +179,16 @@ async fn every_route_needs_an_api_key() {
             assert_eq!(err["error"]["code"], "unauthenticated");
         }
     }
-    assert!(services.users.requests().is_empty(), "no call went out");
+    assert!(services["users"].requests().is_empty(), "no call went out");
 }
 
 #[tokio::test]
 async fn an_app_key_past_its_burst_is_rate_limited() {
-    let services = Services::start().await;
-    services
-        .users
+    let services = Stubs::start(BFF_TOML).await;
+    services["users"]
         .on("/users/42")
         .json(user("42", "Ada Lovelace"));
-    let bff = services.bff().await;
+    let bff = start(&services).await;
     // [edge.rate_limit]: bursts of 10, then 5 a second. 30 requests in a row cannot all pass, however
     // slow the machine.
     let mut statuses = Vec::new();

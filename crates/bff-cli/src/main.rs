@@ -1,5 +1,6 @@
-//! The `bff` command: `run` serves a BFF from config alone, `check` validates a config, `schema` prints the
-//! config's JSON Schema, `demo` starts the embedded demo. Run with: `cargo run -p bff-cli -- demo`.
+//! The `bff` command: `new` makes a project, `run` serves a BFF from config alone, `check` validates a
+//! config, `schema` prints the config's JSON Schema, `k8s` renders its Kubernetes ConfigMap, `demo` starts
+//! the embedded demo. Run with: `cargo run -p bff-cli -- demo`.
 #![forbid(unsafe_code)]
 
 mod demo;
@@ -66,6 +67,11 @@ enum Command {
     },
     /// Print the JSON Schema of bff.toml (for editors: `#:schema bff.schema.json` at the top of the file).
     Schema,
+    /// Kubernetes: render k8s/configmap.yaml from bff.toml and k8s/cluster.toml, or say where it drifted.
+    K8s {
+        #[command(subcommand)]
+        action: K8sAction,
+    },
     /// Start demo services, a web BFF and a mobile BFF on loopback, and print curl commands to try.
     Demo {
         /// Public address of the web BFF.
@@ -81,6 +87,78 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9902")]
         mobile_admin: String,
     },
+}
+
+#[derive(Subcommand)]
+enum K8sAction {
+    /// Write the ConfigMap: bff.toml with the cluster file's keys over it, and the files it reads.
+    Render {
+        #[command(flatten)]
+        files: K8sFiles,
+    },
+    /// Print each key where the ConfigMap differs from its rendering, one a line; exit 1 if any.
+    Diff {
+        #[command(flatten)]
+        files: K8sFiles,
+    },
+}
+
+#[derive(clap::Args)]
+struct K8sFiles {
+    /// The project's config.
+    #[arg(long, default_value = "bff.toml")]
+    config: PathBuf,
+    /// The cluster's differences from it.
+    #[arg(long, default_value = "k8s/cluster.toml")]
+    cluster: PathBuf,
+    /// The ConfigMap.
+    #[arg(long, default_value = "k8s/configmap.yaml")]
+    out: PathBuf,
+}
+
+impl K8sFiles {
+    fn project(self) -> bff_testkit::k8s::Project {
+        bff_testkit::k8s::Project {
+            dir: PathBuf::from("."),
+            config: self.config,
+            cluster: self.cluster,
+            configmap: self.out,
+        }
+    }
+}
+
+fn k8s(action: K8sAction) -> ExitCode {
+    let refused = |errors: Vec<String>| {
+        for e in errors {
+            eprintln!("bff k8s: {e}");
+        }
+        ExitCode::FAILURE
+    };
+    match action {
+        K8sAction::Render { files } => {
+            let project = files.project();
+            let text = match project.render() {
+                Ok(text) => text,
+                Err(errors) => return refused(errors),
+            };
+            let out = project.dir.join(&project.configmap);
+            if let Err(e) = std::fs::write(&out, text) {
+                return refused(vec![format!("{}: cannot write it: {e}", out.display())]);
+            }
+            println!("bff k8s: wrote {}", project.configmap.display());
+            ExitCode::SUCCESS
+        }
+        K8sAction::Diff { files } => match files.project().diff() {
+            Ok(lines) if lines.is_empty() => ExitCode::SUCCESS,
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::FAILURE
+            }
+            Err(errors) => refused(errors),
+        },
+    }
 }
 
 /// Loads, validates and builds: the one path `check` and `run` share, so they report the same errors.
@@ -173,6 +251,7 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::K8s { action } => k8s(action),
         Command::Demo {
             web_listen,
             web_admin,

@@ -121,6 +121,40 @@ fn every_template_renders_its_golden_copy() {
             assert!(stdout.contains(&next), "no `{next}` in:\n{stdout}");
         }
 
+        // The template's ConfigMap is its bff.toml and k8s/cluster.toml rendered (the update rewrites it).
+        let diff = bff()
+            .args(["k8s", "diff"])
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        if update && !diff.status.success() {
+            let out = bff()
+                .args(["k8s", "render"])
+                .current_dir(&project)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let configmap = fs::read_to_string(project.join("k8s/configmap.yaml")).unwrap();
+            fs::write(
+                root.join("bff-templates")
+                    .join(template)
+                    .join("k8s/configmap.yaml"),
+                configmap.replace(&name, "{{project-name}}"),
+            )
+            .unwrap();
+        } else {
+            assert!(
+                diff.status.success(),
+                "{template}: bff-templates/{template}/k8s/configmap.yaml is not rendered from its bff.toml and k8s/cluster.toml (BFF_UPDATE_GOLDEN=1 renders it):\n{}{}",
+                String::from_utf8_lossy(&diff.stdout),
+                String::from_utf8_lossy(&diff.stderr)
+            );
+        }
+
         let mut rendered = tree(&project);
         // Not a template file: the framework's lock, copied so the first build uses its versions.
         let lock = rendered.remove("Cargo.lock").expect("Cargo.lock copied");
@@ -297,11 +331,15 @@ fn refusals_are_one_line_on_stderr_and_write_nothing() {
     assert_eq!(fs::read_to_string(taken.join("notes.txt")).unwrap(), "mine");
 }
 
-/// The builds of CI: every generated project compiles and passes its own tests with no edits. It builds in
-/// the workspace's target folder (`--offline`: every crate it needs is in the checkout's lock file, which
-/// `bff new` copies), so the framework's crates already compiled are reused.
+/// The builds of CI: every generated project, grown the way docs/guide.md says ("Grow a generated
+/// project": a service and a route in bff.toml, the service's cluster address in k8s/cluster.toml, `bff
+/// k8s render`), compiles and passes its own tests, which nobody touched: they stub whatever services
+/// bff.toml has, and its ConfigMap is rendered, not copied. The manifests pass kubernetes-validate. One
+/// build per template: the fresh project's tests are the same tests. It builds in the workspace's target
+/// folder (`--offline`: every crate it needs is in the checkout's lock file, which `bff new` copies), so
+/// the framework's crates already compiled are reused.
 #[test]
-fn a_generated_project_builds_and_passes_its_own_tests() {
+fn a_generated_project_grows_a_service_and_a_route_and_passes_its_own_tests() {
     let scratch = Scratch::new("build");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace().join("target"), PathBuf::from);
@@ -311,6 +349,7 @@ fn a_generated_project_builds_and_passes_its_own_tests() {
         fs::create_dir(scratch.0.join(&name)).unwrap();
         new_project(&name, template, &scratch.0);
         let project = scratch.0.join(&name);
+        grow(&project, template);
 
         let started = Instant::now();
         let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -344,6 +383,153 @@ fn a_generated_project_builds_and_passes_its_own_tests() {
     }
 }
 
+/// The code blocks of docs/guide.md's "Grow a generated project", in order: the services (bff.toml), their
+/// cluster addresses (k8s/cluster.toml), the declared page (bff.toml), the page in Rust (src/lib.rs).
+fn guide_blocks() -> Vec<String> {
+    let guide = fs::read_to_string(workspace().join("docs/guide.md")).unwrap();
+    let section = guide
+        .split("\n## Grow a generated project\n")
+        .nth(1)
+        .expect("docs/guide.md has the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let blocks: Vec<String> = section
+        .split("\n```")
+        .skip(1)
+        .step_by(2)
+        .map(|b| b.split_once('\n').unwrap().1.to_string() + "\n")
+        .collect();
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    blocks
+}
+
+/// Grows a fresh project the way docs/guide.md says ("Grow a generated project"), then `bff k8s render`;
+/// the rendered manifests pass kubernetes-validate. `web`: the guide's services and its page in Rust
+/// (handler appended to src/lib.rs, registered in `app()`: the guide's code compiles); `mobile`: the
+/// guide's services and its declared page; `minimal` (no catalog for the page): a service read from
+/// `${REVIEWS_ADDR}` with no default (the tests must never need it) and a declared route on it. Each
+/// service gets its cluster address in k8s/cluster.toml, as the file's own services have theirs.
+fn grow(project: &Path, template: &str) {
+    let append = |file: &str, text: &str| {
+        let path = project.join(file);
+        let mut all = fs::read_to_string(&path).unwrap();
+        all.push('\n');
+        all.push_str(text);
+        fs::write(path, all).unwrap();
+    };
+    let guide = guide_blocks();
+    let dns = fs::read_to_string(project.join("k8s/cluster.toml"))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("discovery = \"dns://"));
+    let route = match template {
+        "web" | "mobile" => {
+            append("bff.toml", &guide[0]);
+            assert!(dns, "{template}: the guide's cluster addresses are dns://");
+            append("k8s/cluster.toml", &guide[1]);
+            if template == "web" {
+                append("src/lib.rs", &guide[3]);
+                let lib = fs::read_to_string(project.join("src/lib.rs")).unwrap();
+                let registered = lib.replace(
+                    "get(home)))",
+                    "get(home)).route(\"/api/products/{id}\", get(product_page)))",
+                );
+                assert_ne!(
+                    lib, registered,
+                    "web: app() registers home as the guide expects"
+                );
+                fs::write(project.join("src/lib.rs"), registered).unwrap();
+            } else {
+                append("bff.toml", &guide[2]);
+            }
+            "/api/products/{id}"
+        }
+        _ => {
+            append(
+                "bff.toml",
+                r#"[services.reviews]
+endpoints = ["${REVIEWS_ADDR}"]
+timeout = "300ms"
+required = false
+
+[services.reviews.health_check]
+path = "/healthz"
+
+[[routes]]
+path = "/api/reviews/{sku}"
+
+[[routes.backends]]
+name = "reviews"
+service = "reviews"
+path = "/reviews/{sku}"
+"#,
+            );
+            append(
+                "k8s/cluster.toml",
+                if dns {
+                    "[services.reviews]\ndiscovery = \"dns://reviews.default.svc.cluster.local:8080\"\n"
+                } else {
+                    "[services.reviews]\nendpoints = [\"reviews.default.svc.cluster.local:8080\"]\n"
+                },
+            );
+            "/api/reviews/{sku}"
+        }
+    };
+    let out = bff()
+        .args(["k8s", "render"])
+        .current_dir(project)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{template}: bff k8s render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let configmap = fs::read_to_string(project.join("k8s/configmap.yaml")).unwrap();
+    assert!(
+        configmap.contains("reviews.default.svc.cluster.local:8080"),
+        "{template}: {configmap}"
+    );
+    if template != "web" {
+        assert!(
+            configmap.contains(&format!("path = \"{route}\"")),
+            "{template}: {configmap}"
+        );
+    }
+    kubernetes_validate(&project.join("k8s"));
+}
+
+/// Runs kubernetes-validate (PyPI; `$BFF_KUBERNETES_VALIDATE`, else on PATH) on every manifest of `dir`.
+fn kubernetes_validate(dir: &Path) {
+    let program =
+        std::env::var_os("BFF_KUBERNETES_VALIDATE").unwrap_or_else(|| "kubernetes-validate".into());
+    let mut manifests: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    manifests.sort();
+    assert!(manifests.len() >= 4, "{manifests:?}");
+    let out = Command::new(&program)
+        .arg("--strict")
+        .args(&manifests)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; install kubernetes-validate (scripts/test does: pip install kubernetes-validate) or set BFF_KUBERNETES_VALIDATE",
+                program.to_string_lossy()
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.matches(" passed ").count() == manifests.len(),
+        "kubernetes-validate refuses {}:\n{stdout}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Kills the child if a check fails half-way.
 struct Proc(std::process::Child);
 
@@ -365,6 +551,8 @@ fn reloads_its_file(binary: &Path, config: &Path) {
             .env("USERS_ADDR", "127.0.0.1:9")
             .env("ORDERS_ADDR", "127.0.0.1:9")
             .env("CATALOG_ADDR", "127.0.0.1:9")
+            .env("REVIEWS_ADDR", "127.0.0.1:9")
+            .env("INVENTORY_ADDR", "127.0.0.1:9")
             .env("BFF__BFF__LISTEN", "127.0.0.1:0")
             .env("BFF__BFF__ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")

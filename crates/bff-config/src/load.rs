@@ -124,6 +124,28 @@ impl Origin {
     }
 }
 
+impl Config {
+    /// An error about `key` (e.g. `routes[0].path`) found after loading, located as the loader locates
+    /// its own: the file and line the config was loaded from (`<config>` and no line for a config made
+    /// in code or from a text).
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let (file, line) = match &self.origin {
+            Some(origin) => {
+                let source = Source::file_text(&origin.path, &*origin.text);
+                let line = Locator::new(&source).line_of(key);
+                (source.name, line)
+            }
+            None => ("<config>".to_string(), None),
+        };
+        ConfigError {
+            file,
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Debug for Origin {
     // The loader's injected environment may hold secrets: only the path is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -179,6 +201,8 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Loader {
     env: Option<HashMap<String, String>>,
+    /// Keys set over the file and the environment (tests), by path.
+    values: Vec<(Vec<String>, Value)>,
 }
 
 impl fmt::Debug for Loader {
@@ -201,6 +225,17 @@ impl Loader {
     #[must_use]
     pub fn with_env(mut self, env: HashMap<String, String>) -> Self {
         self.env = Some(env);
+        self
+    }
+
+    /// Sets the key at `path` (e.g. `["services", "users", "endpoints"]`) to `value` over the file and
+    /// the environment, before `${VAR}` expansion and validation; `Value::Null` removes the key. A test
+    /// harness points services at its stubs this way whatever the file says: a `${VAR}` in a replaced
+    /// value is never read.
+    #[must_use]
+    pub fn with_value(mut self, path: &[&str], value: Value) -> Self {
+        self.values
+            .push((path.iter().map(|p| p.to_string()).collect(), value));
         self
     }
 
@@ -229,19 +264,12 @@ impl Loader {
         self.load(&Source::inline(text, format))
     }
 
-    /// Loads and validates a config: every error with its file, line and key, or the [`Validated`]
-    /// config.
-    pub fn load(&self, source: &Source) -> Result<Validated, ConfigErrors> {
+    /// The file merged with its `BFF__...` environment overrides and [`Loader::with_value`]'s keys, as a
+    /// tree, before `${VAR}` expansion and validation: what a tool reads to see which services a config
+    /// names without needing their variables set.
+    pub fn raw(&self, source: &Source) -> Result<Value, ConfigErrors> {
         let env = self.env_overrides();
-        let env_keys: HashMap<String, String> = env
-            .keys()
-            .map(|k| {
-                (
-                    k[ENV_PREFIX.len()..].to_lowercase().replace("__", "."),
-                    k.clone(),
-                )
-            })
-            .collect();
+        let env_keys = env_keys(&env);
         let locator = Locator::new(source);
         let mut report = Report {
             source,
@@ -249,9 +277,23 @@ impl Loader {
             env_keys: &env_keys,
             errors: Vec::new(),
         };
-        if let Some(err) = locator.syntax_error() {
+        match self.merged(source, env, &mut report) {
+            Some(value) if report.errors.is_empty() => Ok(value),
+            _ => Err(ConfigErrors(report.errors)),
+        }
+    }
+
+    /// The file, its environment overrides and the set keys, merged; `None` (with errors in `report`)
+    /// when the text cannot be read as a tree.
+    fn merged(
+        &self,
+        source: &Source,
+        env: HashMap<String, String>,
+        report: &mut Report<'_>,
+    ) -> Option<Value> {
+        if let Some(err) = report.locator.syntax_error() {
             report.errors.push(err);
-            return Err(ConfigErrors(report.errors));
+            return None;
         }
         // serde_json keeps numbers' text (arbitrary_precision): a JSON number no i64, u64 or finite f64
         // holds (`1e400`) would get past the JSON parser, and the config crate panics on it.
@@ -259,9 +301,9 @@ impl Loader {
             && let Ok(json) = serde_json::from_str::<Value>(&source.text)
         {
             let mut path = Vec::new();
-            out_of_range_numbers(&json, &mut path, &mut report);
+            out_of_range_numbers(&json, &mut path, report);
             if !report.errors.is_empty() {
-                return Err(ConfigErrors(report.errors));
+                return None;
             }
         }
 
@@ -283,12 +325,33 @@ impl Loader {
             Ok(v) => v,
             Err(e) => {
                 report.push("", e.to_string());
-                return Err(ConfigErrors(report.errors));
+                return None;
             }
         };
         if value.is_null() {
             value = Value::Object(Default::default());
         }
+        for (path, set) in &self.values {
+            set_path(&mut value, path, set.clone());
+        }
+        Some(value)
+    }
+
+    /// Loads and validates a config: every error with its file, line and key, or the [`Validated`]
+    /// config.
+    pub fn load(&self, source: &Source) -> Result<Validated, ConfigErrors> {
+        let env = self.env_overrides();
+        let env_keys = env_keys(&env);
+        let locator = Locator::new(source);
+        let mut report = Report {
+            source,
+            locator: &locator,
+            env_keys: &env_keys,
+            errors: Vec::new(),
+        };
+        let Some(mut value) = self.merged(source, env, &mut report) else {
+            return Err(ConfigErrors(report.errors));
+        };
 
         let mut path = Vec::new();
         self.expand_vars(&mut value, &mut path, &mut report);
@@ -383,6 +446,38 @@ impl Loader {
             }
             _ => {}
         }
+    }
+}
+
+/// The config key of each `BFF__...` variable (`services.users.timeout`), to name the variable in errors.
+fn env_keys(env: &HashMap<String, String>) -> HashMap<String, String> {
+    env.keys()
+        .map(|k| {
+            (
+                k[ENV_PREFIX.len()..].to_lowercase().replace("__", "."),
+                k.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Sets `path` in `value` to `set`, making the tables on the way; `Null` removes the key.
+fn set_path(value: &mut Value, path: &[String], set: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = value;
+    for p in parents {
+        let Value::Object(map) = cur else { return };
+        cur = map
+            .entry(p.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    let Value::Object(map) = cur else { return };
+    if set.is_null() {
+        map.remove(last);
+    } else {
+        map.insert(last.clone(), set);
     }
 }
 

@@ -177,6 +177,41 @@ fn a_bad_environment_override_names_the_variable() {
     );
 }
 
+/// What a test harness does with a project's file: read the services it names without their variables,
+/// then replace their endpoints (an unset `${VAR}` there is never read) and drop their discovery.
+#[test]
+fn set_values_replace_keys_before_variables_are_read() {
+    let text = r#"
+[services.users]
+discovery = "dns://users.default.svc.cluster.local:8080"
+[services.reviews]
+endpoints = ["${REVIEWS_ADDR}"]
+"#;
+    let loader = Loader::new().with_env(env(&[]));
+    let source = bff_config::Source::inline(text, Format::Toml);
+    let raw = loader.raw(&source).unwrap();
+    let mut names: Vec<&String> = raw["services"].as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["reviews", "users"]);
+    assert!(loader.load(&source).is_err(), "REVIEWS_ADDR is not set");
+
+    let mut loader = loader.with_value(&["bff", "listen"], "127.0.0.1:0".into());
+    for name in names {
+        loader = loader
+            .with_value(
+                &["services", name, "endpoints"],
+                serde_json::json!(["127.0.0.1:7001"]),
+            )
+            .with_value(&["services", name, "discovery"], serde_json::Value::Null);
+    }
+    let c = loader.load(&source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.bff.listen, "127.0.0.1:0");
+    for name in ["users", "reviews"] {
+        assert_eq!(c.services[name].endpoints, ["127.0.0.1:7001"], "{name}");
+        assert_eq!(c.services[name].discovery, None, "{name}");
+    }
+}
+
 #[test]
 fn env_vars_are_expanded_in_strings() {
     let text = GOOD.replace("\"web-bff\"", "\"${APP}-bff\"");

@@ -1,12 +1,16 @@
-//! Checks of a BFF's Kubernetes manifests, shared by the templates and the examples: the ConfigMap carries
-//! `bff.toml` as the cluster runs it (listeners on all interfaces, the admin token from the environment,
-//! each service found by Kubernetes DNS: with `dns://` discovery, one endpoint a pod, when the project has
-//! bff's `dns` feature, else at the Service's cluster name, balanced by kube-proxy) and it is a valid
-//! config; the Deployment probes the admin port the config listens on, sets the admin token from a Secret
-//! and drains before it stops; the NetworkPolicy opens the public port and keeps the admin port to
-//! Prometheus.
+//! A BFF's Kubernetes manifests, shared by `bff k8s`, the templates and the examples: the ConfigMap is
+//! rendered from `bff.toml` with the cluster's differences over it (`k8s/cluster.toml`: listeners on all
+//! interfaces, the admin token from the environment, each service found by Kubernetes DNS: with `dns://`
+//! discovery, one endpoint a pod, when the project has bff's `dns` feature, else at the Service's cluster
+//! name, balanced by kube-proxy) and [`check_rendered`] names the keys where it drifted; [`check_manifests`]
+//! checks it is a valid config for the cluster and that the Deployment probes the admin port the config
+//! listens on, sets the admin token from a Secret and drains before it stops; the NetworkPolicy opens the
+//! public port and keeps the admin port to Prometheus.
 
-use bff::config::{Feature, Format, Loader};
+mod render;
+
+pub use self::render::{Project, diff};
+use bff::config::{Format, Loader};
 use std::collections::HashMap;
 
 /// The block scalar `key: |` of a ConfigMap's `data`, as the file it stands for.
@@ -29,69 +33,31 @@ pub fn configmap_file(configmap: &str, key: &str) -> String {
 /// The variable the cluster's `bff.toml` reads the admin token from (`bff.admin_token`), set from a Secret.
 pub const ADMIN_TOKEN_VAR: &str = "BFF_ADMIN_TOKEN";
 
-/// `bff.toml` as the cluster runs it (without the editor's `#:schema` line): listeners on all interfaces
-/// (8080 public, 9901 admin), the admin
-/// token from `${BFF_ADMIN_TOKEN}` (an admin listener off loopback needs one), and each `[services.NAME]`
-/// found by Kubernetes DNS instead of the endpoints used locally: `dns://` discovery of every pod (a
-/// headless Service) when this build has bff's `dns` feature, else the Service's cluster name as the one
-/// endpoint.
-pub fn for_cluster(project: &str) -> String {
-    let mut out = String::new();
-    let mut service = String::new();
-    for line in project.lines() {
-        if let Some(name) = line
-            .strip_prefix("[services.")
-            .and_then(|l| l.strip_suffix(']'))
-        {
-            service = name.to_string();
-        }
-        let line = if line.starts_with("listen = ") {
-            "listen = \"0.0.0.0:8080\"".to_string()
-        } else if line.starts_with("admin_listen = ") {
-            format!("admin_listen = \"0.0.0.0:9901\"\nadmin_token = \"${{{ADMIN_TOKEN_VAR}}}\"")
-        } else if line.starts_with("admin_token = ") || line.starts_with("#:schema ") {
-            // (The editor's schema directive names a file of the project, not of the cluster.)
-            continue;
-        } else if line.starts_with("endpoints = ") {
-            cluster_endpoint(&service)
-        } else {
-            line.to_string()
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
-fn cluster_endpoint(service: &str) -> String {
-    if Feature::Dns.enabled() {
-        format!("discovery = \"dns://{service}.default.svc.cluster.local:8080\"")
-    } else {
-        format!("endpoints = [\"{service}.default.svc.cluster.local:8080\"]")
+/// Panics unless the project's `k8s/configmap.yaml` is what `bff k8s render` makes of its `bff.toml` and
+/// `k8s/cluster.toml`, naming each key that differs on its own line (or why it cannot be rendered).
+pub fn check_rendered(project_dir: impl Into<std::path::PathBuf>) {
+    let project = Project::at(project_dir);
+    match project.diff() {
+        Ok(lines) if lines.is_empty() => {}
+        Ok(lines) => panic!(
+            "{} is not rendered from {} and {}; run `bff k8s render` in the project:\n{}",
+            project.configmap.display(),
+            project.config.display(),
+            project.cluster.display(),
+            lines.join("\n")
+        ),
+        Err(errors) => panic!("`bff k8s render` refuses:\n{}", errors.join("\n")),
     }
 }
 
-/// Panics with a message naming the file to fix unless the manifests run this project's BFF: the
-/// ConfigMap's `bff.toml` is `for_cluster(project_toml)` and a valid config (with `env` for its `${VAR}`s),
-/// every service is found by Kubernetes DNS (see [`for_cluster`]), and the Deployment exposes 8080 and 9901, probes `/readyz` and
-/// `/healthz` on the admin port, sleeps in preStop and gives the drain more than preStop + 20 s.
-pub fn check_manifests(
-    configmap: &str,
-    deployment: &str,
-    project_toml: &str,
-    env: &[(&str, &str)],
-) {
+/// Panics with a message naming the file to fix unless the manifests run a BFF: the ConfigMap's
+/// `bff.toml` is a valid config (with `env` for its `${VAR}`s) listening on all interfaces with an admin
+/// token, every service is found by Kubernetes DNS (`dns://` discovery or `*.svc.cluster.local`
+/// endpoints), and the Deployment mounts that ConfigMap, exposes 8080 and 9901, probes `/readyz` and
+/// `/healthz` on the admin port, sleeps in preStop, gives the drain more than preStop + 20 s and sets
+/// every variable the config reads.
+pub fn check_manifests(configmap: &str, deployment: &str, env: &[(&str, &str)]) {
     let cluster = configmap_file(configmap, "bff.toml");
-    assert_eq!(
-        cluster,
-        for_cluster(project_toml),
-        "k8s/configmap.yaml: its bff.toml is not ./bff.toml for the cluster; update it (services: {})",
-        if Feature::Dns.enabled() {
-            "dns:// discovery, as this project has bff's `dns` feature"
-        } else {
-            "the Service's cluster name as the endpoint; with bff's `dns` feature, dns:// discovery of every pod"
-        }
-    );
     let mut env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -131,7 +97,14 @@ pub fn check_manifests(
         .collect::<Vec<_>>()
         .join(" ");
     let token_from_secret = format!("- name: {ADMIN_TOKEN_VAR} valueFrom: secretKeyRef:");
+    let name = configmap
+        .lines()
+        .skip_while(|l| !l.starts_with("metadata:"))
+        .find_map(|l| l.strip_prefix("  name: "))
+        .expect("k8s/configmap.yaml: metadata.name");
+    let mounted = format!("configMap: name: {}", name.trim());
     for want in [
+        &mounted,
         "- name: http containerPort: 8080",
         "- name: admin containerPort: 9901",
         "readinessProbe: httpGet: path: /readyz port: admin",
@@ -228,17 +201,17 @@ fn env_vars(text: &str) -> Vec<(String, ())> {
 mod tests {
     use super::*;
 
-    const PROJECT: &str = "[bff]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:9901\"\n[services.users]\nendpoints = [\"${USERS_ADDR}\"]\n";
-    const DEPLOYMENT: &str = "spec:\n  terminationGracePeriodSeconds: 30\n  containers:\n    - ports:\n        - name: http\n          containerPort: 8080\n        - name: admin\n          containerPort: 9901\n      env:\n        - name: BFF_ADMIN_TOKEN\n          valueFrom:\n            secretKeyRef:\n              name: x-admin\n              key: token\n      readinessProbe:\n        # ready\n        httpGet:\n          path: /readyz\n          port: admin\n      livenessProbe:\n        httpGet:\n          path: /healthz\n          port: admin\n      lifecycle:\n        preStop:\n          exec: {}\n";
+    const CLUSTER: &str = "[bff]\nlisten = \"0.0.0.0:8080\"\nadmin_listen = \"0.0.0.0:9901\"\nadmin_token = \"${BFF_ADMIN_TOKEN}\"\n[services.users]\nendpoints = [\"users.default.svc.cluster.local:8080\"]\n";
+    const DEPLOYMENT: &str = "spec:\n  terminationGracePeriodSeconds: 30\n  containers:\n    - ports:\n        - name: http\n          containerPort: 8080\n        - name: admin\n          containerPort: 9901\n      env:\n        - name: BFF_ADMIN_TOKEN\n          valueFrom:\n            secretKeyRef:\n              name: x-admin\n              key: token\n      readinessProbe:\n        # ready\n        httpGet:\n          path: /readyz\n          port: admin\n      livenessProbe:\n        httpGet:\n          path: /healthz\n          port: admin\n      lifecycle:\n        preStop:\n          exec: {}\n  volumes:\n    - name: config\n      configMap:\n        name: x\n";
 
     fn configmap(toml: &str) -> String {
         let body: String = toml.lines().map(|l| format!("    {l}\n")).collect();
-        format!("data:\n  bff.toml: |\n{body}")
+        format!("metadata:\n  name: x\ndata:\n  bff.toml: |\n{body}")
     }
 
     #[test]
     fn good_manifests_pass() {
-        check_manifests(&configmap(&for_cluster(PROJECT)), DEPLOYMENT, PROJECT, &[]);
+        check_manifests(&configmap(CLUSTER), DEPLOYMENT, &[]);
     }
 
     #[test]
@@ -248,7 +221,7 @@ mod tests {
             "path: /readyz\n          port: admin",
             "path: /readyz\n          port: http",
         );
-        check_manifests(&configmap(&for_cluster(PROJECT)), &bad, PROJECT, &[]);
+        check_manifests(&configmap(CLUSTER), &bad, &[]);
     }
 
     #[test]
@@ -258,7 +231,7 @@ mod tests {
             "valueFrom:\n            secretKeyRef:\n              name: x-admin\n              key: token",
             "value: \"0123456789abcdef0123\"",
         );
-        check_manifests(&configmap(&for_cluster(PROJECT)), &bad, PROJECT, &[]);
+        check_manifests(&configmap(CLUSTER), &bad, &[]);
     }
 
     const POLICY: &str = "kind: NetworkPolicy\nspec:\n  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: x\n  policyTypes:\n    - Ingress\n  ingress:\n    # public\n    - ports:\n        - port: http\n          protocol: TCP\n    - ports:\n        - port: admin\n          protocol: TCP\n      from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: monitoring\n";
@@ -276,8 +249,16 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "is not ./bff.toml for the cluster")]
-    fn a_configmap_that_drifted_fails() {
-        check_manifests(&configmap(PROJECT), DEPLOYMENT, PROJECT, &[]);
+    #[should_panic(expected = "service users is not found by Kubernetes DNS")]
+    fn a_service_at_a_local_address_fails() {
+        let local = CLUSTER.replace("users.default.svc.cluster.local:8080", "127.0.0.1:9001");
+        check_manifests(&configmap(&local), DEPLOYMENT, &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "k8s/deployment.yaml lacks `configMap: name: x`")]
+    fn a_deployment_mounting_another_configmap_fails() {
+        let bad = DEPLOYMENT.replace("name: x\n", "name: y\n");
+        check_manifests(&configmap(CLUSTER), &bad, &[]);
     }
 }

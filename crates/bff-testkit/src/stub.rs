@@ -48,6 +48,7 @@ struct Behavior {
     delay: Option<Duration>,
     fault: Option<Fault>,
     rendezvous: Option<Rendezvous>,
+    recorded: bool,
 }
 
 impl Default for Behavior {
@@ -59,6 +60,7 @@ impl Default for Behavior {
             delay: None,
             fault: None,
             rendezvous: None,
+            recorded: true,
         }
     }
 }
@@ -175,6 +177,12 @@ impl RouteBuilder<'_> {
     /// Never answers.
     pub fn hang(self) -> Self {
         self.update(|b| b.fault = Some(Fault::Hang))
+    }
+
+    /// Answers without recording the request (not in [`Stub::requests`], [`Stub::hits`]): for health
+    /// probes, which come and go on their own clock while a test counts the calls its requests made.
+    pub fn unrecorded(self) -> Self {
+        self.update(|b| b.recorded = false)
     }
 
     /// Answers only once the rendezvous is complete.
@@ -315,6 +323,15 @@ impl Stub {
         }
     }
 
+    /// Whether `path` has been programmed.
+    pub(crate) fn programmed(&self, path: &str) -> bool {
+        self.state
+            .routes
+            .lock()
+            .expect("stub lock")
+            .contains_key(path)
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().expect("stub lock").clone()
@@ -369,15 +386,17 @@ async fn handle(
         .path_and_query()
         .map_or("/".into(), |p| p.to_string());
     let path = parts.uri.path().to_string();
-    state.requests.lock().expect("stub lock").push(Recorded {
-        method: parts.method,
-        version: parts.version,
-        client_cert,
-        uri,
-        headers: parts.headers,
-        body,
-    });
     let behavior = state.routes.lock().expect("stub lock").get(&path).cloned();
+    if behavior.as_ref().is_none_or(|b| b.recorded) {
+        state.requests.lock().expect("stub lock").push(Recorded {
+            method: parts.method,
+            version: parts.version,
+            client_cert,
+            uri,
+            headers: parts.headers,
+            body,
+        });
+    }
     let Some(b) = behavior else {
         let mut res = Response::new(Full::new(Bytes::from_static(
             b"{\"error\":\"no such stub route\"}",

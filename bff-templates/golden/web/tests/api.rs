@@ -3,13 +3,12 @@
 //! Tokens are signed with the dev key of tests/keys/; the BFF under test trusts that key whatever
 //! bff.toml trusts.
 
-use bff_testkit::{Stub, TestBff};
+use bff_testkit::{Stubs, TestBff};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use std::{
-    collections::HashMap,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const BFF_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml");
 
 /// The identity the tests sign as: the dev key of tests/keys/, trusted by the BFF under test in place of
 /// what `[edge.auth.jwt]` trusts in production.
@@ -19,67 +18,43 @@ const AUDIENCE: &str = "golden-web";
 /// The web frontend's origin, as `[edge.cors]` lists it.
 const WEB_ORIGIN: &str = "http://localhost:3000";
 
-struct Services {
-    users: Stub,
-    orders: Stub,
-    catalog: Stub,
-}
-
-impl Services {
-    async fn start() -> Self {
-        let services = Self {
-            users: Stub::start().await,
-            orders: Stub::start().await,
-            catalog: Stub::start().await,
-        };
-        services.users.on("/users/42").json(json!({
-            "id": "42",
-            "profile": {
-                "name": "Ada Lovelace",
-                "email": "ada@example.com",
-                "avatar": {"small": "https://cdn.example.com/42-64.png", "large": "https://cdn.example.com/42-512.png"},
-                "favoriteCategory": "books"
-            }
-        }));
-        services.orders.on("/orders").json(json!([
-            {"id": "o-1", "status": "shipped", "total": {"amount": 1200, "currency": "EUR"}, "items": 2}
-        ]));
-        services.catalog.on("/recommendations/books").json(json!({
+/// The BFF's own `bff.toml`: a stub for each of its services (whatever services it has), seeded with
+/// what the pages read.
+async fn services() -> Stubs {
+    let services = Stubs::start(BFF_TOML).await;
+    services["users"].on("/users/42").json(json!({
+        "id": "42",
+        "profile": {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "avatar": {"small": "https://cdn.example.com/42-64.png", "large": "https://cdn.example.com/42-512.png"},
+            "favoriteCategory": "books"
+        }
+    }));
+    services["orders"].on("/orders").json(json!([
+        {"id": "o-1", "status": "shipped", "total": {"amount": 1200, "currency": "EUR"}, "items": 2}
+    ]));
+    services["catalog"]
+        .on("/recommendations/books")
+        .json(json!({
             "category": "books",
             "items": [{"sku": "books-1", "title": "Notes", "price": {"amount": 999, "currency": "EUR"}}]
         }));
-        services
-    }
+    services
+}
 
-    /// The BFF from its own `bff.toml`, with the services on the stubs and free ports.
-    async fn bff(&self) -> TestBff {
-        let env = HashMap::from([
-            ("USERS_ADDR".to_string(), self.users.endpoint()),
-            ("ORDERS_ADDR".to_string(), self.orders.endpoint()),
-            ("CATALOG_ADDR".to_string(), self.catalog.endpoint()),
-        ]);
-        let mut config = bff::config::Loader::new()
-            .with_env(env)
-            .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_config();
-        config.bff.listen = "127.0.0.1:0".into();
-        config.bff.admin_listen = "127.0.0.1:0".into();
-        // Trust the tests' dev identity, whatever bff.toml trusts in production.
-        if let Some(jwt) = config.edge.auth.jwt.as_mut() {
-            jwt.issuer = Some(ISSUER.into());
-            jwt.audiences = vec![AUDIENCE.into()];
-            jwt.jwks_file =
-                Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-jwks.json").into());
-            jwt.jwks_url = None;
-        }
-        let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
-        TestBff::start_app(golden_web::app(config).unwrap()).await
+/// The BFF from its own `bff.toml`, every service on its stub and the listeners on free ports.
+async fn start(services: &Stubs) -> TestBff {
+    let mut config = services.config();
+    // Trust the tests' dev identity, whatever bff.toml trusts in production.
+    if let Some(jwt) = config.edge.auth.jwt.as_mut() {
+        jwt.issuer = Some(ISSUER.into());
+        jwt.audiences = vec![AUDIENCE.into()];
+        jwt.jwks_file =
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-jwks.json").into());
+        jwt.jwks_url = None;
     }
-
-    fn calls(&self) -> usize {
-        self.users.requests().len() + self.orders.requests().len() + self.catalog.requests().len()
-    }
+    TestBff::start_app(golden_web::app(config).unwrap()).await
 }
 
 /// A token signed with the dev key: user `sub`, valid for an hour, with `claims` added or replaced.
@@ -120,8 +95,8 @@ async fn get_as(bff: &TestBff, path: &str, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn the_home_page_merges_profile_orders_and_recommendations() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = services().await;
+    let bff = start(&services).await;
     let res = get_as(&bff, "/api/home", &token("42")).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("x-bff-partial").is_none());
@@ -134,17 +109,17 @@ async fn the_home_page_merges_profile_orders_and_recommendations() {
         })
     );
     assert_eq!(
-        services.users.requests()[0].uri,
+        services["users"].requests()[0].uri,
         "/users/42",
         "the token's subject"
     );
-    assert_eq!(services.orders.requests()[0].uri, "/orders?userId=42");
+    assert_eq!(services["orders"].requests()[0].uri, "/orders?userId=42");
     assert_eq!(
-        services.catalog.requests()[0].uri,
+        services["catalog"].requests()[0].uri,
         "/recommendations/books",
         "recommendations follow the profile's favourite category"
     );
-    let call = &services.users.requests()[0];
+    let call = &services["users"].requests()[0];
     assert!(
         !call.headers.contains_key("authorization"),
         "the token stays at the edge"
@@ -153,10 +128,10 @@ async fn the_home_page_merges_profile_orders_and_recommendations() {
 
 #[tokio::test]
 async fn optional_parts_that_fail_leave_a_partial_page() {
-    let services = Services::start().await;
-    services.orders.on("/orders").reset();
-    services.catalog.on("/recommendations/books").status(503);
-    let bff = services.bff().await;
+    let services = services().await;
+    services["orders"].on("/orders").reset();
+    services["catalog"].on("/recommendations/books").status(503);
+    let bff = start(&services).await;
     let res = get_as(&bff, "/api/home", &token("42")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-bff-partial"], "true");
@@ -175,28 +150,31 @@ async fn optional_parts_that_fail_leave_a_partial_page() {
 
 #[tokio::test]
 async fn no_profile_no_page() {
-    let services = Services::start().await;
-    services.users.on("/users/42").status(404);
-    let bff = services.bff().await;
+    let services = services().await;
+    services["users"].on("/users/42").status(404);
+    let bff = start(&services).await;
     let res = get_as(&bff, "/api/home", &token("42")).await;
     assert_eq!(res.status(), 502);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_failed");
-    assert!(services.catalog.requests().is_empty());
+    assert!(services["catalog"].requests().is_empty());
 }
 
 #[tokio::test]
 async fn a_subject_is_one_path_segment_downstream() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = services().await;
+    let bff = start(&services).await;
     get_as(&bff, "/api/home", &token("a/b?admin=1")).await;
-    assert_eq!(services.users.requests()[0].uri, "/users/a%2Fb%3Fadmin%3D1");
+    assert_eq!(
+        services["users"].requests()[0].uri,
+        "/users/a%2Fb%3Fadmin%3D1"
+    );
 }
 
 #[tokio::test]
 async fn the_home_page_needs_a_valid_token() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = services().await;
+    let bff = start(&services).await;
     let res = bff.get("/api/home").await;
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
@@ -225,8 +203,8 @@ async fn the_home_page_needs_a_valid_token() {
 
 #[tokio::test]
 async fn the_catalog_route_is_public() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = services().await;
+    let bff = start(&services).await;
     let res = bff.get("/api/catalog/books").await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
@@ -235,8 +213,8 @@ async fn the_catalog_route_is_public() {
 
 #[tokio::test]
 async fn browsers_may_call_from_the_web_origin_only() {
-    let services = Services::start().await;
-    let bff = services.bff().await;
+    let services = services().await;
+    let bff = start(&services).await;
     let preflight = bff
         .client()
         .request(reqwest::Method::OPTIONS, bff.url("/api/home"))
