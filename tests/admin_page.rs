@@ -55,10 +55,21 @@ path = "/users/{{id}}"
 "#,
         u = users.endpoint()
     );
-    let bff = TestBff::start(&cfg).await;
+    // A Rust route serving GET only: the page labels it GET (it said `*`).
+    let mut config = bff::config::Loader::new()
+        .with_env(Default::default())
+        .load_str(&cfg, bff::config::Format::Toml)
+        .unwrap();
+    config.bff.listen = "127.0.0.1:0".into();
+    config.bff.admin_listen = "127.0.0.1:0".into();
+    let app = bff::App::new(config)
+        .unwrap()
+        .route("/api/hello", bff::prelude::get(|| async { "hello" }));
+    let bff = TestBff::start_app(app).await;
     for _ in 0..3 {
         assert_eq!(bff.get("/api/u/1").await.status(), 200);
     }
+    assert_eq!(bff.get("/api/hello").await.status(), 200);
     let url = bff.admin_url("/admin/");
     let dom = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -79,6 +90,10 @@ path = "/users/{{id}}"
     assert!(
         dom.contains("/api/u/{id}"),
         "the route's rates are listed: {dom}"
+    );
+    assert!(
+        dom.contains("<td>/api/hello</td><td>GET</td>"),
+        "the Rust route is labelled GET: {dom}"
     );
     assert!(
         dom.contains(r#"<span id="error"></span>"#),

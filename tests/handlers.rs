@@ -144,16 +144,79 @@ path = "/users/{user_id}"
         &users.endpoint(),
         routes,
     );
+    // From a file, as a project loads its bff.toml: the error names the file, the route's line and key.
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("conflict-{}.toml", std::process::id()));
+    std::fs::write(&file, &cfg).unwrap();
+    let line = cfg
+        .lines()
+        .position(|l| l == "path = \"/api/profile/{user_id}\"")
+        .unwrap()
+        + 1;
     let c = bff::config::Loader::new()
         .with_env(HashMap::new())
-        .load_str(&cfg, bff::config::Format::Toml)
+        .load_file(&file)
         .unwrap();
+    let _ = std::fs::remove_file(&file);
     let err = App::new(c)
         .unwrap()
         .route("/api/profile/{id}", get(profile))
         .into_router()
         .unwrap_err();
-    assert!(err.to_string().contains("conflicts"), "{err}");
+    let want = format!(
+        "{}:{line}: routes[0].path: /api/profile/{{user_id}} is also a Rust route (\"/api/profile/{{id}}\", registered in code)",
+        file.display()
+    );
+    assert!(err.to_string().contains(&want), "{err}");
+}
+
+/// A Rust route is labelled with the methods its method router serves, in the metrics and the admin API
+/// (it was `*`): a GET route's requests (HEAD with them) count as GET, a GET + POST route's by method.
+#[tokio::test]
+async fn rust_routes_are_labelled_with_their_methods() {
+    let users = Stub::start().await;
+    let app = bare_app(&users, &users)
+        .route("/api/hello", get(|| async { "hello" }))
+        .route(
+            "/api/both",
+            get(|| async { "got" }).post(|| async { "posted" }),
+        );
+    let bff = TestBff::start_app(app).await;
+    assert_eq!(bff.get("/api/hello").await.status(), 200);
+    let head = bff.client().head(bff.url("/api/hello")).send().await;
+    assert_eq!(head.unwrap().status(), 200);
+    assert_eq!(bff.get("/api/both").await.status(), 200);
+    let post = bff.client().post(bff.url("/api/both")).send().await;
+    assert_eq!(post.unwrap().status(), 200);
+
+    let text = metrics(&bff).await;
+    for want in [
+        r#"bff_requests_total{route="/api/hello",method="GET",status="200"} 2"#,
+        r#"bff_requests_total{route="/api/both",method="GET",status="200"} 1"#,
+        r#"bff_requests_total{route="/api/both",method="POST",status="200"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == want), "no `{want}` in:\n{text}");
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains(r#"route="/api/"#) && l.contains(r#"method="*""#)),
+        "{text}"
+    );
+
+    let routes = bff.admin_json("/admin/routes").await;
+    let methods = |path: &str| -> Vec<String> {
+        let list = routes
+            .as_array()
+            .or_else(|| routes["routes"].as_array())
+            .expect("a list of routes");
+        list.iter()
+            .filter(|r| r["path"] == path)
+            .map(|r| r["method"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(methods("/api/hello"), ["GET"], "{routes}");
+    assert_eq!(methods("/api/both"), ["GET", "POST"], "{routes}");
 }
 
 #[tokio::test]

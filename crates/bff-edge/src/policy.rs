@@ -100,7 +100,8 @@ pub struct PolicyLayer(Arc<PolicyShared>);
 pub struct PolicyShared {
     policy: RoutePolicy,
     gate: Arc<Gate>,
-    metrics: Arc<RouteMetrics>,
+    /// One a method the route serves (labelled by it); the first also counts any other method.
+    metrics: Box<[Arc<RouteMetrics>]>,
 }
 
 impl std::ops::Deref for PolicyLayer {
@@ -112,11 +113,41 @@ impl std::ops::Deref for PolicyLayer {
 
 impl PolicyLayer {
     pub fn new(policy: RoutePolicy, gate: Arc<Gate>, metrics: Arc<RouteMetrics>) -> Self {
+        Self::by_method(policy, gate, vec![metrics])
+    }
+
+    /// A layer over a route serving several methods: each request is counted in the metrics labelled
+    /// with its method (HEAD in GET's, as axum serves HEAD with the GET handler), any other in the first.
+    ///
+    /// # Panics
+    /// When `metrics` is empty.
+    pub fn by_method(
+        policy: RoutePolicy,
+        gate: Arc<Gate>,
+        metrics: Vec<Arc<RouteMetrics>>,
+    ) -> Self {
+        assert!(!metrics.is_empty(), "a route has metrics");
         Self(Arc::new(PolicyShared {
             policy,
             gate,
-            metrics,
+            metrics: metrics.into_boxed_slice(),
         }))
+    }
+
+    /// Which of the route's metrics count a request of `method` (an index into `metrics`).
+    fn metrics_of(&self, method: &http::Method) -> usize {
+        if self.metrics.len() == 1 {
+            return 0;
+        }
+        let method = if method == http::Method::HEAD {
+            "GET"
+        } else {
+            method.as_str()
+        };
+        self.metrics
+            .iter()
+            .position(|m| m.method() == method)
+            .unwrap_or(0)
     }
 }
 
@@ -169,6 +200,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         let start = Instant::now();
+        let metrics = layer.metrics_of(req.method());
         // Two futures, so that a route with nothing to check does not carry the checks' state.
         if layer.policy.is_plain() && req.body().is_end_stream() {
             let route = inner.call(req);
@@ -177,12 +209,12 @@ where
                     Ok(res) => res.into_response(),
                     Err(never) => match never {},
                 };
-                Ok(layer.record(res, start))
+                Ok(layer.record(res, start, metrics))
             })
         } else {
             Box::pin(async move {
                 let res = enforce(&layer.policy, &layer.gate, inner, req).await;
-                Ok(layer.record(res, start))
+                Ok(layer.record(res, start, metrics))
             })
         }
     }
@@ -190,19 +222,19 @@ where
 
 impl PolicyLayer {
     /// The route's metrics, and its tag on the response (for the access log).
-    fn record(&self, mut res: Response, start: Instant) -> Response {
+    fn record(&self, mut res: Response, start: Instant, metrics: usize) -> Response {
+        let metrics = &self.metrics[metrics];
         let status = res.status().as_u16();
         if status == 429 {
-            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        self.metrics.record(status, start.elapsed());
+        metrics.record(status, start.elapsed());
         if let Some(partial) = res.extensions().get::<PartialBackends>() {
             for backend in &partial.0 {
-                self.metrics.count_partial(backend);
+                metrics.count_partial(backend);
             }
         }
-        res.extensions_mut()
-            .insert(RouteTag(self.metrics.template()));
+        res.extensions_mut().insert(RouteTag(metrics.template()));
         res
     }
 }

@@ -82,6 +82,11 @@ impl RouteMetrics {
         self.route.clone()
     }
 
+    /// The method label: `GET`, ..., or `*` for a route whose methods are not known.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
     /// A response of this route.
     pub fn record(&self, status: u16, elapsed: Duration) {
         if let Some(c) = status

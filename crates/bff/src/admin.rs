@@ -44,9 +44,9 @@ impl RouteInfo {
         }
     }
 
-    pub(crate) fn rust(path: &str) -> Self {
+    pub(crate) fn rust(path: &str, method: &str) -> Self {
         Self {
-            method: "*".into(),
+            method: method.into(),
             path: path.into(),
             kind: "rust",
             policy: None,

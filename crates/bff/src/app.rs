@@ -256,11 +256,23 @@ impl App {
     }
 
     fn policy_layer(&self, policy: RoutePolicy, route: &str, method: &str) -> PolicyLayer {
-        PolicyLayer::new(
-            policy,
-            self.gate.clone(),
-            self.mesh.metrics().route(route, method),
-        )
+        self.policy_layer_by_method(policy, route, &[method])
+    }
+
+    /// A route's layer with metrics labelled by each of its methods (`*` when they are not known).
+    fn policy_layer_by_method(
+        &self,
+        policy: RoutePolicy,
+        route: &str,
+        methods: &[&str],
+    ) -> PolicyLayer {
+        let metrics = self.mesh.metrics();
+        let by_method = if methods.is_empty() {
+            vec![metrics.route(route, "*")]
+        } else {
+            methods.iter().map(|m| metrics.route(route, m)).collect()
+        };
+        PolicyLayer::by_method(policy, self.gate.clone(), by_method)
     }
 
     /// Registers a Rust handler (an axum [`MethodRouter`], e.g. `get(home)`).
@@ -289,7 +301,12 @@ impl App {
         self
     }
 
-    fn rust_layer(&self, path: &str, policy: &Policy) -> Result<PolicyLayer, StartError> {
+    fn rust_layer(
+        &self,
+        path: &str,
+        policy: &Policy,
+        methods: &[&str],
+    ) -> Result<PolicyLayer, StartError> {
         // `auth = "jwt"` in a build without the `jwt` feature: the validator's message for a config route.
         auth_compiled(policy.auth).map_err(|e| StartError::Build(format!("route {path}: {e}")))?;
         // Checked like a config file's limit; a Redis store is shared with the config's routes.
@@ -303,7 +320,7 @@ impl App {
             })
             .transpose()?;
         let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
-        Ok(self.policy_layer(compiled, path, "*"))
+        Ok(self.policy_layer_by_method(compiled, path, methods))
     }
 
     /// Merges an axum router of Rust handlers.
@@ -332,11 +349,11 @@ impl App {
     pub(crate) fn build(&self) -> Result<Built, StartError> {
         let mut router = Router::new();
         for r in &self.rust_routes {
-            let layer = self.rust_layer(&r.path, &r.policy)?;
+            let layer = self.rust_layer(&r.path, &r.policy, &methods_of(&r.method_router))?;
             router = router.route(&r.path, r.method_router.clone().layer(layer));
         }
         for m in &self.merged {
-            let layer = self.rust_layer("merged", &Policy::new())?;
+            let layer = self.rust_layer("merged", &Policy::new(), &[])?;
             router = router.merge(m.clone().route_layer(layer));
         }
         let config = self.config.clone();
@@ -351,10 +368,16 @@ impl App {
         }
         let mut routes_info = Vec::new();
         for (path, plans) in by_path {
-            if self.rust_routes.iter().any(|r| same_shape(&r.path, path)) {
-                return Err(StartError::Build(format!(
-                    "the config route {path} conflicts with a Rust route of the same path"
-                )));
+            if let Some(rust) = self.rust_routes.iter().find(|r| same_shape(&r.path, path)) {
+                let index = config.routes.iter().position(|r| r.path == path);
+                let key = format!("routes[{}].path", index.unwrap_or_default());
+                let message = format!(
+                    "{path} is also a Rust route ({:?}, registered in code): one path, one route",
+                    rust.path
+                );
+                return Err(StartError::Config(bff_config::ConfigErrors(vec![
+                    config.error_at(&key, message),
+                ])));
             }
             let mut method_router = MethodRouter::new();
             for (plan, route) in plans {
@@ -406,7 +429,13 @@ impl App {
             router = router.route(path, method_router);
         }
         for r in &self.rust_routes {
-            routes_info.push(admin::RouteInfo::rust(&r.path));
+            let methods = methods_of(&r.method_router);
+            if methods.is_empty() {
+                routes_info.push(admin::RouteInfo::rust(&r.path, "*"));
+            }
+            for method in methods {
+                routes_info.push(admin::RouteInfo::rust(&r.path, method));
+            }
         }
         let metrics = self.mesh.metrics();
         let tracer = match &self.config.telemetry.otlp_endpoint {
@@ -461,6 +490,27 @@ impl App {
         server.run_until_signal().await;
         Ok(())
     }
+}
+
+/// The methods a Rust route serves, for its metrics and the admin API (HEAD goes with GET, as axum
+/// serves it). axum's `MethodRouter` has no public list of them; it keeps them as the `Allow` value of its
+/// 405 answers, which its `Debug` shows (`allow_header: Bytes(b"GET,HEAD")`): read there, without calling
+/// the route. Empty when they cannot be known (`any()`, a router with a fallback only, another axum): the
+/// route is then labelled `*`, as before. `methods_of_a_method_router` pins the format.
+fn methods_of(router: &MethodRouter) -> Vec<&'static str> {
+    const METHODS: [&str; 8] = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    let debug = format!("{router:?}");
+    let Some(allow) = debug
+        .rsplit_once("allow_header: Bytes(b\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(allow, _)| allow)
+    else {
+        return Vec::new();
+    };
+    let listed: Vec<&str> = allow.split(',').collect();
+    METHODS.into_iter().filter(|m| listed.contains(m)).collect()
 }
 
 /// Whether two route paths are the same but for the names of their parameters.
@@ -628,5 +678,21 @@ mod tests {
             let m = Feature::Tls.missing(bff_config::TlsConfig::NEEDS);
             assert!(err.contains(&format!("services.s.tls: {m}")), "{err}");
         }
+    }
+
+    /// axum's format this reads: a change there fails here, not silently back to `*`.
+    #[test]
+    fn methods_of_a_method_router() {
+        use axum::routing::{any, get, post};
+        async fn h() {}
+        assert_eq!(methods_of(&get(h)), ["GET"]);
+        assert_eq!(methods_of(&get(h).post(h)), ["GET", "POST"]);
+        assert_eq!(methods_of(&post(h).merge(get(h))), ["GET", "POST"]);
+        assert_eq!(
+            methods_of(&get(h).layer(tower::layer::util::Identity::new())),
+            ["GET"]
+        );
+        assert!(methods_of(&any(h)).is_empty());
+        assert!(methods_of(&MethodRouter::new()).is_empty());
     }
 }
