@@ -401,3 +401,45 @@ required = false
     assert_eq!(up.get("/items").await.status(), 200);
     assert_eq!(endpoint(&services(&up).await, "catalog")["reached"], true);
 }
+
+/// The same BFF, not ready while nothing listens at its required service's address (its probes fail, never
+/// enough to call the endpoint unhealthy: before readiness asked for a passed probe, it was ready at
+/// once), turns ready once a service there answers its probe.
+#[tokio::test]
+async fn readiness_turns_200_once_the_service_that_was_down_answers() {
+    // A port with nothing listening: bound, then released (a stub takes it below).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bff = TestBff::start(&format!(
+        r#"
+[telemetry]
+access_log = false
+[services.users]
+endpoints = ["{port}"]
+[services.users.health_check]
+path = "/healthz"
+interval = "50ms"
+timeout = "50ms"
+unhealthy_threshold = 1000
+"#
+    ))
+    .await;
+    let ready = bff.admin_url("/readyz");
+    let status = || async { bff.client().get(&ready).send().await.unwrap().status() };
+    assert_eq!(status().await, 503, "nothing answered: not ready");
+    let v: Value = bff.admin_json("/admin/services").await;
+    assert_eq!(
+        v[0]["endpoints"][0]["healthy"], true,
+        "healthy by count: {v}"
+    );
+
+    let users = Stub::start_on(port).await;
+    users.on("/healthz").json(json!({"ok": true}));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status().await != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

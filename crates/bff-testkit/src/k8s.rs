@@ -10,7 +10,7 @@
 mod render;
 
 pub use self::render::{Project, diff};
-use bff::config::{Format, Loader};
+use bff::config::{Format, Loader, Source};
 use std::collections::HashMap;
 
 /// The block scalar `key: |` of a ConfigMap's `data`, as the file it stands for.
@@ -65,9 +65,14 @@ pub fn check_manifests(configmap: &str, deployment: &str, env: &[(&str, &str)]) 
     // What the Secret would hold.
     env.entry(ADMIN_TOKEN_VAR.to_string())
         .or_insert_with(|| "a-token-from-the-secret-0123456789".into());
+    // Errors name the ConfigMap's file and their line in its bff.toml.
+    let source = Source {
+        name: "k8s/configmap.yaml: bff.toml".into(),
+        ..Source::inline(&cluster, Format::Toml)
+    };
     let config = Loader::new()
         .with_env(env)
-        .load_str(&cluster, Format::Toml)
+        .load(&source)
         .unwrap_or_else(|e| panic!("k8s/configmap.yaml: its bff.toml is refused:\n{e}"));
     assert_eq!(config.bff.listen, "0.0.0.0:8080");
     assert_eq!(config.bff.admin_listen, "0.0.0.0:9901");
