@@ -238,6 +238,61 @@ fn a_fresh_project_checks_clean_with_no_environment() {
     }
 }
 
+/// `bff k8s diff` in a fresh project says nothing and exits 0; after an edit of bff.toml it names each
+/// differing key on its own line and exits 1, until `bff k8s render`; a service without its cluster
+/// address is refused by name, and nothing is written.
+#[test]
+fn bff_k8s_names_each_drifted_key_and_refuses_a_service_without_its_cluster_address() {
+    let scratch = Scratch::new("k8s");
+    new_project("shop", "mobile", &scratch.0);
+    let project = scratch.0.join("shop");
+    let k8s = |args: &[&str]| {
+        bff()
+            .arg("k8s")
+            .args(args)
+            .current_dir(&project)
+            .output()
+            .unwrap()
+    };
+    let out = k8s(&["diff"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+
+    let config = fs::read_to_string(project.join("bff.toml")).unwrap();
+    let edited = config.replacen("timeout = \"300ms\"", "timeout = \"250ms\"", 1)
+        + "\n[services.reviews]\nendpoints = [\"${REVIEWS_ADDR}\"]\n";
+    fs::write(project.join("bff.toml"), edited).unwrap();
+    let before = fs::read_to_string(project.join("k8s/configmap.yaml")).unwrap();
+    let out = k8s(&["render"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .starts_with("bff k8s: k8s/cluster.toml: services.reviews: no discovery or endpoints"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_to_string(project.join("k8s/configmap.yaml")).unwrap(),
+        before,
+        "nothing written"
+    );
+
+    let mut cluster = fs::read_to_string(project.join("k8s/cluster.toml")).unwrap();
+    cluster.push_str(
+        "\n[services.reviews]\ndiscovery = \"dns://reviews.default.svc.cluster.local:8080\"\n",
+    );
+    fs::write(project.join("k8s/cluster.toml"), cluster).unwrap();
+    let out = k8s(&["diff"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "k8s/configmap.yaml: bff.toml: services.reviews: absent, a table rendered\n\
+         k8s/configmap.yaml: bff.toml: services.users.timeout: \"300ms\" here, \"250ms\" rendered\n"
+    );
+    assert!(k8s(&["render"]).status.success());
+    let out = k8s(&["diff"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+}
+
 #[test]
 fn a_project_inside_another_git_repository_is_created_with_a_warning() {
     let scratch = Scratch::new("in-repo");

@@ -52,7 +52,7 @@ impl Project {
             Some(Value::String(n)) if is_k8s_name(n) => n.clone(),
             other => {
                 return Err(vec![format!(
-                    "{config_name}: bff.name: {other:?} cannot name the ConfigMap: lowercase letters, digits and '-'"
+                    "{config_name}: bff.name: {other:?} cannot name the ConfigMap: letters, digits and '-'"
                 )]);
             }
         };
@@ -121,14 +121,14 @@ fn parse(name: &str, text: &str) -> Result<Table, Vec<String>> {
         .map_err(|e| vec![format!("{name}: {}", e.to_string().trim_end())])
 }
 
+/// A name the ConfigMap can carry as a plain YAML word. Kubernetes wants lowercase letters, digits and
+/// '-'; a name `bff new` accepts beyond that (`shop_web`) is the Deployment's too, so it is kept.
 fn is_k8s_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 63
+        && name.len() <= 253
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn lookup<'t>(table: &'t Table, path: &[&str]) -> Option<&'t Value> {
