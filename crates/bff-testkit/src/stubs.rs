@@ -71,8 +71,8 @@ impl Stubs {
 
     /// The config file loaded with `env` as its whole environment (for its `${VAR}`s and `BFF__...`
     /// overrides), and then, whatever the file says: every service's `endpoints` on its stub (its
-    /// `discovery` dropped, the `${VAR}`s of both never read), the listeners on `127.0.0.1:0`, the
-    /// access log off. Each health-checked service's stub answers its probe path with 200, unrecorded,
+    /// `discovery` dropped, the `${VAR}`s of both never read; its `tls` dropped, as a stub speaks plain
+    /// HTTP), the listeners on `127.0.0.1:0`, the access log off. Each health-checked service's stub answers its probe path with 200, unrecorded,
     /// unless the test programmed that path. Panics with every config error when the config is refused.
     pub fn config_with_env(&self, env: HashMap<String, String>) -> Config {
         let mut loader = Loader::new()
@@ -83,7 +83,8 @@ impl Stubs {
         for (name, stub) in &self.stubs {
             loader = loader
                 .with_value(&["services", name, "endpoints"], json!([stub.endpoint()]))
-                .with_value(&["services", name, "discovery"], Value::Null);
+                .with_value(&["services", name, "discovery"], Value::Null)
+                .with_value(&["services", name, "tls"], Value::Null);
         }
         let config = loader
             .load_file(&self.path)

@@ -15,6 +15,9 @@ discovery = "dns://catalog.default.svc.cluster.local:8080"
 [services.reviews]
 endpoints = ["${REVIEWS_ADDR}"]
 
+[services.reviews.tls]
+ca = "no-such-ca.pem"
+
 [services.reviews.health_check]
 path = "/ping"
 interval = "50ms"
