@@ -191,12 +191,10 @@ fn overlay(
         for (name, over) in &cluster_services {
             if let (Some(Value::Table(service)), Some(over)) =
                 (project_services.get_mut(name), over.as_table())
+                && (over.contains_key("discovery") || over.contains_key("endpoints"))
             {
-                for key in ["discovery", "endpoints"] {
-                    if over.contains_key("discovery") || over.contains_key("endpoints") {
-                        service.remove(key);
-                    }
-                }
+                service.remove("discovery");
+                service.remove("endpoints");
             }
         }
     }
