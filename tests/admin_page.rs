@@ -59,7 +59,8 @@ path = "/users/{{id}}"
     let mut config = bff::config::Loader::new()
         .with_env(Default::default())
         .load_str(&cfg, bff::config::Format::Toml)
-        .unwrap();
+        .unwrap()
+        .into_config();
     config.bff.listen = "127.0.0.1:0".into();
     config.bff.admin_listen = "127.0.0.1:0".into();
     let app = bff::App::new(config)

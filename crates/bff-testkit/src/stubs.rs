@@ -72,8 +72,9 @@ impl Stubs {
     /// The config file loaded with `env` as its whole environment (for its `${VAR}`s and `BFF__...`
     /// overrides), and then, whatever the file says: every service's `endpoints` on its stub (its
     /// `discovery` dropped, the `${VAR}`s of both never read; its `tls` dropped, as a stub speaks plain
-    /// HTTP), the listeners on `127.0.0.1:0`, the access log off. Each health-checked service's stub answers its probe path with 200, unrecorded,
-    /// unless the test programmed that path. Panics with every config error when the config is refused.
+    /// HTTP), the listeners on `127.0.0.1:0`, the access log off. Each health-checked service's stub
+    /// answers its probe path with 200, unrecorded, unless the test programmed that path. Panics with every
+    /// config error when the config is refused.
     pub fn config_with_env(&self, env: HashMap<String, String>) -> Config {
         let mut loader = Loader::new()
             .with_env(env)
@@ -98,7 +99,8 @@ impl Stubs {
                     .unrecorded();
             }
         }
-        config
+        // A config to adjust (tests trust their own keys) and then validate again: `Config::validate`.
+        config.into_config()
     }
 }
 

@@ -10,7 +10,8 @@ async fn services() -> Stubs {
 
 /// Starts the BFF from its own `bff.toml`, every service on its stub and the listeners on free ports.
 async fn start(services: &Stubs) -> TestBff {
-    TestBff::start_app(golden_minimal::app(services.config()).unwrap()).await
+    let config = services.config().validate().unwrap_or_else(|e| panic!("{e}"));
+    TestBff::start_app(golden_minimal::app(config).unwrap()).await
 }
 
 #[tokio::test]

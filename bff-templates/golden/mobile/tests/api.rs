@@ -30,6 +30,7 @@ async fn start(services: &Stubs) -> TestBff {
     if let Some(keys) = config.edge.auth.api_keys.as_mut() {
         keys.keys_file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-api-keys.txt").into();
     }
+    let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
     TestBff::start_app(golden_mobile::app(config).unwrap()).await
 }
 

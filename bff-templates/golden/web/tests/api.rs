@@ -54,6 +54,7 @@ async fn start(services: &Stubs) -> TestBff {
             Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/dev-jwks.json").into());
         jwt.jwks_url = None;
     }
+    let config = config.validate().unwrap_or_else(|e| panic!("{e}"));
     TestBff::start_app(golden_web::app(config).unwrap()).await
 }
 
