@@ -207,7 +207,11 @@ endpoints = ["${REVIEWS_ADDR}"]
     let c = loader.load(&source).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.bff.listen, "127.0.0.1:0");
     for name in ["users", "reviews"] {
-        let endpoints: Vec<&str> = c.services[name].endpoints.iter().map(|e| e.as_str()).collect();
+        let endpoints: Vec<&str> = c.services[name]
+            .endpoints
+            .iter()
+            .map(|e| e.as_str())
+            .collect();
         assert_eq!(endpoints, ["127.0.0.1:7001"], "{name}");
         assert_eq!(c.services[name].discovery, None, "{name}");
     }
