@@ -30,6 +30,8 @@ mod admin;
 mod app;
 mod conn;
 mod drain;
+#[doc(hidden)]
+pub mod fuzzing;
 mod partial;
 mod server;
 
