@@ -331,4 +331,52 @@ mod tests {
         p3.record(true);
         assert_eq!(b.state(), BreakerState::Closed);
     }
+
+    /// A breaker from a `[services.s.circuit_breaker]` table of TOML.
+    fn configured(table: &str) -> CircuitBreaker {
+        let svc = crate::service_config(&format!("[services.s.circuit_breaker]\n{table}"));
+        CircuitBreaker::new(svc.circuit_breaker.as_ref().unwrap())
+    }
+
+    /// `failure_rate = 0.25`: one failure in four opens it (the default 0.5 would keep it closed).
+    #[tokio::test(start_paused = true)]
+    async fn the_configured_failure_rate_opens_it() {
+        let b = configured("failure_rate = 0.25\nmin_requests = 4");
+        assert!(call(&b, false));
+        for _ in 0..2 {
+            assert!(call(&b, true));
+        }
+        assert_eq!(b.state(), BreakerState::Closed, "3 requests < min_requests");
+        assert!(call(&b, true));
+        assert_eq!(b.state(), BreakerState::Open, "1 of 4 failed >= 25%");
+    }
+
+    /// `window = "2s"`: failures 3 s old no longer count (inside the default 10 s window they would open
+    /// it).
+    #[tokio::test(start_paused = true)]
+    async fn failures_leave_the_configured_window() {
+        let b = configured("window = \"2s\"\nmin_requests = 4");
+        for _ in 0..3 {
+            call(&b, false);
+        }
+        tokio::time::advance(Duration::from_secs(3)).await;
+        call(&b, false);
+        assert_eq!(b.state(), BreakerState::Closed, "1 request in 2 s");
+        for _ in 0..3 {
+            call(&b, false);
+        }
+        assert_eq!(b.state(), BreakerState::Open, "4 failures in 2 s");
+    }
+
+    /// `open_for = "1s"`: half-open after one second, not the default five.
+    #[tokio::test(start_paused = true)]
+    async fn it_stays_open_for_the_configured_time() {
+        let b = configured("min_requests = 1\nopen_for = \"1s\"");
+        call(&b, false);
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
 }

@@ -361,4 +361,71 @@ mod tests {
             "a faster observation pulls it down: {est}"
         );
     }
+
+    fn configured(service_extra: &str) -> bff_config::ServiceConfig {
+        crate::service_config(service_extra)
+    }
+
+    /// `base_ejection = "2s"`: back after two seconds (the default is 30), four after a second ejection.
+    #[tokio::test(start_paused = true)]
+    async fn an_ejection_lasts_the_configured_base_ejection() {
+        let svc = configured(
+            "[services.s.outlier_detection]\nconsecutive_failures = 1\nbase_ejection = \"2s\"",
+        );
+        let p = OutlierPolicy::new(svc.outlier_detection.as_ref().unwrap());
+        let e = eps(3);
+        p.record(&e, 0, true, Instant::now());
+        assert!(e[0].is_ejected(Instant::now()));
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(e[0].is_ejected(Instant::now()));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!e[0].is_ejected(Instant::now()), "back after 2 s");
+        p.record(&e, 0, true, Instant::now());
+        tokio::time::advance(Duration::from_millis(3999)).await;
+        assert!(
+            e[0].is_ejected(Instant::now()),
+            "the second one lasts 2 x 2 s"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!e[0].is_ejected(Instant::now()));
+    }
+
+    /// `max_ejected_percent = 75`: three of four endpoints may be out at once (the default 50 allows
+    /// two).
+    #[tokio::test(start_paused = true)]
+    async fn the_configured_max_ejected_percent_bounds_ejections() {
+        let svc = configured(
+            "[services.s.outlier_detection]\nconsecutive_failures = 1\nmax_ejected_percent = 75",
+        );
+        let p = OutlierPolicy::new(svc.outlier_detection.as_ref().unwrap());
+        let e = eps(4);
+        let now = Instant::now();
+        for i in 0..4 {
+            p.record(&e, i, true, now);
+        }
+        assert_eq!(e.iter().filter(|x| x.is_ejected(now)).count(), 3);
+    }
+
+    /// `unhealthy_threshold = 4`, `healthy_threshold = 3` (defaults 3 and 2): the fourth failed probe in
+    /// a row takes the endpoint out, the third passed one brings it back.
+    #[test]
+    fn health_thresholds_come_from_the_config() {
+        let svc =
+            configured("[services.s.health_check]\nunhealthy_threshold = 4\nhealthy_threshold = 3");
+        let cfg = svc.health_check.as_ref().unwrap();
+        let e = &eps(1)[0];
+        let healthy = || e.healthy.load(Ordering::Relaxed);
+        for _ in 0..3 {
+            e.health_result(false, cfg, "s");
+        }
+        assert!(healthy(), "three failures are fewer than 4");
+        e.health_result(false, cfg, "s");
+        assert!(!healthy());
+        for _ in 0..2 {
+            e.health_result(true, cfg, "s");
+        }
+        assert!(!healthy(), "two passes are fewer than 3");
+        e.health_result(true, cfg, "s");
+        assert!(healthy());
+    }
 }

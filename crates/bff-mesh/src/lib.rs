@@ -23,6 +23,18 @@ mod service;
 #[cfg(feature = "tls")]
 mod tls;
 
+/// A service's config as the loader makes it from TOML (tests): `[services.s]` with one endpoint, then
+/// `extra` (keys of the service table, or its sub-tables as `[services.s.retry]`).
+#[cfg(test)]
+pub(crate) fn service_config(extra: &str) -> bff_config::ServiceConfig {
+    let text = format!("[services.s]\nendpoints = [\"127.0.0.1:1\"]\n{extra}\n");
+    let config = bff_config::Loader::new()
+        .with_env(Default::default())
+        .load_str(&text, bff_config::Format::Toml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    config.services["s"].clone()
+}
+
 #[doc(hidden)]
 pub use self::path::{__check_template, check_properties as check_path_properties};
 pub use self::{

@@ -300,4 +300,27 @@ mod tests {
         assert!(p.retries_status(429));
         assert!(!p.retries_status(503));
     }
+
+    /// `backoff` and `max_backoff` from TOML, away from the defaults (20 ms, 200 ms) on both sides: a
+    /// 300 ms first backoff spreads over [0, 300 ms] (past the default cap), and no backoff passes the
+    /// 400 ms cap (the default cap after four doublings would allow 200 ms, the uncapped 2.4 s).
+    #[test]
+    fn backoff_and_max_backoff_come_from_the_config() {
+        let svc = crate::service_config(
+            "[services.s.retry]\nbackoff = \"300ms\"\nmax_backoff = \"400ms\"",
+        );
+        let p = RetryPolicy::new(svc.retry.as_ref().unwrap());
+        let first: Vec<Duration> = (0..200).map(|_| p.backoff(1)).collect();
+        assert!(first.iter().all(|d| *d <= Duration::from_millis(300)));
+        assert!(
+            first.iter().any(|d| *d > Duration::from_millis(200)),
+            "the first backoff reaches past the default cap"
+        );
+        let later: Vec<Duration> = (0..200).map(|_| p.backoff(4)).collect();
+        assert!(later.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(
+            later.iter().any(|d| *d > Duration::from_millis(300)),
+            "capped at max_backoff, not at backoff"
+        );
+    }
 }
