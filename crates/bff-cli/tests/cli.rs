@@ -418,6 +418,44 @@ async fn the_access_log_is_one_json_line_per_request_on_stdout() {
     sigterm(&child.0);
 }
 
+/// `access_log = false`: requests are served and stdout gets no line for them. Read after the process
+/// has exited (SIGTERM), so the whole of stdout is there; the same requests with the log on give a line
+/// each (the_access_log_is_one_json_line_per_request_on_stdout).
+#[tokio::test]
+async fn access_log_false_writes_no_line_while_requests_are_served() {
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    let text = format!(
+        "{}\n[telemetry]\naccess_log = false\n",
+        good_config(&users.endpoint())
+    );
+    let path = write_config("no-access-log.toml", &text);
+    let mut child = Proc(
+        bff()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first.split_whitespace().nth(3).unwrap().to_string();
+    for _ in 0..3 {
+        let res = client().get(format!("{url}/api/u/1")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(users.hits("/users/1"), 3);
+    sigterm(&child.0);
+    assert!(child.0.wait().unwrap().success());
+    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    assert!(
+        rest.iter().all(|l| !l.contains("/api/u/1")),
+        "no access log line: {rest:?}"
+    );
+}
+
 /// A config with the `/api/u/{id}` route, and with `/api/v2/{id}` too when `second` (the change a reload
 /// must apply); `bff_extra` goes into `[bff]`.
 fn reload_config(users: &str, bff_extra: &str, second: bool) -> String {
