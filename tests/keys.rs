@@ -276,6 +276,18 @@ async fn connect_timeout_bounds_the_connect_only() {
     assert_eq!(status, 502, "a connect error: {body}");
 }
 
+/// `timeout = "3s"` (default 1 s): an answer that takes 1.5 s is waited for (with the default it would
+/// time out: 504).
+#[tokio::test]
+async fn the_service_timeout_is_each_attempts_timeout() {
+    let stub = Stub::start().await;
+    stub.on("/x/1")
+        .delay(Duration::from_millis(1500))
+        .json(json!("late"));
+    let bff = TestBff::start(&config(&[stub.endpoint()], "timeout = \"3s\"", "")).await;
+    assert_eq!(bff.get("/r/1").await.status(), 200);
+}
+
 /// `max_response = "1KiB"` (default 8 MiB): a 2 KiB body is a malformed response (502), a 512 B one is
 /// served.
 #[tokio::test]

@@ -394,4 +394,28 @@ mod tests {
         // A bucket refills within a microsecond at this rate: swept keys are gone.
         assert!(s.len() < SWEEP_EVERY as usize, "{} keys held", s.len());
     }
+
+    /// `per_second = 2` from TOML (default 50): after the burst of one, the wait is about half a second
+    /// (at 50 a second it would be 20 ms).
+    #[tokio::test]
+    async fn per_second_is_the_refill_rate() {
+        let config = bff_config::Loader::new()
+            .with_env(Default::default())
+            .load_str(
+                "[edge.rate_limit]\nper_second = 2\nburst = 1\n",
+                bff_config::Format::Toml,
+            )
+            .unwrap();
+        let stores = RateLimitStores::new(Arc::new(AtomicU64::new(0)));
+        let limit =
+            RateLimiter::from_config(config.edge.rate_limit.as_ref().unwrap(), "t", &stores)
+                .unwrap();
+        let (parts, ()) = http::Request::new(()).into_parts();
+        assert!(limit.check(&parts).await.is_ok());
+        let wait = limit.check(&parts).await.unwrap_err();
+        assert!(
+            wait > Duration::from_millis(100) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+    }
 }
