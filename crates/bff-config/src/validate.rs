@@ -244,6 +244,13 @@ pub(crate) fn validate(config: &Config) -> Errors {
             if !hc.path.starts_with('/') {
                 err(key("health_check.path"), "must start with `/`".into());
             }
+            // A zero interval would make the probe loop panic (a tokio interval must be non-zero).
+            if hc.interval.get().is_zero() {
+                err(
+                    key("health_check.interval"),
+                    "must be greater than 0".into(),
+                );
+            }
             if hc.timeout > hc.interval {
                 err(
                     key("health_check.timeout"),

@@ -534,3 +534,28 @@ fn a_json_number_out_of_range_is_an_error_not_a_panic() {
         "{errs}"
     );
 }
+
+/// Configs the config fuzzer (fuzz/fuzz_targets/config.rs) found passing `bff check` and then crashing the
+/// process are refused, with line and key (their inputs are seeds in fuzz/corpus/config).
+#[test]
+fn configs_that_crashed_the_fuzzer_are_refused_with_line_and_key() {
+    let cases = [(
+        // tokio's interval panics on a zero period: the probe loop died at its first tick.
+        "[services.s]\nendpoints = [\"127.0.0.1:1\"]\n[services.s.health_check]\ninterval = \"0s\"\ntimeout = \"0s\"\n",
+        4,
+        "services.s.health_check.interval",
+        "must be greater than 0",
+    )];
+    for (text, line, key, message) in cases {
+        let errs = Loader::new()
+            .with_env(env(&[]))
+            .load_str(text, Format::Toml)
+            .unwrap_err();
+        assert!(
+            errs.0
+                .iter()
+                .any(|e| e.line == Some(line) && e.key == key && e.message.contains(message)),
+            "{key} at line {line}: {errs}"
+        );
+    }
+}

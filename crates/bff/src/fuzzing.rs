@@ -78,11 +78,13 @@ fn concrete(template: &str) -> String {
 }
 
 /// Loads `data` as a TOML config (relative files from `dir`, the environment of [`env`]) and, when it
-/// passes what `bff check` checks (load and validation, building the app and its router), serves one
-/// request in-process: to the first config route (its method, a JSON body, a bearer token [`JWT`], an API
-/// key, an `Origin`, an `x-forwarded-for` chain, from an IPv4-mapped IPv6 peer), or to `/` when there is
-/// none. Returns why the config did not pass, if it did not. Panics (the fuzzer's crash) only when a step panics; errors
-/// are expected.
+/// passes what `bff check` checks (load and validation, building the app and its routers), starts what
+/// `bff run` starts besides its listeners (the listener's TLS, health checks, discovery, the JWKS refresh)
+/// and serves in-process one request to the first config route (its method, a JSON body, a bearer token
+/// [`JWT`], an API key, an `Origin`, an `x-forwarded-for` chain, from an IPv4-mapped IPv6 peer), or to `/`
+/// when there is none; then lets the background work run for 10 s and asks the admin router for
+/// `/readyz`, `/admin/services`, `/admin/config` and `/metrics`. Returns why the config did not pass, if
+/// it did not. Panics (the fuzzer's crash) only when a step panics; errors are expected.
 ///
 /// Run it on a current-thread runtime with paused time (`start_paused`), so that every timeout of the
 /// config (request deadline, connect timeout, probes, discovery) passes at once instead of in real time.
@@ -104,10 +106,15 @@ pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
         || ("GET".to_string(), "/".to_string()),
         |r| (r.method.method().as_str().to_string(), concrete(&r.path)),
     );
-    let router = App::new(config)
-        .and_then(App::into_router)
-        .map_err(|e| e.to_string())?;
-    let Ok(mut req) = http::Request::builder()
+    let app = App::new(config).map_err(|e| e.to_string())?;
+    let built = app.build().map_err(|e| e.to_string())?;
+    if let Some(tls) = &app.config().bff.tls {
+        crate::server::listener_tls(tls).map_err(|e| e.to_string())?;
+    }
+    let _tasks = app.mesh().start_tasks();
+    let _jwks = app.jwt_refresher();
+
+    if let Ok(mut req) = http::Request::builder()
         .method(method.as_str())
         .uri(&path)
         .header("authorization", format!("Bearer {JWT}"))
@@ -117,13 +124,27 @@ pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
         .header("x-client", "c1")
         .header("content-type", "application/json")
         .body(Body::from(r#"{"a":1}"#))
-    else {
-        // A route path no request can have (the validator let it through): nothing to serve.
-        return Ok(());
+    {
+        let peer: SocketAddr = "[::ffff:10.0.0.1]:40000".parse().expect("a socket address");
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let res = built.public.oneshot(req).await.expect("infallible");
+        let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+    }
+    // Probes, discovery and refreshes run for a while (at once, on paused time).
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let state = crate::server::ServerState {
+        draining: Default::default(),
+        version: Default::default(),
+        reload: None,
     };
-    let peer: SocketAddr = "[::ffff:10.0.0.1]:40000".parse().expect("a socket address");
-    req.extensions_mut().insert(ConnectInfo(peer));
-    let res = router.oneshot(req).await.expect("the router is infallible");
-    let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+    let admin = built.admin.layer(axum::Extension(state));
+    for path in ["/readyz", "/admin/services", "/admin/config", "/metrics"] {
+        let req = http::Request::get(path)
+            .header("host", "127.0.0.1")
+            .body(Body::empty())
+            .expect("a request");
+        let res = admin.clone().oneshot(req).await.expect("infallible");
+        let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+    }
     Ok(())
 }

@@ -577,7 +577,7 @@ fn too_many_headers() -> axum::response::Response {
 pub(crate) enum ListenerTls {}
 
 #[cfg(not(feature = "tls"))]
-fn listener_tls(_: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
+pub(crate) fn listener_tls(_: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
     Err(StartError::Build(
         bff_config::Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS),
     ))
@@ -592,7 +592,7 @@ pub(crate) struct ListenerTls {
 
 /// The public listener's TLS acceptor (rustls with ring; HTTP/2 and HTTP/1.1 by ALPN).
 #[cfg(feature = "tls")]
-fn listener_tls(cfg: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
+pub(crate) fn listener_tls(cfg: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
     // (Paths as the loader resolved them, against the config file's folder.)
     let path = std::path::PathBuf::from;
     let cert =
