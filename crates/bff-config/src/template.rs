@@ -66,6 +66,17 @@ impl PathTemplate {
         if !rest.is_empty() {
             segments.push(Segment::Literal(rest.to_string()));
         }
+        // Text no URI can hold (a space, a quote): every request would fail building it.
+        let sample: String = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.as_str(),
+                Segment::Placeholder(_) => "x",
+            })
+            .collect();
+        if let Err(e) = sample.parse::<http::uri::PathAndQuery>() {
+            return Err(format!("{template:?} is not a URI path: {e}"));
+        }
         Ok(Self { segments })
     }
 
