@@ -80,11 +80,12 @@ fn concrete(template: &str) -> String {
 /// Loads `data` as a TOML config (relative files from `dir`, the environment of [`env`]) and, when it
 /// passes what `bff check` checks (load and validation, building the app and its routers), starts what
 /// `bff run` starts besides its listeners (the listener's TLS, health checks, discovery, the JWKS refresh)
-/// and serves in-process one request to the first config route (its method, a JSON body, a bearer token
-/// [`JWT`], an API key, an `Origin`, an `x-forwarded-for` chain, from an IPv4-mapped IPv6 peer), or to `/`
-/// when there is none; then lets the background work run for 10 s and asks the admin router for
-/// `/readyz`, `/admin/services`, `/admin/config` and `/metrics`. Returns why the config did not pass, if
-/// it did not. Panics (the fuzzer's crash) only when a step panics; errors are expected.
+/// and serves in-process one request to each config route (the first 8: its method, a JSON body, a bearer
+/// token [`JWT`], an API key, an `Origin`, an `x-forwarded-for` chain, from an IPv4-mapped IPv6 peer), or
+/// to `/` when there is none; none may be answered 500. Then it lets the background work run for 10 s and
+/// asks the admin router for `/readyz`, `/admin/services`, `/admin/config` and `/metrics`. Returns why the
+/// config did not pass, if it did not. Panics (the fuzzer's crash) when a step panics or a request gets
+/// 500; errors are expected.
 ///
 /// Run it on a current-thread runtime with paused time (`start_paused`), so that every timeout of the
 /// config (request deadline, connect timeout, probes, discovery) passes at once instead of in real time.
@@ -102,10 +103,16 @@ pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
         .with_env(env(stub))
         .load(&source)
         .map_err(|e| e.to_string())?;
-    let (method, path) = config.routes.first().map_or_else(
-        || ("GET".to_string(), "/".to_string()),
-        |r| (r.method.method().as_str().to_string(), concrete(&r.path)),
-    );
+    // A request to each config route (the first 8), or to `/`.
+    let mut requests: Vec<(String, String)> = config
+        .routes
+        .iter()
+        .take(8)
+        .map(|r| (r.method.method().as_str().to_string(), concrete(&r.path)))
+        .collect();
+    if requests.is_empty() {
+        requests.push(("GET".into(), "/".into()));
+    }
     let app = App::new(config).map_err(|e| e.to_string())?;
     let built = app.build().map_err(|e| e.to_string())?;
     if let Some(tls) = &app.config().bff.tls {
@@ -114,21 +121,33 @@ pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
     let _tasks = app.mesh().start_tasks();
     let _jwks = app.jwt_refresher();
 
-    if let Ok(mut req) = http::Request::builder()
-        .method(method.as_str())
-        .uri(&path)
-        .header("authorization", format!("Bearer {JWT}"))
-        .header("x-api-key", "fuzz-api-key-0123456789")
-        .header("origin", "https://app.example.com")
-        .header("x-forwarded-for", "203.0.113.7, 10.0.0.2, ::ffff:10.0.0.3")
-        .header("x-client", "c1")
-        .header("content-type", "application/json")
-        .body(Body::from(r#"{"a":1}"#))
-    {
+    for (method, path) in &requests {
+        // A route path no request can have (the validator let it through): nothing to serve.
+        let Ok(mut req) = http::Request::builder()
+            .method(method.as_str())
+            .uri(path)
+            .header("authorization", format!("Bearer {JWT}"))
+            .header("x-api-key", "fuzz-api-key-0123456789")
+            .header("origin", "https://app.example.com")
+            .header("x-forwarded-for", "203.0.113.7, 10.0.0.2, ::ffff:10.0.0.3")
+            .header("x-client", "c1")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"a":1}"#))
+        else {
+            continue;
+        };
         let peer: SocketAddr = "[::ffff:10.0.0.1]:40000".parse().expect("a socket address");
         req.extensions_mut().insert(ConnectInfo(peer));
-        let res = built.public.oneshot(req).await.expect("infallible");
-        let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+        let res = built.public.clone().oneshot(req).await.expect("infallible");
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+        // A config that passed the check never makes the BFF fail on its own (500): errors are the
+        // request's (4xx) or the services' (502, 503, 504).
+        assert_ne!(
+            status,
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "{method} {path}: {body:?}"
+        );
     }
     // Probes, discovery and refreshes run for a while (at once, on paused time).
     tokio::time::sleep(std::time::Duration::from_secs(10)).await;
