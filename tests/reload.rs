@@ -422,3 +422,163 @@ async fn a_drain_under_load_answers_every_request_it_accepted_until_the_listener
         "requests were served during drain_delay: {counts}"
     );
 }
+
+/// `POST /admin/reload`, answered.
+async fn post_reload(bff: &TestBff) -> (u16, Value) {
+    let res = bff
+        .client()
+        .post(bff.admin_url("/admin/reload"))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+/// Replaces the config file with a named pipe: a read of it waits until [`PipeWriter`] writes.
+fn make_fifo(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// The reload loop reads the file with async I/O: while a read waits (the file is a pipe nobody has
+/// written yet), the runtime (here one thread) keeps serving. A blocking read would hold the only
+/// thread: the admin listener could not answer, and the writer below would give up waiting for the
+/// go-ahead and report it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_reads_the_file_without_blocking_the_runtime() {
+    let users = Stub::start().await;
+    users
+        .on("/users/1")
+        .json(json!({"name": "Ada", "email": "ada@example.com"}));
+    let path = file("async-read.toml", &config(&users.endpoint(), "$.name", ""));
+    let bff = TestBff::start_app(App::from_config(&path).unwrap()).await;
+    make_fifo(&path);
+    let next = config(&users.endpoint(), "$.email", "");
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let fifo = path.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // Opening for writing waits for the reader: the reload loop's read has begun.
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let _ = opened_tx.send(());
+        // A runtime blocked by the read never sends the go-ahead; the pipe is written anyway after a
+        // long wait (so that the test ends), and the wait is reported.
+        let blocked = go_rx.recv_timeout(Duration::from_secs(60)).is_err();
+        pipe.write_all(next.as_bytes()).unwrap();
+        blocked
+    });
+    let reload = tokio::spawn({
+        let client = bff.client().clone();
+        let url = bff.admin_url("/admin/reload");
+        async move { client.post(url).send().await.unwrap().status().as_u16() }
+    });
+    opened_rx.await.unwrap();
+    let health = bff.admin_json("/healthz").await;
+    assert_eq!(health["status"], "ok");
+    let _ = go_tx.send(());
+    let blocked = tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !blocked,
+        "the runtime was blocked while the reload read the file"
+    );
+    assert_eq!(reload.await.unwrap(), 200);
+    let body: Value = bff.get("/api/u/1").await.json().await.unwrap();
+    assert_eq!(body["user"], "ada@example.com", "the text read was applied");
+}
+
+/// A write that lands while a reload is under way is applied by the next check of a watched file: the
+/// loop remembers the text it loaded, not the file as it is after applying it (a second read then
+/// would take the new write for the applied one, and never apply it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_landing_during_a_reload_is_applied_by_the_next_one() {
+    let users = Stub::start().await;
+    users
+        .on("/users/1")
+        .json(json!({"id": 1, "name": "Ada", "email": "ada@example.com"}));
+    let watch = "watch_config = true";
+    let path = file("landing.toml", &config(&users.endpoint(), "$.name", watch));
+    let bff = TestBff::start_app(App::from_config(&path).unwrap()).await;
+    // The next check reads a pipe: it gets the first text, and while it reads, the second text
+    // replaces the file.
+    let first = config(&users.endpoint(), "$.email", watch);
+    let second = config(&users.endpoint(), "$.id", watch);
+    let staged = path.with_extension("next");
+    std::fs::write(&staged, &second).unwrap();
+    make_fifo(&path);
+    let fifo = path.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        // The watcher has the pipe open: the second text lands under the path now.
+        std::fs::rename(&staged, &fifo).unwrap();
+        pipe.write_all(first.as_bytes()).unwrap();
+    });
+    writer.await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let body: Value = bff.get("/api/u/1").await.json().await.unwrap();
+        if seen.last() != Some(&body["user"]) {
+            seen.push(body["user"].clone());
+        }
+        if body["user"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&json!(1)),
+        "the second write was never applied: {seen:?}"
+    );
+    let cfg = bff.admin_json("/admin/config").await;
+    assert_eq!(
+        cfg["version"], 3,
+        "both texts were applied, one after the other"
+    );
+}
+
+/// A config that passes validation but cannot be built (its API keys file is missing) is refused:
+/// the reply says so (422 with the reason), the version does not move, the running config keeps
+/// serving. "applied" is said only once the new routers are swapped in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_cannot_be_built_is_not_reported_applied() {
+    let users = Stub::start().await;
+    users
+        .on("/users/1")
+        .json(json!({"name": "Ada", "email": "ada@example.com"}));
+    let path = file("unbuildable.toml", &config(&users.endpoint(), "$.name", ""));
+    let bff = TestBff::start_app(App::from_config(&path).unwrap()).await;
+    let unbuildable = config(&users.endpoint(), "$.email", "")
+        + "\n[edge.auth.api_keys]\nkeys_file = \"no-such-keys.txt\"\n";
+    std::fs::write(&path, unbuildable).unwrap();
+    let (status, body) = post_reload(&bff).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "config_refused");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-keys.txt"),
+        "{body}"
+    );
+    assert_eq!(bff.admin_json("/admin/config").await["version"], 1);
+    let served: Value = bff.get("/api/u/1").await.json().await.unwrap();
+    assert_eq!(served["user"], "Ada", "the running config keeps serving");
+    std::fs::write(&path, config(&users.endpoint(), "$.email", "")).unwrap();
+    let (status, body) = post_reload(&bff).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("applied")),
+        "{body}"
+    );
+    assert_eq!(body["version"], 2);
+    let served: Value = bff.get("/api/u/1").await.json().await.unwrap();
+    assert_eq!(served["user"], "ada@example.com");
+}
