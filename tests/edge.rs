@@ -114,8 +114,8 @@ path = "/x/up"
         .load_str(&cfg, bff::config::Format::Toml)
         .unwrap()
         .into_config();
-    config.bff.listen = "127.0.0.1:0".into();
-    config.bff.admin_listen = "127.0.0.1:0".into();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     let app = App::new(config).unwrap().route_with(
         "/me",
         Policy::new().auth(AuthKind::Jwt),

@@ -54,8 +54,8 @@ fn app_with_routes(users: &Stub, orders: &Stub, routes: &str) -> App {
         .load_str(&cfg, bff::config::Format::Toml)
         .unwrap()
         .into_config();
-    c.bff.listen = "127.0.0.1:0".into();
-    c.bff.admin_listen = "127.0.0.1:0".into();
+    c.bff.listen = ([127, 0, 0, 1], 0).into();
+    c.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     App::new(c).unwrap()
 }
 

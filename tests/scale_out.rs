@@ -844,8 +844,8 @@ async fn a_rust_routes_limit_with_a_redis_store_keeps_its_buckets_in_redis() {
         .load_str("[bff]\nname = \"rust-limits\"\n", bff::config::Format::Toml)
         .unwrap()
         .into_config();
-    config.bff.listen = "127.0.0.1:0".into();
-    config.bff.admin_listen = "127.0.0.1:0".into();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     let limit = bff::config::RateLimitConfig::new(1, 5)
         .key(bff::config::RateLimitKey::header(
             http::HeaderName::from_static("x-client"),

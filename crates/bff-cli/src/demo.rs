@@ -34,8 +34,13 @@ pub(crate) async fn run(addrs: Addrs) -> ExitCode {
                 .with_env(env)
                 .load_str(&text, Format::Toml)?
                 .into_config();
-            config.bff.listen = listen;
-            config.bff.admin_listen = admin;
+            let addr = |a: &str| {
+                a.parse().map_err(|_| {
+                    bff::StartError::Build(format!("{a:?} is not an address like 127.0.0.1:8080"))
+                })
+            };
+            config.bff.listen = addr(&listen)?;
+            config.bff.admin_listen = addr(&admin)?;
             App::new(config)?.bind().await
         }
     };

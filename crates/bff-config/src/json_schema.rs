@@ -41,6 +41,11 @@ macro_rules! string_schema {
 }
 
 string_schema!(
+    crate::BffName,
+    "BffName",
+    "The BFF's name: metrics label, trace service.name and user-agent downstream (a header value: no control characters)."
+);
+string_schema!(
     crate::Duration,
     "Duration",
     "A duration: a number and a unit (us, ms, s, m, h), e.g. \"250ms\", \"1.5s\", \"2m\".",

@@ -66,5 +66,8 @@ pub use self::{
     template::{JsonPath, PathTemplate, Placeholder, Segment, route_params},
     units::{ByteSize, Duration},
     validated::Validated,
-    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
+    values::{
+        BffName, ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey,
+        RetryOn,
+    },
 };

@@ -9,7 +9,10 @@ use crate::{
     secret::{HmacSecret, Secret},
     template::{JsonPath, PathTemplate},
     units::{ByteSize, Duration},
-    values::{ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey, RetryOn},
+    values::{
+        BffName, ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey,
+        RetryOn,
+    },
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -52,11 +55,15 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct BffConfig {
     /// Identity: metrics label, trace service.name, user-agent sent downstream.
-    pub name: String,
+    pub name: BffName,
     /// Public listener (north-south), `host:port`. Port 0 picks a free port.
-    pub listen: String,
+    #[serde(deserialize_with = "socket_addr")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    pub listen: std::net::SocketAddr,
     /// Admin listener (`/healthz`, `/readyz`, `/admin/*`); never the public port.
-    pub admin_listen: String,
+    #[serde(deserialize_with = "socket_addr")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    pub admin_listen: std::net::SocketAddr,
     /// Bearer token that `POST /admin/*` requires (`authorization: Bearer <token>`); a secret, usually
     /// `"${BFF_ADMIN_TOKEN}"`, at least 16 characters. Required when `admin_listen` is not a loopback address.
     pub admin_token: Option<Secret>,
@@ -88,9 +95,9 @@ pub struct ListenerTlsConfig {
 impl Default for BffConfig {
     fn default() -> Self {
         Self {
-            name: "bff".into(),
-            listen: "127.0.0.1:8080".into(),
-            admin_listen: "127.0.0.1:9901".into(),
+            name: BffName::default(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9901)),
             admin_token: None,
             admin_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(20),
@@ -548,6 +555,16 @@ pub struct RouteConfig {
     /// The backends whose results are merged into the response.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+}
+
+/// A listener address, `IP:PORT` (`"127.0.0.1:8080"`, `"[::1]:8080"`), parsed once at load.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::net::SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""
+        ))
+    })
 }
 
 fn default_method() -> HttpMethod {

@@ -5,10 +5,7 @@
 //! path.
 
 use crate::{Config, LoadBalancer, PathTemplate, RouteConfig, route_params, template::is_name};
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
-};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 type Errors = Vec<(String, String)>;
 
@@ -17,28 +14,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
     let mut err = |key: String, msg: String| errors.push((key, msg));
 
     let b = &config.bff;
-    if b.name.trim().is_empty() {
-        err("bff.name".into(), "must not be empty".into());
-    } else if http::HeaderValue::from_str(&b.name).is_err() {
-        // The mesh sends it as user-agent.
-        err(
-            "bff.name".into(),
-            format!(
-                "{:?} has control characters; it is sent as user-agent",
-                b.name
-            ),
-        );
-    }
-    let listen = check_addr(&b.listen)
-        .map_err(|e| err("bff.listen".into(), e))
-        .ok();
-    let admin = check_addr(&b.admin_listen)
-        .map_err(|e| err("bff.admin_listen".into(), e))
-        .ok();
-    if let (Some(l), Some(a)) = (listen, admin)
-        && l == a
-        && l.port() != 0
-    {
+    if b.listen == b.admin_listen && b.listen.port() != 0 {
         err(
             "bff.admin_listen".into(),
             "must differ from bff.listen: the admin listener is never the public port".into(),
@@ -54,7 +30,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
                     .into(),
             )
         }
-        None if admin.is_some_and(|a| !a.ip().is_loopback()) => err(
+        None if !b.admin_listen.ip().is_loopback() => err(
             "bff.admin_token".into(),
             format!(
                 "required: bff.admin_listen {:?} is not a loopback address, so POST /admin/* needs a bearer token (e.g. admin_token = \"${{BFF_ADMIN_TOKEN}}\" from a secret)",
@@ -472,11 +448,6 @@ fn find_cycle(route: &RouteConfig) -> Option<Vec<String>> {
         }
     }
     None
-}
-
-fn check_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>()
-        .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\""))
 }
 
 #[cfg(test)]

@@ -6,6 +6,63 @@
 use http::HeaderName;
 use std::{fmt, str::FromStr};
 
+/// `[bff] name`: the BFF's identity (metrics label, trace `service.name`) and the `user-agent` of its
+/// downstream calls, so a non-empty valid header value, kept as one: the mesh sends it as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BffName(http::HeaderValue);
+
+impl BffName {
+    pub fn as_str(&self) -> &str {
+        // Made from a `str` by `from_str`: visible ASCII or obs-text that is valid UTF-8.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
+    }
+
+    /// As the `user-agent` header of downstream calls.
+    pub fn header_value(&self) -> &http::HeaderValue {
+        &self.0
+    }
+}
+
+impl Default for BffName {
+    fn default() -> Self {
+        Self(http::HeaderValue::from_static("bff"))
+    }
+}
+
+impl FromStr for BffName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        http::HeaderValue::from_str(s)
+            .map(Self)
+            .map_err(|_| format!("{s:?} has control characters; it is sent as user-agent"))
+    }
+}
+
+impl fmt::Display for BffName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::ops::Deref for BffName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for BffName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+from_str_serde!(BffName, "a name such as \"web-bff\"");
+
 /// A failure a service's calls are retried on (`[services.NAME.retry] on`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RetryOn {

@@ -1,7 +1,6 @@
 use crate::{CallContext, Service, ServiceClient, ServiceSnapshot};
 use bff_config::Config;
 use bff_telemetry::Metrics;
-use http::HeaderValue;
 use std::{collections::HashMap, fmt, sync::Arc};
 
 /// The embedded sidecar: every configured service, and the context of the request being served.
@@ -55,12 +54,8 @@ impl Mesh {
         metrics: Arc<Metrics>,
         previous: Option<&Mesh>,
     ) -> Result<Self, MeshBuildError> {
-        let user_agent = HeaderValue::from_str(&config.bff.name).map_err(|_| {
-            MeshBuildError(format!(
-                "bff.name {:?} is not a valid header value",
-                config.bff.name
-            ))
-        })?;
+        // Parsed at load (`BffName`): sent as it is.
+        let user_agent = config.bff.name.header_value().clone();
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
             let kept = previous

@@ -40,8 +40,8 @@ impl TestBff {
             .load_str(toml, Format::Toml)
             .unwrap_or_else(|e| panic!("{e}"))
             .into_config();
-        config.bff.listen = "127.0.0.1:0".into();
-        config.bff.admin_listen = "127.0.0.1:0".into();
+        config.bff.listen = ([127, 0, 0, 1], 0).into();
+        config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
         // Tests read responses and metrics; an access log on stdout would only be noise in their output.
         config.telemetry.access_log = false;
         Self::start_app(App::new(config).unwrap_or_else(|e| panic!("{e}"))).await

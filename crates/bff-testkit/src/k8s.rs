@@ -74,8 +74,8 @@ pub fn check_manifests(configmap: &str, deployment: &str, env: &[(&str, &str)]) 
         .with_env(env)
         .load(&source)
         .unwrap_or_else(|e| panic!("k8s/configmap.yaml: its bff.toml is refused:\n{e}"));
-    assert_eq!(config.bff.listen, "0.0.0.0:8080");
-    assert_eq!(config.bff.admin_listen, "0.0.0.0:9901");
+    assert_eq!(config.bff.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.bff.admin_listen.to_string(), "0.0.0.0:9901");
     assert!(config.bff.admin_token.is_some());
     assert!(!config.services.is_empty());
     for (name, service) in &config.services {

@@ -67,11 +67,7 @@ struct AdminGuard {
 
 impl AdminGuard {
     fn new(config: &Config) -> Self {
-        let loopback = config
-            .bff
-            .admin_listen
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback());
+        let loopback = config.bff.admin_listen.ip().is_loopback();
         Self {
             token: config.bff.admin_token.clone().filter(|t| !t.is_empty()),
             loopback,

@@ -174,16 +174,16 @@ impl Server {
             admin: RwLock::new(built.admin.layer(axum::Extension(state.clone()))),
         });
 
-        let bind = |addr: String| async move {
-            TcpListener::bind(&addr).await.map_err(|e| {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
                 StartError::Io(std::io::Error::new(
                     e.kind(),
                     format!("cannot listen on {addr}: {e}"),
                 ))
             })
         };
-        let public_listener = bind(cfg.bff.listen.clone()).await?;
-        let admin_listener = bind(cfg.bff.admin_listen.clone()).await?;
+        let public_listener = bind(cfg.bff.listen).await?;
+        let admin_listener = bind(cfg.bff.admin_listen).await?;
         let public_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 

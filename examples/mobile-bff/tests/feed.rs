@@ -19,8 +19,8 @@ async fn start(users: String, orders: String, catalog: String) -> TestBff {
         .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
         .unwrap_or_else(|e| panic!("{e}"))
         .into_config();
-    config.bff.listen = "127.0.0.1:0".into();
-    config.bff.admin_listen = "127.0.0.1:0".into();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     TestBff::start_app(
         mobile_bff::app(config.validate().unwrap_or_else(|e| panic!("{e}"))).unwrap(),
     )

@@ -16,8 +16,8 @@ async fn start(users: &Stub, orders: &Stub) -> TestBff {
         .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
         .unwrap()
         .into_config();
-    config.bff.listen = "127.0.0.1:0".into();
-    config.bff.admin_listen = "127.0.0.1:0".into();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     config.telemetry.access_log = false;
     TestBff::start_app(web_bff::app(config.validate().unwrap_or_else(|e| panic!("{e}"))).unwrap())
         .await

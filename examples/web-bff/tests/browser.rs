@@ -35,8 +35,8 @@ async fn the_web_page_renders_the_account_through_its_bff() {
         .load_file(concat!(env!("CARGO_MANIFEST_DIR"), "/bff.toml"))
         .unwrap()
         .into_config();
-    config.bff.listen = "127.0.0.1:0".into();
-    config.bff.admin_listen = "127.0.0.1:0".into();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     config.telemetry.access_log = false;
     let bff = TestBff::start_app(
         web_bff::app(config.validate().unwrap_or_else(|e| panic!("{e}"))).unwrap(),
