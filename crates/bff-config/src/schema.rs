@@ -265,7 +265,21 @@ impl RateLimitConfig {
         }
     }
 
-    /// What a bucket is keyed on, e.g. `RateLimitKey::header(HeaderName::from_static("x-client"))`.
+    /// What a bucket is keyed on, e.g. `RateLimitKey::header(HeaderName::from_static("x-client"))`:
+    ///
+    /// ```
+    /// use bff_config::{RateLimitConfig, RateLimitKey};
+    /// let limit = RateLimitConfig::new(10, 20)
+    ///     .key(RateLimitKey::header(http::HeaderName::from_static("x-client")));
+    /// assert_eq!(limit.key.to_string(), "header:x-client");
+    /// ```
+    ///
+    /// A key is a [`RateLimitKey`], never a string read later: a typo is a compile error (or, written
+    /// as text, a parse error naming it), not a silent `client_ip`.
+    ///
+    /// ```compile_fail
+    /// let limit = bff_config::RateLimitConfig::new(10, 20).key("user_id");
+    /// ```
     #[must_use]
     pub fn key(mut self, key: RateLimitKey) -> Self {
         self.key = key;
