@@ -68,6 +68,6 @@ pub use self::{
     validated::Validated,
     values::{
         BffName, ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey,
-        RetryOn,
+        RetryOn, is_never_forwarded,
     },
 };

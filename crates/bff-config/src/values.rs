@@ -415,19 +415,26 @@ from_str_serde!(HashKey, "header:NAME or param:NAME");
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ForwardHeader(HeaderName);
 
-/// Headers never forwarded, besides every `proxy-*`.
-const NOT_FORWARDABLE: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "host",
-    "expect",
-    "http2-settings",
-];
+/// Whether a header never goes downstream, whoever set it: the hop-by-hop ones (RFC 9110 section
+/// 7.6.1: `connection`, `keep-alive`, `te`, `trailer`, `transfer-encoding`, `upgrade`, `http2-settings`,
+/// every `proxy-*`) and those that frame or address the request (`content-length`, `host`, `expect`).
+/// The one list: the config refuses them in `forward_headers`, the mesh strips them from every
+/// downstream request.
+pub fn is_never_forwarded(name: &HeaderName) -> bool {
+    use http::header;
+    matches!(
+        *name,
+        header::CONNECTION
+            | header::TE
+            | header::TRAILER
+            | header::TRANSFER_ENCODING
+            | header::UPGRADE
+            | header::CONTENT_LENGTH
+            | header::HOST
+            | header::EXPECT
+    ) || matches!(name.as_str(), "keep-alive" | "http2-settings")
+        || name.as_str().starts_with("proxy-")
+}
 
 impl ForwardHeader {
     pub fn name(&self) -> &HeaderName {
@@ -441,10 +448,9 @@ impl FromStr for ForwardHeader {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let name = HeaderName::from_bytes(s.as_bytes())
             .map_err(|_| format!("{s:?} is not a header name"))?;
-        let lower = name.as_str();
-        if NOT_FORWARDABLE.contains(&lower) || lower.starts_with("proxy-") {
+        if is_never_forwarded(&name) {
             return Err(format!(
-                "{lower} is a hop-by-hop or framing header: it belongs to the client's connection and is never forwarded"
+                "{name} is a hop-by-hop or framing header: it belongs to the client's connection and is never forwarded"
             ));
         }
         Ok(Self(name))

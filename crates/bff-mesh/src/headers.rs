@@ -1,18 +1,13 @@
 use http::{HeaderMap, HeaderName, header};
 
-/// Whether a header is hop-by-hop (RFC 9110 section 7.6.1): never forwarded across the BFF.
+/// Whether a header is hop-by-hop (RFC 9110 section 7.6.1): never forwarded across the BFF. The config's
+/// list ([`bff_config::is_never_forwarded`]) without the framing headers.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        *name,
-        header::CONNECTION
-            | header::TE
-            | header::TRAILER
-            | header::TRANSFER_ENCODING
-            | header::UPGRADE
-            | header::PROXY_AUTHORIZATION
-            | header::PROXY_AUTHENTICATE
-    ) || name.as_str() == "keep-alive"
-        || name.as_str().starts_with("proxy-")
+    bff_config::is_never_forwarded(name)
+        && !matches!(
+            *name,
+            header::CONTENT_LENGTH | header::HOST | header::EXPECT
+        )
 }
 
 /// Whether a header never reaches a downstream, whoever set it (a client through `forward_headers`, a
@@ -20,12 +15,11 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// those that frame or address the request (`content-length`, `host`, `expect`). The mesh writes the
 /// request's framing and its `Host` itself; a client that chose them could smuggle a second request or
 /// pick the downstream virtual host.
+///
+/// The config's own list ([`bff_config::is_never_forwarded`]), which `forward_headers` is checked
+/// against at load: one list for both.
 pub fn is_never_forwarded(name: &HeaderName) -> bool {
-    is_hop_by_hop(name)
-        || matches!(
-            *name,
-            header::CONTENT_LENGTH | header::HOST | header::EXPECT
-        )
+    bff_config::is_never_forwarded(name)
 }
 
 /// The one decision of what may be forwarded: `name` may go downstream from a request whose headers are
@@ -79,7 +73,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// a list of its own; and every other listed header is forwarded with all its values, in order.
 #[doc(hidden)]
 pub fn check_forwarding_properties(data: &[u8]) {
-    const NEVER: [&str; 13] = [
+    const NEVER: [&str; 14] = [
         "connection",
         "keep-alive",
         "te",
@@ -93,6 +87,7 @@ pub fn check_forwarding_properties(data: &[u8]) {
         "host",
         "expect",
         "proxy-x",
+        "http2-settings",
     ];
     let mut from = HeaderMap::new();
     let mut names: Vec<HeaderName> = NEVER.iter().map(|n| HeaderName::from_static(n)).collect();
@@ -146,6 +141,40 @@ pub fn check_forwarding_properties(data: &[u8]) {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// One list: what the config refuses in `forward_headers` is exactly what the mesh never forwards
+    /// (the mesh used to let `http2-settings` through, which the config refused).
+    #[test]
+    fn the_config_and_the_mesh_refuse_the_same_headers() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "http2-settings",
+            "proxy-authorization",
+            "proxy-x",
+            "content-length",
+            "host",
+            "expect",
+            "accept-language",
+            "x-tenant",
+            "authorization",
+        ] {
+            let h = HeaderName::from_static(name);
+            let refused_by_config = name.parse::<bff_config::ForwardHeader>().is_err();
+            assert_eq!(refused_by_config, is_never_forwarded(&h), "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
 
     #[test]
     fn strips_hop_by_hop_framing_and_connection_named() {
