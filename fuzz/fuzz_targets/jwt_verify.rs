@@ -13,7 +13,7 @@ fn auth() -> &'static JwtAuth {
         let cfg = bff_config::JwtConfig {
             issuer: Some("https://id.example.com".into()),
             audiences: vec!["web".into()],
-            jwks_file: Some("jwks.json".into()),
+            jwks_file: Some(dir.join("jwks.json").to_string_lossy().into_owned()),
             algorithms: vec![
                 bff_config::JwtAlgorithm::RS256,
                 bff_config::JwtAlgorithm::ES256,
@@ -21,7 +21,7 @@ fn auth() -> &'static JwtAuth {
             ],
             ..Default::default()
         };
-        JwtAuth::new(&cfg, &dir).expect("fixture JWKS")
+        JwtAuth::new(&cfg).expect("fixture JWKS")
     })
 }
 
