@@ -203,19 +203,19 @@ mod tests {
     }
 
     /// The mesh takes the config's parsed URL as it is: no second parser.
-    fn parse(url: &str, _: Option<()>) -> Result<Discovery, String> {
+    fn parse(url: &str) -> Result<Discovery, String> {
         Discovery::new(url.parse()?)
     }
 
     #[test]
     fn urls() {
         assert_eq!(
-            parse("file:///etc/bff/eps.json", None).unwrap(),
+            parse("file:///etc/bff/eps.json").unwrap(),
             Discovery::File("/etc/bff/eps.json".into())
         );
         #[cfg(feature = "dns")]
         assert_eq!(
-            parse("dns://users.test:8080?nameserver=127.0.0.1:5353", None).unwrap(),
+            parse("dns://users.test:8080?nameserver=127.0.0.1:5353").unwrap(),
             Discovery::Dns(DnsTarget {
                 query: DnsQuery::Host {
                     host: "users.test".into(),
@@ -226,7 +226,7 @@ mod tests {
         );
         #[cfg(feature = "dns")]
         assert_eq!(
-            parse("dns+srv://_http._tcp.users.test", None).unwrap(),
+            parse("dns+srv://_http._tcp.users.test").unwrap(),
             Discovery::Dns(DnsTarget {
                 query: DnsQuery::Srv {
                     name: "_http._tcp.users.test".into()
@@ -236,12 +236,12 @@ mod tests {
         );
         #[cfg(feature = "etcd")]
         assert_eq!(
-            parse("etcd://127.0.0.1:2379/services/users/", None).unwrap(),
+            parse("etcd://127.0.0.1:2379/services/users/").unwrap(),
             Discovery::Etcd {
                 endpoints: vec!["127.0.0.1:2379".into()],
                 prefix: "/services/users/".into()
             }
         );
-        assert!(parse("zk://x", None).is_err());
+        assert!(parse("zk://x").is_err());
     }
 }
