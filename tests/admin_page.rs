@@ -61,8 +61,8 @@ path = "/users/{{id}}"
         .load_str(&cfg, bff::config::Format::Toml)
         .unwrap()
         .into_config();
-    config.bff.listen = "127.0.0.1:0".into();
-    config.bff.admin_listen = "127.0.0.1:0".into();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
     let app = bff::App::new(config)
         .unwrap()
         .route("/api/hello", bff::prelude::get(|| async { "hello" }));

@@ -205,7 +205,7 @@ endpoints = ["${REVIEWS_ADDR}"]
             .with_value(&["services", name, "discovery"], serde_json::Value::Null);
     }
     let c = loader.load(&source).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.bff.listen, "127.0.0.1:0");
+    assert_eq!(c.bff.listen.to_string(), "127.0.0.1:0");
     for name in ["users", "reviews"] {
         let endpoints: Vec<&str> = c.services[name]
             .endpoints
