@@ -7,6 +7,6 @@ mod plan;
 mod select;
 
 pub use self::{
-    plan::{DownstreamPath, Plan, PlanError, check_path_properties},
-    select::Selector,
+    plan::{DownstreamPath, Plan, PlanError, PlanProblem, check_path_properties},
+    select::{Selector, SelectorError},
 };

@@ -8,7 +8,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 use std::{
-    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -66,17 +65,24 @@ enum Shape {
     Fields(Vec<(String, Selector)>),
 }
 
-/// A route that cannot be compiled (only for configs that skipped validation).
-#[derive(Debug)]
-pub struct PlanError(pub String);
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A route that cannot be compiled (only for configs that skipped validation): the route, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("route {route}")]
+pub struct PlanError {
+    route: String,
+    #[source]
+    source: PlanProblem,
 }
 
-impl std::error::Error for PlanError {}
+/// What is wrong with a route that cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanProblem {
+    #[error("unknown service {0}")]
+    UnknownService(String),
+    #[error("unknown backend {0}")]
+    UnknownBackend(String),
+}
 
 /// A backend's downstream path being built from its template: literals as they are, placeholder values
 /// percent-encoded ([`COMPONENT`]), so that a value is always exactly one segment (or one query value).
@@ -306,12 +312,15 @@ impl From<MeshError> for Failure {
 
 impl Plan {
     pub fn compile(route: &RouteConfig, config: &Config) -> Result<Self, PlanError> {
-        let err = |m: String| PlanError(format!("route {} {}: {m}", route.method, route.path));
+        let err = |source: PlanProblem| PlanError {
+            route: format!("{} {}", route.method, route.path),
+            source,
+        };
         let index = |name: &str| route.backends.iter().position(|b| b.name == name);
         let mut backends = Vec::with_capacity(route.backends.len());
         for b in &route.backends {
             if !config.services.contains_key(&b.service) {
-                return Err(err(format!("unknown service {}", b.service)));
+                return Err(err(PlanProblem::UnknownService(b.service.clone())));
             }
             // The path, its placeholders' JSONPaths and the selectors were parsed at load.
             let mut path = Vec::new();
@@ -339,7 +348,7 @@ impl Plan {
             let deps = b
                 .depends_on
                 .iter()
-                .map(|d| index(d).ok_or_else(|| err(format!("unknown backend {d}"))))
+                .map(|d| index(d).ok_or_else(|| err(PlanProblem::UnknownBackend(d.clone()))))
                 .collect::<Result<_, _>>()?;
             backends.push(Backend {
                 name: b.name.as_str().into(),

@@ -12,6 +12,15 @@ use serde_json::Value;
 /// A singular path (names and indexes only, e.g. `$.profile`, `$.items[0].id`) gives that value or `null`,
 /// walked directly without the query engine; any other path (wildcards, filters, slices, `..`) gives the
 /// array of its matches (RFC 9535 through jsonpath-rust).
+/// A selector that is not valid JSONPath.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid JSONPath {path:?}")]
+pub struct SelectorError {
+    path: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Selector {
     Singular(Vec<Step>),
@@ -25,8 +34,11 @@ pub enum Step {
 }
 
 impl Selector {
-    pub fn parse(path: &str) -> Result<Self, String> {
-        let query = parse_json_path(path).map_err(|e| format!("invalid JSONPath {path:?}: {e}"))?;
+    pub fn parse(path: &str) -> Result<Self, SelectorError> {
+        let query = parse_json_path(path).map_err(|e| SelectorError {
+            path: path.to_string(),
+            source: Box::new(e),
+        })?;
         Ok(Self::compile(query))
     }
 

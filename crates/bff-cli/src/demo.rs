@@ -35,9 +35,11 @@ pub(crate) async fn run(addrs: Addrs) -> ExitCode {
                 .load_str(&text, Format::Toml)?
                 .into_config();
             let addr = |a: &str| {
-                a.parse().map_err(|_| {
-                    bff::StartError::Build(format!("{a:?} is not an address like 127.0.0.1:8080"))
-                })
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|e| bff::StartError::Build {
+                        what: Some(format!("{a:?} is not an address like 127.0.0.1:8080")),
+                        source: Box::new(e),
+                    })
             };
             config.bff.listen = addr(&listen)?;
             config.bff.admin_listen = addr(&admin)?;

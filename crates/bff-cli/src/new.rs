@@ -310,22 +310,29 @@ pub(crate) fn check_name(name: &str) -> Result<(), Refused> {
     Ok(())
 }
 
+/// A template that cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RenderError {
+    #[error("a `{{{{` without its `}}}}`")]
+    Unclosed,
+    #[error("unknown placeholder `{0}`")]
+    Unknown(String),
+}
+
 /// Replaces each `{{ name }}` by its value; any other `{{...}}` is an error, so a template never ships a
 /// placeholder that cargo-generate and `bff new` would render differently.
-pub(crate) fn render(text: &str, vars: &[(&str, &str)]) -> Result<String, String> {
+pub(crate) fn render(text: &str, vars: &[(&str, &str)]) -> Result<String, RenderError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "a `{{` without its `}}`".to_string())?;
+        let end = after.find("}}").ok_or(RenderError::Unclosed)?;
         let key = after[..end].trim();
         let (_, value) = vars
             .iter()
             .find(|(k, _)| *k == key)
-            .ok_or_else(|| format!("unknown placeholder `{key}`"))?;
+            .ok_or_else(|| RenderError::Unknown(key.to_string()))?;
         out.push_str(value);
         rest = &after[end + 2..];
     }
@@ -362,6 +369,7 @@ mod tests {
         assert!(
             render("{{authors}}", &vars)
                 .unwrap_err()
+                .to_string()
                 .contains("authors")
         );
         assert!(render("x {{project-name", &vars).is_err());

@@ -4,10 +4,13 @@
 use crate::{ConfigError, ConfigErrors};
 use std::{collections::HashMap, path::Path};
 
+/// Environment variables by name.
+type Vars = HashMap<String, String>;
+
 /// Reads `KEY=VALUE` lines (`#` comments, blank lines and a leading `export ` allowed; a value in matching
 /// single or double quotes is taken without them, as written) on top of the process's environment: the
 /// file's values win. Every malformed line is an error naming the file and line.
-pub fn env_with_file(path: &Path) -> Result<HashMap<String, String>, ConfigErrors> {
+pub fn env_with_file(path: &Path) -> Result<Vars, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.display().to_string(),

@@ -45,7 +45,7 @@ impl Feature {
     }
 
     /// `Ok` when compiled in, else the error that says how to get it.
-    pub fn require(self, what: &str) -> Result<(), String> {
+    pub fn require(self, what: &str) -> Result<(), FeatureMissing> {
         if self.enabled() {
             Ok(())
         } else {
@@ -54,12 +54,62 @@ impl Feature {
     }
 
     /// The error for a config that needs this feature where it is not compiled in.
-    pub fn missing(self, what: &str) -> String {
-        let name = self.name();
-        format!(
-            "{what} needs the `{name}` feature of bff, which this binary was built without: \
-             in Cargo.toml, bff = {{ ..., features = [\"{name}\"] }} (the `bff` command has every feature)"
-        )
+    pub fn missing(self, what: &str) -> FeatureMissing {
+        FeatureMissing {
+            feature: self,
+            what: what.to_string(),
+        }
+    }
+}
+
+/// A config needs a part of the framework (a cargo feature) that this binary was built without. Its
+/// message says what needs it and how to enable it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} needs the `{name}` feature of bff, which this binary was built without: \
+     in Cargo.toml, bff = {{ ..., features = [\"{name}\"] }} (the `bff` command has every feature)",
+    name = feature.name()
+)]
+pub struct FeatureMissing {
+    feature: Feature,
+    what: String,
+}
+
+impl FeatureMissing {
+    /// The feature to enable.
+    pub fn feature(&self) -> Feature {
+        self.feature
+    }
+}
+
+/// The validator's messages are text: a missing feature is one of them.
+impl From<FeatureMissing> for String {
+    fn from(e: FeatureMissing) -> Self {
+        e.to_string()
+    }
+}
+
+/// A value of the config that cannot be used, and why, said to the person who wrote it (the validator
+/// adds the file, line and key).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+impl From<String> for InvalidValue {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
+impl From<&str> for InvalidValue {
+    fn from(why: &str) -> Self {
+        Self(why.to_string())
+    }
+}
+
+impl From<FeatureMissing> for InvalidValue {
+    fn from(e: FeatureMissing) -> Self {
+        Self(e.to_string())
     }
 }
 
@@ -73,7 +123,7 @@ impl crate::AuthKind {
 
     /// `Ok` when this binary can enforce it, else the error naming the feature (`auth = "jwt"` without
     /// `jwt`).
-    pub fn require_compiled(self) -> Result<(), String> {
+    pub fn require_compiled(self) -> Result<(), FeatureMissing> {
         match self {
             Self::Jwt => Feature::Jwt.require(Self::JWT_NEEDS),
             Self::None | Self::ApiKey => Ok(()),
@@ -87,12 +137,12 @@ impl crate::JwtConfig {
     pub const HTTPS_NEEDS: &str = "an https:// jwks_url";
 
     /// `Ok` when this binary verifies JWTs, else the error naming the `jwt` feature.
-    pub fn require_compiled(&self) -> Result<(), String> {
+    pub fn require_compiled(&self) -> Result<(), FeatureMissing> {
         Feature::Jwt.require(Self::NEEDS)
     }
 
     /// `Ok` unless `jwks_url` is `https://` in a binary without the `tls` feature.
-    pub fn require_compiled_jwks_url(&self) -> Result<(), String> {
+    pub fn require_compiled_jwks_url(&self) -> Result<(), FeatureMissing> {
         match &self.jwks_url {
             Some(url) if url.is_https() => Feature::Tls.require(Self::HTTPS_NEEDS),
             _ => Ok(()),
@@ -104,7 +154,7 @@ impl crate::ListenerTlsConfig {
     pub const NEEDS: &str = "TLS on the public listener ([bff.tls])";
 
     /// `Ok` when this binary has TLS (the `tls` feature), else the error naming it.
-    pub fn require_compiled(&self) -> Result<(), String> {
+    pub fn require_compiled(&self) -> Result<(), FeatureMissing> {
         Feature::Tls.require(Self::NEEDS)
     }
 }
@@ -113,7 +163,7 @@ impl crate::TlsConfig {
     pub const NEEDS: &str = "mTLS to a service ([services.NAME.tls])";
 
     /// `Ok` when this binary has TLS (the `tls` feature), else the error naming it.
-    pub fn require_compiled(&self) -> Result<(), String> {
+    pub fn require_compiled(&self) -> Result<(), FeatureMissing> {
         Feature::Tls.require(Self::NEEDS)
     }
 }
@@ -124,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_missing_feature_names_itself_and_how_to_enable_it() {
-        let m = Feature::Etcd.missing("etcd:// discovery");
+        let m = Feature::Etcd.missing("etcd:// discovery").to_string();
         assert!(
             m.starts_with("etcd:// discovery needs the `etcd` feature of bff"),
             "{m}"

@@ -57,7 +57,7 @@ pub use self::json_schema::config_schema;
 pub use self::{
     discovery::DiscoveryUrl,
     env_file::env_with_file,
-    features::Feature,
+    features::{Feature, FeatureMissing, InvalidValue},
     load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
     net::{Cidr, CorsOrigin, HostPort, HttpUrl, OtlpEndpoint, RedisUrl, canonical_ip},
     redact::{REDACTED, redact_url},

@@ -50,7 +50,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
     if let Some(tls) = &b.tls
         && let Err(m) = tls.require_compiled()
     {
-        err("bff.tls".into(), m);
+        err("bff.tls".into(), m.to_string());
     }
     if b.shutdown_grace.get().is_zero() {
         err("bff.shutdown_grace".into(), "must be greater than 0".into());
@@ -101,7 +101,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
     }
     if let Some(jwt) = &e.auth.jwt {
         if let Err(m) = jwt.require_compiled() {
-            err("edge.auth.jwt".into(), m);
+            err("edge.auth.jwt".into(), m.to_string());
         }
         if jwt.algorithms.iter().any(|a| a.is_hmac()) && jwt.secret.is_none() {
             err(
@@ -110,7 +110,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
             );
         }
         if let Err(m) = jwt.require_compiled_jwks_url() {
-            err("edge.auth.jwt.jwks_url".into(), m);
+            err("edge.auth.jwt.jwks_url".into(), m.to_string());
         }
         if jwt.jwks_file.is_none() && jwt.jwks_url.is_none() {
             err("edge.auth.jwt".into(), "needs jwks_file or jwks_url".into());
@@ -125,7 +125,7 @@ pub(crate) fn validate(config: &Config) -> Errors {
         if let Some(tls) = &svc.tls
             && let Err(m) = tls.require_compiled()
         {
-            err(key("tls"), m);
+            err(key("tls"), m.to_string());
         }
         if !is_name(name) {
             err(
@@ -278,7 +278,7 @@ fn validate_route(
     match route.auth {
         crate::AuthKind::Jwt => {
             if let Err(m) = route.auth.require_compiled() {
-                err(key("auth"), m);
+                err(key("auth"), m.to_string());
             } else if config.edge.auth.jwt.is_none() {
                 err(key("auth"), "auth = \"jwt\" needs [edge.auth.jwt]".into());
             }
@@ -490,7 +490,10 @@ path = "/b"
             assert!(e.message.contains("needs the `jwt` feature of bff"), "{e}");
             assert!(e.message.contains(r#"features = ["jwt"]"#), "{e}");
         }
-        let route = crate::AuthKind::Jwt.require_compiled().unwrap_err();
+        let route = crate::AuthKind::Jwt
+            .require_compiled()
+            .unwrap_err()
+            .to_string();
         assert_eq!(route, errs.0[1].message);
         assert!(
             route.starts_with("auth = \"jwt\" needs the `jwt` feature"),

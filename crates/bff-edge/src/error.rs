@@ -3,7 +3,7 @@ use bff_mesh::MeshError;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 /// `Result<T, BffError>`: what handlers return.
 pub type Result<T, E = BffError> = std::result::Result<T, E>;
@@ -12,13 +12,16 @@ pub type Result<T, E = BffError> = std::result::Result<T, E>;
 /// `{"error": {"code": "...", "message": "...", "request_id": "..."}}`.
 ///
 /// Downstream failures convert with `?` ([`From<MeshError>`]): a timeout becomes 504, a service without
-/// endpoints 503, any other failure 502. No downstream address or body ever reaches the client.
+/// endpoints 503, any other failure 502. No downstream address or body ever reaches the client: the
+/// failure is kept as the error's [`source`](std::error::Error::source), and the edge logs it (with its
+/// causes) when it answers a 5xx.
 #[derive(Clone, Debug)]
 pub struct BffError {
     status: StatusCode,
     code: Cow<'static, str>,
     message: Cow<'static, str>,
     retry_after: Option<u64>,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl BffError {
@@ -32,7 +35,15 @@ impl BffError {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            cause: None,
         }
+    }
+
+    /// This error, caused by `cause`: logged with the response, never sent to the client.
+    #[must_use]
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
     }
 
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
@@ -151,12 +162,17 @@ impl std::fmt::Display for BffError {
     }
 }
 
-impl std::error::Error for BffError {}
+impl std::error::Error for BffError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<MeshError> for BffError {
     fn from(e: MeshError) -> Self {
         let kind = e.kind();
-        tracing::debug!(error = %e, "downstream call failed");
         let code = match kind.http_status() {
             StatusCode::GATEWAY_TIMEOUT if kind == bff_mesh::ErrorKind::Timeout => {
                 "upstream_timeout"
@@ -166,7 +182,7 @@ impl From<MeshError> for BffError {
             StatusCode::BAD_GATEWAY => "upstream_failed",
             _ => "internal",
         };
-        Self::new(kind.http_status(), code, e.public_message())
+        Self::new(kind.http_status(), code, e.public_message()).with_source(e)
     }
 }
 
@@ -215,6 +231,8 @@ mod tests {
                 MeshError::new(kind, "users", "10.0.0.7:8080 said: secret stack").into();
             assert_eq!(e.status().as_u16(), status, "{kind:?}");
             assert_eq!(e.code(), code, "{kind:?}");
+            let cause = std::error::Error::source(&e).expect("the mesh error is kept");
+            assert!(cause.to_string().contains("secret stack"), "{cause}");
             let body = String::from_utf8(e.body(None).to_vec()).unwrap();
             assert!(
                 !body.contains("10.0.0.7") && !body.contains("secret"),

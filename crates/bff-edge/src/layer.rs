@@ -496,6 +496,9 @@ fn finish(mut res: Response, rid: &HeaderValue, cors: Option<HeaderMap>) -> Resp
         (res.status() == http::StatusCode::PAYLOAD_TOO_LARGE).then(BffError::payload_too_large)
     });
     if let Some(err) = err {
+        if err.status().is_server_error() && std::error::Error::source(&err).is_some() {
+            log_failure(&err, rid);
+        }
         res.headers_mut().remove(header::CONTENT_LENGTH);
         res.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -519,6 +522,20 @@ fn finish(mut res: Response, rid: &HeaderValue, cors: Option<HeaderMap>) -> Resp
         }
     }
     res
+}
+
+/// A 5xx the BFF answers for a failure below it, logged with its cause (the downstream failure and the
+/// error under that: refused connection, TLS alert, reset); the client's body says none of that. Its own
+/// refusals (load shedding, the deadline) have no cause and are not logged here: counted instead.
+#[cold]
+#[inline(never)]
+fn log_failure(err: &BffError, rid: &HeaderValue) {
+    tracing::warn!(
+        request_id = rid.to_str().unwrap_or_default(),
+        status = err.status().as_u16(),
+        error = %bff_telemetry::ErrorChain(err),
+        "request failed"
+    );
 }
 
 #[cfg(test)]

@@ -23,5 +23,5 @@ pub use self::{
     error::{BffError, Result},
     layer::{Edge, EdgeLayer, EdgePolicy},
     policy::{Gate, PartialBackends, Policy, PolicyLayer, PolicyService, RoutePolicy},
-    rate_limit::{LocalStore, RateLimitStore, RateLimitStores, RateLimiter},
+    rate_limit::{LocalStore, RateLimitError, RateLimitStore, RateLimitStores, RateLimiter},
 };

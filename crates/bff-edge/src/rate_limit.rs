@@ -134,7 +134,7 @@ impl RateLimitStores {
     }
 
     /// The store of a limit: shared when the config names one, else in this process.
-    fn store(&self, cfg: &RateLimitConfig) -> Result<Arc<dyn RateLimitStore>, String> {
+    fn store(&self, cfg: &RateLimitConfig) -> Result<Arc<dyn RateLimitStore>, RateLimitError> {
         let Some(url) = &cfg.store else {
             return Ok(Arc::new(LocalStore::new(cfg.per_second, cfg.burst)));
         };
@@ -146,7 +146,7 @@ impl RateLimitStores {
         &self,
         url: &RedisUrl,
         cfg: &RateLimitConfig,
-    ) -> Result<Arc<dyn RateLimitStore>, String> {
+    ) -> Result<Arc<dyn RateLimitStore>, RateLimitError> {
         let server = {
             let mut servers = self.redis.lock().unwrap_or_else(|e| e.into_inner());
             match servers.get(url.expose()) {
@@ -172,9 +172,28 @@ impl RateLimitStores {
         &self,
         _url: &RedisUrl,
         _cfg: &RateLimitConfig,
-    ) -> Result<Arc<dyn RateLimitStore>, String> {
-        Err(bff_config::Feature::Redis.missing("a rate limit `store`"))
+    ) -> Result<Arc<dyn RateLimitStore>, RateLimitError> {
+        Err(bff_config::Feature::Redis
+            .missing("a rate limit `store`")
+            .into())
     }
+}
+
+/// A rate limit whose store cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateLimitError {
+    /// The Redis client refused the store's URL (shown without its credentials).
+    #[cfg(feature = "redis")]
+    #[error("rate limit store {store}")]
+    Store {
+        store: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A `store` in a binary without the `redis` feature.
+    #[error(transparent)]
+    Feature(#[from] bff_config::FeatureMissing),
 }
 
 /// What a bucket is keyed on: the config's own type ([`RateLimitKey`]), parsed once at load (an unknown
@@ -219,7 +238,7 @@ impl RateLimiter {
         cfg: &RateLimitConfig,
         scope: &str,
         stores: &RateLimitStores,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RateLimitError> {
         Self::with_store(cfg, scope, stores.store(cfg)?)
     }
 
@@ -229,7 +248,7 @@ impl RateLimiter {
         cfg: &RateLimitConfig,
         scope: &str,
         store: Arc<dyn RateLimitStore>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RateLimitError> {
         Ok(Self {
             key: cfg.key.clone(),
             store,
@@ -386,6 +405,7 @@ mod tests {
     }
 
     #[test]
+
     fn idle_keys_are_evicted() {
         let s = LocalStore::new(1_000_000, 1);
         for i in 0..SWEEP_EVERY * 2 {

@@ -55,7 +55,7 @@ pub(crate) enum Discovery {
 impl Discovery {
     /// The source of a `discovery` URL the config parsed (a `file://` path already resolved against the
     /// config file's folder by the loader).
-    pub(crate) fn new(url: DiscoveryUrl) -> Result<Self, String> {
+    pub(crate) fn new(url: DiscoveryUrl) -> Result<Self, bff_config::InvalidValue> {
         Ok(match url {
             DiscoveryUrl::File(path) => Self::File(PathBuf::from(path)),
             #[cfg(feature = "dns")]
@@ -75,7 +75,9 @@ impl Discovery {
             #[cfg(feature = "etcd")]
             DiscoveryUrl::Etcd { endpoints, prefix } => Self::Etcd { endpoints, prefix },
             #[allow(unreachable_patterns)]
-            other => return Err(format!("{other:?}: this build cannot discover with it")),
+            other => {
+                return Err(format!("{other:?}: this build cannot discover with it").into());
+            }
         })
     }
 
@@ -104,14 +106,19 @@ async fn watch_file(path: PathBuf, service: Arc<Service>) {
         let result = match read {
             Ok(bytes) if last.as_ref() == Some(&bytes) => continue,
             Ok(bytes) => parse_endpoints(&bytes).map(|eps| (bytes, eps)),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(DiscoveryError::Read(path.clone(), e)),
         };
-        match result.and_then(|(bytes, eps)| service.set_endpoints(&eps).map(|()| bytes)) {
+        let applied = result.and_then(|(bytes, eps)| {
+            service.set_endpoints(&eps)?;
+            Ok(bytes)
+        });
+        match applied {
             Ok(bytes) => {
                 last = Some(bytes);
                 last_error = None;
             }
             Err(e) => {
+                let e = bff_telemetry::ErrorChain(&e).to_string();
                 if last_error.as_ref() != Some(&e) {
                     tracing::error!(service = %service.name(), error = %e, "discovery file refused; keeping the last good endpoints");
                     last_error = Some(e);
@@ -122,30 +129,54 @@ async fn watch_file(path: PathBuf, service: Arc<Service>) {
 }
 
 /// `["10.0.0.1:80", {"address": "10.0.0.2:80", "weight": 2, "zone": "a"}]`.
-pub(crate) fn parse_endpoints(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    let items = v.as_array().ok_or("expected a JSON array of endpoints")?;
+pub(crate) fn parse_endpoints(bytes: &[u8]) -> Result<Vec<String>, DiscoveryError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(DiscoveryError::NotJson)?;
+    let items = v
+        .as_array()
+        .ok_or(DiscoveryError::Shape("expected a JSON array of endpoints"))?;
     items.iter().map(endpoint_of).collect()
 }
 
+/// Endpoints that discovery found and cannot use.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiscoveryError {
+    #[error("cannot read {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("{0}")]
+    Shape(&'static str),
+    #[error("{0:?} is not host:port")]
+    NotHostPort(String),
+    #[error(transparent)]
+    Service(#[from] crate::ServiceError),
+}
+
 /// One endpoint: `"host:port"` or `{"address": "host:port", ...}`.
-fn endpoint_of(item: &serde_json::Value) -> Result<String, String> {
+fn endpoint_of(item: &serde_json::Value) -> Result<String, DiscoveryError> {
     let addr = match item {
         serde_json::Value::String(s) => s.as_str(),
-        serde_json::Value::Object(o) => o
-            .get("address")
-            .and_then(|a| a.as_str())
-            .ok_or("an endpoint object needs \"address\"")?,
-        _ => return Err("an endpoint is \"host:port\" or an object".to_string()),
+        serde_json::Value::Object(o) => {
+            o.get("address")
+                .and_then(|a| a.as_str())
+                .ok_or(DiscoveryError::Shape(
+                    "an endpoint object needs \"address\"",
+                ))?
+        }
+        _ => {
+            return Err(DiscoveryError::Shape(
+                "an endpoint is \"host:port\" or an object",
+            ));
+        }
     };
     check_host_port(addr)
 }
 
 /// A discovered `host:port`, checked by the parser of the config's `endpoints`.
-fn check_host_port(addr: &str) -> Result<String, String> {
+fn check_host_port(addr: &str) -> Result<String, DiscoveryError> {
     addr.parse::<bff_config::HostPort>()
         .map(|_| addr.to_string())
+        .map_err(|_| DiscoveryError::NotHostPort(addr.to_string()))
 }
 
 /// Logs the first failure of an outage and the recovery, not every retry in between.
@@ -203,8 +234,8 @@ mod tests {
     }
 
     /// The mesh takes the config's parsed URL as it is: no second parser.
-    fn parse(url: &str) -> Result<Discovery, String> {
-        Discovery::new(url.parse()?)
+    fn parse(url: &str) -> Result<Discovery, bff_config::InvalidValue> {
+        Discovery::new(url.parse::<DiscoveryUrl>()?)
     }
 
     #[test]

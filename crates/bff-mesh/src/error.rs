@@ -59,23 +59,55 @@ impl ErrorKind {
         }
     }
 
-    /// Whether the downstream may succeed on another attempt (the request may not have been processed, or
-    /// the failure is transient).
-    pub fn is_transient(self) -> bool {
+    /// Whether another attempt may succeed where this one failed: the request may not have reached the
+    /// service (connect error), or the failure says nothing about the request itself (reset, timeout).
+    ///
+    /// The one rule of the call path: a retry policy retries these kinds when its `on` lists them, and
+    /// the statuses it lists; nothing else is retried. A status is not retryable by kind (`on` decides
+    /// which), nor a failure before any attempt (no endpoint, circuit open, overloaded, deadline).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Connect | Self::Reset | Self::Timeout)
+    }
+
+    /// Who caused a failure of this kind.
+    pub fn source(self) -> ErrorSource {
         match self {
-            Self::Connect | Self::Reset | Self::Timeout | Self::NoEndpoint => true,
-            Self::Status(s) => matches!(s.as_u16(), 502..=504),
-            _ => false,
+            Self::Connect | Self::Timeout | Self::Reset | Self::Status(_) | Self::Decode => {
+                ErrorSource::Downstream
+            }
+            Self::UnknownService | Self::InvalidRequest => ErrorSource::Caller,
+            Self::NoEndpoint | Self::CircuitOpen | Self::Overloaded | Self::Deadline => {
+                ErrorSource::Mesh
+            }
         }
     }
 }
 
-/// A failed downstream call: its kind, the service, and a message for logs (never sent to clients).
+/// Who caused a failed call (pingora's `ErrorSource`, in the mesh's terms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The called service, or the network to it (pingora's `Upstream`).
+    Downstream,
+    /// The handler's request: an unknown service, a path or body that could not be built (pingora's
+    /// `Downstream`, the side that asked).
+    Caller,
+    /// The mesh's own policies: no endpoint, the breaker, `max_in_flight`, the deadline (pingora's
+    /// `Internal`).
+    Mesh,
+}
+
+/// The cause below a [`MeshError`]: hyper's, rustls's or an I/O error, kept whole.
+pub(crate) type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failed downstream call: its kind (with its [`ErrorSource`] and whether a retry may help), the
+/// service, what the mesh was doing and the error below it (its [`source`](std::error::Error::source)).
+/// None of it is sent to clients: [`MeshError::public_message`] is.
 #[derive(Clone, Debug)]
 pub struct MeshError {
     kind: ErrorKind,
     service: Arc<str>,
     detail: Arc<str>,
+    cause: Option<Cause>,
 }
 
 impl MeshError {
@@ -84,11 +116,34 @@ impl MeshError {
             kind,
             service: service.into(),
             detail: detail.to_string().into(),
+            cause: None,
         }
+    }
+
+    /// This error, caused by `cause` (kept as its [`source`](std::error::Error::source)).
+    #[must_use]
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
+    }
+
+    pub(crate) fn with_cause(mut self, cause: Option<Cause>) -> Self {
+        self.cause = cause;
+        self
     }
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Who caused it: the service, the caller or the mesh.
+    pub fn error_source(&self) -> ErrorSource {
+        self.kind.source()
+    }
+
+    /// Whether another attempt may succeed ([`ErrorKind::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
     }
 
     pub fn service(&self) -> &str {
@@ -134,4 +189,84 @@ impl fmt::Display for MeshError {
     }
 }
 
-impl std::error::Error for MeshError {}
+impl std::error::Error for MeshError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_the_source_and_not_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt message");
+        let e = MeshError::new(ErrorKind::Connect, "users", "tls handshake").with_source(io);
+        assert_eq!(e.to_string(), "connect_error calling users: tls handshake");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), "corrupt message");
+        assert!(!e.public_message().contains("corrupt"));
+    }
+
+    #[test]
+    fn retryable_kinds_and_who_caused_them() {
+        assert!(ErrorKind::Connect.is_retryable());
+        assert!(ErrorKind::Reset.is_retryable());
+        assert!(ErrorKind::Timeout.is_retryable());
+        for k in [
+            ErrorKind::Deadline,
+            ErrorKind::NoEndpoint,
+            ErrorKind::CircuitOpen,
+            ErrorKind::Status(StatusCode::BAD_GATEWAY),
+            ErrorKind::Decode,
+            ErrorKind::InvalidRequest,
+        ] {
+            assert!(!k.is_retryable(), "{k:?}");
+        }
+        assert_eq!(ErrorKind::Connect.source(), ErrorSource::Downstream);
+        assert_eq!(ErrorKind::UnknownService.source(), ErrorSource::Caller);
+        assert_eq!(ErrorKind::CircuitOpen.source(), ErrorSource::Mesh);
+    }
+}
+
+/// The services of a config could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshBuildError {
+    /// One service could not be built.
+    #[error("service {service}")]
+    Service {
+        service: String,
+        #[source]
+        source: ServiceError,
+    },
+}
+
+/// A service's config, or a new set of its endpoints, that the mesh cannot use.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// An endpoint is not `host:port`.
+    #[error("endpoint {addr:?}")]
+    Endpoint {
+        addr: String,
+        #[source]
+        source: bff_config::InvalidValue,
+    },
+    /// Its config needs a part of the framework this binary was built without.
+    #[error(transparent)]
+    Feature(#[from] bff_config::FeatureMissing),
+    /// Its `[services.NAME.tls]` files could not be used.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Its `discovery` URL.
+    #[error("discovery")]
+    Discovery(#[source] bff_config::InvalidValue),
+    /// [`crate::Mesh::resolve_with`] named a service that is not configured.
+    #[error("no service {0:?}")]
+    Unknown(String),
+}

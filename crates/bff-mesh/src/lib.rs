@@ -35,18 +35,21 @@ pub(crate) fn service_config(extra: &str) -> bff_config::ServiceConfig {
     config.services["s"].clone()
 }
 
+#[cfg(feature = "tls")]
+pub use self::tls::TlsError;
+
 #[doc(hidden)]
 pub use self::path::{__check_template, check_properties as check_path_properties};
 pub use self::{
     breaker::BreakerState,
     context::{CallContext, CallStats, DEADLINE_HEADER},
-    error::{ErrorKind, MeshError},
+    error::{ErrorKind, ErrorSource, MeshBuildError, MeshError, ServiceError},
     extract::MeshRejection,
     headers::{
         check_forwarding_properties, forward_client_headers, is_hop_by_hop, is_never_forwarded,
         may_forward, strip_hop_by_hop,
     },
-    mesh::{HealthChecks, Mesh, MeshBuildError},
+    mesh::{HealthChecks, Mesh},
     path::{DownstreamPath, IntoPath, PathError, VALUE as PATH_VALUE, encode_value},
     request::{RequestBuilder, Response},
     resolve::{Resolve, Update},

@@ -1,4 +1,4 @@
-use crate::{CallContext, Service, ServiceClient, ServiceSnapshot};
+use crate::{CallContext, MeshBuildError, Service, ServiceClient, ServiceSnapshot};
 use bff_config::Config;
 use bff_telemetry::Metrics;
 use std::{collections::HashMap, fmt, sync::Arc};
@@ -22,18 +22,6 @@ pub struct Mesh {
     ctx: Arc<CallContext>,
     metrics: Arc<Metrics>,
 }
-
-/// The services of a config could not be built.
-#[derive(Debug)]
-pub struct MeshBuildError(pub String);
-
-impl fmt::Display for MeshBuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for MeshBuildError {}
 
 impl Mesh {
     /// Builds every `[services.*]` of a validated config. Calls made through it have no request context
@@ -65,8 +53,12 @@ impl Mesh {
             let svc = match kept {
                 Some(s) => s,
                 None => Arc::new(
-                    Service::new(name, cfg, user_agent.clone(), metrics.service(name))
-                        .map_err(MeshBuildError)?,
+                    Service::new(name, cfg, user_agent.clone(), metrics.service(name)).map_err(
+                        |source| MeshBuildError::Service {
+                            service: name.clone(),
+                            source,
+                        },
+                    )?,
                 ),
             };
             services.insert(name.clone(), svc);

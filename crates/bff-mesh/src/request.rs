@@ -1,8 +1,9 @@
 use crate::{
     CallContext, DEADLINE_HEADER, ErrorKind, MeshError, Service, ServiceClient,
     breaker::Permit,
-    classify::Failure,
+    classify::is_failure_status,
     endpoint::{Endpoint, EndpointSet},
+    error::Cause,
     headers::strip_hop_by_hop,
     hedge::Hedge,
     service::HashKey,
@@ -266,7 +267,7 @@ impl Prepared {
         let service = &*self.service;
         let retryable = match outcome {
             Ok(res) => r.retries_status(res.status.as_u16()),
-            Err((kind, _)) => Failure::of_error(*kind).is_some_and(|f| r.retries(f)),
+            Err(failed) => r.retries_error(failed.kind),
         };
         if !retryable || attempt >= max_attempts {
             return None;
@@ -367,7 +368,7 @@ impl Prepared {
                 (Some(wait), outcome) => {
                     reason = Some(match &outcome {
                         Ok(_) => "upstream_status",
-                        Err((kind, _)) => kind.code(),
+                        Err(failed) => failed.kind.code(),
                     });
                     service.retries.fetch_add(1, Ordering::Relaxed);
                     service.metrics.retries.fetch_add(1, Ordering::Relaxed);
@@ -375,17 +376,50 @@ impl Prepared {
                     tokio::time::sleep(wait).await;
                 }
                 (None, Ok(res)) => return Ok(res),
-                (None, Err((kind, detail))) => {
+                (None, Err(failed)) => {
                     let addr = &set.list[i].addr;
-                    return Err(self.fail(kind, format_args!("{detail} ({addr})")));
+                    return Err(self
+                        .fail(failed.kind, format_args!("{} ({addr})", failed.detail))
+                        .with_cause(failed.cause));
                 }
             }
         }
     }
 }
 
-/// Why an attempt failed, and the detail.
-type Failed = (ErrorKind, String);
+/// Why an attempt failed: its kind, what the mesh was doing, and the error below (hyper's, rustls's, I/O),
+/// kept whole as the [`MeshError`]'s source.
+#[derive(Debug)]
+struct Failed {
+    kind: ErrorKind,
+    detail: std::borrow::Cow<'static, str>,
+    cause: Option<Cause>,
+}
+
+impl Failed {
+    #[cold]
+    fn new(kind: ErrorKind, detail: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            cause: None,
+        }
+    }
+
+    #[cold]
+    fn caused_by(
+        kind: ErrorKind,
+        detail: &'static str,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+}
+
 type Outcome = Result<Response, Failed>;
 
 /// The time an attempt may take: the service's timeout (or the request's shorter one), capped by what is
@@ -579,7 +613,7 @@ impl Call<'_> {
             .authority(endpoint.authority.clone())
             .path_and_query(self.call.pq.clone())
             .build()
-            .map_err(|e| (ErrorKind::InvalidRequest, e.to_string()))?;
+            .map_err(|e| Failed::caused_by(ErrorKind::InvalidRequest, "building the uri", e))?;
         let (headers, span_id) = self.headers(start);
         let mut req = Request::new(Full::new(self.call.body.clone()));
         *req.method_mut() = self.call.method.clone();
@@ -657,7 +691,7 @@ impl Call<'_> {
                 "http.response.status_code",
                 i64::from(res.status.as_u16()).into(),
             )),
-            Err((kind, _)) => attributes.push(("error.type", kind.code().into())),
+            Err(failed) => attributes.push(("error.type", failed.kind.code().into())),
         }
         tracer.record(bff_telemetry::Span {
             trace_id: self.call.ctx.trace.trace_id,
@@ -694,12 +728,12 @@ fn decimal(mut n: u64) -> HeaderValue {
 #[inline(never)]
 fn timed_out(budget: Budget) -> Failed {
     if budget.capped {
-        (
+        Failed::new(
             ErrorKind::Deadline,
             format!("deadline reached after {:?}", budget.time),
         )
     } else {
-        (
+        Failed::new(
             ErrorKind::Timeout,
             format!("no response within {:?}", budget.time),
         )
@@ -708,18 +742,22 @@ fn timed_out(budget: Budget) -> Failed {
 
 /// One request and response on the wire: the head, then the body read whole (at most `max` bytes).
 async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Outcome {
-    let res = res.await.map_err(|e| classify(&e))?;
+    let res = res.await.map_err(classify)?;
     let (parts, body) = res.into_parts();
     let body = Limited::new(body, max).collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>()
             .is_some()
         {
-            (
+            Failed::new(
                 ErrorKind::Decode,
                 format!("response larger than {max} bytes"),
             )
         } else {
-            (ErrorKind::Reset, format!("reading the body: {e}"))
+            Failed {
+                kind: ErrorKind::Reset,
+                detail: "reading the body".into(),
+                cause: Some(Arc::from(e)),
+            }
         }
     })?;
     Ok(Response {
@@ -735,11 +773,13 @@ fn outcome_index(outcome: &Outcome) -> usize {
         Ok(res) if res.status.is_server_error() => 2,
         Ok(res) if res.status.is_client_error() => 1,
         Ok(_) => 0,
-        Err((ErrorKind::Connect, _)) => 3,
-        Err((ErrorKind::Timeout, _)) => 5,
-        Err((ErrorKind::Deadline, _)) => 6,
-        Err((ErrorKind::Decode, _)) => 7,
-        Err(_) => 4,
+        Err(f) => match f.kind {
+            ErrorKind::Connect => 3,
+            ErrorKind::Timeout => 5,
+            ErrorKind::Deadline => 6,
+            ErrorKind::Decode => 7,
+            _ => 4,
+        },
     }
 }
 
@@ -749,7 +789,7 @@ const FAST_FAIL: usize = 8;
 /// A failure of the endpoint: any error, or a 5xx.
 fn is_failure(outcome: &Outcome) -> bool {
     match outcome {
-        Ok(res) => Failure::of_status(res.status).is_some(),
+        Ok(res) => is_failure_status(res.status),
         Err(_) => true,
     }
 }
@@ -816,21 +856,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Which kind of failure a client error is.
-fn classify(e: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
+/// Which kind of failure a client error is; the error itself is kept as the cause (its chain carries
+/// the I/O, TLS or HTTP error that hyper-util's own message leaves out).
+#[cold]
+fn classify(e: hyper_util::client::legacy::Error) -> Failed {
     if e.is_connect() {
-        return (ErrorKind::Connect, format!("{e:?}"));
+        return Failed::caused_by(ErrorKind::Connect, "connecting", e);
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>()
             && (h.is_parse() || h.is_parse_status() || h.is_parse_too_large())
         {
-            return (ErrorKind::Decode, format!("malformed HTTP response: {h}"));
+            return Failed::caused_by(ErrorKind::Decode, "malformed HTTP response", e);
         }
         source = s.source();
     }
-    (ErrorKind::Reset, format!("{e:?}"))
+    Failed::caused_by(ErrorKind::Reset, "exchanging the request", e)
 }
 
 impl std::fmt::Debug for RequestBuilder {

@@ -30,7 +30,7 @@ pub trait Resolve: Send + 'static {
 
 impl Service {
     /// Applies one update to the current endpoint set.
-    pub fn apply(&self, update: Update) -> Result<(), String> {
+    pub fn apply(&self, update: Update) -> Result<(), crate::ServiceError> {
         let current: Vec<String> = self
             .endpoints()
             .list
@@ -66,16 +66,16 @@ impl Mesh {
         &self,
         service: &str,
         resolver: impl Resolve,
-    ) -> Result<JoinHandle<()>, String> {
+    ) -> Result<JoinHandle<()>, crate::ServiceError> {
         let svc: Arc<Service> = self
             .service_arc(service)
-            .ok_or_else(|| format!("no service {service:?}"))?;
+            .ok_or_else(|| crate::ServiceError::Unknown(service.to_string()))?;
         let (tx, mut rx) = mpsc::channel(64);
         let source = tokio::spawn(Box::new(resolver).resolve(tx));
         Ok(tokio::spawn(async move {
             while let Some(update) = rx.recv().await {
                 if let Err(e) = svc.apply(update) {
-                    tracing::error!(service = %svc.name(), error = %e, "endpoint update refused");
+                    tracing::error!(service = %svc.name(), error = %bff_telemetry::ErrorChain(&e), "endpoint update refused");
                 }
             }
             let _ = source.await;

@@ -1,6 +1,6 @@
 //! Retries: which failures, how long to wait, and a budget that keeps retries a bounded share of traffic.
 
-use crate::classify::Failure;
+use crate::ErrorKind;
 use bff_config::{RetryConfig, RetryOn};
 use http::Method;
 use std::{
@@ -86,14 +86,16 @@ impl RetryPolicy {
         }
     }
 
-    /// Whether this failed attempt is one the policy retries.
-    pub(crate) fn retries(&self, failure: Failure) -> bool {
-        match failure {
-            Failure::Connect => self.on_connect,
-            Failure::Reset => self.on_reset,
-            Failure::Timeout => self.on_timeout,
-            Failure::Status(s) => self.on_status.contains(&s),
-        }
+    /// Whether the policy retries an attempt that failed with `kind`: one that
+    /// [`ErrorKind::is_retryable`] says may succeed on another attempt, and that `on` lists.
+    pub(crate) fn retries_error(&self, kind: ErrorKind) -> bool {
+        kind.is_retryable()
+            && match kind {
+                ErrorKind::Connect => self.on_connect,
+                ErrorKind::Reset => self.on_reset,
+                ErrorKind::Timeout => self.on_timeout,
+                _ => false,
+            }
     }
 
     /// Whether a response with this status is retried (`on` may list 4xx such as 429 too).
@@ -291,11 +293,11 @@ mod tests {
     #[test]
     fn conditions_follow_on() {
         let p = policy(&["reset", "503"], None);
-        assert!(p.retries(Failure::Reset));
-        assert!(p.retries(Failure::Status(503)));
-        assert!(!p.retries(Failure::Status(500)));
-        assert!(!p.retries(Failure::Connect));
-        assert!(!p.retries(Failure::Timeout));
+        assert!(p.retries_error(ErrorKind::Reset));
+        assert!(p.retries_status(503));
+        assert!(!p.retries_status(500));
+        assert!(!p.retries_error(ErrorKind::Connect));
+        assert!(!p.retries_error(ErrorKind::Timeout));
         let p = policy(&["429"], None);
         assert!(p.retries_status(429));
         assert!(!p.retries_status(503));

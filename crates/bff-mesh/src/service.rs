@@ -1,7 +1,7 @@
 #[cfg(feature = "tls")]
 use crate::tls::TlsFiles;
 use crate::{
-    CallContext, IntoPath, RequestBuilder,
+    CallContext, IntoPath, RequestBuilder, ServiceError,
     balancer::Balancer,
     breaker::{BreakerState, CircuitBreaker},
     discover::Discovery,
@@ -102,19 +102,20 @@ impl Service {
         cfg: &ServiceConfig,
         user_agent: HeaderValue,
         metrics: Arc<bff_telemetry::ServiceMetrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ServiceError> {
         let endpoints = EndpointSet::build(&cfg.endpoints, None);
         #[cfg(feature = "tls")]
         let tls = cfg.tls.as_ref().map(TlsFiles::new);
         #[cfg(not(feature = "tls"))]
         let tls: Option<TlsFiles> = match cfg.tls {
             Some(_) => {
-                let e = bff_config::Feature::Tls.missing(bff_config::TlsConfig::NEEDS);
-                return Err(format!("service {name}: {e}"));
+                return Err(bff_config::Feature::Tls
+                    .missing(bff_config::TlsConfig::NEEDS)
+                    .into());
             }
             None => None,
         };
-        let client = build_client(cfg, tls.as_ref()).map_err(|e| format!("service {name}: {e}"))?;
+        let client = build_client(cfg, tls.as_ref())?;
         Ok(Self {
             name: name.into(),
             balancer: Balancer::new(cfg.load_balancer),
@@ -138,7 +139,7 @@ impl Service {
                 .clone()
                 .map(Discovery::new)
                 .transpose()
-                .map_err(|e| format!("service {name}: {e}"))?,
+                .map_err(ServiceError::Discovery)?,
             hash_key: cfg.hash_key.clone(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
@@ -172,11 +173,17 @@ impl Service {
     ///
     /// Discovered addresses are parsed by the config's own parser ([`bff_config::HostPort`]): what a discovery source
     /// may hand over is exactly what `endpoints` accepts.
-    pub fn set_endpoints(&self, addrs: &[String]) -> Result<(), String> {
+    pub fn set_endpoints(&self, addrs: &[String]) -> Result<(), ServiceError> {
         let current = self.endpoints();
         let parsed = addrs
             .iter()
-            .map(|a| a.parse::<bff_config::HostPort>())
+            .map(|a| {
+                a.parse::<bff_config::HostPort>()
+                    .map_err(|e| ServiceError::Endpoint {
+                        addr: a.clone(),
+                        source: bff_config::InvalidValue(e),
+                    })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let next = EndpointSet::build(&parsed, Some(&current));
         if next.list.len() != current.list.len()
@@ -324,7 +331,7 @@ impl Service {
 }
 
 /// The pooled client of a service: HTTP/1.1 keep-alive or h2c, or TLS with the service's certificates.
-fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClient, String> {
+fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClient, ServiceError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
@@ -348,7 +355,7 @@ fn tls_client(
     _: HttpConnector,
     _: &ServiceConfig,
     files: &TlsFiles,
-) -> Result<HttpClient, String> {
+) -> Result<HttpClient, ServiceError> {
     match *files {}
 }
 
@@ -359,7 +366,7 @@ fn tls_client(
     mut connector: HttpConnector,
     cfg: &ServiceConfig,
     files: &TlsFiles,
-) -> Result<HttpClient, String> {
+) -> Result<HttpClient, ServiceError> {
     connector.enforce_http(false);
     let b = HttpsConnectorBuilder::new()
         .with_tls_config(files.client_config()?)

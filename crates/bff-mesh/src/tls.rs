@@ -37,45 +37,87 @@ impl TlsFiles {
     }
 
     /// A rustls client config from the files as they are now.
-    pub(crate) fn client_config(&self) -> Result<ClientConfig, String> {
+    pub(crate) fn client_config(&self) -> Result<ClientConfig, TlsError> {
         let mut roots = RootCertStore::empty();
-        let cas = CertificateDer::pem_file_iter(&self.ca)
-            .map_err(|e| format!("tls.ca {}: {e}", self.ca.display()))?;
-        for ca in cas {
-            let ca = ca.map_err(|e| format!("tls.ca {}: {e}", self.ca.display()))?;
-            roots
-                .add(ca)
-                .map_err(|e| format!("tls.ca {}: {e}", self.ca.display()))?;
+        let ca = |source: Cause| TlsError::File {
+            key: "tls.ca",
+            path: self.ca.clone(),
+            source,
+        };
+        let cas = CertificateDer::pem_file_iter(&self.ca).map_err(|e| ca(Box::new(e)))?;
+        for cert in cas {
+            let cert = cert.map_err(|e| ca(Box::new(e)))?;
+            roots.add(cert).map_err(|e| ca(Box::new(e)))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsError::Versions)?
             .with_root_certificates(roots);
         let config = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => {
                 let chain = CertificateDer::pem_file_iter(cert)
                     .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("tls.key {}: {e}", key.display()))?;
+                    .map_err(|e| TlsError::File {
+                        key: "tls.cert",
+                        path: cert.clone(),
+                        source: Box::new(e),
+                    })?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+                    key: "tls.key",
+                    path: key.clone(),
+                    source: Box::new(e),
+                })?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("tls.cert/tls.key: {e}"))?
+                    .map_err(TlsError::Identity)?
             }
             (None, None) => builder.with_no_client_auth(),
-            _ => return Err("tls.cert and tls.key go together".into()),
+            _ => return Err(TlsError::Incomplete),
         };
         // ALPN is set by the connector from the service's protocol.
         Ok(config)
     }
 
-    pub(crate) fn server_name(&self) -> Result<Option<ServerName<'static>>, String> {
+    pub(crate) fn server_name(&self) -> Result<Option<ServerName<'static>>, TlsError> {
         self.server_name
             .as_ref()
             .map(|n| {
-                ServerName::try_from(n.clone()).map_err(|e| format!("tls.server_name {n:?}: {e}"))
+                ServerName::try_from(n.clone()).map_err(|source| TlsError::ServerName {
+                    name: n.clone(),
+                    source,
+                })
             })
             .transpose()
     }
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A service's `[services.NAME.tls]` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A certificate or key file that cannot be read or parsed.
+    #[error("{key} {}", path.display())]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
+    /// The client certificate and key do not go together.
+    #[error("tls.cert/tls.key")]
+    Identity(#[source] rustls::Error),
+    /// rustls refused its own safe defaults (a build without them).
+    #[error("tls protocol versions")]
+    Versions(#[source] rustls::Error),
+    #[error("tls.cert and tls.key go together")]
+    Incomplete,
+    #[error("tls.server_name {name:?}")]
+    ServerName {
+        name: String,
+        #[source]
+        source: rustls_pki_types::InvalidDnsNameError,
+    },
 }

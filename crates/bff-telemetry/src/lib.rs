@@ -3,12 +3,14 @@
 //! format.
 #![forbid(unsafe_code)]
 
+mod chain;
 pub mod metrics;
 pub mod otlp;
 mod request_id;
 mod trace;
 
 pub use self::{
+    chain::ErrorChain,
     metrics::{Metrics, RouteMetrics, ServiceMetrics},
     otlp::{Span, SpanKind, Tracer},
     request_id::{REQUEST_ID, request_id},

@@ -79,6 +79,15 @@ pub struct Tracer {
 const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 
+/// An `otlp_endpoint` the exporter cannot send to. The endpoint is not in the message: it may hold
+/// credentials (the caller names it, redacted).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TracerError {
+    #[error("only http:// is supported")]
+    Scheme,
+}
+
 impl Tracer {
     /// Starts the exporter task (call within a tokio runtime). `endpoint` is the collector's base URL,
     /// e.g. `http://127.0.0.1:4318`.
@@ -90,12 +99,12 @@ impl Tracer {
         service_name: &str,
         dropped: Arc<AtomicU64>,
         exported: Arc<AtomicU64>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TracerError> {
         let uri = traces.clone();
         // The endpoint is not repeated in errors: it may hold credentials (the caller names it,
         // redacted).
         if uri.scheme_str() != Some("http") {
-            return Err("otlp_endpoint: only http:// is supported".into());
+            return Err(TracerError::Scheme);
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let tracer = Self {
@@ -266,9 +275,19 @@ pub struct DecodedSpan {
     pub service: String,
 }
 
+/// An OTLP request that [`decode_request`] cannot read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("unsupported wire type {0}")]
+    WireType(u64),
+}
+
 /// Decodes an `ExportTraceServiceRequest` (the subset [`encode_request`] writes, and what any OTLP
 /// exporter writes for those fields); unknown fields are skipped.
-pub fn decode_request(buf: &[u8]) -> Result<Vec<DecodedSpan>, String> {
+pub fn decode_request(buf: &[u8]) -> Result<Vec<DecodedSpan>, DecodeError> {
     let mut spans = Vec::new();
     for (f, v) in fields(buf)? {
         if f != 1 {
@@ -304,7 +323,7 @@ pub fn decode_request(buf: &[u8]) -> Result<Vec<DecodedSpan>, String> {
     Ok(spans)
 }
 
-fn decode_span(buf: &[u8]) -> Result<DecodedSpan, String> {
+fn decode_span(buf: &[u8]) -> Result<DecodedSpan, DecodeError> {
     let mut s = DecodedSpan::default();
     for (f, v) in fields(buf)? {
         match f {
@@ -329,7 +348,7 @@ fn decode_span(buf: &[u8]) -> Result<DecodedSpan, String> {
     Ok(s)
 }
 
-fn decode_kv(buf: &[u8]) -> Result<(String, String), String> {
+fn decode_kv(buf: &[u8]) -> Result<(String, String), DecodeError> {
     let (mut k, mut val) = (String::new(), String::new());
     for (f, v) in fields(buf)? {
         match f {
@@ -356,34 +375,36 @@ enum Field<'a> {
 }
 
 impl<'a> Field<'a> {
-    fn bytes(&self) -> Result<&'a [u8], String> {
+    fn bytes(&self) -> Result<&'a [u8], DecodeError> {
         match self {
             Self::Bytes(b) => Ok(b),
-            Self::Int(_) => Err("expected a length-delimited field".into()),
+            Self::Int(_) => Err(DecodeError::Malformed("expected a length-delimited field")),
         }
     }
-    fn int(&self) -> Result<u64, String> {
+    fn int(&self) -> Result<u64, DecodeError> {
         match self {
             Self::Int(v) => Ok(*v),
-            Self::Bytes(_) => Err("expected a number".into()),
+            Self::Bytes(_) => Err(DecodeError::Malformed("expected a number")),
         }
     }
 }
 
-fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or("truncated varint")?;
+        let b = *buf
+            .get(*pos)
+            .ok_or(DecodeError::Malformed("truncated varint"))?;
         *pos += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("varint too long".into())
+    Err(DecodeError::Malformed("varint too long"))
 }
 
-fn fields(buf: &[u8]) -> Result<Vec<(u32, Field<'_>)>, String> {
+fn fields(buf: &[u8]) -> Result<Vec<(u32, Field<'_>)>, DecodeError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -392,13 +413,20 @@ fn fields(buf: &[u8]) -> Result<Vec<(u32, Field<'_>)>, String> {
         let value = match key & 7 {
             0 => Field::Int(read_varint(buf, &mut pos)?),
             1 => {
-                let b = buf.get(pos..pos + 8).ok_or("truncated fixed64")?;
+                let b = buf
+                    .get(pos..pos + 8)
+                    .ok_or(DecodeError::Malformed("truncated fixed64"))?;
                 pos += 8;
-                Field::Int(u64::from_le_bytes(b.try_into().map_err(|_| "fixed64")?))
+                Field::Int(u64::from_le_bytes(
+                    b.try_into()
+                        .map_err(|_| DecodeError::Malformed("fixed64"))?,
+                ))
             }
             2 => {
                 let len = read_varint(buf, &mut pos)? as usize;
-                let b = buf.get(pos..pos + len).ok_or("truncated field")?;
+                let b = buf
+                    .get(pos..pos + len)
+                    .ok_or(DecodeError::Malformed("truncated field"))?;
                 pos += len;
                 Field::Bytes(b)
             }
@@ -406,7 +434,7 @@ fn fields(buf: &[u8]) -> Result<Vec<(u32, Field<'_>)>, String> {
                 pos += 4;
                 Field::Int(0)
             }
-            w => return Err(format!("unsupported wire type {w}")),
+            w => return Err(DecodeError::WireType(w)),
         };
         out.push((field, value));
     }

@@ -251,7 +251,7 @@ pub(crate) fn router(
                 match reload.reload().await {
                     Ok(version) => (StatusCode::OK, Json(json!({"status": "applied", "version": version}))),
                     Err(errors) => {
-                        let body = json!({"error": {"code": "config_refused", "message": errors}});
+                        let body = json!({"error": {"code": "config_refused", "message": errors.to_string()}});
                         (StatusCode::UNPROCESSABLE_ENTITY, Json(body))
                     }
                 }

@@ -63,20 +63,54 @@ pub(crate) struct Built {
 /// The public listener's service: the edge in front of the routes.
 pub(crate) type PublicService = bff_edge::Edge<Router>;
 
-/// Why a BFF could not start. Its `Display` (and `Debug`, so that `main() -> Result<(), StartError>` prints
-/// it readably) lists every config error with file, line and key.
+/// Why a BFF could not start. It is the error a binary's `main` ends with, so its `Display` (and `Debug`,
+/// so that `main() -> Result<(), StartError>` prints it readably) tells the whole story: every config
+/// error with file, line and key, or what could not be built followed by its causes. Its
+/// [`source`](std::error::Error::source) is the typed cause, for code that looks into it.
+#[non_exhaustive]
 pub enum StartError {
+    /// The config was refused.
     Config(ConfigErrors),
-    Build(String),
+    /// Part of a valid config could not be built: `what` says which (`route GET /x`, `bff.tls`...).
+    Build {
+        what: Option<String>,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     Io(std::io::Error),
+}
+
+impl StartError {
+    /// `source` stopped the build of `what`.
+    pub(crate) fn build(
+        what: impl Into<Option<String>>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Build {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Refusals of the app's own, found while its routes are put together.
+#[derive(Debug, thiserror::Error)]
+enum RouteError {
+    #[error("unsupported method {0}")]
+    Method(String),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(e) => write!(f, "{e}"),
-            Self::Build(e) => write!(f, "{e}"),
-            Self::Io(e) => write!(f, "{e}"),
+            Self::Build {
+                what: Some(what),
+                source,
+            } => write!(f, "{what}: {}", bff_telemetry::ErrorChain(&**source)),
+            Self::Build { what: None, source } => {
+                write!(f, "{}", bff_telemetry::ErrorChain(&**source))
+            }
+            Self::Io(e) => write!(f, "{}", bff_telemetry::ErrorChain(e)),
         }
     }
 }
@@ -87,7 +121,15 @@ impl fmt::Debug for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(e) => Some(e),
+            Self::Build { source, .. } => Some(&**source),
+            Self::Io(e) => Some(e),
+        }
+    }
+}
 
 impl From<ConfigErrors> for StartError {
     fn from(e: ConfigErrors) -> Self {
@@ -134,7 +176,7 @@ impl App {
     /// change kept as they are (connection pools, breaker and outlier state, health).
     pub(crate) fn reconfigure(&self, config: Validated) -> Result<Self, StartError> {
         let mesh = Mesh::reusing(&config, self.mesh.metrics().clone(), Some(&self.mesh))
-            .map_err(|e| StartError::Build(e.to_string()))?;
+            .map_err(|e| StartError::build(None, e))?;
         let mut app = Self::with_mesh(config, mesh)?;
         app.rust_routes = self.rust_routes.clone();
         app.merged = self.merged.clone();
@@ -183,8 +225,7 @@ impl App {
     {
         let config: Validated = config.try_into()?;
         let metrics = Arc::new(bff_telemetry::Metrics::new());
-        let mesh =
-            Mesh::with_metrics(&config, metrics).map_err(|e| StartError::Build(e.to_string()))?;
+        let mesh = Mesh::with_metrics(&config, metrics).map_err(|e| StartError::build(None, e))?;
         Self::with_mesh(config, mesh)
     }
 
@@ -192,17 +233,23 @@ impl App {
         let auth = &config.edge.auth;
         // Without the `jwt` feature, refused as the validator refuses it (a config built by hand).
         if !cfg!(feature = "jwt") && auth.jwt.is_some() {
-            return Err(StartError::Build(Feature::Jwt.missing(JwtConfig::NEEDS)));
+            return Err(StartError::build(
+                None,
+                Feature::Jwt.missing(JwtConfig::NEEDS),
+            ));
         }
         let gate = Gate {
             #[cfg(feature = "jwt")]
             jwt: match &auth.jwt {
-                Some(j) => Some(Arc::new(JwtAuth::new(j).map_err(StartError::Build)?)),
+                Some(j) => Some(Arc::new(
+                    JwtAuth::new(j).map_err(|e| StartError::build(None, e))?,
+                )),
                 None => None,
             },
             api_keys: match &auth.api_keys {
                 Some(k) => Some(Arc::new(
-                    ApiKeys::load(std::path::Path::new(&k.keys_file)).map_err(StartError::Build)?,
+                    ApiKeys::load(std::path::Path::new(&k.keys_file))
+                        .map_err(|e| StartError::build(None, e))?,
                 )),
                 None => None,
             },
@@ -210,7 +257,8 @@ impl App {
         let limit_stores = RateLimitStores::new(mesh.metrics().rate_limit_store_fallbacks.clone());
         let global_limit = match &config.edge.rate_limit {
             Some(rl) => Some(
-                RateLimiter::from_config(rl, "edge", &limit_stores).map_err(StartError::Build)?,
+                RateLimiter::from_config(rl, "edge", &limit_stores)
+                    .map_err(|e| StartError::build(None, e))?,
             ),
             None => None,
         };
@@ -308,15 +356,17 @@ impl App {
         methods: &[&str],
     ) -> Result<PolicyLayer, StartError> {
         // `auth = "jwt"` in a build without the `jwt` feature: the validator's message for a config route.
-        auth_compiled(policy.auth).map_err(|e| StartError::Build(format!("route {path}: {e}")))?;
+        auth_compiled(policy.auth).map_err(|e| StartError::build(format!("route {path}"), e))?;
         // Checked like a config file's limit; a Redis store is shared with the config's routes.
         let limit = policy
             .rate_limit
             .as_ref()
             .map(|cfg| {
+                let what = || format!("route {path}");
                 cfg.check("rate_limit")
-                    .and_then(|()| RateLimiter::from_config(cfg, path, &self.limit_stores))
-                    .map_err(|e| StartError::Build(format!("route {path}: {e}")))
+                    .map_err(|e| StartError::build(what(), e))?;
+                RateLimiter::from_config(cfg, path, &self.limit_stores)
+                    .map_err(|e| StartError::build(what(), e))
             })
             .transpose()?;
         let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
@@ -359,8 +409,7 @@ impl App {
         let config = self.config.clone();
         let mut by_path: BTreeMap<&str, Vec<(Plan, &RouteConfig)>> = BTreeMap::new();
         for route in &config.routes {
-            let plan =
-                Plan::compile(route, &config).map_err(|e| StartError::Build(e.to_string()))?;
+            let plan = Plan::compile(route, &config).map_err(|e| StartError::build(None, e))?;
             by_path
                 .entry(route.path.as_str())
                 .or_default()
@@ -383,18 +432,18 @@ impl App {
             for (plan, route) in plans {
                 routes_info.push(admin::RouteInfo::declarative(&plan, &self.config));
                 let filter = MethodFilter::try_from(plan.method.clone()).map_err(|_| {
-                    StartError::Build(format!("unsupported method {}", plan.method))
+                    StartError::build(None, RouteError::Method(plan.method.to_string()))
                 })?;
                 let method = route.method.method().as_str();
                 let route_metrics = self.mesh.metrics().route(&route.path, method);
                 let plan = Arc::new(plan.with_metrics(&route_metrics));
                 let scope = format!("{method} {}", route.path);
                 auth_compiled(route.auth)
-                    .map_err(|e| StartError::Build(format!("route {scope}: {e}")))?;
+                    .map_err(|e| StartError::build(format!("route {scope}"), e))?;
                 let limit = match &route.rate_limit {
                     Some(rl) => Some(
                         RateLimiter::from_config(rl, &scope, &self.limit_stores)
-                            .map_err(StartError::Build)?,
+                            .map_err(|e| StartError::build(None, e))?,
                     ),
                     None => None,
                 };
@@ -440,7 +489,8 @@ impl App {
         let metrics = self.mesh.metrics();
         let tracer = match &self.config.telemetry.otlp_endpoint {
             Some(_) if !bff_config::Feature::Otlp.enabled() => {
-                return Err(StartError::Build(
+                return Err(StartError::build(
+                    None,
                     bff_config::Feature::Otlp.missing("telemetry.otlp_endpoint"),
                 ));
             }
@@ -451,7 +501,7 @@ impl App {
                     metrics.spans_dropped.clone(),
                     metrics.spans_exported.clone(),
                 )
-                .map_err(|e| StartError::Build(format!("{e} ({endpoint})")))?,
+                .map_err(|e| StartError::build(format!("telemetry.otlp_endpoint {endpoint}"), e))?,
             ),
             _ => None,
         };
@@ -533,7 +583,7 @@ impl fmt::Debug for App {
 }
 
 /// `auth = "jwt"` in a build without the `jwt` feature: refused with the validator's message.
-fn auth_compiled(auth: AuthKind) -> Result<(), String> {
+fn auth_compiled(auth: AuthKind) -> Result<(), bff_config::FeatureMissing> {
     if auth == AuthKind::Jwt && !cfg!(feature = "jwt") {
         Err(Feature::Jwt.missing(AuthKind::JWT_NEEDS))
     } else {
@@ -591,7 +641,7 @@ mod tests {
             )
             .into_router();
         // The validator's message for a route's `auth`.
-        let m = Feature::Jwt.missing(AuthKind::JWT_NEEDS);
+        let m = Feature::Jwt.missing(AuthKind::JWT_NEEDS).to_string();
         assert!(
             m.starts_with("auth = \"jwt\" needs the `jwt` feature"),
             "{m}"
@@ -656,7 +706,9 @@ mod tests {
         if cfg!(feature = "tls") {
             assert!(err.contains("no-such-cert.pem"), "{err}");
         } else {
-            let m = Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS);
+            let m = Feature::Tls
+                .missing(bff_config::ListenerTlsConfig::NEEDS)
+                .to_string();
             assert!(m.contains("needs the `tls` feature"), "{m}");
             assert!(err.contains(&format!("bff.tls: {m}")), "{err}");
         }

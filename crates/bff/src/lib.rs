@@ -38,7 +38,7 @@ mod server;
 pub use self::{
     app::{App, StartError, config_path_from_args},
     partial::Partial,
-    server::{Server, ShutdownHandle},
+    server::{ReloadError, ReloadHandle, Server, ShutdownHandle},
 };
 pub use axum;
 pub use bff_aggregate as aggregate;

@@ -68,19 +68,29 @@ impl ShutdownHandle {
 /// Asks the server to reload its config file (what `POST /admin/reload` and SIGHUP do). A server whose
 /// config was not loaded from a file answers every reload with [`NOT_RELOADABLE`].
 #[derive(Clone, Debug)]
-pub struct ReloadHandle(mpsc::Sender<oneshot::Sender<Result<u64, String>>>);
+pub struct ReloadHandle(mpsc::Sender<ReloadRequest>);
 
 impl ReloadHandle {
     /// Re-reads and validates the config; applies it when valid. `Ok(version)`, or every error; a refused
     /// config leaves the running one in place.
-    pub async fn reload(&self) -> Result<u64, String> {
+    pub async fn reload(&self) -> Result<u64, ReloadError> {
         let (tx, rx) = oneshot::channel();
-        self.0
-            .send(tx)
-            .await
-            .map_err(|_| "the server is stopping".to_string())?;
-        rx.await.map_err(|_| "the server is stopping".to_string())?
+        self.0.send(tx).await.map_err(|_| ReloadError::Stopping)?;
+        rx.await.map_err(|_| ReloadError::Stopping)?
     }
+}
+
+/// Why a reload was not applied; the running config stays.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    #[error("the server is stopping")]
+    Stopping,
+    #[error("{NOT_RELOADABLE}")]
+    NotReloadable,
+    /// The new config was refused: every error, as [`StartError`] tells it.
+    #[error(transparent)]
+    Refused(#[from] StartError),
 }
 
 /// Why a BFF built from an in-memory config cannot reload.
@@ -175,12 +185,9 @@ impl Server {
         });
 
         let bind = |addr: std::net::SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|e| {
-                StartError::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {addr}: {e}"),
-                ))
-            })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::build(format!("cannot listen on {addr}"), e))
         };
         let public_listener = bind(cfg.bff.listen).await?;
         let admin_listener = bind(cfg.bff.admin_listen).await?;
@@ -300,7 +307,7 @@ impl Server {
 }
 
 /// A request to reload: where its outcome goes.
-type ReloadRequest = oneshot::Sender<Result<u64, String>>;
+type ReloadRequest = oneshot::Sender<Result<u64, ReloadError>>;
 
 /// Applies reloads one at a time: read the file (async I/O), load and validate it, build everything, then
 /// swap. A config watched with `bff.watch_config` is read every second and loaded when its content
@@ -332,7 +339,7 @@ async fn reload_loop(
         };
         let Some(origin) = origin else {
             if let Some(reply) = reply {
-                let _ = reply.send(Err(NOT_RELOADABLE.to_string()));
+                let _ = reply.send(Err(ReloadError::NotReloadable));
             }
             continue;
         };
@@ -343,7 +350,7 @@ async fn reload_loop(
                 match reply {
                     Some(reply) => {
                         tracing::error!("config refused, the running one stays:\n{errors}");
-                        let _ = reply.send(Err(errors.to_string()));
+                        let _ = reply.send(Err(StartError::Config(errors).into()));
                     }
                     // Between the removal and the creation of an atomically replaced file: next check.
                     None => tracing::debug!("watched config unreadable: {errors}"),
@@ -374,7 +381,7 @@ async fn reload_loop(
             }
             Err(e) => {
                 tracing::error!("config refused, the running one stays:\n{e}");
-                Err(e.to_string())
+                Err(e.into())
             }
         };
         if let Some(reply) = reply {
@@ -578,7 +585,8 @@ pub(crate) enum ListenerTls {}
 
 #[cfg(not(feature = "tls"))]
 pub(crate) fn listener_tls(_: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
-    Err(StartError::Build(
+    Err(StartError::build(
+        None,
         bff_config::Feature::Tls.missing(bff_config::ListenerTlsConfig::NEEDS),
     ))
 }
@@ -595,13 +603,15 @@ pub(crate) struct ListenerTls {
 pub(crate) fn listener_tls(cfg: &bff_config::ListenerTlsConfig) -> Result<ListenerTls, StartError> {
     // (Paths as the loader resolved them, against the config file's folder.)
     let path = std::path::PathBuf::from;
-    let cert =
-        Arc::new(ListenerCert::new(path(&cfg.cert), path(&cfg.key)).map_err(StartError::Build)?);
+    let cert = Arc::new(
+        ListenerCert::new(path(&cfg.cert), path(&cfg.key))
+            .map_err(|e| StartError::build(None, e))?,
+    );
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| StartError::Build(format!("bff.tls: {e}")))?
+    .map_err(|e| StartError::build("bff.tls".to_string(), e))?
     .with_no_client_auth()
     .with_cert_resolver(cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -623,13 +633,28 @@ struct ListenerCert {
     current: RwLock<Arc<rustls::sign::CertifiedKey>>,
 }
 
+/// The public listener's certificate or key that cannot be used.
+#[cfg(feature = "tls")]
+#[derive(Debug, thiserror::Error)]
+enum ListenerCertError {
+    #[error("{key}: {}", path.display())]
+    File {
+        key: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    #[error("bff.tls.cert: {}: no certificate in it", .0.display())]
+    NoCertificate(std::path::PathBuf),
+}
+
 /// When each file last changed, and its size.
 #[cfg(feature = "tls")]
 type Stamp = [Option<(std::time::SystemTime, u64)>; 2];
 
 #[cfg(feature = "tls")]
 impl ListenerCert {
-    fn new(cert: std::path::PathBuf, key: std::path::PathBuf) -> Result<Self, String> {
+    fn new(cert: std::path::PathBuf, key: std::path::PathBuf) -> Result<Self, ListenerCertError> {
         let current = RwLock::new(Arc::new(Self::load(&cert, &key)?));
         Ok(Self { cert, key, current })
     }
@@ -637,21 +662,29 @@ impl ListenerCert {
     fn load(
         cert: &std::path::Path,
         key: &std::path::Path,
-    ) -> Result<rustls::sign::CertifiedKey, String> {
+    ) -> Result<rustls::sign::CertifiedKey, ListenerCertError> {
         use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let file = |key: &'static str, path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |e: rustls_pki_types::pem::Error| ListenerCertError::File {
+                key,
+                path,
+                source: Box::new(e),
+            }
+        };
         let chain = CertificateDer::pem_file_iter(cert)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("bff.tls.cert: {}: {e}", cert.display()))?;
+            .map_err(file("bff.tls.cert", cert))?;
         if chain.is_empty() {
-            return Err(format!(
-                "bff.tls.cert: {}: no certificate in it",
-                cert.display()
-            ));
+            return Err(ListenerCertError::NoCertificate(cert.to_path_buf()));
         }
-        let der = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("bff.tls.key: {}: {e}", key.display()))?;
+        let der = PrivateKeyDer::from_pem_file(key).map_err(file("bff.tls.key", key))?;
         rustls::sign::CertifiedKey::from_der(chain, der, &rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("bff.tls.key: {}: {e}", key.display()))
+            .map_err(|e| ListenerCertError::File {
+                key: "bff.tls.key",
+                path: key.to_path_buf(),
+                source: Box::new(e),
+            })
     }
 
     fn stamp(&self) -> Stamp {
@@ -682,7 +715,7 @@ impl ListenerCert {
                     tracing::info!(cert = %self.cert.display(), "public listener certificate reloaded");
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "public listener certificate files changed but cannot be used yet")
+                    tracing::warn!(error = %bff_telemetry::ErrorChain(&e), "public listener certificate files changed but cannot be used yet")
                 }
             }
         }
@@ -732,16 +765,20 @@ mod tests {
     #[cfg(feature = "tls")]
     #[test]
     fn listener_certificate_errors_name_the_key_and_the_file() {
-        let missing = ListenerCert::new(fixture("nope.pem"), fixture("server.key")).unwrap_err();
+        let missing = ListenerCert::new(fixture("nope.pem"), fixture("server.key"))
+            .unwrap_err()
+            .to_string();
         assert!(
             missing.starts_with("bff.tls.cert: ") && missing.contains("nope.pem"),
             "{missing}"
         );
-        let mismatched =
-            ListenerCert::new(fixture("server2.pem"), fixture("server.key")).unwrap_err();
+        let mismatched = ListenerCert::new(fixture("server2.pem"), fixture("server.key"))
+            .unwrap_err()
+            .to_string();
         assert!(mismatched.starts_with("bff.tls.key: "), "{mismatched}");
-        let not_a_cert =
-            ListenerCert::new(fixture("server.key"), fixture("server.key")).unwrap_err();
+        let not_a_cert = ListenerCert::new(fixture("server.key"), fixture("server.key"))
+            .unwrap_err()
+            .to_string();
         assert!(not_a_cert.starts_with("bff.tls.cert: "), "{not_a_cert}");
         assert!(ListenerCert::new(fixture("server.pem"), fixture("server.key")).is_ok());
     }

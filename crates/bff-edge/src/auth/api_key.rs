@@ -4,6 +4,22 @@
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+/// An API keys file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiKeyError {
+    #[error("api keys file {}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    #[error("line {line}: sha256: needs 64 hex digits")]
+    BadDigest { line: usize },
+    #[error("no keys")]
+    Empty,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
@@ -11,13 +27,18 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     /// Reads `path`: one key a line, or `sha256:` and 64 hex digits; blank lines and `#` comments skipped.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("api keys file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("api keys file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ApiKeyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ApiKeyError::File {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        Self::parse(&text).map_err(|e| ApiKeyError::File {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ApiKeyError> {
         let mut digests = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -25,14 +46,13 @@ impl ApiKeys {
                 continue;
             }
             let digest = match line.strip_prefix("sha256:") {
-                Some(hex) => decode_hex(hex)
-                    .ok_or_else(|| format!("line {}: sha256: needs 64 hex digits", n + 1))?,
+                Some(hex) => decode_hex(hex).ok_or(ApiKeyError::BadDigest { line: n + 1 })?,
                 None => Sha256::digest(line.as_bytes()).into(),
             };
             digests.push(digest);
         }
         if digests.is_empty() {
-            return Err("no keys".into());
+            return Err(ApiKeyError::Empty);
         }
         Ok(Self { digests })
     }

@@ -44,20 +44,25 @@ fn shown(url: &http::Uri) -> String {
 
 impl JwksClient {
     #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-    fn new(url: &http::Uri, ca: Option<&Path>) -> Result<Self, String> {
+    fn new(url: &http::Uri, ca: Option<&Path>) -> Result<Self, JwtError> {
         let builder = Client::builder(TokioExecutor::new());
         match url.scheme_str() {
             Some("http") => Ok(Self::Http(builder.build_http())),
             #[cfg(not(feature = "tls"))]
-            Some("https") => Err(bff_config::Feature::Tls.missing(JwtConfig::HTTPS_NEEDS)),
+            Some("https") => Err(bff_config::Feature::Tls
+                .missing(JwtConfig::HTTPS_NEEDS)
+                .into()),
             #[cfg(feature = "tls")]
             Some("https") => {
-                let roots = ca_roots(ca).map_err(|e| format!("jwks_url {}: {e}", shown(url)))?;
+                let roots = ca_roots(ca)?;
                 let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::ring::default_provider(),
                 ))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("jwks_url {}: {e}", shown(url)))?
+                .map_err(|source| JwtError::Tls {
+                    url: shown(url),
+                    source,
+                })?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
                 let https = HttpsConnectorBuilder::new()
@@ -67,10 +72,7 @@ impl JwksClient {
                     .build();
                 Ok(Self::Https(builder.build(https)))
             }
-            _ => Err(format!(
-                "jwks_url {}: not an http:// or https:// URL",
-                shown(url)
-            )),
+            _ => Err(JwtError::Scheme { url: shown(url) }),
         }
     }
 
@@ -85,18 +87,22 @@ impl JwksClient {
 
 /// The CA certificates that verify an `https://` `jwks_url`: the `jwks_ca` bundle, or the system's.
 #[cfg(feature = "tls")]
-fn ca_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+fn ca_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, JwtError> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("jwks_ca {}: {e}", path.display()))?;
+                .map_err(|e| JwtError::Ca {
+                    path: path.to_path_buf(),
+                    source: Box::new(e),
+                })?;
             for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("jwks_ca {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| JwtError::Ca {
+                    path: path.to_path_buf(),
+                    source: Box::new(e),
+                })?;
             }
         }
         None => {
@@ -108,8 +114,8 @@ fn ca_roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
     }
     if roots.is_empty() {
         return Err(match ca {
-            Some(path) => format!("jwks_ca {}: no certificate in it", path.display()),
-            None => "no CA certificate on this system to verify it: set jwks_ca".into(),
+            Some(path) => JwtError::EmptyCa(path.to_path_buf()),
+            None => JwtError::NoSystemCa,
         });
     }
     Ok(roots)
@@ -182,7 +188,7 @@ impl JwtAuth {
     /// Builds the verifier; a `jwks_file` is read now, a `jwks_url` on [`JwtAuth::refresh`]. (The loader
     /// resolved relative paths against the config file's folder; a config made in code has them from the
     /// working directory.)
-    pub fn new(cfg: &JwtConfig) -> Result<Self, String> {
+    pub fn new(cfg: &JwtConfig) -> Result<Self, JwtError> {
         let mut algorithms: Vec<Algorithm> = cfg.algorithms.iter().map(|a| algorithm(*a)).collect();
         if algorithms.is_empty() {
             algorithms = vec![Algorithm::RS256, Algorithm::ES256];
@@ -190,9 +196,14 @@ impl JwtAuth {
         let keys = match &cfg.jwks_file {
             Some(f) => {
                 let path = Path::new(f);
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("jwks_file {}: {e}", path.display()))?;
-                parse_jwks(&text).map_err(|e| format!("jwks_file {}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|e| JwtError::File {
+                    path: path.to_path_buf(),
+                    source: Box::new(e),
+                })?;
+                parse_jwks(&text).map_err(|e| JwtError::File {
+                    path: path.to_path_buf(),
+                    source: Box::new(e),
+                })?
             }
             None => Keys {
                 by_kid: HashMap::new(),
@@ -232,7 +243,7 @@ impl JwtAuth {
     }
 
     /// Fetches the JWKS URL now; keeps the old keys when it fails.
-    pub async fn refresh(&self) -> Result<(), String> {
+    pub async fn refresh(&self) -> Result<(), JwtError> {
         let Some((url, client)) = &self.url else {
             return Ok(());
         };
@@ -240,21 +251,26 @@ impl JwtAuth {
             *last = Some(Instant::now());
         }
         let fetch = async {
-            let res = client.get(url.clone()).await.map_err(|e| e.to_string())?;
+            let res = client.get(url.clone()).await.map_err(FetchError::Request)?;
             if !res.status().is_success() {
-                return Err(format!("status {}", res.status()));
+                return Err(FetchError::Status(res.status()));
             }
             let body = Limited::new(res.into_body(), 1 << 20)
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?;
-            parse_jwks(std::str::from_utf8(&body.to_bytes()).map_err(|e| e.to_string())?)
+                .map_err(FetchError::Body)?;
+            Ok(parse_jwks(
+                std::str::from_utf8(&body.to_bytes()).map_err(FetchError::Utf8)?,
+            )?)
         };
         let keys = tokio::time::timeout(Duration::from_secs(5), fetch)
             .await
-            .map_err(|_| "timed out".to_string())
+            .map_err(|_| FetchError::Timeout)
             .and_then(|r| r)
-            .map_err(|e| format!("jwks_url {}: {e}", shown(url)))?;
+            .map_err(|source| JwtError::Fetch {
+                url: shown(url),
+                source,
+            })?;
         if let Ok(mut k) = self.keys.write() {
             *k = keys;
         }
@@ -265,7 +281,7 @@ impl JwtAuth {
     pub async fn run_refresh(self: Arc<Self>) {
         loop {
             if let Err(e) = self.refresh().await {
-                tracing::error!(error = %e, "cannot refresh the JWKS; keeping the keys we have");
+                tracing::error!(error = %bff_telemetry::ErrorChain(&e), "cannot refresh the JWKS; keeping the keys we have");
             }
             tokio::time::sleep(self.refresh).await;
         }
@@ -294,7 +310,7 @@ impl JwtAuth {
                 }
                 // Boxed: the fetch is rare, and inline it would make every request's future larger.
                 if let Err(e) = Box::pin(self.refresh()).await {
-                    tracing::warn!(error = %e, "JWKS fetch for an unknown kid failed");
+                    tracing::warn!(error = %bff_telemetry::ErrorChain(&e), "JWKS fetch for an unknown kid failed");
                 }
                 self.verify_known(token)
             }
@@ -354,8 +370,8 @@ impl JwtAuth {
     }
 }
 
-fn parse_jwks(text: &str) -> Result<Keys, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+fn parse_jwks(text: &str) -> Result<Keys, JwksError> {
+    let set: JwkSet = serde_json::from_str(text).map_err(JwksError::NotJwks)?;
     let mut by_kid = HashMap::new();
     let mut all = Vec::new();
     for jwk in &set.keys {
@@ -373,38 +389,117 @@ fn parse_jwks(text: &str) -> Result<Keys, String> {
         all.push(key);
     }
     if all.is_empty() {
-        return Err("no usable key".into());
+        return Err(JwksError::NoKey);
     }
     let single = (all.len() == 1).then(|| all[0].clone());
     Ok(Keys { by_kid, single })
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// JWT authentication that cannot be set up, or a JWKS that could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// `jwks_file` cannot be read, or holds no usable key.
+    #[error("jwks_file {}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: Cause,
+    },
+    #[error("jwks_url {url}: not an http:// or https:// URL")]
+    Scheme { url: String },
+    /// An `https://` `jwks_url` in a binary without the `tls` feature.
+    #[error(transparent)]
+    Feature(#[from] bff_config::FeatureMissing),
+    /// `jwks_ca` cannot be read.
+    #[error("jwks_ca {}", path.display())]
+    Ca {
+        path: std::path::PathBuf,
+        #[source]
+        source: Cause,
+    },
+    #[error("jwks_ca {}: no certificate in it", .0.display())]
+    EmptyCa(std::path::PathBuf),
+    #[error("no CA certificate on this system to verify it: set jwks_ca")]
+    NoSystemCa,
+    #[cfg(feature = "tls")]
+    #[error("jwks_url {url}")]
+    Tls {
+        url: String,
+        #[source]
+        source: rustls::Error,
+    },
+    /// Fetching `jwks_url` failed; the keys in use are kept.
+    #[error("jwks_url {url}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: FetchError,
+    },
+}
+
+/// Why fetching a JWKS failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("timed out")]
+    Timeout,
+    #[error("status {0}")]
+    Status(http::StatusCode),
+    #[error("request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    #[error("reading the body")]
+    Body(#[source] Cause),
+    #[error("not UTF-8")]
+    Utf8(#[source] std::str::Utf8Error),
+    #[error(transparent)]
+    Keys(#[from] JwksError),
+}
+
+/// A JWKS document that gives no key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    #[error("not a JWKS")]
+    NotJwks(#[source] serde_json::Error),
+    #[error("no usable key")]
+    NoKey,
 }
 
 #[cfg(all(test, feature = "tls"))]
 mod tests {
     use super::*;
 
-    fn with_url(url: &str, ca: Option<&str>) -> Result<JwtAuth, String> {
+    fn with_url(url: &str, ca: Option<&str>) -> Result<JwtAuth, Box<dyn std::error::Error>> {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
         let cfg = JwtConfig {
             jwks_url: Some(url.parse()?),
             jwks_ca: ca.map(|c| fixtures.join(c).to_string_lossy().into_owned()),
             ..Default::default()
         };
-        JwtAuth::new(&cfg)
+        Ok(JwtAuth::new(&cfg)?)
+    }
+
+    /// The whole message of a refused setup, causes included.
+    fn refused(url: &str, ca: Option<&str>) -> String {
+        let e = with_url(url, ca).expect_err("refused");
+        bff_telemetry::ErrorChain(&*e).to_string()
     }
 
     #[test]
     fn jwks_url_schemes_and_ca_errors_are_named() {
         assert!(with_url("http://idp.internal/jwks.json", None).is_ok());
         assert!(with_url("https://idp.internal/jwks.json", Some("ca.pem")).is_ok());
-        let ftp = with_url("ftp://idp.internal/jwks.json", None).unwrap_err();
+        let ftp = refused("ftp://idp.internal/jwks.json", None);
         assert!(ftp.contains("not an http:// or https:// URL"), "{ftp}");
-        let missing = with_url("https://idp.internal/jwks.json", Some("nope.pem")).unwrap_err();
+        let missing = refused("https://idp.internal/jwks.json", Some("nope.pem"));
         assert!(
             missing.contains("jwks_ca") && missing.contains("nope.pem"),
             "{missing}"
         );
-        let empty = with_url("https://idp.internal/jwks.json", Some("gen.sh")).unwrap_err();
+        let empty = refused("https://idp.internal/jwks.json", Some("gen.sh"));
         assert!(empty.contains("no certificate in it"), "{empty}");
     }
 }

@@ -6,9 +6,9 @@ mod api_key;
 #[cfg(feature = "jwt")]
 mod jwt;
 
-pub use self::api_key::ApiKeys;
+pub use self::api_key::{ApiKeyError, ApiKeys};
 #[cfg(feature = "jwt")]
-pub use self::jwt::{JwtAuth, Refused};
+pub use self::jwt::{FetchError, JwksError, JwtAuth, JwtError, Refused};
 
 use crate::BffError;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};

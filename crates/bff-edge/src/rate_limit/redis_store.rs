@@ -1,6 +1,6 @@
 //! The Redis store of rate limits (the `redis` feature).
 
-use super::{LocalStore, RateLimitStore};
+use super::{LocalStore, RateLimitError, RateLimitStore};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::{
     future::Future,
@@ -79,11 +79,13 @@ impl RedisServer {
     pub(super) fn new(
         url: &bff_config::RedisUrl,
         fallbacks: Arc<AtomicU64>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RateLimitError> {
         // Logs and errors name the store without its credentials.
         let name = url.to_string();
-        let client = redis::Client::open(url.expose())
-            .map_err(|e| format!("rate limit store {name}: {e}"))?;
+        let client = redis::Client::open(url.expose()).map_err(|source| RateLimitError::Store {
+            store: name.clone(),
+            source,
+        })?;
         Ok(Self {
             name,
             client,
@@ -101,7 +103,7 @@ impl RedisServer {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn manager(&self) -> Result<ConnectionManager, String> {
+    async fn manager(&self) -> Result<ConnectionManager, StoreError> {
         self.manager
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
@@ -113,7 +115,7 @@ impl RedisServer {
             })
             .await
             .cloned()
-            .map_err(|e| e.to_string())
+            .map_err(StoreError::Redis)
     }
 
     /// Connects and loads the script ahead of the first check, so the first requests neither pay the
@@ -124,22 +126,22 @@ impl RedisServer {
             self.script
                 .load_async(&mut conn)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(StoreError::Redis)
         };
         match tokio::time::timeout(REDIS_TIMEOUT * 4, loaded).await {
             Ok(Ok(_)) => tracing::debug!(store = %self.name, "rate limit store connected"),
             Ok(Err(e)) => self.failed(&e),
-            Err(_) => self.failed(&format!("no answer within {:?}", REDIS_TIMEOUT * 4)),
+            Err(_) => self.failed(&StoreError::Timeout(REDIS_TIMEOUT * 4)),
         }
     }
 
-    fn failed(&self, error: &str) {
+    fn failed(&self, error: &StoreError) {
         self.retry_at_ms.store(
             self.now_ms() + REDIS_RETRY.as_millis() as u64,
             Ordering::Relaxed,
         );
         if !self.down.swap(true, Ordering::AcqRel) {
-            tracing::warn!(store = %self.name, error, "rate limit store unreachable; limiting with each instance's local buckets until it is back");
+            tracing::warn!(store = %self.name, error = %bff_telemetry::ErrorChain(error), "rate limit store unreachable; limiting with each instance's local buckets until it is back");
         }
     }
 
@@ -148,6 +150,15 @@ impl RedisServer {
             tracing::info!(store = %self.name, "rate limit store reachable again; limits are shared again");
         }
     }
+}
+
+/// Why a round trip to the store gave no answer.
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    #[error("redis")]
+    Redis(#[source] redis::RedisError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// Clears the probing flag however the probe ends (a client that goes away drops the check midway).
@@ -170,7 +181,7 @@ impl RedisStore {
     }
 
     /// One round trip: the script's answer, or why there is none.
-    async fn ask(&self, key: &str) -> Result<Result<(), Duration>, String> {
+    async fn ask(&self, key: &str) -> Result<Result<(), Duration>, StoreError> {
         let mut conn = self.server.manager().await?;
         let mut invocation = self.server.script.key(format!("bff:rl:{key}"));
         invocation.arg(self.interval_us).arg(self.burst);
@@ -178,8 +189,8 @@ impl RedisStore {
         match tokio::time::timeout(REDIS_TIMEOUT, call).await {
             Ok(Ok(wait)) if wait <= 0 => Ok(Ok(())),
             Ok(Ok(wait)) => Ok(Err(Duration::from_micros(wait.unsigned_abs()))),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {REDIS_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(StoreError::Redis(e)),
+            Err(_) => Err(StoreError::Timeout(REDIS_TIMEOUT)),
         }
     }
 

@@ -37,10 +37,21 @@ pub(crate) enum DnsQuery {
     Srv { name: String },
 }
 
-fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
+/// The resolver could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+struct ResolverError {
+    what: &'static str,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, ResolverError> {
     let mut builder = if nameservers.is_empty() {
-        TokioResolver::builder_tokio()
-            .map_err(|e| format!("cannot read the system's resolver configuration: {e}"))?
+        TokioResolver::builder_tokio().map_err(|e| ResolverError {
+            what: "cannot read the system's resolver configuration",
+            source: e.into(),
+        })?
     } else {
         let servers = nameservers
             .iter()
@@ -61,7 +72,10 @@ fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     opts.timeout = Duration::from_secs(2);
     opts.attempts = 2;
-    builder.build().map_err(|e| e.to_string())
+    builder.build().map_err(|e| ResolverError {
+        what: "cannot build the resolver",
+        source: e.into(),
+    })
 }
 
 /// Resolves again when the TTL runs out (bounded); on failure keeps the set and retries with a backoff.
@@ -75,11 +89,13 @@ pub(super) async fn watch(target: DnsTarget, service: Arc<Service>) {
             Some(r) => resolve(r, &target.query).await,
             None => match resolver(&target.nameservers) {
                 Ok(r) => resolve(built.insert(r), &target.query).await,
-                Err(e) => Err(e),
+                Err(e) => Err(bff_telemetry::ErrorChain(&e).to_string()),
             },
         };
         let wait = match result.and_then(|(addrs, ttl)| {
-            service.set_endpoints(&addrs)?;
+            service
+                .set_endpoints(&addrs)
+                .map_err(|e| bff_telemetry::ErrorChain(&e).to_string())?;
             Ok(ttl)
         }) {
             Ok(ttl) => {

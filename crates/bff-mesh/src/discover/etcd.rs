@@ -6,7 +6,7 @@
 //! A session is a get of every key under the prefix, then a watch from the revision after it, so that no
 //! change between the two is lost. The watch is one long response of JSON objects, one per event batch.
 
-use super::{Outage, check_host_port, endpoint_of};
+use super::{DiscoveryError, Outage, check_host_port, endpoint_of};
 use crate::Service;
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use bytes::{Buf, Bytes, BytesMut};
@@ -120,7 +120,9 @@ async fn session(
     let range = serde_json::json!({ "key": key, "range_end": range_end });
     let got = tokio::time::timeout(TIMEOUT, async {
         let resp = gw.post("/v3/kv/range", range).await?;
-        let body = read_limited(resp.into_body(), MAX_MESSAGE).await?;
+        let body = read_limited(resp.into_body(), MAX_MESSAGE)
+            .await
+            .map_err(|e| format!("etcd: reading the response: {}", error_chain(&*e)))?;
         serde_json::from_slice::<RangeResponse>(&body)
             .map_err(|e| format!("etcd get {prefix}: not a range response: {e}"))
     })
@@ -135,7 +137,7 @@ async fn session(
         keys.put(&kv.key, &kv.value);
     }
     if let Err(e) = keys.apply() {
-        return e;
+        return error_chain(&e);
     }
     outage.recovered();
     *backoff = MIN_BACKOFF;
@@ -181,7 +183,7 @@ async fn session(
             }
         }
         if let Err(e) = keys.apply() {
-            return e;
+            return error_chain(&e);
         }
     }
 }
@@ -211,12 +213,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn read_limited(body: hyper::body::Incoming, max: usize) -> Result<Bytes, String> {
+/// The body, at most `max` bytes; the error says what went wrong (too large, or the transport's error).
+async fn read_limited(
+    body: hyper::body::Incoming,
+    max: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
     http_body_util::Limited::new(body, max)
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| format!("etcd: reading the response: {e}"))
 }
 
 /// The JSON objects of a watch response, as they arrive (the gateway writes one per line, but nothing
@@ -384,7 +389,7 @@ impl<'a> Keys<'a> {
                 self.keys.insert(key.to_vec(), addr);
             }
             Err(e) => {
-                tracing::warn!(service = %self.service.name(), key = %String::from_utf8_lossy(key), error = %e, "etcd key ignored: its value is not an endpoint");
+                tracing::warn!(service = %self.service.name(), key = %String::from_utf8_lossy(key), error = %bff_telemetry::ErrorChain(&e), "etcd key ignored: its value is not an endpoint");
                 self.keys.remove(key);
             }
         }
@@ -394,7 +399,7 @@ impl<'a> Keys<'a> {
         self.keys.remove(key);
     }
 
-    fn apply(&self) -> Result<(), String> {
+    fn apply(&self) -> Result<(), crate::ServiceError> {
         let mut addrs: Vec<String> = self.keys.values().cloned().collect();
         addrs.sort();
         addrs.dedup();
@@ -403,13 +408,12 @@ impl<'a> Keys<'a> {
 }
 
 /// `host:port`, or JSON: `"host:port"` or `{"address": "host:port", ...}`.
-fn value_endpoint(value: &[u8]) -> Result<String, String> {
+fn value_endpoint(value: &[u8]) -> Result<String, DiscoveryError> {
     let text = std::str::from_utf8(value)
-        .map_err(|_| "not UTF-8".to_string())?
+        .map_err(|_| DiscoveryError::Shape("not UTF-8"))?
         .trim();
     if text.starts_with(['{', '"']) {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(DiscoveryError::NotJson)?;
         endpoint_of(&v)
     } else {
         check_host_port(text)
