@@ -1,11 +1,12 @@
 //! The BFF as a security perimeter, black-box over loopback: connections that send nothing or too little
 //! are closed within the header timeout, idle HTTP/2 connections after the idle timeout; HTTP/2 gets the
 //! header limits of HTTP/1; a client that does not read its response is cut after the write timeout and
-//! counts against `max_concurrency` until then; a panicking handler answers 500 and nothing else; the admin
+//! counts against `max_concurrency` until then; a client that goes away mid-request leaves nothing in
+//! flight; a panicking handler answers 500 and nothing else; the admin
 //! listener refuses rebound hosts, browser pages and POSTs without its token.
 
 use bff::prelude::*;
-use bff_testkit::TestBff;
+use bff_testkit::{Stub, TestBff};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -246,6 +247,37 @@ async fn a_slow_reader_counts_against_max_concurrency_until_it_is_gone() {
     })
     .await
     .expect("the permit is released once the slow reader is gone");
+}
+
+/// A client that goes away while its handler waits on a downstream call: the request's future is
+/// dropped with everything it held, and `bff_inflight_requests` is back at 0.
+#[tokio::test]
+async fn a_client_gone_mid_request_leaves_nothing_in_flight() {
+    let stub = Stub::start().await;
+    stub.on("/slow").hang();
+    let services = format!(
+        "[services.users]\nendpoints = [\"{}\"]\ntimeout = \"60s\"\n",
+        stub.endpoint()
+    );
+    let app = app(&services, "request_timeout = \"60s\"").route(
+        "/wait",
+        get(|mesh: Mesh| async move {
+            let _ = mesh.service("users").get(bff::path!("/slow")).send().await;
+            "answered"
+        }),
+    );
+    let bff = TestBff::start_app(app).await;
+    let client = slow_reader(&bff, "/wait").await;
+    tokio::time::timeout(OUTER, async {
+        while stub.hits("/slow") == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the handler called the service");
+    wait_for_metric(&bff, "bff_inflight_requests 1").await;
+    drop(client);
+    wait_for_metric(&bff, "bff_inflight_requests 0").await;
 }
 
 async fn boom() -> &'static str {

@@ -186,22 +186,52 @@ impl From<MeshError> for BffError {
     }
 }
 
-/// The response carries the error itself as an extension, so that the edge layer can render it again with
-/// the request id; without the edge layer, the body is already complete.
+/// The response carries the error itself as an extension, and a body that renders it only if it is ever
+/// read: the edge layer takes the error and renders the body once, with the request id (the unread body
+/// is dropped); without the edge layer, the body renders itself, without one.
 impl IntoResponse for BffError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, self.body(None)).into_response();
+        let err = Arc::new(self);
+        let mut res = Response::new(axum::body::Body::new(ErrorBody(Some(err.clone()))));
+        *res.status_mut() = err.status;
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = err.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        res.extensions_mut().insert(self);
+        res.extensions_mut().insert(ErrorResponse(err));
         res
+    }
+}
+
+/// The error a response answers, for the edge to render (`finish`).
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorResponse(pub(crate) Arc<BffError>);
+
+/// The JSON body of a [`BffError`], rendered when first polled.
+struct ErrorBody(Option<Arc<BffError>>);
+
+impl http_body::Body for ErrorBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.0
+                .take()
+                .map(|err| Ok(http_body::Frame::data(err.body(None)))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
     }
 }
 

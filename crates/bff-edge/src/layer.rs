@@ -1,5 +1,5 @@
-use crate::BffError;
 use crate::policy::RouteTag;
+use crate::{BffError, BoxFuture, error::ErrorResponse};
 use crate::{
     client_ip::{ClientIp, TrustedProxies},
     cors::{Cors, CorsDecision},
@@ -70,18 +70,12 @@ impl EdgePolicy {
 #[derive(Clone, Debug)]
 pub struct EdgeLayer(Arc<EdgeShared>);
 
+/// What every request of an edge shares.
 #[derive(Debug)]
-pub struct EdgeShared {
+struct EdgeShared {
     policy: EdgePolicy,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
-}
-
-impl std::ops::Deref for EdgeLayer {
-    type Target = EdgeShared;
-    fn deref(&self) -> &EdgeShared {
-        &self.0
-    }
 }
 
 impl EdgeLayer {
@@ -98,7 +92,7 @@ impl EdgeLayer {
 
     /// Requests being served now.
     pub fn in_flight(&self) -> usize {
-        self.policy.max_concurrency - self.permits.available_permits()
+        self.0.policy.max_concurrency - self.0.permits.available_permits()
     }
 }
 
@@ -113,18 +107,27 @@ impl<S> Layer<S> for EdgeLayer {
     }
 }
 
-/// The edge of every public request, in the order it runs:
-/// request id (kept when valid, else generated) -> trace context (continued or started) -> load shedding
-/// (`max_concurrency`, 503 at once) -> body limit (`max_body`, 413) -> the request's deadline
-/// (`request_timeout`, 504), handed to the mesh through the [`CallContext`] -> the router; then every
-/// [`BffError`] response is rendered with the request id, and `x-request-id` is set on every response.
+/// The edge of every public request. [`Edge::call`] runs these steps in this order, each a function of
+/// its own:
+///
+/// 1. `AccessLog::start`: the request id (kept when valid, else generated) and what the access log
+///    says of the request;
+/// 2. `EdgeLayer::admit`: load shedding (`max_concurrency`, 503 at once), the permit held by an
+///    `InFlight` guard until the response body is written out or dropped;
+/// 3. `normalize_path`: one path for routing and auth (400 for a path that cannot be normalised);
+/// 4. `EdgeLayer::cors`: CORS (403 for an origin not allowed, 204 for a preflight);
+/// 5. `EdgeLayer::context`: the client address (trusted proxies), the trace context (continued or
+///    started) and the request's deadline (`request_timeout`), handed to handlers and the mesh in a
+///    [`CallContext`];
+/// 6. `route`: the router (rate limits, authentication and body limits are its routes'
+///    [`PolicyLayer`](crate::PolicyLayer)), under the deadline (504), a panic answered 500;
+/// 7. `EdgeLayer::done`: every [`BffError`] rendered once with the request id, the headers every
+///    response carries, metrics of unmatched requests, the access log line and the server span.
 #[derive(Clone, Debug)]
 pub struct Edge<S> {
     inner: S,
     layer: EdgeLayer,
 }
-
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl<S> Service<Request<Body>> for Edge<S>
 where
@@ -141,91 +144,103 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let start = Instant::now();
-        let rid = request_id(req.headers());
-        let layer = self.layer.clone();
-        let policy = &layer.policy;
+        let edge = self.layer.clone();
+        let mut log = AccessLog::start(&req, &edge.0.policy);
+        let refuse =
+            |no: Refusal, log: &AccessLog| ready(edge.done(no.into_response(), log, None, start));
+        let permit = match edge.admit() {
+            Ok(permit) => permit,
+            Err(no) => return refuse(no, &log),
+        };
+        if let Err(no) = normalize_path(&mut req) {
+            return refuse(no, &log);
+        }
+        let cors = match edge.cors(&req) {
+            Ok(cors) => cors,
+            Err(no) => return refuse(no, &log),
+        };
+        let deadline = start + edge.0.policy.request_timeout;
+        edge.context(&mut req, &mut log, deadline);
+        let inner = crate::take_ready(&mut self.inner);
+        // Counted in flight from here until the response body is written out or dropped, whatever happens
+        // in between (a panic, the client going away).
+        let held = InFlight::new(edge, permit);
+        let routed = route(inner, req, deadline);
+        Box::pin(async move {
+            let res = match routed.await {
+                Routed::Answered(res) => res,
+                Routed::Panicked => held.layer.panicked(&log),
+                Routed::TimedOut => BffError::deadline_exceeded().into_response(),
+            };
+            let res = held.layer.done(res, &log, cors, start);
+            Ok(res.map(|body| Body::new(HeldBody::new(body, held))))
+        })
+    }
+}
+
+impl AccessLog {
+    /// Step 1: the request id, and what the access log says of the request (the path is only copied
+    /// when something will print it).
+    fn start(req: &Request<Body>, policy: &EdgePolicy) -> Self {
         let logged = policy.access_log || policy.tracer.is_some();
-        let mut log = AccessLog {
+        Self {
             method: req.method().clone(),
-            // Only copied when something will print it.
             path: if logged {
                 req.uri().path().to_string()
             } else {
                 String::new()
             },
-            request_id: rid.clone(),
+            request_id: request_id(req.headers()),
             trace_id: None,
             client: None,
             span: None,
             stats: Arc::default(),
-        };
-
-        let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
-            tracing::debug!("shedding load: max_concurrency reached");
-            layer.metrics.shed.fetch_add(1, Ordering::Relaxed);
-            return ready(layer.done(BffError::overloaded().into_response(), &log, None, start));
-        };
-
-        // One path, normalised before routing and auth.
-        match path::normalize(req.uri().path()) {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(normalized)) => {
-                let pq = match req.uri().query() {
-                    Some(q) => format!("{normalized}?{q}"),
-                    None => normalized,
-                };
-                let mut parts = req.uri().clone().into_parts();
-                match pq.parse() {
-                    Ok(pq) => parts.path_and_query = Some(pq),
-                    Err(_) => {
-                        let res = BffError::bad_request("invalid path").into_response();
-                        return ready(layer.done(res, &log, None, start));
-                    }
-                }
-                if let Ok(uri) = http::Uri::from_parts(parts) {
-                    *req.uri_mut() = uri;
-                }
-            }
-            Err(BadPath(why)) => {
-                return ready(layer.done(
-                    BffError::bad_request(why).into_response(),
-                    &log,
-                    None,
-                    start,
-                ));
-            }
         }
+    }
+}
 
-        let cors_headers = match policy
+impl EdgeLayer {
+    /// Step 2, load shedding: a `max_concurrency` permit, or 503 at once (`bff_shed_total`).
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.0.permits.clone().try_acquire_owned().map_err(|_| {
+            tracing::debug!("shedding load: max_concurrency reached");
+            self.0.metrics.shed.fetch_add(1, Ordering::Relaxed);
+            Refusal::Error(BffError::overloaded())
+        })
+    }
+
+    /// Step 4, CORS: the headers an allowed cross-origin response gets, or the answer itself (403 for an
+    /// origin not allowed, 204 for a preflight).
+    fn cors(&self, req: &Request<Body>) -> Result<Option<HeaderMap>, Refusal> {
+        match self
+            .0
+            .policy
             .cors
             .as_ref()
             .map(|c| c.decide(req.method(), req.headers()))
         {
-            None | Some(CorsDecision::NotCors) => None,
-            Some(CorsDecision::Refused) => {
-                let e = BffError::new(
-                    http::StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "origin not allowed",
-                );
-                return ready(layer.done(e.into_response(), &log, None, start));
-            }
-            Some(CorsDecision::Preflight(headers)) => {
-                let mut res = http::StatusCode::NO_CONTENT.into_response();
-                res.headers_mut().extend(headers);
-                return ready(layer.done(res, &log, None, start));
-            }
-            Some(CorsDecision::Allowed(headers)) => Some(headers),
-        };
+            None | Some(CorsDecision::NotCors) => Ok(None),
+            Some(CorsDecision::Allowed(headers)) => Ok(Some(headers)),
+            Some(CorsDecision::Refused) => Err(Refusal::Error(BffError::new(
+                http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "origin not allowed",
+            ))),
+            Some(CorsDecision::Preflight(headers)) => Err(Refusal::Preflight(headers)),
+        }
+    }
 
+    /// Step 5: the client address, the trace context and the deadline, in the request's extensions
+    /// (a [`CallContext`], [`ClientIp`], the mesh) and in the access log.
+    fn context(&self, req: &mut Request<Body>, log: &mut AccessLog, deadline: Instant) {
+        let policy = &self.0.policy;
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
         let client = policy.trusted_proxies.client_ip(peer, req.headers());
-        let deadline = start + policy.request_timeout;
         let trace = TraceContext::from_headers(req.headers());
-        if logged {
+        if policy.access_log || policy.tracer.is_some() {
             log.trace_id = Some(trace.trace_id_hex());
             log.client = Some(client);
             log.span = policy
@@ -234,7 +249,7 @@ where
                 .map(|_| (trace.clone(), std::time::SystemTime::now()));
         }
         let ctx = CallContext {
-            request_id: rid,
+            request_id: log.request_id.clone(),
             trace,
             deadline: Some(deadline),
             forward: HeaderMap::new(),
@@ -255,32 +270,80 @@ where
         if let Some(mesh) = &policy.mesh {
             req.extensions_mut().insert(mesh.clone());
         }
+    }
+}
 
-        // Take the service that was driven to readiness, leave a clone for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        // Counted in flight from here until the response body is written out or dropped, whatever happens
-        // in between (a panic, the client going away).
-        let held = InFlight::new(layer, permit);
-        // A panic in a handler answers its own request with a 500 and nothing else: caught where the route
-        // is called (routers run handlers' synchronous parts there) and where its future is polled.
-        let route = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
-        Box::pin(async move {
-            let res = match route {
-                Ok(route) => {
-                    match tokio::time::timeout_at(deadline, AssertUnwindSafe(route).catch_unwind())
-                        .await
-                    {
-                        Ok(Ok(Ok(res))) => res,
-                        Ok(Err(_panic)) => held.layer.panicked(&log),
-                        Err(_) => BffError::deadline_exceeded().into_response(),
-                    }
-                }
-                Err(_panic) => held.layer.panicked(&log),
+/// Step 3: one path, normalised before routing and auth; 400 for one that cannot be.
+fn normalize_path(req: &mut Request<Body>) -> Result<(), Refusal> {
+    match path::normalize(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => Ok(()),
+        Ok(Cow::Owned(normalized)) => {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{normalized}?{q}"),
+                None => normalized,
             };
-            let res = held.layer.done(res, &log, cors_headers, start);
-            Ok(res.map(|body| Body::new(HeldBody::new(body, held))))
-        })
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = Some(
+                pq.parse()
+                    .map_err(|_| Refusal::Error(BffError::bad_request("invalid path")))?,
+            );
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+            Ok(())
+        }
+        Err(BadPath(why)) => Err(Refusal::Error(BffError::bad_request(why))),
+    }
+}
+
+/// A request the edge answers itself, before routing.
+#[derive(Debug)]
+enum Refusal {
+    Error(BffError),
+    /// A CORS preflight: 204 with these headers.
+    Preflight(HeaderMap),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Error(e) => e.into_response(),
+            Self::Preflight(headers) => {
+                let mut res = http::StatusCode::NO_CONTENT.into_response();
+                res.headers_mut().extend(headers);
+                res
+            }
+        }
+    }
+}
+
+/// How the router's part of a request ended.
+enum Routed {
+    Answered(Response),
+    /// The handler panicked (where the route was called, or while its future was polled).
+    Panicked,
+    /// The request's deadline passed first.
+    TimedOut,
+}
+
+/// Step 6: the router, under the request's deadline. A panic in a handler answers its own request and
+/// nothing else: caught where the route is called (routers run handlers' synchronous parts there) and
+/// where its future is polled.
+fn route<S>(mut inner: S, req: Request<Body>, deadline: Instant) -> impl Future<Output = Routed>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    let route = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
+    async move {
+        let Ok(route) = route else {
+            return Routed::Panicked;
+        };
+        match tokio::time::timeout_at(deadline, AssertUnwindSafe(route).catch_unwind()).await {
+            Ok(Ok(Ok(res))) => Routed::Answered(res),
+            Ok(Ok(Err(never))) => match never {},
+            Ok(Err(_panic)) => Routed::Panicked,
+            Err(_) => Routed::TimedOut,
+        }
     }
 }
 
@@ -294,7 +357,7 @@ struct InFlight {
 
 impl InFlight {
     fn new(layer: EdgeLayer, permit: OwnedSemaphorePermit) -> Self {
-        layer.metrics.inflight.fetch_add(1, Ordering::Relaxed);
+        layer.0.metrics.inflight.fetch_add(1, Ordering::Relaxed);
         Self {
             layer,
             _permit: permit,
@@ -304,7 +367,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.layer.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.layer
+            .0
+            .metrics
+            .inflight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -362,7 +429,10 @@ impl EdgeLayer {
     /// printed it), logged and counted in `bff_handler_panics_total`.
     #[cold]
     fn panicked(&self, log: &AccessLog) -> Response {
-        self.metrics.handler_panics.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .metrics
+            .handler_panics
+            .fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             request_id = log.request_id.to_str().unwrap_or_default(),
             method = %log.method,
@@ -400,14 +470,15 @@ impl EdgeLayer {
         let elapsed = start.elapsed();
         let route = res.extensions().get::<RouteTag>().map(|t| t.0.clone());
         if route.is_none() {
-            self.metrics
+            self.0
+                .metrics
                 .unmatched
                 .record(res.status().as_u16(), elapsed);
         }
-        if self.policy.access_log {
+        if self.0.policy.access_log {
             write_access_log(log, route.as_deref(), res.status().as_u16(), elapsed);
         }
-        if let (Some(tracer), Some((trace, started))) = (&self.policy.tracer, &log.span) {
+        if let (Some(tracer), Some((trace, started))) = (&self.0.policy.tracer, &log.span) {
             let status = res.status().as_u16();
             let route = route.as_deref().unwrap_or("unmatched");
             let mut attributes = vec![
@@ -490,12 +561,10 @@ fn ready(res: Response) -> BoxFuture {
 }
 
 /// Renders a [`BffError`] response with the request id, and stamps the headers every response carries.
+/// Any other response is the handler's own, whatever its status (a 413 included: the route's policy
+/// checks the body limit itself, and lifts axum's, so an extractor never answers one of its own).
 fn finish(mut res: Response, rid: &HeaderValue, cors: Option<HeaderMap>) -> Response {
-    let err = res.extensions_mut().remove::<BffError>().or_else(|| {
-        // A body over the limit, found while an extractor read it: the JSON error too.
-        (res.status() == http::StatusCode::PAYLOAD_TOO_LARGE).then(BffError::payload_too_large)
-    });
-    if let Some(err) = err {
+    if let Some(ErrorResponse(err)) = res.extensions_mut().remove::<ErrorResponse>() {
         if err.status().is_server_error() && std::error::Error::source(&err).is_some() {
             log_failure(&err, rid);
         }
@@ -681,5 +750,169 @@ mod tests {
         assert_eq!(json(second).await["error"]["code"], "overloaded");
         tx.send(()).unwrap();
         assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    }
+
+    fn edge(policy: EdgePolicy) -> EdgeLayer {
+        EdgeLayer::new(policy, Arc::new(Metrics::new()))
+    }
+
+    fn request(uri: &str) -> Request<Body> {
+        Request::get(uri).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn step_request_id_is_kept_when_valid_else_made() {
+        let p = policy(1000, 1);
+        let mut req = request("/a");
+        req.headers_mut()
+            .insert("x-request-id", HeaderValue::from_static("rid-1"));
+        assert_eq!(AccessLog::start(&req, &p).request_id, "rid-1");
+        let made = AccessLog::start(&request("/a"), &p).request_id;
+        assert!(!made.is_empty());
+        // The path is copied only for an access log or a trace.
+        assert_eq!(AccessLog::start(&request("/a"), &p).path, "");
+        let logged = EdgePolicy {
+            access_log: true,
+            ..p
+        };
+        assert_eq!(AccessLog::start(&request("/a"), &logged).path, "/a");
+    }
+
+    #[test]
+    fn step_admit_sheds_beyond_max_concurrency_and_counts() {
+        let edge = edge(policy(1000, 1));
+        let permit = edge.admit().expect("the first is admitted");
+        let shed = edge
+            .admit()
+            .expect_err("the second is shed")
+            .into_response();
+        assert_eq!(shed.status(), 503);
+        assert_eq!(shed.headers()["retry-after"], "1");
+        assert_eq!(edge.0.metrics.shed.load(Ordering::Relaxed), 1);
+        drop(permit);
+        assert!(edge.admit().is_ok());
+    }
+
+    #[test]
+    fn step_normalize_path_rewrites_keeping_the_query_or_refuses() {
+        let mut req = request("/a//b/./c?x=1");
+        normalize_path(&mut req).unwrap();
+        assert_eq!(req.uri(), "/a/b/c?x=1");
+        let mut plain = request("/a/b");
+        normalize_path(&mut plain).unwrap();
+        assert_eq!(plain.uri(), "/a/b");
+        let mut bad = request("/a%2fb");
+        let res = normalize_path(&mut bad)
+            .expect_err("refused")
+            .into_response();
+        assert_eq!(res.status(), 400);
+    }
+
+    #[test]
+    fn step_cors_allows_refuses_and_answers_preflights() {
+        let cors = Cors::new(&bff_config::CorsConfig {
+            allow_origins: vec!["https://app.example".parse().unwrap()],
+            allow_credentials: false,
+        });
+        let edge = edge(EdgePolicy {
+            cors: Some(cors),
+            ..policy(1000, 1)
+        });
+        assert!(edge.cors(&request("/a")).unwrap().is_none(), "not CORS");
+        let from = |origin: &'static str, method: http::Method| {
+            let mut req = request("/a");
+            *req.method_mut() = method;
+            req.headers_mut()
+                .insert(header::ORIGIN, HeaderValue::from_static(origin));
+            req.headers_mut().insert(
+                header::ACCESS_CONTROL_REQUEST_METHOD,
+                HeaderValue::from_static("GET"),
+            );
+            req
+        };
+        let allowed = edge.cors(&from("https://app.example", http::Method::GET));
+        assert!(allowed.unwrap().is_some());
+        let refused = edge.cors(&from("https://evil.example", http::Method::GET));
+        assert_eq!(refused.expect_err("refused").into_response().status(), 403);
+        let preflight = edge.cors(&from("https://app.example", http::Method::OPTIONS));
+        assert_eq!(
+            preflight.expect_err("answered").into_response().status(),
+            204
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn step_context_gives_handlers_the_client_the_trace_and_the_deadline() {
+        let edge = edge(policy(1000, 1));
+        let mut req = request("/a");
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 7], 4000))));
+        let mut log = AccessLog::start(&req, &edge.0.policy);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        edge.context(&mut req, &mut log, deadline);
+        let ctx = req
+            .extensions()
+            .get::<Arc<CallContext>>()
+            .expect("a context");
+        assert_eq!(ctx.deadline, Some(deadline));
+        assert_eq!(ctx.request_id, log.request_id);
+        assert_eq!(ctx.forwarded_proto.as_ref().unwrap(), "http");
+        assert_eq!(
+            req.extensions().get::<ClientIp>().map(|c| c.0),
+            Some(IpAddr::from([10, 0, 0, 7]))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn step_route_answers_times_out_or_catches_a_panic() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/boom", get(boom));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let run = |path: &str| route(app.clone(), request(path), deadline);
+        assert!(matches!(run("/ok").await, Routed::Answered(r) if r.status() == 200));
+        assert!(matches!(run("/slow").await, Routed::TimedOut));
+        assert!(matches!(run("/boom").await, Routed::Panicked));
+    }
+
+    #[tokio::test]
+    async fn step_finish_renders_a_bff_error_once_with_the_request_id() {
+        let rid = HeaderValue::from_static("rid-3");
+        let res = finish(BffError::not_found().into_response(), &rid, None);
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()["x-request-id"], "rid-3");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        let v = json(res).await;
+        assert_eq!(v["error"]["code"], "not_found");
+        assert_eq!(v["error"]["request_id"], "rid-3");
+        // Without the edge, the error's body renders itself (without a request id).
+        let alone = json(BffError::not_found().into_response()).await;
+        assert_eq!(alone["error"]["code"], "not_found");
+        assert!(alone["error"].get("request_id").is_none());
+    }
+
+    #[tokio::test]
+    async fn step_finish_keeps_a_handlers_own_413() {
+        let own = (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "upload quota exceeded",
+        )
+            .into_response();
+        let res = finish(own, &HeaderValue::from_static("rid-4"), None);
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/plain");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"upload quota exceeded");
     }
 }

@@ -16,6 +16,21 @@ pub mod rate_limit;
 
 #[cfg(feature = "redis")]
 pub use self::rate_limit::RedisStore;
+/// The future of the edge's and the routes' services: boxed once each, answering with a response.
+type BoxFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+/// The service that `poll_ready` drove to readiness, for this call; a clone of it stays for the next
+/// (tower's rule for services that are cloned per call).
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
 pub use self::{
     auth::Claims,
     client_ip::{ClientIp, TrustedProxies},

@@ -3,7 +3,7 @@
 
 #[cfg(feature = "jwt")]
 use crate::auth::JwtAuth;
-use crate::{BffError, auth::ApiKeys, rate_limit::RateLimiter};
+use crate::{BffError, BoxFuture, auth::ApiKeys, rate_limit::RateLimiter};
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -16,8 +16,6 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use std::{
     convert::Infallible,
-    future::Future,
-    pin::Pin,
     sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
     time::Duration,
@@ -96,19 +94,13 @@ impl RoutePolicy {
 #[derive(Clone, Debug)]
 pub struct PolicyLayer(Arc<PolicyShared>);
 
+/// What every request of a route shares.
 #[derive(Debug)]
-pub struct PolicyShared {
+struct PolicyShared {
     policy: RoutePolicy,
     gate: Arc<Gate>,
     /// One a method the route serves (labelled by it); the first also counts any other method.
     metrics: Box<[Arc<RouteMetrics>]>,
-}
-
-impl std::ops::Deref for PolicyLayer {
-    type Target = PolicyShared;
-    fn deref(&self) -> &PolicyShared {
-        &self.0
-    }
 }
 
 impl PolicyLayer {
@@ -136,7 +128,7 @@ impl PolicyLayer {
 
     /// Which of the route's metrics count a request of `method` (an index into `metrics`).
     fn metrics_of(&self, method: &http::Method) -> usize {
-        if self.metrics.len() == 1 {
+        if self.0.metrics.len() == 1 {
             return 0;
         }
         let method = if method == http::Method::HEAD {
@@ -144,7 +136,8 @@ impl PolicyLayer {
         } else {
             method.as_str()
         };
-        self.metrics
+        self.0
+            .metrics
             .iter()
             .position(|m| m.method() == method)
             .unwrap_or(0)
@@ -179,8 +172,6 @@ pub struct PolicyService<S> {
     layer: PolicyLayer,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
 impl<S> Service<Request<Body>> for PolicyService<S>
 where
     S: Service<Request<Body>, Error = Infallible> + Clone + Send + 'static,
@@ -196,13 +187,12 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = crate::take_ready(&mut self.inner);
         let layer = self.layer.clone();
         let start = Instant::now();
         let metrics = layer.metrics_of(req.method());
         // Two futures, so that a route with nothing to check does not carry the checks' state.
-        if layer.policy.is_plain() && req.body().is_end_stream() {
+        if layer.0.policy.is_plain() && req.body().is_end_stream() {
             let route = inner.call(req);
             Box::pin(async move {
                 let res = match route.await {
@@ -213,7 +203,7 @@ where
             })
         } else {
             Box::pin(async move {
-                let res = enforce(&layer.policy, &layer.gate, inner, req).await;
+                let res = enforce(&layer.0.policy, &layer.0.gate, inner, req).await;
                 Ok(layer.record(res, start, metrics))
             })
         }
@@ -223,7 +213,7 @@ where
 impl PolicyLayer {
     /// The route's metrics, and its tag on the response (for the access log).
     fn record(&self, mut res: Response, start: Instant, metrics: usize) -> Response {
-        let metrics = &self.metrics[metrics];
+        let metrics = &self.0.metrics[metrics];
         let status = res.status().as_u16();
         if status == 429 {
             metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +273,9 @@ where
         }
     };
     let mut req = Request::from_parts(parts, body);
+    if !req.body().is_end_stream() {
+        req = lift_body_limit(req);
+    }
     let Some(timeout) = policy.timeout else {
         return match inner.call(req).await {
             Ok(res) => res.into_response(),
@@ -303,6 +296,23 @@ where
         Ok(Ok(res)) => res.into_response(),
         Ok(Err(never)) => match never {},
         Err(_) => BffError::deadline_exceeded().into_response(),
+    }
+}
+
+/// The body is within the route's `max_body` (declared and checked, or read whole above): extractors read
+/// it without axum's own default limit (2 MB), so that a route may take more, and a 413 is only ever the
+/// policy's (a [`BffError`]) or the handler's own.
+fn lift_body_limit(req: Request<Body>) -> Request<Body> {
+    use futures::FutureExt;
+    // `DefaultBodyLimit` sets its private extension through its layer only; its inner service hands the
+    // request back, and answers at once.
+    let mut stamp = axum::extract::DefaultBodyLimit::disable().layer(tower::service_fn(
+        |req: Request<Body>| std::future::ready(Ok::<_, Infallible>(req)),
+    ));
+    match stamp.call(req).now_or_never() {
+        Some(Ok(req)) => req,
+        Some(Err(never)) => match never {},
+        None => unreachable!("a ready future"),
     }
 }
 
@@ -366,6 +376,69 @@ async fn authenticate(
             } else {
                 Err(BffError::unauthenticated())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{Router, routing::post};
+    use bytes::Bytes;
+    use tower::ServiceExt;
+
+    fn limited(max_body: u64) -> Router {
+        let metrics = bff_telemetry::Metrics::new();
+        let policy = RoutePolicy {
+            auth: AuthKind::None,
+            limits: Vec::new(),
+            timeout: None,
+            max_body,
+        };
+        let layer = PolicyLayer::new(policy, Arc::default(), metrics.route("/up", "POST"));
+        Router::new().route(
+            "/up",
+            post(|body: Bytes| async move { body.len().to_string() }).layer(layer),
+        )
+    }
+
+    fn upload(len: usize, declared: bool) -> Request<Body> {
+        let body = Bytes::from(vec![b'x'; len]);
+        let mut req = Request::post("/up");
+        if declared {
+            req = req.header(header::CONTENT_LENGTH, len);
+        } else {
+            let chunks = futures::stream::iter([Ok::<_, Infallible>(body.clone())]);
+            return req.body(Body::from_stream(chunks)).unwrap();
+        }
+        req.body(Body::from(body)).unwrap()
+    }
+
+    /// The route's `max_body` is the limit, above axum's own default (2 MB) too: a 3 MB body within a
+    /// 4 MB limit reaches the handler's extractor, declared or chunked; one over it is the policy's 413.
+    #[tokio::test]
+    async fn the_routes_body_limit_is_the_only_one() {
+        let app = limited(4 << 20);
+        for declared in [true, false] {
+            let res = app
+                .clone()
+                .oneshot(upload(3 << 20, declared))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "declared: {declared}");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, (3 << 20).to_string());
+            let res = app
+                .clone()
+                .oneshot(upload(5 << 20, declared))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 413, "declared: {declared}");
+            assert!(
+                res.extensions()
+                    .get::<crate::error::ErrorResponse>()
+                    .is_some()
+            );
         }
     }
 }
