@@ -8,7 +8,7 @@ use crate::{
     hedge::Hedge,
     service::HashKey,
 };
-use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE};
+use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE, metrics::Outcome as Measured};
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
@@ -299,29 +299,19 @@ impl Prepared {
     async fn run(&self) -> Result<Response, MeshError> {
         let service = &*self.service;
         if service.in_flight.load(Ordering::Relaxed) >= service.max_in_flight {
-            service.metrics.record(FAST_FAIL, None);
+            service.metrics.record(Measured::FastFail, None);
             return Err(self.fail(ErrorKind::Overloaded, "max_in_flight reached"));
         }
         let _in_flight = Counted::enter(&service.in_flight);
         if let Some(r) = &service.retry {
             r.budget.deposit();
         }
-        let (method, body) = (&self.method, &self.body);
-        let retry = service
-            .retry
-            .as_ref()
-            .filter(|r| r.allows(method, body.len()));
+        // Retries and hedges send the request again: one rule says whether it may be.
+        let repeatable =
+            crate::retry::may_repeat(service.retry.as_ref(), &self.method, self.body.len());
+        let retry = service.retry.as_ref().filter(|_| repeatable);
         let max_attempts = retry.map_or(1, |r| r.max_attempts);
-        // Hedging follows the retry rules: idempotent methods, small bodies.
-        let hedge = service.hedge.as_ref().filter(|_| {
-            service.retry.as_ref().map_or_else(
-                || {
-                    crate::retry::is_idempotent(method)
-                        && body.len() <= crate::retry::MAX_RETRY_BODY
-                },
-                |r| r.allows(method, body.len()),
-            )
-        });
+        let hedge = service.hedge.as_ref().filter(|_| repeatable);
         let set = service.endpoints();
         let call = Call {
             call: self,
@@ -331,7 +321,7 @@ impl Prepared {
         let key = self.key;
         let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut attempt = 0;
-        let mut reason: Option<&'static str> = None;
+        let mut retry_reason: Option<&'static str> = None;
         loop {
             attempt += 1;
             let now = Instant::now();
@@ -339,12 +329,12 @@ impl Prepared {
                 return Err(self.fail(ErrorKind::Deadline, "no time left before the deadline"));
             };
             let Some(i) = service.balancer.pick(&set, &tried, key) else {
-                service.metrics.record(FAST_FAIL, None);
+                service.metrics.record(Measured::FastFail, None);
                 return Err(self.fail(ErrorKind::NoEndpoint, "no healthy endpoint"));
             };
             // The breaker's fast failures never reach an endpoint, so they never count toward ejection.
             let Ok(permit) = call.admit() else {
-                service.metrics.record(FAST_FAIL, None);
+                service.metrics.record(Measured::FastFail, None);
                 return Err(self.fail(ErrorKind::CircuitOpen, "circuit open"));
             };
             tried.push(i);
@@ -352,13 +342,14 @@ impl Prepared {
             let (i, outcome) = match hedge.and_then(|h| h.delay().map(|d| (h, d))) {
                 None => (
                     i,
-                    call.attempt(i, permit, budget, (attempt, reason), false)
+                    call.attempt(i, permit, budget, Try::first(attempt, retry_reason))
                         .await,
                 ),
                 // Boxed: the race of two attempts would double the size of every call's future.
                 Some((h, delay)) => {
                     let first = (i, permit, budget);
-                    Box::pin(call.hedged(h, delay, first, (attempt, reason), &mut tried)).await
+                    let first_try = Try::first(attempt, retry_reason);
+                    Box::pin(call.hedged(h, delay, first, first_try, &mut tried)).await
                 }
             };
 
@@ -366,11 +357,10 @@ impl Prepared {
             let wait = retry.and_then(|r| self.retry_wait(r, &outcome, attempt, max_attempts));
             match (wait, outcome) {
                 (Some(wait), outcome) => {
-                    reason = Some(match &outcome {
+                    retry_reason = Some(match &outcome {
                         Ok(_) => "upstream_status",
                         Err(failed) => failed.kind.code(),
                     });
-                    service.retries.fetch_add(1, Ordering::Relaxed);
                     service.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(service = %service.name, attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
@@ -422,6 +412,25 @@ impl Failed {
 
 type Outcome = Result<Response, Failed>;
 
+/// Which try of a call an attempt is, as its span says: its number, why the one before failed (a
+/// retry), and whether it is a hedge (a second attempt racing the first).
+#[derive(Clone, Copy, Debug)]
+struct Try {
+    number: u32,
+    retry_reason: Option<&'static str>,
+    hedge: bool,
+}
+
+impl Try {
+    fn first(number: u32, retry_reason: Option<&'static str>) -> Self {
+        Self {
+            number,
+            retry_reason,
+            hedge: false,
+        }
+    }
+}
+
 /// The time an attempt may take: the service's timeout (or the request's shorter one), capped by what is
 /// left of the deadline; `capped` says the deadline is what limits it.
 #[derive(Clone, Copy, Debug)]
@@ -472,11 +481,11 @@ impl Call<'_> {
         h: &Hedge,
         delay: Duration,
         first: (usize, Option<Permit<'_>>, Budget),
-        attempt: (u32, Option<&'static str>),
+        attempt: Try,
         tried: &mut SmallVec<[usize; 4]>,
     ) -> (usize, Outcome) {
         let (i, permit, budget) = first;
-        let first = self.attempt(i, permit, budget, attempt, false);
+        let first = self.attempt(i, permit, budget, attempt);
         tokio::pin!(first);
         tokio::select! {
             out = &mut first => (i, out),
@@ -485,7 +494,8 @@ impl Call<'_> {
                     None => (i, first.await),
                     Some((j, permit, budget)) => {
                         tracing::debug!(service = %self.service.name, ?delay, "hedging");
-                        let second = self.attempt(j, permit, budget, attempt, true);
+                        let hedge = Try { hedge: true, ..attempt };
+                        let second = self.attempt(j, permit, budget, hedge);
                         tokio::pin!(second);
                         first_good((i, first), (j, second)).await
                     }
@@ -515,7 +525,6 @@ impl Call<'_> {
             return None;
         }
         tried.push(j);
-        svc.hedges.fetch_add(1, Ordering::Relaxed);
         svc.metrics.hedges.fetch_add(1, Ordering::Relaxed);
         Some((j, permit, budget))
     }
@@ -571,8 +580,7 @@ impl Call<'_> {
         i: usize,
         permit: Option<Permit<'_>>,
         budget: Budget,
-        attempt: (u32, Option<&'static str>),
-        hedge: bool,
+        attempt: Try,
     ) -> Outcome {
         let svc = self.service;
         let endpoint = &self.set.list[i];
@@ -596,7 +604,7 @@ impl Call<'_> {
         };
         self.settle(i, permit, &outcome, start);
         if let Some(wall_start) = wall_start {
-            self.span(i, &outcome, (attempt, hedge), span_id, wall_start);
+            self.span(i, &outcome, attempt, span_id, wall_start);
         }
         outcome
     }
@@ -637,7 +645,7 @@ impl Call<'_> {
         if failed {
             self.call.ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
-        svc.metrics.record(outcome_index(outcome), Some(latency));
+        svc.metrics.record(metric_outcome(outcome), Some(latency));
         if failed {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -661,7 +669,7 @@ impl Call<'_> {
         &self,
         i: usize,
         outcome: &Outcome,
-        (attempt, hedge): ((u32, Option<&'static str>), bool),
+        attempt: Try,
         span_id: [u8; 8],
         wall_start: std::time::SystemTime,
     ) {
@@ -669,15 +677,14 @@ impl Call<'_> {
             return;
         };
         let svc = self.service;
-        let (attempt, reason) = attempt;
         let mut attributes = vec![
             ("bff.service", svc.name.to_string().into()),
             ("server.address", self.set.list[i].addr.to_string().into()),
             ("http.request.method", self.call.method.as_str().into()),
-            ("bff.attempt", i64::from(attempt).into()),
-            ("bff.hedge", hedge.into()),
+            ("bff.attempt", i64::from(attempt.number).into()),
+            ("bff.hedge", attempt.hedge.into()),
         ];
-        if let Some(r) = reason {
+        if let Some(r) = attempt.retry_reason {
             attributes.push(("bff.retry_reason", r.into()));
         }
         if let Some(b) = &svc.breaker {
@@ -767,24 +774,21 @@ async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -
     })
 }
 
-/// The index in `bff_telemetry::metrics::OUTCOMES` of an attempt's outcome.
-fn outcome_index(outcome: &Outcome) -> usize {
+/// An attempt's outcome, as `bff_upstream_requests_total` counts it.
+fn metric_outcome(outcome: &Outcome) -> Measured {
     match outcome {
-        Ok(res) if res.status.is_server_error() => 2,
-        Ok(res) if res.status.is_client_error() => 1,
-        Ok(_) => 0,
+        Ok(res) if res.status.is_server_error() => Measured::Status5xx,
+        Ok(res) if res.status.is_client_error() => Measured::Status4xx,
+        Ok(_) => Measured::Success,
         Err(f) => match f.kind {
-            ErrorKind::Connect => 3,
-            ErrorKind::Timeout => 5,
-            ErrorKind::Deadline => 6,
-            ErrorKind::Decode => 7,
-            _ => 4,
+            ErrorKind::Connect => Measured::ConnectError,
+            ErrorKind::Timeout => Measured::Timeout,
+            ErrorKind::Deadline => Measured::DeadlineExceeded,
+            ErrorKind::Decode => Measured::MalformedResponse,
+            _ => Measured::Reset,
         },
     }
 }
-
-/// `fast_fail` in `bff_telemetry::metrics::OUTCOMES`: refused without touching the network.
-const FAST_FAIL: usize = 8;
 
 /// A failure of the endpoint: any error, or a 5xx.
 fn is_failure(outcome: &Outcome) -> bool {

@@ -15,8 +15,19 @@ use tokio::time::Instant;
 /// Requests with a larger body are never retried (the body would have to be kept for every attempt).
 pub(crate) const MAX_RETRY_BODY: usize = 64 * 1024;
 
+/// The one idempotency rule: whether a call may be sent more than once, retried or hedged. Its body must
+/// be small enough to keep for another attempt, and its method one the retry policy lists (`methods`) or,
+/// without a list (or a policy), an idempotent one.
+pub(crate) fn may_repeat(policy: Option<&RetryPolicy>, method: &Method, body_len: usize) -> bool {
+    body_len <= MAX_RETRY_BODY
+        && match policy.and_then(|p| p.methods.as_ref()) {
+            Some(listed) => listed.contains(method),
+            None => is_idempotent(method),
+        }
+}
+
 /// GET, HEAD, OPTIONS, PUT, DELETE, TRACE (RFC 9110 section 9.2.2).
-pub(crate) fn is_idempotent(method: &Method) -> bool {
+fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -68,22 +79,9 @@ impl RetryPolicy {
     }
 
     /// Whether a request may be retried at all: idempotent methods (or those `methods` lists), small bodies.
-    pub(crate) fn allows(&self, method: &Method, body_len: usize) -> bool {
-        if body_len > MAX_RETRY_BODY {
-            return false;
-        }
-        match &self.methods {
-            Some(ms) => ms.contains(method),
-            None => matches!(
-                *method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::PUT
-                    | Method::DELETE
-                    | Method::TRACE
-            ),
-        }
+    #[cfg(test)]
+    fn allows(&self, method: &Method, body_len: usize) -> bool {
+        may_repeat(Some(self), method, body_len)
     }
 
     /// Whether the policy retries an attempt that failed with `kind`: one that
@@ -275,6 +273,22 @@ mod tests {
         }
         // Full jitter spreads: some early backoffs are short.
         assert!((0..200).any(|_| p.backoff(1) < Duration::from_millis(5)));
+    }
+
+    /// Retries and hedges share the rule: without a policy (a service that only hedges), the idempotent
+    /// methods and small bodies; with one, its `methods` when it lists them.
+    #[test]
+    fn one_rule_for_every_repeat() {
+        assert!(may_repeat(None, &Method::GET, 0));
+        assert!(may_repeat(None, &Method::DELETE, MAX_RETRY_BODY));
+        assert!(!may_repeat(None, &Method::POST, 0));
+        assert!(!may_repeat(None, &Method::GET, MAX_RETRY_BODY + 1));
+        let listed = policy(&["reset"], Some(vec!["POST"]));
+        assert!(may_repeat(Some(&listed), &Method::POST, 0));
+        assert!(!may_repeat(Some(&listed), &Method::GET, 0));
+        let default = policy(&["reset"], None);
+        assert!(may_repeat(Some(&default), &Method::PUT, 0));
+        assert!(!may_repeat(Some(&default), &Method::PATCH, 0));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -86,9 +86,8 @@ pub struct Service {
     pub(crate) hash_key: Option<HashKey>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) max_in_flight: usize,
-    pub(crate) retries: AtomicU64,
     pub(crate) hedge: Option<Hedge>,
-    pub(crate) hedges: AtomicU64,
+    /// Its attempts, retries and hedges, counted once: `/metrics` and the snapshot read the same.
     pub(crate) metrics: Arc<bff_telemetry::ServiceMetrics>,
     /// The config it was built from: a reload keeps the service when it is unchanged.
     pub(crate) config: ServiceConfig,
@@ -143,9 +142,7 @@ impl Service {
             hash_key: cfg.hash_key.clone(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
-            retries: AtomicU64::new(0),
             hedge: cfg.hedge_after.map(Hedge::new),
-            hedges: AtomicU64::new(0),
             metrics,
             config: cfg.clone(),
             required: cfg.required,
@@ -299,8 +296,8 @@ impl Service {
                 .as_ref()
                 .map_or(BreakerState::Closed, |b| b.state()),
             retry_budget_remaining: self.retry.as_ref().map(|r| r.budget.remaining()),
-            retries: self.retries.load(Ordering::Relaxed),
-            hedges: self.hedges.load(Ordering::Relaxed),
+            retries: self.metrics.retries.load(Ordering::Relaxed),
+            hedges: self.metrics.hedges.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             endpoints: self
                 .endpoints()

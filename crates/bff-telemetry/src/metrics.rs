@@ -121,24 +121,57 @@ impl RouteMetrics {
     }
 }
 
-/// Outcomes of downstream attempts, as `bff_upstream_requests_total{outcome}` names them.
-pub const OUTCOMES: [&str; 9] = [
-    "success",
-    "status_4xx",
-    "status_5xx",
-    "connect_error",
-    "reset",
-    "timeout",
-    "deadline_exceeded",
-    "malformed_response",
-    "fast_fail",
-];
+/// The outcome of a downstream attempt, as `bff_upstream_requests_total{outcome}` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Status4xx,
+    Status5xx,
+    ConnectError,
+    Reset,
+    Timeout,
+    DeadlineExceeded,
+    MalformedResponse,
+    /// Refused without touching the network (no endpoint, circuit open, `max_in_flight`).
+    FastFail,
+}
+
+impl Outcome {
+    /// Every outcome, in the order `/metrics` lists them.
+    pub const ALL: [Self; 9] = [
+        Self::Success,
+        Self::Status4xx,
+        Self::Status5xx,
+        Self::ConnectError,
+        Self::Reset,
+        Self::Timeout,
+        Self::DeadlineExceeded,
+        Self::MalformedResponse,
+        Self::FastFail,
+    ];
+
+    /// Its `outcome` label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Status4xx => "status_4xx",
+            Self::Status5xx => "status_5xx",
+            Self::ConnectError => "connect_error",
+            Self::Reset => "reset",
+            Self::Timeout => "timeout",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::MalformedResponse => "malformed_response",
+            Self::FastFail => "fast_fail",
+        }
+    }
+}
 
 /// The metrics of one downstream service.
 #[derive(Debug)]
 pub struct ServiceMetrics {
     service: String,
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    /// By [`Outcome`], as its discriminant.
+    outcomes: [AtomicU64; Outcome::ALL.len()],
     pub duration: Histogram,
     pub retries: AtomicU64,
     pub retries_refused: AtomicU64,
@@ -157,11 +190,9 @@ impl ServiceMetrics {
         }
     }
 
-    /// An attempt's outcome (an index of [`OUTCOMES`]) and latency.
-    pub fn record(&self, outcome: usize, elapsed: Option<Duration>) {
-        if let Some(c) = self.outcomes.get(outcome) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    /// An attempt's outcome and latency.
+    pub fn record(&self, outcome: Outcome, elapsed: Option<Duration>) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(e) = elapsed {
             self.duration.observe(e);
         }
@@ -326,12 +357,13 @@ impl Metrics {
             "Downstream attempts, by service and outcome.",
         );
         for s in &services {
-            for (i, name) in OUTCOMES.iter().enumerate() {
+            for outcome in Outcome::ALL {
                 let _ = writeln!(
                     out,
-                    "bff_upstream_requests_total{{service=\"{}\",outcome=\"{name}\"}} {}",
+                    "bff_upstream_requests_total{{service=\"{}\",outcome=\"{}\"}} {}",
                     esc(&s.service),
-                    s.outcomes[i].load(Ordering::Relaxed)
+                    outcome.name(),
+                    s.outcomes[outcome as usize].load(Ordering::Relaxed)
                 );
             }
         }
@@ -463,7 +495,8 @@ mod tests {
         r.record(200, Duration::from_millis(30));
         r.record(502, Duration::from_millis(300));
         let s = m.service("users");
-        s.record(0, Some(Duration::from_millis(2)));
+        s.record(Outcome::Success, Some(Duration::from_millis(2)));
+        s.record(Outcome::FastFail, None);
         s.retries.fetch_add(1, Ordering::Relaxed);
         let mut out = String::new();
         m.render(&mut out);
