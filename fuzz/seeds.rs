@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// Every seed of `target`, sorted by file name, with its bytes; panics when there is none.
-pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     // Every crate that includes this sits at crates/NAME.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/corpus")

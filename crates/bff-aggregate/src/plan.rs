@@ -23,7 +23,7 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// `x-bff-partial`.
-pub const PARTIAL_HEADER: HeaderName = HeaderName::from_static("x-bff-partial");
+pub(crate) const PARTIAL_HEADER: HeaderName = HeaderName::from_static("x-bff-partial");
 
 /// A declarative route compiled once: the backends in config order with their dependencies resolved to
 /// indexes, path templates split, JSONPaths parsed.

@@ -146,7 +146,7 @@ impl PolicyLayer {
 
 /// The route template that answered, in the response's extensions (for the access log).
 #[derive(Clone, Debug)]
-pub struct RouteTag(pub Arc<str>);
+pub(crate) struct RouteTag(pub Arc<str>);
 
 /// The optional backends whose failure made a Rust route's response partial, in the response's
 /// extensions (`bff::Partial` puts them there): the route counts each in `bff_partial_responses_total`,

@@ -61,7 +61,7 @@ impl Drop for Permit<'_> {
 }
 
 #[derive(Debug)]
-pub struct CircuitBreaker {
+pub(crate) struct CircuitBreaker {
     failure_rate: f64,
     min_requests: u64,
     open_for: Duration,
@@ -115,7 +115,7 @@ impl Window {
 }
 
 impl CircuitBreaker {
-    pub fn new(cfg: &CircuitBreakerConfig) -> Self {
+    pub(crate) fn new(cfg: &CircuitBreakerConfig) -> Self {
         Self {
             failure_rate: cfg.failure_rate,
             min_requests: u64::from(cfg.min_requests.max(1)),
@@ -126,7 +126,7 @@ impl CircuitBreaker {
         }
     }
 
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         let Ok(mut s) = self.state.lock() else {
             return BreakerState::Closed;
         };

@@ -116,7 +116,7 @@ impl RetryPolicy {
 /// request deposits, every retry withdraws, deposits expire after `ttl`, and `min_per_second` retries are
 /// always allowed. With `ratio = 0.2`, retries stay within 20% of requests (plus the minimum).
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     generation: Mutex<(usize, Instant)>,
     /// When the current slot began, in nanoseconds since `base` (the lock-free fast path of `expire`).
     base: Instant,
@@ -130,7 +130,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    pub fn new(ttl: Duration, min_per_second: u32, ratio: f64) -> Self {
+    pub(crate) fn new(ttl: Duration, min_per_second: u32, ratio: f64) -> Self {
         let ttl = ttl.clamp(Duration::from_secs(1), Duration::from_secs(60));
         // Integer accounting: a request deposits 1000, a retry withdraws 1000 / ratio.
         let (deposit, withdraw) = if ratio <= 0.0 {
@@ -189,13 +189,13 @@ impl RetryBudget {
     }
 
     /// A request was made.
-    pub fn deposit(&self) {
+    pub(crate) fn deposit(&self) {
         self.expire();
         self.current.fetch_add(self.deposit, Ordering::SeqCst);
     }
 
     /// Asks for one retry; `false` when the budget is spent.
-    pub fn withdraw(&self) -> bool {
+    pub(crate) fn withdraw(&self) -> bool {
         self.expire();
         if self.sum() >= self.withdraw {
             self.current.fetch_sub(self.withdraw, Ordering::SeqCst);
@@ -206,7 +206,7 @@ impl RetryBudget {
     }
 
     /// Retries the budget would allow now.
-    pub fn remaining(&self) -> u64 {
+    pub(crate) fn remaining(&self) -> u64 {
         self.expire();
         u64::try_from(self.sum() / self.withdraw.max(1)).unwrap_or(0)
     }

@@ -12,7 +12,7 @@ mod trace;
 pub use self::{
     chain::ErrorChain,
     metrics::{Metrics, RouteMetrics, ServiceMetrics},
-    otlp::{Span, SpanKind, Tracer},
+    otlp::{Span, SpanKind, Tracer, TracerError},
     request_id::{REQUEST_ID, request_id},
     trace::{TRACEPARENT, TRACESTATE, TraceContext},
 };

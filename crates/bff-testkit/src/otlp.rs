@@ -2,7 +2,7 @@
 //! tests of trace export.
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
-pub use bff::telemetry::otlp::DecodedSpan;
+pub use bff_telemetry::otlp::DecodedSpan;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -23,7 +23,7 @@ impl OtlpReceiver {
                 "/v1/traces",
                 post(
                     |State(spans): State<Arc<Mutex<Vec<DecodedSpan>>>>, body: Bytes| async move {
-                        match bff::telemetry::otlp::decode_request(&body) {
+                        match bff_telemetry::otlp::decode_request(&body) {
                             Ok(decoded) => {
                                 spans.lock().expect("receiver lock").extend(decoded);
                                 (http::StatusCode::OK, "")

@@ -35,19 +35,76 @@ pub mod fuzzing;
 mod partial;
 mod server;
 
+// The public API, as a table of contents: what a BFF is built from, then the parts by concern. Each item
+// is listed by name (no crate is re-exported whole), so that what the framework's crates share among
+// themselves stays theirs. docs/public-api.txt lists the surface; scripts/public-api --check holds the
+// code to it.
+
+/// Building and running a BFF.
 pub use self::{
     app::{App, StartError, config_path_from_args},
-    partial::Partial,
     server::{ReloadError, ReloadHandle, Server, ShutdownHandle},
 };
-pub use axum;
-pub use bff_aggregate as aggregate;
-pub use bff_config as config;
+
+/// What handlers use: the mesh (downstream calls), errors as the contract's JSON, partial responses,
+/// the request's identity.
+pub use self::partial::Partial;
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
-pub use bff_mesh as mesh;
 pub use bff_mesh::{CallContext, DownstreamPath, ErrorKind, Mesh, MeshError, path};
-pub use bff_telemetry as telemetry;
+
+/// axum, which handlers and routers are written with (the version bff serves them with).
+pub use axum;
+
+/// The typed configuration: the `bff.toml` schema, loading with its overrides, validation.
+pub mod config {
+    pub use bff_config::{
+        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, ByteSize,
+        CircuitBreakerConfig, Config, ConfigError, ConfigErrors, CorsConfig, Duration, EdgeConfig,
+        Feature, FeatureMissing, Format, ForwardHeader, HashKey, HealthCheckConfig, HedgeAfter,
+        HttpMethod, InvalidValue, JwtAlgorithm, JwtConfig, ListenerTlsConfig, LoadBalancer, Loader,
+        Origin, OutlierDetectionConfig, Protocol, REDACTED, RateLimitConfig, RateLimitKey,
+        RetryConfig, RetryOn, RouteConfig, ServiceConfig, Source, TelemetryConfig, TlsConfig,
+        env_with_file, redact_url,
+    };
+}
+
+/// The embedded sidecar: services, calls and their failures, discovery of your own.
+pub mod mesh {
+    #[cfg(feature = "tls")]
+    pub use bff_mesh::TlsError;
+    pub use bff_mesh::{
+        BreakerState, CallContext, CallStats, DEADLINE_HEADER, DownstreamPath, EndpointSnapshot,
+        ErrorKind, ErrorSource, HealthChecks, IntoPath, Mesh, MeshBuildError, MeshError,
+        MeshRejection, PathError, RequestBuilder, Resolve, Response, Service, ServiceClient,
+        ServiceError, ServiceSnapshot, Update, encode_value, path,
+    };
+}
+
+/// The embedded gateway's parts, for routes and layers of your own.
+pub mod edge {
+    #[cfg(feature = "jwt")]
+    pub use bff_edge::auth::{FetchError, JwksError, JwtAuth, JwtError, Refused};
+    pub use bff_edge::{
+        BffError, Claims, ClientIp, Cors, CorsDecision, Edge, EdgeLayer, EdgePolicy, Gate,
+        PartialBackends, Policy, PolicyLayer, PolicyService, RateLimitError, RateLimitStore,
+        RateLimitStores, RateLimiter, Result, RoutePolicy, TrustedProxies,
+        auth::{ApiKeyError, ApiKeys},
+    };
+}
+
+/// Declarative aggregation (`[[routes]]` with backends), compiled.
+pub mod aggregate {
+    pub use bff_aggregate::{Plan, PlanError, PlanProblem, Selector, SelectorError};
+}
+
+/// Request ids, trace context, metrics and span export.
+pub mod telemetry {
+    pub use bff_telemetry::{
+        ErrorChain, Metrics, REQUEST_ID, RouteMetrics, ServiceMetrics, Span, SpanKind, TRACEPARENT,
+        TRACESTATE, TraceContext, Tracer, TracerError, request_id,
+    };
+}
 
 /// What handlers usually need.
 pub mod prelude {

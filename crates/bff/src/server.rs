@@ -66,7 +66,7 @@ impl ShutdownHandle {
 }
 
 /// Asks the server to reload its config file (what `POST /admin/reload` and SIGHUP do). A server whose
-/// config was not loaded from a file answers every reload with [`NOT_RELOADABLE`].
+/// config was not loaded from a file answers every reload with [`ReloadError::NotReloadable`].
 #[derive(Clone, Debug)]
 pub struct ReloadHandle(mpsc::Sender<ReloadRequest>);
 
