@@ -59,13 +59,15 @@ pub use axum;
 /// The typed configuration: the `bff.toml` schema, loading with its overrides, validation.
 pub mod config {
     pub use bff_config::{
-        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, ByteSize,
-        CircuitBreakerConfig, Config, ConfigError, ConfigErrors, CorsConfig, Duration, EdgeConfig,
-        Feature, FeatureMissing, Format, ForwardHeader, HashKey, HealthCheckConfig, HedgeAfter,
-        HttpMethod, InvalidValue, JwtAlgorithm, JwtConfig, ListenerTlsConfig, LoadBalancer, Loader,
-        Origin, OutlierDetectionConfig, Protocol, REDACTED, RateLimitConfig, RateLimitKey,
-        RetryConfig, RetryOn, RouteConfig, ServiceConfig, Source, TelemetryConfig, TlsConfig,
-        env_with_file, redact_url,
+        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, ByteSize, Cidr,
+        CircuitBreakerConfig, Config, ConfigError, ConfigErrors, CorsConfig, CorsOrigin,
+        DiscoveryUrl, Duration, EdgeConfig, Feature, FeatureMissing, Format, ForwardHeader,
+        HashKey, HealthCheckConfig, HedgeAfter, HmacSecret, HostPort, HttpMethod, HttpUrl,
+        InvalidValue, JsonPath, JwtAlgorithm, JwtConfig, ListenerTlsConfig, LoadBalancer, Loader,
+        MIN_HMAC_SECRET, Origin, OtlpEndpoint, OutlierDetectionConfig, PathTemplate, Placeholder,
+        Protocol, REDACTED, RateLimitConfig, RateLimitKey, RedisUrl, RetryConfig, RetryOn,
+        RouteConfig, SECRET_SHOWN, Secret, Segment, ServiceConfig, Source, TelemetryConfig,
+        TlsConfig, Validated, env_with_file, redact_url,
     };
 }
 
