@@ -297,7 +297,7 @@ async fn a_rust_routes_bad_rate_limit_is_refused_at_build_with_its_key() {
     let store = "http://127.0.0.1:6379"
         .parse::<bff::config::RedisUrl>()
         .unwrap_err();
-    assert!(store.contains("is not a redis:// URL"), "{store}");
+    assert!(store.0.contains("is not a redis:// URL"), "{store}");
     let zero = bff::config::RateLimitConfig::new(0, 5);
     let err = limited_app(&users, Policy::new().rate_limit_with(zero))
         .into_router()

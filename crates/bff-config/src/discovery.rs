@@ -32,7 +32,7 @@ pub enum DiscoveryUrl {
 impl DiscoveryUrl {
     /// Parses a `discovery` URL, and refuses one whose source this binary was built without (naming the
     /// cargo feature).
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, crate::InvalidValue> {
         let parsed = Self::parse_syntax(url)?;
         if let Some(f) = parsed.feature() {
             f.require(&format!(
@@ -53,7 +53,7 @@ impl DiscoveryUrl {
         }
     }
 
-    fn parse_syntax(url: &str) -> Result<Self, String> {
+    fn parse_syntax(url: &str) -> Result<Self, crate::InvalidValue> {
         // Errors show the URL without its credentials.
         let shown = crate::redact_url(url);
         if let Some(rest) = url.strip_prefix("dns+srv://") {
@@ -62,7 +62,7 @@ impl DiscoveryUrl {
                 return Err(format!(
                     "{shown:?}: dns+srv:// takes a name without a port (the SRV records give the ports), \
                      e.g. dns+srv://_http._tcp.users.example"
-                ));
+                ).into());
             }
             check_dns_name(url, name)?;
             return Ok(Self::DnsSrv {
@@ -75,12 +75,13 @@ impl DiscoveryUrl {
             let Some((host, port)) = hostport.rsplit_once(':') else {
                 return Err(format!(
                     "{shown:?} needs a port: dns://host:port (e.g. dns://users.example:8080)"
-                ));
+                )
+                .into());
             };
             check_dns_name(url, host)?;
             let port = match port.parse::<u16>() {
                 Ok(p) if p > 0 => p,
-                _ => return Err(format!("{shown:?}: the port must be 1-65535")),
+                _ => return Err(format!("{shown:?}: the port must be 1-65535").into()),
             };
             return Ok(Self::Dns {
                 host: host.to_string(),
@@ -90,25 +91,26 @@ impl DiscoveryUrl {
         }
         if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
-                return Err(format!(
-                    "{shown:?} needs a path: file://path/to/endpoints.json"
-                ));
+                return Err(
+                    format!("{shown:?} needs a path: file://path/to/endpoints.json").into(),
+                );
             }
             return Ok(Self::File(path.to_string()));
         }
         if let Some(rest) = url.strip_prefix("etcd://") {
             let form = "etcd://host:port[,host:port...]/prefix";
             let Some(slash) = rest.find('/') else {
-                return Err(format!("{shown:?} needs a key prefix: {form}"));
+                return Err(format!("{shown:?} needs a key prefix: {form}").into());
             };
             let (hosts, prefix) = rest.split_at(slash);
             if prefix.len() < 2 {
                 return Err(format!(
                     "{shown:?}: the key prefix after the address must not be empty ({form})"
-                ));
+                )
+                .into());
             }
             if prefix.contains(['?', '#']) {
-                return Err(format!("{shown:?}: an etcd URL takes no query ({form})"));
+                return Err(format!("{shown:?}: an etcd URL takes no query ({form})").into());
             }
             let endpoints: Vec<String> = hosts.split(',').map(str::to_string).collect();
             for e in &endpoints {
@@ -122,13 +124,13 @@ impl DiscoveryUrl {
         }
         Err(format!(
             "{shown:?} is not dns://host:port, dns+srv://name, file://path or etcd://host:port/prefix"
-        ))
+        ).into())
     }
 }
 
 impl std::str::FromStr for DiscoveryUrl {
-    type Err = String;
-    fn from_str(url: &str) -> Result<Self, String> {
+    type Err = crate::InvalidValue;
+    fn from_str(url: &str) -> Result<Self, crate::InvalidValue> {
         Self::parse(url)
     }
 }
@@ -173,7 +175,10 @@ from_str_serde!(
 );
 
 /// Splits `?nameserver=IP[:PORT]` (repeated, or comma-separated) off a DNS discovery URL.
-fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>), String> {
+fn dns_query<'a>(
+    url: &str,
+    rest: &'a str,
+) -> Result<(&'a str, Vec<SocketAddr>), crate::InvalidValue> {
     let shown = crate::redact_url(url);
     let (target, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut nameservers = Vec::new();
@@ -181,7 +186,8 @@ fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>),
         let Some(("nameserver", value)) = pair.split_once('=') else {
             return Err(format!(
                 "{shown:?}: unknown query {pair:?}; the only one is nameserver=IP[:PORT]"
-            ));
+            )
+            .into());
         };
         for ns in value.split(',') {
             let addr = ns
@@ -199,7 +205,7 @@ fn dns_query<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Vec<SocketAddr>),
     Ok((target, nameservers))
 }
 
-fn check_dns_name(url: &str, name: &str) -> Result<(), String> {
+fn check_dns_name(url: &str, name: &str) -> Result<(), crate::InvalidValue> {
     let shown = crate::redact_url(url);
     let bare = name.strip_suffix('.').unwrap_or(name);
     let ok = !bare.is_empty()
@@ -214,7 +220,7 @@ fn check_dns_name(url: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{shown:?}: {name:?} is not a DNS name"))
+        Err(format!("{shown:?}: {name:?} is not a DNS name").into())
     }
 }
 
@@ -271,7 +277,7 @@ mod tests {
             ("zk://x", "is not dns://"),
         ] {
             let e = DiscoveryUrl::parse_syntax(bad).unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
+            assert!(e.0.contains(says), "{bad}: {e}");
         }
     }
 
@@ -288,7 +294,10 @@ mod tests {
                 Ok(_) => assert!(f.enabled(), "{url} accepted without its feature"),
                 Err(e) => {
                     assert!(!f.enabled(), "{url}: {e}");
-                    assert!(e.contains(&format!("needs the `{feature}` feature")), "{e}");
+                    assert!(
+                        e.0.contains(&format!("needs the `{feature}` feature")),
+                        "{e}"
+                    );
                 }
             }
         }

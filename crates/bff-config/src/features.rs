@@ -82,13 +82,6 @@ impl FeatureMissing {
     }
 }
 
-/// The validator's messages are text: a missing feature is one of them.
-impl From<FeatureMissing> for String {
-    fn from(e: FeatureMissing) -> Self {
-        e.to_string()
-    }
-}
-
 /// A value of the config that cannot be used, and why, said to the person who wrote it (the validator
 /// adds the file, line and key).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

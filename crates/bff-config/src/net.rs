@@ -65,9 +65,9 @@ fn prefix_eq(net: &[u8], addr: &[u8], len: u8) -> bool {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         let (ip, len) = s.split_once('/').map_or((s, None), |(i, l)| (i, Some(l)));
         let ip: IpAddr = ip
             .parse()
@@ -86,9 +86,9 @@ impl FromStr for Cidr {
                 _ if mapped.is_some() => {
                     return Err(format!(
                         "{s:?}: an IPv4-mapped address needs a prefix length of 96-128 (or write the IPv4 form)"
-                    ));
+                    ).into());
                 }
-                _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
+                _ => return Err(format!("{s:?}: prefix length must be 0-{max}").into()),
             },
         };
         Ok(match mapped {
@@ -120,9 +120,9 @@ pub enum CorsOrigin {
 }
 
 impl FromStr for CorsOrigin {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         if s == "*" {
             return Ok(Self::Any);
         }
@@ -138,9 +138,7 @@ impl FromStr for CorsOrigin {
             Some(v) if !rest.is_empty() && !rest.contains(['/', '?', '#', ' ']) => {
                 Ok(Self::Exact(v))
             }
-            _ => Err(format!(
-                "{s:?} is not an origin: scheme://host[:port], no path"
-            )),
+            _ => Err(format!("{s:?} is not an origin: scheme://host[:port], no path").into()),
         }
     }
 }
@@ -176,22 +174,22 @@ impl HostPort {
 }
 
 impl FromStr for HostPort {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("{s:?} is not host:port"))?;
         if host.is_empty() || host.contains(['/', ' ', '@', '?', '#']) {
-            return Err(format!("{s:?} is not host:port"));
+            return Err(format!("{s:?} is not host:port").into());
         }
         match port.parse::<u16>() {
             Ok(p) if p > 0 => {}
-            _ => return Err(format!("{s:?}: port must be 1-65535")),
+            _ => return Err(format!("{s:?}: port must be 1-65535").into()),
         }
         s.parse::<Authority>()
             .map(Self)
-            .map_err(|_| format!("{s:?} is not host:port"))
+            .map_err(|_| format!("{s:?} is not host:port").into())
     }
 }
 
@@ -217,15 +215,16 @@ impl RedisUrl {
 }
 
 impl FromStr for RedisUrl {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(url: &str) -> Result<Self, String> {
+    fn from_str(url: &str) -> Result<Self, crate::InvalidValue> {
         // Errors show the URL without its credentials.
         let shown = crate::redact_url(url);
         if url.starts_with("rediss://") {
             return Err(format!(
                 "{shown:?}: TLS to Redis (rediss://) is not supported in this build; use redis://"
-            ));
+            )
+            .into());
         }
         let rest = url.strip_prefix("redis://").ok_or_else(|| {
             format!("{shown:?} is not a redis:// URL (redis://[[user]:password@]host[:port][/db])")
@@ -246,15 +245,14 @@ impl FromStr for RedisUrl {
         if host.is_empty() || host.contains([' ', '?', '#', '[', ']']) {
             return Err(format!(
                 "{shown:?} has no host (redis://[[user]:password@]host[:port][/db])"
-            ));
+            )
+            .into());
         }
         if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-            return Err(format!("{shown:?}: the port must be 1-65535"));
+            return Err(format!("{shown:?}: the port must be 1-65535").into());
         }
         if !db.is_empty() && db.parse::<u32>().is_err() {
-            return Err(format!(
-                "{shown:?}: the database after `/` must be a number"
-            ));
+            return Err(format!("{shown:?}: the database after `/` must be a number").into());
         }
         crate::Feature::Redis.require("a shared rate limit store")?;
         Ok(Self(url.to_string()))
@@ -294,9 +292,9 @@ impl HttpUrl {
 }
 
 impl FromStr for HttpUrl {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         match s.parse::<Uri>() {
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
@@ -309,7 +307,8 @@ impl FromStr for HttpUrl {
             _ => Err(format!(
                 "{:?} is not an http:// or https:// URL",
                 crate::redact_url(s)
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -347,9 +346,9 @@ impl OtlpEndpoint {
 }
 
 impl FromStr for OtlpEndpoint {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         let traces = format!("{}/v1/traces", s.trim_end_matches('/'));
         let ok = s
             .strip_prefix("http://")
@@ -365,7 +364,7 @@ impl FromStr for OtlpEndpoint {
             _ => Err(format!(
                 "{:?} is not an http:// URL of an OTLP/HTTP collector (e.g. \"http://127.0.0.1:4318\")",
                 crate::redact_url(s)
-            )),
+            ).into()),
         }
     }
 }
@@ -444,7 +443,7 @@ mod tests {
             if crate::Feature::Redis.enabled() {
                 assert!(parsed.is_ok(), "{ok}");
             } else {
-                assert!(parsed.unwrap_err().contains("`redis` feature"), "{ok}");
+                assert!(parsed.unwrap_err().0.contains("`redis` feature"), "{ok}");
             }
         }
         for bad in [

@@ -74,7 +74,7 @@ pub struct HmacSecret(Secret);
 
 impl HmacSecret {
     /// The secret, if it is long enough.
-    pub fn new(value: impl Into<String>) -> Result<Self, String> {
+    pub fn new(value: impl Into<String>) -> Result<Self, crate::InvalidValue> {
         let value = value.into();
         if value.is_empty() {
             return Err(
@@ -86,7 +86,7 @@ impl HmacSecret {
             return Err(format!(
                 "is {} bytes long; an HMAC secret needs at least {MIN_HMAC_SECRET} bytes (256 bits) so that it cannot be guessed",
                 value.len()
-            ));
+            ).into());
         }
         Ok(Self(Secret(value)))
     }
@@ -97,8 +97,8 @@ impl HmacSecret {
 }
 
 impl FromStr for HmacSecret {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::InvalidValue;
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         Self::new(s)
     }
 }
@@ -141,9 +141,9 @@ mod tests {
     #[test]
     fn a_short_hmac_secret_is_refused_without_showing_it() {
         let e = HmacSecret::new("short-secret").unwrap_err();
-        assert!(e.contains("12 bytes long"), "{e}");
-        assert!(!e.contains("short-secret"), "{e}");
-        assert!(HmacSecret::new("").unwrap_err().contains("is empty"));
+        assert!(e.0.contains("12 bytes long"), "{e}");
+        assert!(!e.0.contains("short-secret"), "{e}");
+        assert!(HmacSecret::new("").unwrap_err().0.contains("is empty"));
         assert!(HmacSecret::new("k".repeat(32)).is_ok());
     }
 }

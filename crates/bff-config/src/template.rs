@@ -27,9 +27,9 @@ pub struct Placeholder {
 impl PathTemplate {
     /// Parses a downstream path (`routes.backends.path`): it starts with `/`, its placeholders are
     /// closed, named, and their JSONPaths compile.
-    pub fn parse(template: &str) -> Result<Self, String> {
+    pub fn parse(template: &str) -> Result<Self, crate::InvalidValue> {
         if !template.starts_with('/') {
-            return Err(format!("{template:?} must start with `/`"));
+            return Err(format!("{template:?} must start with `/`").into());
         }
         let mut segments = Vec::new();
         let mut rest = template;
@@ -43,13 +43,13 @@ impl PathTemplate {
                 + open;
             let raw = rest[open + 1..close].trim();
             if raw.is_empty() {
-                return Err(format!("empty placeholder `{{}}` in {template:?}"));
+                return Err(format!("empty placeholder `{{}}` in {template:?}").into());
             }
             let split = raw.find(['.', '[']).unwrap_or(raw.len());
             let head = &raw[..split];
             let tail = &raw[split..];
             if !is_name(head) {
-                return Err(format!("invalid placeholder `{{{raw}}}` in {template:?}"));
+                return Err(format!("invalid placeholder `{{{raw}}}` in {template:?}").into());
             }
             let json_path = crate::JsonPath::parse(&format!("${tail}"))
                 .map_err(|e| format!("invalid placeholder `{{{raw}}}`: {e}"))?;
@@ -61,7 +61,7 @@ impl PathTemplate {
             rest = &rest[close + 1..];
         }
         if rest.contains('}') {
-            return Err(format!("unmatched `}}` in {template:?}"));
+            return Err(format!("unmatched `}}` in {template:?}").into());
         }
         if !rest.is_empty() {
             segments.push(Segment::Literal(rest.to_string()));
@@ -75,7 +75,7 @@ impl PathTemplate {
             })
             .collect();
         if let Err(e) = sample.parse::<http::uri::PathAndQuery>() {
-            return Err(format!("{template:?} is not a URI path: {e}"));
+            return Err(format!("{template:?} is not a URI path: {e}").into());
         }
         Ok(Self { segments })
     }
@@ -106,8 +106,8 @@ impl std::fmt::Display for PathTemplate {
 }
 
 impl std::str::FromStr for PathTemplate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::InvalidValue;
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         Self::parse(s)
     }
 }
@@ -122,13 +122,13 @@ pub struct JsonPath {
 }
 
 impl JsonPath {
-    pub fn parse(path: &str) -> Result<Self, String> {
+    pub fn parse(path: &str) -> Result<Self, crate::InvalidValue> {
         jsonpath_rust::parser::parse_json_path(path)
             .map(|query| Self {
                 text: path.to_string(),
                 query,
             })
-            .map_err(|e| format!("invalid JSONPath {path:?}: {}", one_line(&e)))
+            .map_err(|e| format!("invalid JSONPath {path:?}: {}", one_line(&e)).into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -156,8 +156,8 @@ impl std::fmt::Display for JsonPath {
 }
 
 impl std::str::FromStr for JsonPath {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::InvalidValue;
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         Self::parse(s)
     }
 }
@@ -179,22 +179,23 @@ pub(crate) fn is_name(s: &str) -> bool {
 }
 
 /// The parameter names of a route path (`/a/{id}/{*rest}` -> `id`, `rest`).
-pub fn route_params(path: &str) -> Result<Vec<String>, String> {
+pub fn route_params(path: &str) -> Result<Vec<String>, crate::InvalidValue> {
     let mut params = Vec::new();
     for seg in path.split('/') {
         if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             let name = inner.strip_prefix('*').unwrap_or(inner);
             if !is_name(name) {
-                return Err(format!("invalid path parameter `{seg}`"));
+                return Err(format!("invalid path parameter `{seg}`").into());
             }
             if params.iter().any(|p| p == name) {
-                return Err(format!("path parameter `{name}` appears twice"));
+                return Err(format!("path parameter `{name}` appears twice").into());
             }
             params.push(name.to_string());
         } else if seg.contains(['{', '}']) {
             return Err(format!(
                 "a path parameter must be a whole segment, like `/users/{{id}}`, not `{seg}`"
-            ));
+            )
+            .into());
         }
     }
     Ok(params)

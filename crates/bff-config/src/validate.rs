@@ -257,7 +257,7 @@ fn validate_route(
         Vec::new()
     } else {
         route_params(&route.path).unwrap_or_else(|m| {
-            err(key("path"), m);
+            err(key("path"), m.to_string());
             Vec::new()
         })
     };
@@ -376,7 +376,7 @@ fn validate_route(
 impl crate::RateLimitConfig {
     /// Checks a limit built in code (a Rust route's `Policy`) as a config file's is checked: every
     /// problem, each with the key it concerns under `prefix`.
-    pub fn check(&self, prefix: &str) -> Result<(), String> {
+    pub fn check(&self, prefix: &str) -> Result<(), crate::InvalidValue> {
         let mut problems = Vec::new();
         check_rate_limit(prefix, self, &mut |key: String, msg: String| {
             problems.push(format!("{key}: {msg}"))
@@ -384,7 +384,7 @@ impl crate::RateLimitConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(problems.join("; ").into())
         }
     }
 }

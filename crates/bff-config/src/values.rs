@@ -30,15 +30,15 @@ impl Default for BffName {
 }
 
 impl FromStr for BffName {
-    type Err = String;
+    type Err = crate::InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::InvalidValue> {
         if s.trim().is_empty() {
             return Err("must not be empty".into());
         }
         http::HeaderValue::from_str(s)
             .map(Self)
-            .map_err(|_| format!("{s:?} has control characters; it is sent as user-agent"))
+            .map_err(|_| format!("{s:?} has control characters; it is sent as user-agent").into())
     }
 }
 

@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn a_store_without_the_redis_feature_is_an_error_naming_it() {
         let e = "redis://127.0.0.1:6379".parse::<RedisUrl>().unwrap_err();
-        assert!(e.contains("needs the `redis` feature"), "{e}");
+        assert!(e.0.contains("needs the `redis` feature"), "{e}");
     }
 
     #[cfg(feature = "redis")]

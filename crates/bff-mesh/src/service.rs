@@ -178,7 +178,7 @@ impl Service {
                 a.parse::<bff_config::HostPort>()
                     .map_err(|e| ServiceError::Endpoint {
                         addr: a.clone(),
-                        source: bff_config::InvalidValue(e),
+                        source: e,
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;

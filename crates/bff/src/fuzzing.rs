@@ -89,8 +89,9 @@ fn concrete(template: &str) -> String {
 ///
 /// Run it on a current-thread runtime with paused time (`start_paused`), so that every timeout of the
 /// config (request deadline, connect timeout, probes, discovery) passes at once instead of in real time.
-pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
-    let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
+pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), crate::StartError> {
+    let text = std::str::from_utf8(data)
+        .map_err(|e| crate::StartError::build("the config's text".to_string(), e))?;
     let stub = stub().await;
     let source = Source {
         name: "fuzz.toml".into(),
@@ -99,10 +100,7 @@ pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
         dir: Some(dir.to_path_buf()),
         path: None,
     };
-    let config = Loader::new()
-        .with_env(env(stub))
-        .load(&source)
-        .map_err(|e| e.to_string())?;
+    let config = Loader::new().with_env(env(stub)).load(&source)?;
     // A request to each config route (the first 8), or to `/`.
     let mut requests: Vec<(String, String)> = config
         .routes
@@ -113,10 +111,10 @@ pub async fn check_config(data: &[u8], dir: &Path) -> Result<(), String> {
     if requests.is_empty() {
         requests.push(("GET".into(), "/".into()));
     }
-    let app = App::new(config).map_err(|e| e.to_string())?;
-    let built = app.build().map_err(|e| e.to_string())?;
+    let app = App::new(config)?;
+    let built = app.build()?;
     if let Some(tls) = &app.config().bff.tls {
-        crate::server::listener_tls(tls).map_err(|e| e.to_string())?;
+        crate::server::listener_tls(tls)?;
     }
     let _tasks = app.mesh().start_tasks();
     let _jwks = app.jwt_refresher();

@@ -59,7 +59,7 @@ pub use axum;
 /// The typed configuration: the `bff.toml` schema, loading with its overrides, validation.
 pub mod config {
     pub use bff_config::{
-        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, ByteSize, Cidr,
+        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, BffName, ByteSize, Cidr,
         CircuitBreakerConfig, Config, ConfigError, ConfigErrors, CorsConfig, CorsOrigin,
         DiscoveryUrl, Duration, EdgeConfig, Feature, FeatureMissing, Format, ForwardHeader,
         HashKey, HealthCheckConfig, HedgeAfter, HmacSecret, HostPort, HttpMethod, HttpUrl,
