@@ -48,6 +48,10 @@ struct Backend {
     partials: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// A dependent reads this backend's value through a placeholder: keep it as a tree.
     read_by_dependents: bool,
+    /// `coalesce = true`.
+    coalesce: bool,
+    /// `[routes.backends.cache]`: this backend's own cache.
+    cache: Option<bff_mesh::Cache>,
 }
 
 #[derive(Debug)]
@@ -82,6 +86,9 @@ pub enum PlanProblem {
     UnknownService(String),
     #[error("unknown backend {0}")]
     UnknownBackend(String),
+    /// A backend's cache out of bounds (a config made in code).
+    #[error("cache: {0}")]
+    Cache(String),
 }
 
 /// A backend's downstream path being built from its template: literals as they are, placeholder values
@@ -360,6 +367,13 @@ impl Plan {
                 deps,
                 partials: None,
                 read_by_dependents: false,
+                coalesce: b.coalesce,
+                cache: b
+                    .cache
+                    .as_ref()
+                    .map(bff_mesh::Cache::new)
+                    .transpose()
+                    .map_err(|e| err(PlanProblem::Cache(e)))?,
             });
         }
         let read: Vec<usize> = backends
@@ -627,6 +641,12 @@ async fn call(
             .and_then(|p| params.iter().find(|(k, _)| k == p))
         {
             req = req.hash_key(v);
+        }
+        if b.coalesce {
+            req = req.coalesce();
+        }
+        if let Some(c) = &b.cache {
+            req = req.cache(c);
         }
         let res = req.send_ok().await?;
         if matches!(b.shape, Shape::Whole) && !b.read_by_dependents {

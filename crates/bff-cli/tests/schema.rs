@@ -120,6 +120,8 @@ fn schema_keys(schema: &Value) -> BTreeSet<(String, String)> {
                     walk(schema, &sub["items"], "[routes.backends]", out);
                     continue;
                 }
+                // A backend's cache, under its own heading `[routes.backends.cache]`.
+                ("[routes.backends]", "cache") => "routes.backends.cache".to_string(),
                 ("", _) => key.clone(),
                 _ => format!("{table}.{key}"),
             };

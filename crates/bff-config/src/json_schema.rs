@@ -90,6 +90,12 @@ string_schema!(
     pattern = r"^(?i:GET|HEAD|OPTIONS|PUT|DELETE|POST|PATCH|TRACE)$"
 );
 string_schema!(
+    crate::CacheControl,
+    "CacheControl",
+    "A Cache-Control header value, e.g. \"private, max-age=10\".",
+    pattern = r"\S"
+);
+string_schema!(
     crate::ForwardHeader,
     "ForwardHeader",
     "A header name; hop-by-hop and framing headers (connection, content-length, host, expect, te, upgrade, proxy-*, ...) are refused.",

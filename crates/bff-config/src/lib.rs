@@ -67,7 +67,7 @@ pub use self::{
     units::{ByteSize, Duration},
     validated::Validated,
     values::{
-        BffName, ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm, RateLimitKey,
-        RetryOn, is_never_forwarded,
+        BffName, CacheControl, ForwardHeader, HashKey, HedgeAfter, HttpMethod, JwtAlgorithm,
+        RateLimitKey, RetryOn, is_never_forwarded,
     },
 };

@@ -367,6 +367,10 @@ pub struct ServiceConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// mTLS to this service.
     pub tls: Option<TlsConfig>,
+    /// Identical GET calls in flight at the same moment share one downstream call.
+    pub coalesce: bool,
+    /// Responses kept in memory (GET, 2xx) and served instead of calling the service.
+    pub cache: Option<CacheConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -388,6 +392,44 @@ impl Default for ServiceConfig {
             outlier_detection: None,
             health_check: None,
             tls: None,
+            coalesce: false,
+            cache: None,
+        }
+    }
+}
+
+/// `[services.NAME.cache]` and `[routes.backends.cache]`: an in-memory cache of downstream responses,
+/// bounded in entries and in bytes.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// How long a stored response is fresh (unless the service's `Cache-Control` says otherwise).
+    pub ttl: Duration,
+    /// After `ttl`, a stale response is still served this long while one background call refreshes it.
+    pub stale_while_revalidate: Duration,
+    /// After `ttl`, a stale response is served this long when the refresh fails.
+    pub stale_if_error: Duration,
+    /// Most responses kept.
+    pub max_entries: u64,
+    /// Most bytes kept (bodies, headers and keys).
+    pub max_bytes: ByteSize,
+    /// Honour the service's `Cache-Control` (`private`, `max-age`, `s-maxage`, `no-cache`) and `Vary`.
+    pub respect_cache_control: bool,
+    /// One entry for every caller: the key leaves out the principal (`authorization`, `cookie`).
+    pub shared: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30),
+            stale_while_revalidate: Duration::from_secs(0),
+            stale_if_error: Duration::from_secs(0),
+            max_entries: 10_000,
+            max_bytes: ByteSize::mib(64),
+            respect_cache_control: true,
+            shared: false,
         }
     }
 }
@@ -566,6 +608,12 @@ pub struct RouteConfig {
     /// Largest request body of this route (instead of `edge.max_body`).
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// A strong `ETag` of the response body; a matching `If-None-Match` gets `304 Not Modified`.
+    #[serde(default)]
+    pub etag: bool,
+    /// `Cache-Control` of this route's successful responses (e.g. `"private, max-age=10"`).
+    #[serde(default)]
+    pub cache_control: Option<crate::CacheControl>,
     /// The backends whose results are merged into the response.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
@@ -615,6 +663,12 @@ pub struct BackendConfig {
     /// Backends that must finish before this one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Identical calls in flight at the same moment share one downstream call (GET only).
+    #[serde(default)]
+    pub coalesce: bool,
+    /// A cache of this backend's responses (GET only), instead of the service's.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
 }
 
 impl Config {

@@ -216,6 +216,9 @@ pub(crate) fn validate(config: &Config) -> Errors {
                 );
             }
         }
+        if let Some(c) = &svc.cache {
+            check_cache(&key("cache"), c, &mut err);
+        }
         if let Some(hc) = &svc.health_check {
             if !hc.path.starts_with('/') {
                 err(key("health_check.path"), "must start with `/`".into());
@@ -292,6 +295,12 @@ fn validate_route(
     if route.backends.is_empty() {
         err(key("backends"), "a route needs at least one backend".into());
     }
+    if route.etag && !matches!(method.as_str(), "GET" | "HEAD") {
+        err(
+            key("etag"),
+            format!("an ETag is for GET and HEAD routes, not {method}"),
+        );
+    }
 
     let names: BTreeMap<&str, usize> = route
         .backends
@@ -345,6 +354,17 @@ fn validate_route(
                 );
             }
         }
+        if let Some(c) = &b.cache {
+            check_cache(&bkey("cache"), c, err);
+        }
+        for (on, what) in [(b.coalesce, "coalesce"), (b.cache.is_some(), "cache")] {
+            if on && b.method != crate::HttpMethod::GET {
+                err(
+                    bkey(what),
+                    format!("only GET calls are coalesced and cached, not {}", b.method),
+                );
+            }
+        }
         for p in b.path.placeholders() {
             let is_param = params.contains(&p.head) && PathTemplate::is_param(p);
             let is_dep = b.depends_on.contains(&p.head);
@@ -369,6 +389,44 @@ fn validate_route(
         err(
             key("backends"),
             format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+        );
+    }
+}
+
+impl crate::CacheConfig {
+    /// Checks a cache built in code (`bff_mesh::Cache::new`) as a config file's is checked.
+    pub fn check(&self, prefix: &str) -> Result<(), String> {
+        let mut problems = Vec::new();
+        check_cache(prefix, self, &mut |key: String, msg: String| {
+            problems.push(format!("{key}: {msg}"))
+        });
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// A cache's bounds and times. Each entry weighs at least `max_bytes / max_entries` (so the byte bound
+/// implies the entry bound), a weight that must fit the cache's 32 bits.
+fn check_cache(prefix: &str, c: &crate::CacheConfig, err: &mut impl FnMut(String, String)) {
+    let key = |k: &str| format!("{prefix}.{k}");
+    if c.ttl.get().is_zero() {
+        err(key("ttl"), "must be greater than 0".into());
+    }
+    if c.max_entries == 0 {
+        err(key("max_entries"), "must be at least 1".into());
+    }
+    if c.max_bytes.bytes() < 1024 {
+        err(key("max_bytes"), "must be at least 1KiB".into());
+    } else if c.max_entries > 0 && c.max_bytes.bytes() / c.max_entries > u64::from(u32::MAX) {
+        err(
+            key("max_bytes"),
+            format!(
+                "{} for {} entries is over 4GiB an entry: raise max_entries",
+                c.max_bytes, c.max_entries
+            ),
         );
     }
 }

@@ -98,6 +98,8 @@ mod tests {
             forward_headers: Vec::new(),
             rate_limit: None,
             max_body: None,
+            etag: false,
+            cache_control: None,
             backends: vec![crate::BackendConfig {
                 name: "b".into(),
                 service: "nowhere".into(),
@@ -107,6 +109,8 @@ mod tests {
                 fields: None,
                 required: true,
                 depends_on: Vec::new(),
+                coalesce: false,
+                cache: None,
             }],
         });
         let errs = config.validate().unwrap_err();

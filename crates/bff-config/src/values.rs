@@ -465,9 +465,55 @@ impl fmt::Display for ForwardHeader {
 
 from_str_serde!(ForwardHeader, "a header name such as \"accept-language\"");
 
+/// A route's `cache_control`: the `Cache-Control` header value of its successful responses (any valid,
+/// non-empty header value: the directives are the frontend's to read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheControl(http::HeaderValue);
+
+impl CacheControl {
+    pub fn value(&self) -> &http::HeaderValue {
+        &self.0
+    }
+}
+
+impl FromStr for CacheControl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match http::HeaderValue::from_str(s.trim()) {
+            Ok(v) if !v.is_empty() => Ok(Self(v)),
+            _ => Err(format!(
+                "{s:?} is not a header value (e.g. \"private, max-age=10\")"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CacheControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Built from a &str: always visible ASCII or obs-text that came from UTF-8.
+        f.write_str(&String::from_utf8_lossy(self.0.as_bytes()))
+    }
+}
+
+from_str_serde!(
+    CacheControl,
+    "a Cache-Control value such as \"private, max-age=10\""
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_control() {
+        let cc: CacheControl = " private, max-age=10 ".parse().unwrap();
+        assert_eq!(cc.value(), "private, max-age=10");
+        assert_eq!(cc.to_string(), "private, max-age=10");
+        for bad in ["", "  ", "a\u{1}b", "a\nb"] {
+            assert!(bad.parse::<CacheControl>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn retry_on() {

@@ -582,3 +582,110 @@ fn a_backend_path_no_uri_can_hold_is_refused_with_its_line() {
         .load_str(&good, Format::Toml)
         .unwrap();
 }
+
+#[test]
+fn cache_and_coalescing_keys_load_and_bad_ones_are_refused_with_line_and_key() {
+    let good = r#"
+[services.s]
+endpoints = ["127.0.0.1:1"]
+coalesce = true
+[services.s.cache]
+ttl = "5s"
+stale_while_revalidate = "1m"
+stale_if_error = "5m"
+max_entries = 10
+max_bytes = "1MiB"
+respect_cache_control = false
+shared = true
+[[routes]]
+path = "/a"
+etag = true
+cache_control = "private, max-age=10"
+[[routes.backends]]
+name = "b"
+service = "s"
+path = "/b"
+coalesce = true
+[routes.backends.cache]
+ttl = "2s"
+"#;
+    let c = Loader::new()
+        .with_env(env(&[]))
+        .load_str(good, Format::Toml)
+        .unwrap();
+    let s = &c.services["s"];
+    let cache = s.cache.as_ref().unwrap();
+    assert!(s.coalesce);
+    assert_eq!(cache.ttl.get(), std::time::Duration::from_secs(5));
+    assert_eq!(
+        cache.stale_while_revalidate.get(),
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        cache.stale_if_error.get(),
+        std::time::Duration::from_secs(300)
+    );
+    assert_eq!(cache.max_entries, 10);
+    assert_eq!(cache.max_bytes.bytes(), 1 << 20);
+    assert!(!cache.respect_cache_control && cache.shared);
+    let r = &c.routes[0];
+    assert!(r.etag);
+    assert_eq!(
+        r.cache_control.as_ref().unwrap().value(),
+        "private, max-age=10"
+    );
+    assert!(r.backends[0].coalesce);
+    assert_eq!(
+        r.backends[0].cache.as_ref().unwrap().ttl.get(),
+        std::time::Duration::from_secs(2)
+    );
+
+    let bad = r#"
+[services.s]
+endpoints = ["127.0.0.1:1"]
+[services.s.cache]
+ttl = "0s"
+max_entries = 0
+[services.t]
+endpoints = ["127.0.0.1:1"]
+[services.t.cache]
+max_bytes = "100B"
+[[routes]]
+method = "POST"
+path = "/a"
+etag = true
+cache_control = "a\u0001b"
+[[routes.backends]]
+name = "b"
+service = "s"
+method = "POST"
+path = "/b"
+coalesce = true
+[routes.backends.cache]
+shared = true
+"#;
+    let errs = errors(bad, Format::Toml);
+    let found: Vec<(Option<usize>, &str)> =
+        errs.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    let want = [
+        (Some(5), "services.s.cache.ttl"),
+        (Some(6), "services.s.cache.max_entries"),
+        (Some(10), "services.t.cache.max_bytes"),
+        (Some(14), "routes[0].etag"),
+        (Some(15), "routes[0].cache_control"),
+        (Some(21), "routes[0].backends[0].coalesce"),
+        (Some(22), "routes[0].backends[0].cache"),
+    ];
+    for (line, key) in want {
+        assert!(
+            found.contains(&(line, key)),
+            "missing line {line:?} key {key} in {errs}"
+        );
+    }
+    assert_eq!(errs.0.len(), want.len(), "{errs}");
+    let text = errs.to_string();
+    assert!(
+        text.contains("only GET calls are coalesced and cached, not POST"),
+        "{text}"
+    );
+}

@@ -18,6 +18,7 @@ fn everything() -> Config {
         outlier_detection: Some(OutlierDetectionConfig::default()),
         health_check: Some(HealthCheckConfig::default()),
         tls: Some(TlsConfig::default()),
+        cache: Some(CacheConfig::default()),
         ..ServiceConfig::default()
     };
     c.services.insert("NAME".into(), svc);
@@ -38,6 +39,7 @@ path = "/y"
         .unwrap()
         .into_config();
     with_route.routes[0].backends[0].fields = Some(BTreeMap::new());
+    with_route.routes[0].backends[0].cache = Some(CacheConfig::default());
     c.routes = with_route.routes;
     c
 }
@@ -62,6 +64,7 @@ fn keys(v: &Value, table: &str, out: &mut Vec<(String, String)>) {
                 keys(&v[0], "[routes.backends]", out);
                 continue;
             }
+            ("[routes.backends]", "cache") => "routes.backends.cache".to_string(),
             (_, "fields") => continue,
             ("", _) => k.clone(),
             _ => format!("{table}.{k}"),

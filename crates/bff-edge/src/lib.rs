@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod client_ip;
+mod conditional;
 mod cors;
 mod error;
 mod layer;
@@ -34,6 +35,7 @@ fn take_ready<S: Clone>(inner: &mut S) -> S {
 pub use self::{
     auth::Claims,
     client_ip::{ClientIp, TrustedProxies},
+    conditional::{Conditional, strong_etag},
     cors::{Cors, CorsDecision},
     error::{BffError, Result},
     layer::{Edge, EdgeLayer, EdgePolicy},

@@ -33,6 +33,10 @@ pub struct Policy {
     pub rate_limit: Option<RateLimitConfig>,
     pub timeout: Option<Duration>,
     pub max_body: Option<u64>,
+    /// A strong `ETag` of each 200 body; `If-None-Match` naming it gets `304 Not Modified`.
+    pub etag: bool,
+    /// `Cache-Control` of the route's successful responses (unless the handler sets its own).
+    pub cache_control: Option<http::HeaderValue>,
 }
 
 impl Policy {
@@ -64,6 +68,16 @@ impl Policy {
         self.max_body = Some(bytes);
         self
     }
+    /// As a declarative route's `etag = true`.
+    pub fn etag(mut self) -> Self {
+        self.etag = true;
+        self
+    }
+    /// As a declarative route's `cache_control`: `Policy::new().cache_control(HeaderValue::from_static("private, max-age=10"))`.
+    pub fn cache_control(mut self, value: http::HeaderValue) -> Self {
+        self.cache_control = Some(value);
+        self
+    }
 }
 
 /// The authenticators of a BFF, shared by every route.
@@ -81,6 +95,8 @@ pub struct RoutePolicy {
     pub limits: Vec<RateLimiter>,
     pub timeout: Option<Duration>,
     pub max_body: u64,
+    /// The route's `ETag` and `Cache-Control`.
+    pub conditional: crate::Conditional,
 }
 
 impl RoutePolicy {
@@ -192,6 +208,7 @@ where
         let start = Instant::now();
         let metrics = layer.metrics_of(req.method());
         // Two futures, so that a route with nothing to check does not carry the checks' state.
+        let conditional = layer.0.policy.conditional.request(&req);
         if layer.0.policy.is_plain() && req.body().is_end_stream() {
             let route = inner.call(req);
             Box::pin(async move {
@@ -199,11 +216,19 @@ where
                     Ok(res) => res.into_response(),
                     Err(never) => match never {},
                 };
+                let res = match conditional {
+                    None => res,
+                    Some(c) => layer.0.policy.conditional.apply(c, res).await,
+                };
                 Ok(layer.record(res, start, metrics))
             })
         } else {
             Box::pin(async move {
                 let res = enforce(&layer.0.policy, &layer.0.gate, inner, req).await;
+                let res = match conditional {
+                    None => res,
+                    Some(c) => layer.0.policy.conditional.apply(c, res).await,
+                };
                 Ok(layer.record(res, start, metrics))
             })
         }
@@ -394,6 +419,7 @@ mod tests {
             limits: Vec::new(),
             timeout: None,
             max_body,
+            conditional: Default::default(),
         };
         let layer = PolicyLayer::new(policy, Arc::default(), metrics.route("/up", "POST"));
         Router::new().route(

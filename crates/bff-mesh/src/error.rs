@@ -266,6 +266,9 @@ pub enum ServiceError {
     /// Its `discovery` URL.
     #[error("discovery")]
     Discovery(#[source] bff_config::InvalidValue),
+    /// Its `[services.NAME.cache]` is out of bounds (a config made in code).
+    #[error("cache: {0}")]
+    Cache(String),
     /// [`crate::Mesh::resolve_with`] named a service that is not configured.
     #[error("no service {0:?}")]
     Unknown(String),

@@ -5,7 +5,9 @@
 
 mod balancer;
 mod breaker;
+mod cache;
 mod classify;
+mod coalesce;
 mod context;
 mod discover;
 mod endpoint;
@@ -20,6 +22,7 @@ mod request;
 mod resolve;
 mod retry;
 mod service;
+mod shield;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -42,6 +45,7 @@ pub use self::tls::TlsError;
 pub use self::path::{__check_template, check_properties as check_path_properties};
 pub use self::{
     breaker::BreakerState,
+    cache::Cache,
     context::{CallContext, CallStats, DEADLINE_HEADER},
     error::{ErrorKind, ErrorSource, MeshBuildError, MeshError, ServiceError},
     extract::MeshRejection,

@@ -21,6 +21,8 @@ pub struct Mesh {
     services: Arc<HashMap<String, Arc<Service>>>,
     ctx: Arc<CallContext>,
     metrics: Arc<Metrics>,
+    /// Every cache its calls have used, kept across reloads.
+    caches: Arc<crate::cache::CacheRegistry>,
 }
 
 impl Mesh {
@@ -44,6 +46,7 @@ impl Mesh {
     ) -> Result<Self, MeshBuildError> {
         // Parsed at load (`BffName`): sent as it is.
         let user_agent = config.bff.name.header_value().clone();
+        let caches = previous.map(|p| p.caches.clone()).unwrap_or_default();
         let mut services = HashMap::new();
         for (name, cfg) in &config.services {
             let kept = previous
@@ -53,12 +56,17 @@ impl Mesh {
             let svc = match kept {
                 Some(s) => s,
                 None => Arc::new(
-                    Service::new(name, cfg, user_agent.clone(), metrics.service(name)).map_err(
-                        |source| MeshBuildError::Service {
-                            service: name.clone(),
-                            source,
-                        },
-                    )?,
+                    Service::new(
+                        name,
+                        cfg,
+                        user_agent.clone(),
+                        metrics.service(name),
+                        caches.clone(),
+                    )
+                    .map_err(|source| MeshBuildError::Service {
+                        service: name.clone(),
+                        source,
+                    })?,
                 ),
             };
             services.insert(name.clone(), svc);
@@ -67,6 +75,7 @@ impl Mesh {
             services: Arc::new(services),
             ctx: Arc::new(CallContext::detached()),
             metrics,
+            caches,
         })
     }
 
@@ -77,7 +86,19 @@ impl Mesh {
             services: self.services.clone(),
             ctx,
             metrics: self.metrics.clone(),
+            caches: self.caches.clone(),
         }
+    }
+
+    /// Removes cached responses from every cache this mesh's calls have used: all of them, those of
+    /// `service`, or those whose downstream path starts with `prefix` (both: those of the service with the
+    /// prefix). Returns how many were removed (`POST /admin/cache/purge`).
+    pub fn purge_cache(&self, service: Option<&str>, prefix: Option<&str>) -> u64 {
+        self.caches
+            .caches()
+            .iter()
+            .map(|c| c.purge(service, prefix))
+            .sum()
     }
 
     pub fn context(&self) -> &CallContext {
@@ -132,6 +153,21 @@ impl Mesh {
             "gauge",
             "1 while an endpoint passes its health checks.",
         );
+        header(
+            out,
+            "bff_cache_bytes",
+            "gauge",
+            "Bytes of responses cached, by service.",
+        );
+        let mut bytes = self.caches.bytes();
+        for (name, s) in self.services.iter() {
+            if s.cache.is_some() {
+                bytes.entry(name.clone()).or_default();
+            }
+        }
+        for (name, n) in &bytes {
+            let _ = writeln!(out, "bff_cache_bytes{{service=\"{}\"}} {n}", esc(name));
+        }
         for s in &snapshot {
             for e in &s.endpoints {
                 let labels = format!(

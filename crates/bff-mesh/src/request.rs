@@ -7,6 +7,7 @@ use crate::{
     headers::strip_hop_by_hop,
     hedge::Hedge,
     service::HashKey,
+    shield::Shield,
 };
 use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE, metrics::Outcome as Measured};
 use bytes::Bytes;
@@ -40,6 +41,8 @@ pub struct RequestBuilder {
     body: Option<Bytes>,
     timeout: Option<Duration>,
     hash_key: Option<u64>,
+    coalesce: bool,
+    cache: Option<crate::Cache>,
     error: Option<String>,
 }
 
@@ -78,6 +81,8 @@ impl RequestBuilder {
             body: None,
             timeout: None,
             hash_key: None,
+            coalesce: false,
+            cache: None,
             error,
         }
     }
@@ -142,6 +147,21 @@ impl RequestBuilder {
         self
     }
 
+    /// Shares the call with identical GETs in flight at the same moment (same service, path and query,
+    /// headers and principal): one downstream call, its outcome handed to each caller. As
+    /// `coalesce = true` on the service or backend.
+    pub fn coalesce(mut self) -> Self {
+        self.coalesce = true;
+        self
+    }
+
+    /// Answers a GET from `cache` when it holds a usable response, and stores what the service answers
+    /// (instead of the service's own `[services.NAME.cache]`).
+    pub fn cache(mut self, cache: &crate::Cache) -> Self {
+        self.cache = Some(cache.clone());
+        self
+    }
+
     /// Sends the request and returns the response whatever its status.
     ///
     /// On the way: the service's concurrency cap, then for each attempt the deadline, the balancer (over
@@ -149,20 +169,20 @@ impl RequestBuilder {
     /// timeout; its outcome feeds the endpoint's latency estimate, outlier detection and the breaker; a
     /// retryable failure is retried after a backoff while the retry budget and the deadline allow.
     pub async fn send(self) -> Result<Response, MeshError> {
-        self.prepare()?.run().await
+        self.prepare()?.dispatch().await
     }
 
     /// Sends the request; a non-2xx status is an error ([`ErrorKind::Status`]).
     pub async fn send_ok(self) -> Result<Response, MeshError> {
         let call = self.prepare()?;
-        let res = call.run().await?;
+        let res = call.dispatch().await?;
         call.check_status(res)
     }
 
     /// Sends the request and parses a 2xx JSON body into `T`.
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, MeshError> {
         let call = self.prepare()?;
-        let res = call.run().await?;
+        let res = call.dispatch().await?;
         call.check_status(res)?.json(&call.service.name)
     }
 
@@ -208,6 +228,17 @@ impl RequestBuilder {
                 .map(|v| crate::balancer::hash_bytes(v.as_bytes())),
             _ => None,
         });
+        // Out of line: most calls have neither cache nor coalescing.
+        let shield = if self.cache.is_none()
+            && service.cache.is_none()
+            && !self.coalesce
+            && !service.coalesce
+        {
+            None
+        } else {
+            let cache = self.cache.or_else(|| service.cache.clone());
+            Shield::of(&self.method, self.body.is_some(), &own, &ctx.forward, cache)
+        };
         Ok(Prepared {
             service,
             ctx,
@@ -217,25 +248,38 @@ impl RequestBuilder {
             body: self.body.unwrap_or_default(),
             timeout: self.timeout,
             key,
+            shield,
         })
     }
 }
 
 /// A call ready to be sent: what every attempt of it shares.
-struct Prepared {
-    service: Arc<Service>,
-    ctx: Arc<CallContext>,
-    method: Method,
-    pq: PathAndQuery,
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub(crate) service: Arc<Service>,
+    pub(crate) ctx: Arc<CallContext>,
+    pub(crate) method: Method,
+    pub(crate) pq: PathAndQuery,
     /// The handler's own headers, hop-by-hop ones removed; they replace forwarded ones of the same name.
-    own: HeaderMap,
+    pub(crate) own: HeaderMap,
     body: Bytes,
     timeout: Option<Duration>,
     /// The `ring_hash` key.
     key: Option<u64>,
+    /// The cache and coalescing in front of the service, when the call asks for them.
+    pub(crate) shield: Option<Shield>,
 }
 
 impl Prepared {
+    /// The call, through its shield when it has one.
+    async fn dispatch(&self) -> Result<Response, MeshError> {
+        match &self.shield {
+            None => self.run().await,
+            // Boxed: the shield's state would grow every call's future.
+            Some(shield) => Box::pin(crate::shield::send(self, shield)).await,
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn fail(&self, kind: ErrorKind, detail: impl std::fmt::Display) -> MeshError {
@@ -296,7 +340,7 @@ impl Prepared {
     }
 
     /// The attempts, retries and hedges of the call.
-    async fn run(&self) -> Result<Response, MeshError> {
+    pub(crate) async fn run(&self) -> Result<Response, MeshError> {
         let service = &*self.service;
         if service.in_flight.load(Ordering::Relaxed) >= service.max_in_flight {
             service.metrics.record(Measured::FastFail, None);

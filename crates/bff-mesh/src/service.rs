@@ -89,6 +89,14 @@ pub struct Service {
     pub(crate) hedge: Option<Hedge>,
     /// Its attempts, retries and hedges, counted once: `/metrics` and the snapshot read the same.
     pub(crate) metrics: Arc<bff_telemetry::ServiceMetrics>,
+    /// `coalesce = true`: every GET is coalesced.
+    pub(crate) coalesce: bool,
+    /// `[services.NAME.cache]`.
+    pub(crate) cache: Option<crate::Cache>,
+    /// Shared calls in flight (coalescing and cache fills).
+    pub(crate) flights: crate::coalesce::Flights,
+    /// Where the caches its calls use are registered (the mesh's, kept across reloads).
+    pub(crate) caches: Arc<crate::cache::CacheRegistry>,
     /// The config it was built from: a reload keeps the service when it is unchanged.
     pub(crate) config: ServiceConfig,
     required: bool,
@@ -101,7 +109,16 @@ impl Service {
         cfg: &ServiceConfig,
         user_agent: HeaderValue,
         metrics: Arc<bff_telemetry::ServiceMetrics>,
+        caches: Arc<crate::cache::CacheRegistry>,
     ) -> Result<Self, ServiceError> {
+        let cache = match &cfg.cache {
+            Some(c) => {
+                let cache = crate::Cache::new(c).map_err(ServiceError::Cache)?;
+                cache.register(&caches);
+                Some(cache)
+            }
+            None => None,
+        };
         let endpoints = EndpointSet::build(&cfg.endpoints, None);
         #[cfg(feature = "tls")]
         let tls = cfg.tls.as_ref().map(TlsFiles::new);
@@ -144,6 +161,10 @@ impl Service {
             max_in_flight: cfg.max_in_flight,
             hedge: cfg.hedge_after.map(Hedge::new),
             metrics,
+            coalesce: cfg.coalesce,
+            cache,
+            flights: Default::default(),
+            caches,
             config: cfg.clone(),
             required: cfg.required,
             protocol: cfg.protocol,

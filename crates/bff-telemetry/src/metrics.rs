@@ -166,6 +166,9 @@ impl Outcome {
     }
 }
 
+/// How cached calls were served, as `bff_cache_requests_total{result}` names them.
+pub const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "stale", "revalidated"];
+
 /// The metrics of one downstream service.
 #[derive(Debug)]
 pub struct ServiceMetrics {
@@ -176,6 +179,10 @@ pub struct ServiceMetrics {
     pub retries: AtomicU64,
     pub retries_refused: AtomicU64,
     pub hedges: AtomicU64,
+    /// Cached calls, by [`CACHE_RESULTS`].
+    pub cache: [AtomicU64; CACHE_RESULTS.len()],
+    /// Calls that joined an identical call in flight instead of making their own.
+    pub coalesced: AtomicU64,
 }
 
 impl ServiceMetrics {
@@ -187,6 +194,8 @@ impl ServiceMetrics {
             retries: AtomicU64::new(0),
             retries_refused: AtomicU64::new(0),
             hedges: AtomicU64::new(0),
+            cache: Default::default(),
+            coalesced: AtomicU64::new(0),
         }
     }
 
@@ -396,6 +405,11 @@ impl Metrics {
                 "Hedged attempts sent, by service.",
                 |s| &s.hedges,
             ),
+            (
+                "bff_coalesced_requests_total",
+                "Calls that shared an identical call in flight instead of making their own, by service.",
+                |s| &s.coalesced,
+            ),
         ] {
             header(out, name, "counter", help);
             for s in &services {
@@ -404,6 +418,22 @@ impl Metrics {
                     "{name}{{service=\"{}\"}} {}",
                     esc(&s.service),
                     get(s).load(Ordering::Relaxed)
+                );
+            }
+        }
+        header(
+            out,
+            "bff_cache_requests_total",
+            "counter",
+            "Cached calls, by service and how they were served (hit, miss, stale, revalidated).",
+        );
+        for s in &services {
+            for (i, result) in CACHE_RESULTS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "bff_cache_requests_total{{service=\"{}\",result=\"{result}\"}} {}",
+                    esc(&s.service),
+                    s.cache[i].load(Ordering::Relaxed)
                 );
             }
         }

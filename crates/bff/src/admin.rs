@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/` (a page), `/admin/services`,
-//! `/admin/routes`, `/admin/config`, `POST /admin/reload`.
+//! `/admin/routes`, `/admin/config`, `POST /admin/reload`, `POST /admin/cache/purge`.
 
 use crate::server::ServerState;
 use axum::{Extension, Json, Router, http::StatusCode, response::IntoResponse, routing::get};
@@ -226,6 +226,7 @@ pub(crate) fn router(
                 }
             }),
         )
+        .route("/admin/cache/purge", axum::routing::post(purge).with_state(mesh.clone()))
         .route(
             "/admin/services",
             get(move || async move { Json(mesh.snapshot()) }),
@@ -275,6 +276,43 @@ pub(crate) fn router(
                 }
             },
         ))
+}
+
+/// `POST /admin/cache/purge[?service=NAME][&prefix=/path]`: the cached responses of every cache, of a
+/// service, or whose downstream path starts with a prefix.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purge {
+    service: Option<String>,
+    prefix: Option<String>,
+}
+
+async fn purge(
+    axum::extract::State(mesh): axum::extract::State<Mesh>,
+    query: Result<axum::extract::Query<Purge>, axum::extract::rejection::QueryRejection>,
+) -> axum::response::Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the query takes service=NAME and prefix=/path",
+        );
+    };
+    if let Some(s) = &q.service
+        && mesh.snapshot().iter().all(|svc| &svc.name != s)
+    {
+        return refuse(StatusCode::NOT_FOUND, "not_found", "no such service");
+    }
+    if q.prefix.as_ref().is_some_and(|p| !p.starts_with('/')) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "prefix is a downstream path starting with /",
+        );
+    }
+    let purged = mesh.purge_cache(q.service.as_deref(), q.prefix.as_deref());
+    tracing::info!(service = ?q.service, prefix = ?q.prefix, purged, "cache purged");
+    Json(json!({"purged": purged})).into_response()
 }
 
 /// The admin page: services, endpoints, breaker states and live rates, from the JSON and metrics endpoints;

@@ -281,12 +281,14 @@ impl App {
         limit: Option<RateLimiter>,
         timeout: Option<std::time::Duration>,
         max_body: Option<u64>,
+        conditional: bff_edge::Conditional,
     ) -> RoutePolicy {
         RoutePolicy {
             auth,
             limits: self.global_limit.iter().cloned().chain(limit).collect(),
             timeout,
             max_body: max_body.unwrap_or(self.config.edge.max_body.bytes()),
+            conditional,
         }
     }
 
@@ -369,7 +371,17 @@ impl App {
                     .map_err(|e| StartError::build(what(), e))
             })
             .transpose()?;
-        let compiled = self.route_policy(policy.auth, limit, policy.timeout, policy.max_body);
+        let conditional = bff_edge::Conditional {
+            etag: policy.etag,
+            cache_control: policy.cache_control.clone(),
+        };
+        let compiled = self.route_policy(
+            policy.auth,
+            limit,
+            policy.timeout,
+            policy.max_body,
+            conditional,
+        );
         Ok(self.policy_layer_by_method(compiled, path, methods))
     }
 
@@ -447,11 +459,16 @@ impl App {
                     ),
                     None => None,
                 };
+                let conditional = bff_edge::Conditional {
+                    etag: route.etag,
+                    cache_control: route.cache_control.as_ref().map(|c| c.value().clone()),
+                };
                 let policy = self.route_policy(
                     route.auth,
                     limit,
                     route.timeout.map(|t| t.get()),
                     route.max_body.map(|b| b.bytes()),
+                    conditional,
                 );
                 let layer = self.policy_layer(policy, &route.path, method);
                 let single = MethodRouter::new().on(

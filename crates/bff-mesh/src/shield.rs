@@ -1,0 +1,213 @@
+//! What stands between a GET call and its service when the service (or the backend, or the call) asks
+//! for it: the cache, then coalescing. A call that asks for neither never comes here.
+
+use crate::{
+    Cache, CallContext, MeshError, Response,
+    cache::{Entry, Lookup},
+    coalesce::{self, CallKey, Lead, Seat, Served},
+    request::Prepared,
+};
+use http::{HeaderMap, Method, StatusCode, header};
+use std::sync::{Arc, atomic::Ordering};
+use tokio::time::Instant;
+
+/// How a call is shielded: coalesced with identical calls in flight, and cached when it has a cache (a
+/// cache miss is always coalesced: one call fills the entry).
+#[derive(Clone, Debug)]
+pub(crate) struct Shield {
+    pub(crate) cache: Option<Cache>,
+}
+
+impl Shield {
+    /// The shield of a call that asks for a cache or coalescing; `None` (straight to the service) for
+    /// anything but a bodiless GET, and for a conditional or range request, whose answer is the caller's.
+    pub(crate) fn of(
+        method: &Method,
+        body: bool,
+        own: &HeaderMap,
+        forward: &HeaderMap,
+        cache: Option<Cache>,
+    ) -> Option<Self> {
+        let conditional = |h: &HeaderMap| {
+            [
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+                header::IF_MATCH,
+                header::IF_UNMODIFIED_SINCE,
+                header::IF_RANGE,
+                header::RANGE,
+            ]
+            .iter()
+            .any(|n| h.contains_key(n))
+        };
+        (method == Method::GET && !body && !conditional(own) && !conditional(forward))
+            .then_some(Self { cache })
+    }
+}
+
+/// Sends a shielded call: from the cache when it has a usable entry, else through a shared call.
+pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, MeshError> {
+    let service = &call.service;
+    let principal = shield.cache.as_ref().is_none_or(|c| !c.0.shared);
+    let key = CallKey::new(
+        service.name.clone(),
+        call.pq.clone(),
+        &call.ctx.forward,
+        &call.own,
+        principal,
+    );
+    let wall_start = call
+        .ctx
+        .tracer
+        .as_ref()
+        .map(|_| std::time::SystemTime::now());
+    let mut stale = None;
+    if let Some(cache) = &shield.cache {
+        cache.register(&service.caches);
+        match cache.lookup(&key, Instant::now()) {
+            Lookup::Fresh(res) => {
+                record(call, Some(Served::Hit), false, wall_start);
+                return Ok(res);
+            }
+            Lookup::Stale(entry) => {
+                if entry.start_refresh() {
+                    refresh_in_background(call, cache, key, entry.clone());
+                }
+                record(call, Some(Served::Stale), false, wall_start);
+                return Ok(entry.response.clone());
+            }
+            Lookup::Refresh(entry) => stale = Some(entry),
+            Lookup::Miss => {}
+        }
+    }
+    let (slot, coalesced) = match service.flights.join(service, key.clone()) {
+        Seat::Follow(slot) => (slot, true),
+        Seat::Lead(lead, slot) => {
+            let fly = fly(call.clone(), shield.cache.clone(), key, stale, lead, false);
+            tokio::spawn(fly);
+            (slot, false)
+        }
+    };
+    let (out, served) = coalesce::wait(slot, call.ctx.deadline, &service.name).await;
+    let served = served.or(shield.cache.as_ref().map(|_| Served::Miss));
+    record(call, served, coalesced, wall_start);
+    out
+}
+
+/// One refresh of a stale entry, in the background, unless a call for its key is already in flight.
+fn refresh_in_background(call: &Prepared, cache: &Cache, key: CallKey, entry: Arc<Entry>) {
+    let service = &call.service;
+    match service.flights.join(service, key.clone()) {
+        Seat::Follow(_) => entry.refresh_failed(),
+        Seat::Lead(lead, _) => {
+            let mut call = call.clone();
+            // Not bound to the request that found the entry stale (its deadline, its access-log counts):
+            // each attempt has the service's timeout.
+            call.ctx = Arc::new(CallContext {
+                deadline: None,
+                stats: Default::default(),
+                ..(*call.ctx).clone()
+            });
+            tracing::debug!(service = %service.name, "refreshing a stale entry in the background");
+            tokio::spawn(fly(call, Some(cache.clone()), key, Some(entry), lead, true));
+        }
+    }
+}
+
+/// The shared call: revalidates a stored entry with `If-None-Match` when it has an ETag, stores what may
+/// be stored, serves the stale entry when the service fails within `stale_if_error`, and hands the
+/// outcome to every caller.
+async fn fly(
+    mut call: Prepared,
+    cache: Option<Cache>,
+    key: CallKey,
+    stale: Option<Arc<Entry>>,
+    lead: Lead,
+    background: bool,
+) {
+    call.shield = None;
+    if cache.is_some()
+        && let Some(etag) = stale.as_ref().and_then(|e| e.etag.clone())
+    {
+        call.own.insert(header::IF_NONE_MATCH, etag);
+    }
+    let out = call.run().await;
+    let now = Instant::now();
+    let (out, served) = match (&cache, stale.as_deref(), out) {
+        (None, _, out) => (out, None),
+        (Some(c), Some(entry), Ok(res)) if res.status == StatusCode::NOT_MODIFIED => (
+            Ok(c.revalidated(&key, entry, &res, now)),
+            Some(Served::Revalidated),
+        ),
+        (Some(c), _, Ok(res)) if !res.status.is_server_error() => {
+            c.store(&key, &res, now);
+            (Ok(res), Some(Served::Miss))
+        }
+        // A failure or a 5xx: the stale entry stands in for it within stale_if_error.
+        (Some(_), entry, out) => match entry.filter(|e| e.usable_on_error(now)) {
+            Some(e) => (Ok(e.response.clone()), Some(Served::Stale)),
+            None => (out, Some(Served::Miss)),
+        },
+    };
+    if background && let Some(e) = &stale {
+        let refreshed = matches!(served, Some(Served::Miss | Served::Revalidated))
+            && out.as_ref().is_ok_and(|r| r.status.is_success());
+        if !refreshed {
+            e.refresh_failed();
+        }
+    }
+    lead.land(Arc::new((out, served)));
+}
+
+/// The metrics, the log line and (traces exported) the span of a shielded call.
+fn record(
+    call: &Prepared,
+    served: Option<Served>,
+    coalesced: bool,
+    wall_start: Option<std::time::SystemTime>,
+) {
+    let m = &call.service.metrics;
+    if let Some(s) = served {
+        m.cache[s.index()].fetch_add(1, Ordering::Relaxed);
+    }
+    if coalesced {
+        m.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!(
+        service = %call.service.name,
+        cache = served.map(Served::name),
+        coalesced,
+        "shielded call"
+    );
+    if let Some(start) = wall_start {
+        span(call, served, coalesced, start);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn span(call: &Prepared, served: Option<Served>, coalesced: bool, start: std::time::SystemTime) {
+    let Some(tracer) = &call.ctx.tracer else {
+        return;
+    };
+    let mut attributes = vec![
+        ("bff.service", call.service.name.to_string().into()),
+        ("http.request.method", call.method.as_str().into()),
+        ("bff.coalesced", coalesced.into()),
+    ];
+    if let Some(s) = served {
+        attributes.push(("bff.cache", s.name().into()));
+    }
+    let (_, span_id) = call.ctx.trace.child_traceparent();
+    tracer.record(bff_telemetry::Span {
+        trace_id: call.ctx.trace.trace_id,
+        span_id,
+        parent_span_id: Some(call.ctx.trace.span_id),
+        name: format!("{} {} (shielded)", call.method, call.service.name),
+        kind: bff_telemetry::SpanKind::Client,
+        start,
+        end: std::time::SystemTime::now(),
+        attributes,
+        error: false,
+    });
+}
