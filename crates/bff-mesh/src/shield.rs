@@ -81,7 +81,11 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
         }
     }
     let (slot, coalesced) = match service.flights.join(service, key.clone()) {
-        Seat::Follow(slot) => (slot, true),
+        Seat::Follow(slot) => {
+            // Counted on joining: the shared call may still be on its way.
+            service.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+            (slot, true)
+        }
         Seat::Lead(lead, slot) => {
             let fly = fly(call.clone(), shield.cache.clone(), key, stale, lead, false);
             tokio::spawn(fly);
@@ -169,9 +173,6 @@ fn record(
     let m = &call.service.metrics;
     if let Some(s) = served {
         m.cache[s.index()].fetch_add(1, Ordering::Relaxed);
-    }
-    if coalesced {
-        m.coalesced.fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!(
         service = %call.service.name,

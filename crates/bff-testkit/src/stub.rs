@@ -100,7 +100,9 @@ impl Rendezvous {
         }
     }
 
-    async fn join(&self) {
+    /// Joins as one of the `n`: a test that makes itself the last one releases the requests held (e.g.
+    /// `Rendezvous::new(2)` holds a response until the test says so, or until a second request arrives).
+    pub async fn join(&self) {
         self.arrived.send_modify(|c| *c += 1);
         let mut rx = self.arrived.subscribe();
         let _ = rx.wait_for(|c| *c >= self.n).await;

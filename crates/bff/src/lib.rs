@@ -51,7 +51,7 @@ pub use self::{
 pub use self::partial::Partial;
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
-pub use bff_mesh::{CallContext, DownstreamPath, ErrorKind, Mesh, MeshError, path};
+pub use bff_mesh::{Cache, CallContext, DownstreamPath, ErrorKind, Mesh, MeshError, path};
 
 /// axum, which handlers and routers are written with (the version bff serves them with).
 pub use axum;
@@ -59,15 +59,15 @@ pub use axum;
 /// The typed configuration: the `bff.toml` schema, loading with its overrides, validation.
 pub mod config {
     pub use bff_config::{
-        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, BffName, ByteSize, Cidr,
-        CircuitBreakerConfig, Config, ConfigError, ConfigErrors, CorsConfig, CorsOrigin,
-        DiscoveryUrl, Duration, EdgeConfig, Feature, FeatureMissing, Format, ForwardHeader,
-        HashKey, HealthCheckConfig, HedgeAfter, HmacSecret, HostPort, HttpMethod, HttpUrl,
-        InvalidValue, JsonPath, JwtAlgorithm, JwtConfig, ListenerTlsConfig, LoadBalancer, Loader,
-        MIN_HMAC_SECRET, Origin, OtlpEndpoint, OutlierDetectionConfig, PathTemplate, Placeholder,
-        Protocol, REDACTED, RateLimitConfig, RateLimitKey, RedisUrl, RetryConfig, RetryOn,
-        RouteConfig, SECRET_SHOWN, Secret, Segment, ServiceConfig, Source, TelemetryConfig,
-        TlsConfig, Validated, env_with_file, redact_url,
+        ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, BffName, ByteSize,
+        CacheConfig, CacheControl, Cidr, CircuitBreakerConfig, Config, ConfigError, ConfigErrors,
+        CorsConfig, CorsOrigin, DiscoveryUrl, Duration, EdgeConfig, Feature, FeatureMissing,
+        Format, ForwardHeader, HashKey, HealthCheckConfig, HedgeAfter, HmacSecret, HostPort,
+        HttpMethod, HttpUrl, InvalidValue, JsonPath, JwtAlgorithm, JwtConfig, ListenerTlsConfig,
+        LoadBalancer, Loader, MIN_HMAC_SECRET, Origin, OtlpEndpoint, OutlierDetectionConfig,
+        PathTemplate, Placeholder, Protocol, REDACTED, RateLimitConfig, RateLimitKey, RedisUrl,
+        RetryConfig, RetryOn, RouteConfig, SECRET_SHOWN, Secret, Segment, ServiceConfig, Source,
+        TelemetryConfig, TlsConfig, Validated, env_with_file, redact_url,
     };
 }
 
@@ -76,10 +76,10 @@ pub mod mesh {
     #[cfg(feature = "tls")]
     pub use bff_mesh::TlsError;
     pub use bff_mesh::{
-        BreakerState, CallContext, CallStats, DEADLINE_HEADER, DownstreamPath, EndpointSnapshot,
-        ErrorKind, ErrorSource, HealthChecks, IntoPath, Mesh, MeshBuildError, MeshError,
-        MeshRejection, PathError, RequestBuilder, Resolve, Response, Service, ServiceClient,
-        ServiceError, ServiceSnapshot, Update, encode_value, path,
+        BreakerState, Cache, CallContext, CallStats, DEADLINE_HEADER, DownstreamPath,
+        EndpointSnapshot, ErrorKind, ErrorSource, HealthChecks, IntoPath, Mesh, MeshBuildError,
+        MeshError, MeshRejection, PathError, RequestBuilder, Resolve, Response, Service,
+        ServiceClient, ServiceError, ServiceSnapshot, Update, encode_value, path,
     };
 }
 
