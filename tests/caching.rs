@@ -512,3 +512,67 @@ async fn routes_answer_304_for_their_etag_and_send_their_cache_control() {
     let bff = TestBff::start_app(app).await;
     assert_conditional(&bff, "/h/1", &stub).await;
 }
+
+#[tokio::test]
+async fn spans_say_hit_or_miss_and_the_metrics_pass_promtool() {
+    let receiver = bff_testkit::OtlpReceiver::start().await;
+    let stub = Stub::start().await;
+    stub.on("/products/1").json(json!(1));
+    let service = format!(
+        "coalesce = true\n[services.catalog.cache]\nttl = \"1h\"\n[telemetry]\notlp_endpoint = \"{}\"",
+        receiver.endpoint()
+    );
+    let bff = TestBff::start_app(app(&config(&stub, &service, "", ""))).await;
+    for _ in 0..2 {
+        assert_eq!(bff.get("/p/1").await.status(), 200);
+    }
+    // Two server spans, two shielded calls, one attempt.
+    until("the spans reached the collector", || async {
+        receiver.spans().len() >= 5
+    })
+    .await;
+    let spans = receiver.spans();
+    let shielded: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "GET catalog (shielded)")
+        .collect();
+    assert_eq!(shielded.len(), 2, "{spans:#?}");
+    for (span, result) in shielded.iter().zip(["miss", "hit"]) {
+        assert!(
+            span.attributes
+                .contains(&("bff.cache".into(), result.into())),
+            "{span:?}"
+        );
+        assert!(
+            span.attributes
+                .contains(&("bff.coalesced".into(), "false".into()))
+        );
+    }
+
+    let text = bff.admin_text("/metrics").await;
+    for want in [
+        "bff_cache_requests_total{service=\"catalog\",result=\"hit\"} 1",
+        "bff_cache_requests_total{service=\"catalog\",result=\"miss\"} 1",
+        "bff_cache_requests_total{service=\"catalog\",result=\"stale\"} 0",
+        "bff_cache_requests_total{service=\"catalog\",result=\"revalidated\"} 0",
+        "bff_coalesced_requests_total{service=\"catalog\"} 0",
+        "bff_cache_bytes{service=\"catalog\"} ",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
