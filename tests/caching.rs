@@ -500,8 +500,15 @@ async fn routes_answer_304_for_their_etag_and_send_their_cache_control() {
     let stub = Stub::start().await;
     stub.on("/products/1").json(json!({"id": 1}));
     let route = "etag = true\ncache_control = \"private, max-age=10\"";
-    let bff = TestBff::start_app(app(&config(&stub, "", route, ""))).await;
+    let backend = "coalesce = true";
+    let bff = TestBff::start_app(app(&config(&stub, "", route, backend))).await;
     assert_conditional(&bff, "/p/1", &stub).await;
+    let routes = bff.admin_json("/admin/routes").await;
+    let policy = &routes[0]["policy"];
+    assert_eq!(policy["etag"], true, "{routes}");
+    assert_eq!(policy["cache_control"], "private, max-age=10");
+    assert_eq!(policy["backends"][0]["coalesce"], true);
+    assert_eq!(policy["backends"][0]["cache"], Value::Null);
 
     let stub = Stub::start().await;
     stub.on("/products/1").json(json!({"id": 1}));

@@ -850,3 +850,59 @@ fn check_accepts_a_header_and_client_ip_rate_limit_key_and_names_a_bad_one() {
     );
     assert!(err.contains(&want), "missing `{want}` in:\n{err}");
 }
+
+/// `bff run` with a cached, coalesced service: the second request is answered from the cache, a reload
+/// that leaves the service unchanged keeps its entries, and `POST /admin/cache/purge` empties them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_caches_keeps_the_cache_across_a_reload_and_purges_it() {
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    let endpoints = format!("endpoints = [\"{}\"]\n", users.endpoint());
+    let cached = format!("{endpoints}coalesce = true\n\n[services.users.cache]\nttl = \"1h\"\n");
+    let text =
+        |second| reload_config(&users.endpoint(), "", second).replacen(&endpoints, &cached, 1);
+    let path = write_config("cache.toml", &text(false));
+    let bff = Running::start(&path);
+    for _ in 0..2 {
+        assert_eq!(bff.status("/api/u/1").await, 200);
+    }
+    assert_eq!(
+        users.hits("/users/1"),
+        1,
+        "the second answered from the cache"
+    );
+
+    std::fs::write(&path, text(true)).unwrap();
+    let (status, body) = bff.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bff.status("/api/v2/1").await, 200, "the reload applied");
+    assert_eq!(
+        users.hits("/users/1"),
+        1,
+        "the unchanged service kept its cache"
+    );
+
+    let res = client()
+        .post(format!("{}/admin/cache/purge?service=users", bff.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"purged": 1}));
+    assert_eq!(bff.status("/api/u/1").await, 200);
+    assert_eq!(users.hits("/users/1"), 2);
+    let metrics = client()
+        .get(format!("{}/metrics", bff.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "bff_cache_requests_total{service=\"users\",result=\"hit\"} 2",
+        "bff_cache_requests_total{service=\"users\",result=\"miss\"} 2",
+    ] {
+        assert!(metrics.contains(want), "missing {want} in {metrics}");
+    }
+}

@@ -35,9 +35,12 @@ impl RouteInfo {
                     "auth": r.auth,
                     "timeout": r.timeout.unwrap_or(config.edge.request_timeout),
                     "forward_headers": r.forward_headers,
+                    "etag": r.etag,
+                    "cache_control": r.cache_control,
                     "backends": r.backends.iter().map(|b| json!({
                         "name": b.name, "service": b.service, "path": b.path,
                         "required": b.required, "depends_on": b.depends_on,
+                        "coalesce": b.coalesce, "cache": b.cache,
                     })).collect::<Vec<_>>(),
                 })
             }),
