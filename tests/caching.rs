@@ -583,3 +583,64 @@ async fn spans_say_hit_or_miss_and_the_metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_caller_with_time_left_when_the_shared_calls_deadline_passes_calls_again() {
+    let stub = Stub::start().await;
+    let gate = Rendezvous::new(2);
+    stub.on("/products/1")
+        .json(json!({"id": 1}))
+        .rendezvous(&gate);
+    // The config route has a 1 s deadline; the Rust route the edge's 20 s.
+    let app = app(&config(&stub, "coalesce = true", "timeout = \"1s\"", ""))
+        .route("/h/{id}", get(product));
+    let bff = TestBff::start_app(app).await;
+    let short = many(&bff, "/p/1", 1).remove(0);
+    until("the short call reached the service", || async {
+        gate.arrived() == 1
+    })
+    .await;
+    let long = many(&bff, "/h/1", 1).remove(0);
+    let short = short.await.unwrap();
+    assert_eq!(short.status(), 504);
+    let long = long.await.unwrap();
+    assert_eq!(long.status(), 200, "its own call, under its own deadline");
+    assert_eq!(long.json::<Value>().await.unwrap(), json!({"p": {"id": 1}}));
+    assert_eq!(stub.hits("/products/1"), 2);
+    assert_eq!(
+        metric(&bff, COALESCED).await,
+        1.0,
+        "the long call had joined the short one's"
+    );
+}
+
+#[tokio::test]
+async fn callers_with_different_principals_never_share_a_call_even_with_a_shared_cache() {
+    let stub = Stub::start().await;
+    let gate = Rendezvous::new(2);
+    stub.on("/products/1").json(json!(1)).rendezvous(&gate);
+    let backend = "coalesce = true\n[routes.backends.cache]\nshared = true";
+    let bff = TestBff::start_app(app(&config(&stub, "", "", backend))).await;
+    let calls: Vec<_> = ["Bearer a", "Bearer b"]
+        .into_iter()
+        .map(|auth| {
+            let req = bff
+                .client()
+                .get(bff.url("/p/1"))
+                .header("authorization", auth);
+            tokio::spawn(async move { req.send().await.unwrap() })
+        })
+        .collect();
+    until("two calls, or one shared", || async {
+        gate.arrived() >= 2 || metric(&bff, COALESCED).await >= 1.0
+    })
+    .await;
+    if gate.arrived() < 2 {
+        gate.join().await;
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap().status(), 200);
+    }
+    assert_eq!(metric(&bff, COALESCED).await, 0.0);
+    assert_eq!(stub.hits("/products/1"), 2);
+}

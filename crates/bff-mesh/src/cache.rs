@@ -150,6 +150,11 @@ impl Cache {
         })))
     }
 
+    /// Which cache this is (its address), to keep the shared calls of two caches apart.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// Responses stored now (after pending evictions are applied).
     pub fn entry_count(&self) -> u64 {
         self.0.entries.run_pending_tasks();

@@ -104,10 +104,15 @@ pub(crate) type Landing = Arc<(Result<Response, MeshError>, Option<Served>)>;
 
 type Slot = watch::Receiver<Option<Landing>>;
 
+/// A shared call's key: the call's, always with its principal, and the cache it fills (its address; 0
+/// without one), so that a caller never receives what another cache's rules made (a stale stand-in).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FlightKey(CallKey, usize);
+
 /// The shared calls in flight of one service.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<CallKey, Slot>>,
+    map: Mutex<HashMap<FlightKey, Slot>>,
 }
 
 /// A caller's place in a shared call: it leads it (and must start it), or follows one in flight.
@@ -120,13 +125,14 @@ pub(crate) enum Seat {
 /// Dropped without landing (the task panicked), the key is freed and the callers fail.
 pub(crate) struct Lead {
     service: Arc<crate::Service>,
-    key: Option<CallKey>,
+    key: Option<FlightKey>,
     tx: watch::Sender<Option<Landing>>,
 }
 
 impl Flights {
-    /// Joins the call in flight for `key`, or leads a new one.
-    pub(crate) fn join(&self, service: &Arc<crate::Service>, key: CallKey) -> Seat {
+    /// Joins the call in flight for `key` made for the same cache (`scope`), or leads a new one.
+    pub(crate) fn join(&self, service: &Arc<crate::Service>, key: CallKey, scope: usize) -> Seat {
+        let key = FlightKey(key, scope);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = map.get(&key) {
             return Seat::Follow(rx.clone());

@@ -2,7 +2,7 @@
 //! for it: the cache, then coalescing. A call that asks for neither never comes here.
 
 use crate::{
-    Cache, CallContext, MeshError, Response,
+    Cache, CallContext, ErrorKind, MeshError, Response,
     cache::{Entry, Lookup},
     coalesce::{self, CallKey, Lead, Seat, Served},
     request::Prepared,
@@ -48,14 +48,22 @@ impl Shield {
 /// Sends a shielded call: from the cache when it has a usable entry, else through a shared call.
 pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, MeshError> {
     let service = &call.service;
-    let principal = shield.cache.as_ref().is_none_or(|c| !c.0.shared);
-    let key = CallKey::new(
-        service.name.clone(),
-        call.pq.clone(),
-        &call.ctx.forward,
-        &call.own,
-        principal,
-    );
+    let key = |principal| {
+        CallKey::new(
+            service.name.clone(),
+            call.pq.clone(),
+            &call.ctx.forward,
+            &call.own,
+            principal,
+        )
+    };
+    // A call is shared only by callers with the same principal, even when the cache's entries are
+    // shared by all (`shared = true`).
+    let flight_key = key(true);
+    let cache_key = match &shield.cache {
+        Some(c) if c.0.shared => key(false),
+        _ => flight_key.clone(),
+    };
     let wall_start = call
         .ctx
         .tracer
@@ -64,14 +72,14 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
     let mut stale = None;
     if let Some(cache) = &shield.cache {
         cache.register(&service.caches);
-        match cache.lookup(&key, Instant::now()) {
+        match cache.lookup(&cache_key, Instant::now()) {
             Lookup::Fresh(res) => {
                 record(call, Some(Served::Hit), false, wall_start);
                 return Ok(res);
             }
             Lookup::Stale(entry) => {
                 if entry.start_refresh() {
-                    refresh_in_background(call, cache, key, entry.clone());
+                    refresh_in_background(call, cache, flight_key, cache_key, entry.clone());
                 }
                 record(call, Some(Served::Stale), false, wall_start);
                 return Ok(entry.response.clone());
@@ -80,28 +88,48 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
             Lookup::Miss => {}
         }
     }
-    let (slot, coalesced) = match service.flights.join(service, key.clone()) {
-        Seat::Follow(slot) => {
-            // Counted on joining: the shared call may still be on its way.
-            service.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
-            (slot, true)
+    let scope = shield.cache.as_ref().map_or(0, Cache::id);
+    let mut again = false;
+    loop {
+        let (slot, coalesced) = match service.flights.join(service, flight_key.clone(), scope) {
+            Seat::Follow(slot) => {
+                // Counted on joining: the shared call may still be on its way.
+                service.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+                (slot, true)
+            }
+            Seat::Lead(lead, slot) => {
+                let (cache, key) = (shield.cache.clone(), cache_key.clone());
+                tokio::spawn(fly(call.clone(), cache, key, stale.clone(), lead, false));
+                (slot, false)
+            }
+        };
+        let (out, served) = coalesce::wait(slot, call.ctx.deadline, &service.name).await;
+        // The shared call ran under its first caller's deadline: a caller that joined it and still has
+        // time when that deadline passed makes the call again (once), under its own.
+        if coalesced
+            && !again
+            && out.as_ref().is_err_and(|e| e.kind() == ErrorKind::Deadline)
+            && call.ctx.deadline.is_none_or(|d| Instant::now() < d)
+        {
+            again = true;
+            continue;
         }
-        Seat::Lead(lead, slot) => {
-            let fly = fly(call.clone(), shield.cache.clone(), key, stale, lead, false);
-            tokio::spawn(fly);
-            (slot, false)
-        }
-    };
-    let (out, served) = coalesce::wait(slot, call.ctx.deadline, &service.name).await;
-    let served = served.or(shield.cache.as_ref().map(|_| Served::Miss));
-    record(call, served, coalesced, wall_start);
-    out
+        let served = served.or(shield.cache.as_ref().map(|_| Served::Miss));
+        record(call, served, coalesced, wall_start);
+        return out;
+    }
 }
 
 /// One refresh of a stale entry, in the background, unless a call for its key is already in flight.
-fn refresh_in_background(call: &Prepared, cache: &Cache, key: CallKey, entry: Arc<Entry>) {
+fn refresh_in_background(
+    call: &Prepared,
+    cache: &Cache,
+    flight_key: CallKey,
+    key: CallKey,
+    entry: Arc<Entry>,
+) {
     let service = &call.service;
-    match service.flights.join(service, key.clone()) {
+    match service.flights.join(service, flight_key, cache.id()) {
         Seat::Follow(_) => entry.refresh_failed(),
         Seat::Lead(lead, _) => {
             let mut call = call.clone();
