@@ -240,3 +240,41 @@ fn span(call: &Prepared, served: Option<Served>, coalesced: bool, start: std::ti
         error: false,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn only_bodiless_unconditional_gets_are_shielded() {
+        let none = HeaderMap::new();
+        let with = |name: header::HeaderName| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("x"));
+            h
+        };
+        assert!(Shield::of(&Method::GET, false, &none, &none, None).is_some());
+        for m in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD] {
+            assert!(Shield::of(&m, false, &none, &none, None).is_none(), "{m}");
+        }
+        assert!(Shield::of(&Method::GET, true, &none, &none, None).is_none());
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::RANGE,
+        ] {
+            let h = with(name.clone());
+            assert!(
+                Shield::of(&Method::GET, false, &h, &none, None).is_none(),
+                "own {name}"
+            );
+            assert!(
+                Shield::of(&Method::GET, false, &none, &h, None).is_none(),
+                "forwarded {name}"
+            );
+        }
+        let other = with(header::ACCEPT_LANGUAGE);
+        assert!(Shield::of(&Method::GET, false, &other, &other, None).is_some());
+    }
+}
