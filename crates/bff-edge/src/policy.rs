@@ -207,8 +207,9 @@ where
         let layer = self.layer.clone();
         let start = Instant::now();
         let metrics = layer.metrics_of(req.method());
-        // Two futures, so that a route with nothing to check does not carry the checks' state.
+        // The route's ETag and Cache-Control (nothing kept of the request when it has neither).
         let conditional = layer.0.policy.conditional.request(&req);
+        // Two futures, so that a route with nothing to check does not carry the checks' state.
         if layer.0.policy.is_plain() && req.body().is_end_stream() {
             let route = inner.call(req);
             Box::pin(async move {

@@ -228,7 +228,7 @@ impl RequestBuilder {
                 .map(|v| crate::balancer::hash_bytes(v.as_bytes())),
             _ => None,
         });
-        // Out of line: most calls have neither cache nor coalescing.
+        // Most calls have neither cache nor coalescing: nothing is cloned nor looked up for them.
         let shield = if self.cache.is_none()
             && service.cache.is_none()
             && !self.coalesce
