@@ -297,6 +297,15 @@ async fn set_cookie_no_store_errors_and_posts_are_never_cached() {
     );
 }
 
+/// The test config with a cache of these `keys` on the service, or on the route's backend.
+fn with_cache(stub: &Stub, on_backend: bool, keys: &str) -> String {
+    if on_backend {
+        config(stub, "", "", &format!("[routes.backends.cache]\n{keys}"))
+    } else {
+        config(stub, &format!("[services.catalog.cache]\n{keys}"), "", "")
+    }
+}
+
 /// Moves tokio's clock forward while the servers are idle (the tests' network needs it running).
 async fn time_passes(d: Duration) {
     tokio::time::pause();
@@ -306,110 +315,136 @@ async fn time_passes(d: Duration) {
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_makes_exactly_one_background_call() {
-    let stub = Stub::start().await;
-    stub.on("/products/1").json(json!({"v": 1}));
-    let service = "[services.catalog.cache]\nttl = \"2s\"\nstale_while_revalidate = \"1m\"";
-    let bff = TestBff::start_app(app(&config(&stub, service, "", ""))).await;
-    assert_eq!(bff.get("/p/1").await.status(), 200);
-    // The refresh is held until the stale answers are in (or a second refresh arrives: the bug).
-    let gate = Rendezvous::new(2);
-    stub.on("/products/1")
-        .json(json!({"v": 2}))
-        .rendezvous(&gate);
-    time_passes(Duration::from_secs(3)).await;
-    for c in many(&bff, "/p/1", 20) {
-        let res = c.await.unwrap();
-        assert_eq!(res.json::<Value>().await.unwrap(), json!({"p": {"v": 1}}));
+    // The cache of the service, then the backend's own.
+    for on_backend in [false, true] {
+        let stub = Stub::start().await;
+        stub.on("/products/1").json(json!({"v": 1}));
+        let bff = TestBff::start_app(app(&with_cache(
+            &stub,
+            on_backend,
+            "ttl = \"2s\"\nstale_while_revalidate = \"1m\"",
+        )))
+        .await;
+        assert_eq!(bff.get("/p/1").await.status(), 200);
+        // The refresh is held until the stale answers are in (or a second refresh arrives: the bug).
+        let gate = Rendezvous::new(2);
+        stub.on("/products/1")
+            .json(json!({"v": 2}))
+            .rendezvous(&gate);
+        time_passes(Duration::from_secs(3)).await;
+        for c in many(&bff, "/p/1", 20) {
+            let res = c.await.unwrap();
+            assert_eq!(res.json::<Value>().await.unwrap(), json!({"p": {"v": 1}}));
+        }
+        assert_eq!(metric(&bff, &cache_result("stale")).await, 20.0);
+        gate.join().await;
+        until("the refreshed entry is served", || async {
+            bff.get("/p/1").await.json::<Value>().await.unwrap() == json!({"p": {"v": 2}})
+        })
+        .await;
+        assert_eq!(stub.hits("/products/1"), 2, "one background call");
     }
-    assert_eq!(metric(&bff, &cache_result("stale")).await, 20.0);
-    gate.join().await;
-    until("the refreshed entry is served", || async {
-        bff.get("/p/1").await.json::<Value>().await.unwrap() == json!({"p": {"v": 2}})
-    })
-    .await;
-    assert_eq!(stub.hits("/products/1"), 2, "one background call");
 }
 
 #[tokio::test]
 async fn stale_if_error_serves_the_stored_response_when_the_service_fails() {
-    let stub = Stub::start().await;
-    stub.on("/products/1").json(json!({"v": 1}));
-    let service = "[services.catalog.cache]\nttl = \"2s\"\nstale_if_error = \"5s\"";
-    let bff = TestBff::start_app(app(&config(&stub, service, "", ""))).await;
-    assert_eq!(bff.get("/p/1").await.status(), 200);
-    stub.on("/products/1").status(500);
-    time_passes(Duration::from_secs(3)).await;
-    let res = bff.get("/p/1").await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"p": {"v": 1}}));
-    assert_eq!(stub.hits("/products/1"), 2, "the service was asked");
-    assert_eq!(metric(&bff, &cache_result("stale")).await, 1.0);
-    // Past stale_if_error: the failure.
-    time_passes(Duration::from_secs(5)).await;
-    assert_eq!(bff.get("/p/1").await.status(), 502);
+    // The cache of the service, then the backend's own.
+    for on_backend in [false, true] {
+        let stub = Stub::start().await;
+        stub.on("/products/1").json(json!({"v": 1}));
+        let bff = TestBff::start_app(app(&with_cache(
+            &stub,
+            on_backend,
+            "ttl = \"2s\"\nstale_if_error = \"5s\"",
+        )))
+        .await;
+        assert_eq!(bff.get("/p/1").await.status(), 200);
+        stub.on("/products/1").status(500);
+        time_passes(Duration::from_secs(3)).await;
+        let res = bff.get("/p/1").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({"p": {"v": 1}}));
+        assert_eq!(stub.hits("/products/1"), 2, "the service was asked");
+        assert_eq!(metric(&bff, &cache_result("stale")).await, 1.0);
+        // Past stale_if_error: the failure.
+        time_passes(Duration::from_secs(5)).await;
+        assert_eq!(bff.get("/p/1").await.status(), 502);
+    }
 }
 
 #[tokio::test]
 async fn an_entry_with_an_etag_is_revalidated_with_if_none_match() {
-    let stub = Stub::start().await;
-    stub.on("/products/1")
-        .json(json!({"v": 1}))
-        .header("etag", "\"v1\"");
-    let service = "[services.catalog.cache]\nttl = \"2s\"";
-    let bff = TestBff::start_app(app(&config(&stub, service, "", ""))).await;
-    assert_eq!(bff.get("/p/1").await.status(), 200);
-    stub.on("/products/1").status(304).body("");
-    time_passes(Duration::from_secs(3)).await;
-    let res = bff.get("/p/1").await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap(), json!({"p": {"v": 1}}));
-    let sent = stub.requests();
-    assert_eq!(sent.len(), 2);
-    assert!(!sent[0].headers.contains_key("if-none-match"));
-    assert_eq!(sent[1].headers["if-none-match"], "\"v1\"");
-    assert_eq!(metric(&bff, &cache_result("revalidated")).await, 1.0);
-    // Fresh again: no call.
-    assert_eq!(bff.get("/p/1").await.status(), 200);
-    assert_eq!(stub.hits("/products/1"), 2);
+    // The cache of the service, then the backend's own.
+    for on_backend in [false, true] {
+        let stub = Stub::start().await;
+        stub.on("/products/1")
+            .json(json!({"v": 1}))
+            .header("etag", "\"v1\"");
+        let bff = TestBff::start_app(app(&with_cache(&stub, on_backend, "ttl = \"2s\""))).await;
+        assert_eq!(bff.get("/p/1").await.status(), 200);
+        stub.on("/products/1").status(304).body("");
+        time_passes(Duration::from_secs(3)).await;
+        let res = bff.get("/p/1").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({"p": {"v": 1}}));
+        let sent = stub.requests();
+        assert_eq!(sent.len(), 2);
+        assert!(!sent[0].headers.contains_key("if-none-match"));
+        assert_eq!(sent[1].headers["if-none-match"], "\"v1\"");
+        assert_eq!(metric(&bff, &cache_result("revalidated")).await, 1.0);
+        // Fresh again: no call.
+        assert_eq!(bff.get("/p/1").await.status(), 200);
+        assert_eq!(stub.hits("/products/1"), 2);
+    }
 }
 
 #[tokio::test]
 async fn the_service_max_age_replaces_the_ttl_unless_ignored() {
-    for (respect, hits) in [("", 2), ("respect_cache_control = false", 1)] {
-        let stub = Stub::start().await;
-        stub.on("/products/1")
-            .json(json!(1))
-            .header("cache-control", "max-age=1");
-        let service = format!("[services.catalog.cache]\nttl = \"1h\"\n{respect}");
-        let bff = TestBff::start_app(app(&config(&stub, &service, "", ""))).await;
-        bff.get("/p/1").await;
-        time_passes(Duration::from_secs(2)).await;
-        bff.get("/p/1").await;
-        assert_eq!(stub.hits("/products/1"), hits, "{respect}");
+    // The cache of the service, then the backend's own.
+    for on_backend in [false, true] {
+        for (respect, hits) in [("", 2), ("respect_cache_control = false", 1)] {
+            let stub = Stub::start().await;
+            stub.on("/products/1")
+                .json(json!(1))
+                .header("cache-control", "max-age=1");
+            let keys = format!("ttl = \"1h\"\n{respect}");
+            let bff = TestBff::start_app(app(&with_cache(&stub, on_backend, &keys))).await;
+            bff.get("/p/1").await;
+            time_passes(Duration::from_secs(2)).await;
+            bff.get("/p/1").await;
+            assert_eq!(stub.hits("/products/1"), hits, "{respect}");
+        }
     }
 }
 
 #[tokio::test]
 async fn the_cache_stays_within_its_bounds_and_says_so() {
-    let stub = Stub::start().await;
-    for i in 0..10 {
-        stub.on(&format!("/products/{i}")).json(json!(i));
+    // The cache of the service, then the backend's own.
+    for on_backend in [false, true] {
+        let stub = Stub::start().await;
+        for i in 0..10 {
+            stub.on(&format!("/products/{i}")).json(json!(i));
+        }
+        let bff = TestBff::start_app(app(&with_cache(
+            &stub,
+            on_backend,
+            "ttl = \"1h\"\nmax_entries = 2\nmax_bytes = \"4KiB\"",
+        )))
+        .await;
+        let bytes = "bff_cache_bytes{service=\"catalog\"}";
+        assert_eq!(metric(&bff, bytes).await, 0.0);
+        bff.get("/p/0").await;
+        let one = metric(&bff, bytes).await;
+        assert!(one > 0.0);
+        for i in 1..10 {
+            bff.get(&format!("/p/{i}")).await;
+        }
+        let all = metric(&bff, bytes).await;
+        assert!(
+            all <= 2.0 * one,
+            "{all} bytes for at most two entries of {one}"
+        );
     }
-    let service = "[services.catalog.cache]\nttl = \"1h\"\nmax_entries = 2\nmax_bytes = \"4KiB\"";
-    let bff = TestBff::start_app(app(&config(&stub, service, "", ""))).await;
-    let bytes = "bff_cache_bytes{service=\"catalog\"}";
-    assert_eq!(metric(&bff, bytes).await, 0.0);
-    bff.get("/p/0").await;
-    let one = metric(&bff, bytes).await;
-    assert!(one > 0.0);
-    for i in 1..10 {
-        bff.get(&format!("/p/{i}")).await;
-    }
-    let all = metric(&bff, bytes).await;
-    assert!(
-        all <= 2.0 * one,
-        "{all} bytes for at most two entries of {one}"
-    );
 }
 
 #[tokio::test]
