@@ -540,48 +540,6 @@ def cmd_profile(script, us_per_request, out):
     text = "\n".join(lines)
     with open(out, "w") as f:
         f.write(text + "\n")
-    summary["footprint"] = [{"name": n, "value": v, "target": t, "met": ok} for n, v, t, ok in targets]
-    with open(os.path.splitext(out)[0] + ".json", "w") as f:
-        json.dump(summary, f, indent=1)
-    print(text)
-
-
-# The targets of the issue "Faster than hand-written" (docs/performance.md): read on the ratio of the medians.
-RATIOS = [
-    ("A/C throughput", "A", "C", "rps", ">= 1.15", lambda x: x >= 1.15),
-    ("B/C throughput", "B", "C", "rps", ">= 1.05", lambda x: x >= 1.05),
-    ("A/D throughput", "A", "D", "rps", ">= 2", lambda x: x >= 2.0),
-    ("p99 A/C", "A", "C", "p99", "<= 1.0", lambda x: x <= 1.0),
-    ("CPU per request A/C", "A", "C", "cpu", "<= 0.85", lambda x: x <= 0.85),
-    ("CPU per request B/C", "B", "C", "cpu", "(no target)", None),
-    ("CPU per request A/D", "A", "D", "cpu", "(no target)", None),
-]
-
-
-def cmd_setups(split, shared, out):
-    """Both setups' ratios side by side, from the report.json of each (scripts/bench with BENCH_SETUP=both)."""
-    s, h = json.load(open(split)), json.load(open(shared))
-    lines = [
-        "# bff benchmark: both setups",
-        "",
-        f"split: downstream nginx off the BFF's CPU, {s['connections']} connections; "
-        f"shared: downstream nginx on the BFF's CPU, {h['connections']} connections. "
-        "Ratios of the medians (the per-round medians are in each setup's report.md).",
-        "",
-        "| ratio | split | shared | target | split | shared |",
-        "| --- | ---: | ---: | --- | --- | --- |",
-    ]
-    for a, b in zip(s["ratios"], h["ratios"]):
-        lines.append(
-            f"| {a['name']} | {fmt_ratio(a['value'])} | {fmt_ratio(b['value'])} | {a['target']} | "
-            f"{a['verdict']} | {b['verdict']} |"
-        )
-    lines += ["", "| footprint | split | shared | target |", "| --- | ---: | ---: | --- |"]
-    for a, b in zip(s["footprint"], h["footprint"]):
-        lines.append(f"| {a['name']} | {a['value']} | {b['value']} | {a['target']} |")
-    text = "\n".join(lines)
-    with open(out, "w") as f:
-        f.write(text + "\n")
     print(text)
 
 
