@@ -8,5 +8,5 @@ mod select;
 
 pub use self::{
     plan::{DownstreamPath, Plan, PlanError, PlanProblem, check_path_properties},
-    select::{Selector, SelectorError},
+    select::{Selector, SelectorError, Step},
 };

@@ -23,6 +23,7 @@ mod resolve;
 mod retry;
 mod service;
 mod shield;
+mod tap;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -58,4 +59,5 @@ pub use self::{
     request::{RequestBuilder, Response},
     resolve::{Resolve, Update},
     service::{EndpointSnapshot, Service, ServiceClient, ServiceSnapshot},
+    tap::{Exchange, Tap},
 };

@@ -1,4 +1,4 @@
-use crate::{CallContext, MeshBuildError, Service, ServiceClient, ServiceSnapshot};
+use crate::{CallContext, MeshBuildError, Service, ServiceClient, ServiceSnapshot, Tap};
 use bff_config::Config;
 use bff_telemetry::Metrics;
 use std::{collections::HashMap, fmt, sync::Arc};
@@ -23,6 +23,8 @@ pub struct Mesh {
     metrics: Arc<Metrics>,
     /// Every cache its calls have used, kept across reloads.
     caches: Arc<crate::cache::CacheRegistry>,
+    /// Installed on every service ([`Mesh::with_tap`]), and on those a reload builds.
+    tap: Option<Arc<dyn Tap>>,
 }
 
 impl Mesh {
@@ -44,6 +46,30 @@ impl Mesh {
         metrics: Arc<Metrics>,
         previous: Option<&Mesh>,
     ) -> Result<Self, MeshBuildError> {
+        Self::build(
+            config,
+            metrics,
+            previous,
+            previous.and_then(|p| p.tap.clone()),
+        )
+    }
+
+    /// Like [`Mesh::with_metrics`], with `tap` on every service: it sees every downstream call and may
+    /// answer it instead of the network (`bff record`, `bff mock`). A reload keeps it.
+    pub fn with_tap(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        tap: Arc<dyn Tap>,
+    ) -> Result<Self, MeshBuildError> {
+        Self::build(config, metrics, None, Some(tap))
+    }
+
+    fn build(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        previous: Option<&Mesh>,
+        tap: Option<Arc<dyn Tap>>,
+    ) -> Result<Self, MeshBuildError> {
         // Parsed at load (`BffName`): sent as it is.
         let user_agent = config.bff.name.header_value().clone();
         let caches = previous.map(|p| p.caches.clone()).unwrap_or_default();
@@ -55,8 +81,8 @@ impl Mesh {
                 .cloned();
             let svc = match kept {
                 Some(s) => s,
-                None => Arc::new(
-                    Service::new(
+                None => {
+                    let mut svc = Service::new(
                         name,
                         cfg,
                         user_agent.clone(),
@@ -66,8 +92,10 @@ impl Mesh {
                     .map_err(|source| MeshBuildError::Service {
                         service: name.clone(),
                         source,
-                    })?,
-                ),
+                    })?;
+                    svc.tap = tap.clone();
+                    Arc::new(svc)
+                }
             };
             services.insert(name.clone(), svc);
         }
@@ -76,6 +104,7 @@ impl Mesh {
             ctx: Arc::new(CallContext::detached()),
             metrics,
             caches,
+            tap,
         })
     }
 
@@ -87,6 +116,7 @@ impl Mesh {
             ctx,
             metrics: self.metrics.clone(),
             caches: self.caches.clone(),
+            tap: self.tap.clone(),
         }
     }
 
@@ -192,6 +222,9 @@ impl Mesh {
     /// Starts the background work of every service (discovery, active health checks); it runs until the
     /// returned guard is dropped.
     pub fn start_tasks(&self) -> HealthChecks {
+        if self.answers_all() {
+            return HealthChecks(Vec::new());
+        }
         HealthChecks(
             self.services
                 .values()
@@ -203,9 +236,16 @@ impl Mesh {
     /// Ready when every required service is ready ([`Service::is_ready`]: an available endpoint, one that
     /// has answered when the service has a health check).
     pub fn is_ready(&self) -> bool {
-        self.services
-            .values()
-            .all(|s| !s.is_required() || s.is_ready())
+        self.answers_all()
+            || self
+                .services
+                .values()
+                .all(|s| !s.is_required() || s.is_ready())
+    }
+
+    /// Whether its tap answers every call (a mock): no endpoint is ever called.
+    fn answers_all(&self) -> bool {
+        self.tap.as_ref().is_some_and(|t| t.answers_all())
     }
 
     /// Every service's state, sorted by name (for `/admin/services`).

@@ -271,8 +271,22 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// The call, through its shield when it has one.
+    /// The call, through the service's tap when it has one (`bff record`, `bff mock`).
     async fn dispatch(&self) -> Result<Response, MeshError> {
+        match &self.service.tap {
+            None => self.untapped().await,
+            // Boxed: only a recording or mocking BFF pays for the tap's state.
+            Some(tap) => Box::pin(crate::tap::dispatch(self, tap)).await,
+        }
+    }
+
+    /// The request body (empty when it has none).
+    pub(crate) fn body(&self) -> Bytes {
+        self.body.clone()
+    }
+
+    /// The call, through its shield when it has one.
+    pub(crate) async fn untapped(&self) -> Result<Response, MeshError> {
         match &self.shield {
             None => self.run().await,
             // Boxed: the shield's state would grow every call's future.

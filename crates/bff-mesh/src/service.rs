@@ -101,6 +101,8 @@ pub struct Service {
     pub(crate) config: ServiceConfig,
     required: bool,
     protocol: Protocol,
+    /// What `bff record` / `bff mock` put between this service and the network ([`crate::Tap`]).
+    pub(crate) tap: Option<Arc<dyn crate::Tap>>,
 }
 
 impl Service {
@@ -168,6 +170,7 @@ impl Service {
             config: cfg.clone(),
             required: cfg.required,
             protocol: cfg.protocol,
+            tap: None,
         })
     }
 

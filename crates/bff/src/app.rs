@@ -183,6 +183,16 @@ impl App {
         Ok(app)
     }
 
+    /// The same app with `tap` on every service of its mesh: it sees every downstream call, Rust
+    /// handlers' and declarative routes' alike, and may answer it instead of the network (`bff record`
+    /// stores the exchanges, `bff mock` and the testkit's replay answer from fixtures). A reload keeps it.
+    /// Call it before serving: the services are built again.
+    pub fn with_tap(mut self, tap: Arc<dyn bff_mesh::Tap>) -> Result<Self, StartError> {
+        self.mesh = Mesh::with_tap(&self.config, self.mesh.metrics().clone(), tap)
+            .map_err(|e| StartError::build(None, e))?;
+        Ok(self)
+    }
+
     /// The config file this app was loaded from, if any: the one a reload loads again. Every app whose
     /// config came from a file has it, however it was built ([`App::from_config`], or a `Config` from
     /// [`Loader::load_file`] given to [`App::new`]).

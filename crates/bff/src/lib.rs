@@ -77,9 +77,9 @@ pub mod mesh {
     pub use bff_mesh::TlsError;
     pub use bff_mesh::{
         BreakerState, Cache, CallContext, CallStats, DEADLINE_HEADER, DownstreamPath,
-        EndpointSnapshot, ErrorKind, ErrorSource, HealthChecks, IntoPath, Mesh, MeshBuildError,
-        MeshError, MeshRejection, PathError, RequestBuilder, Resolve, Response, Service,
-        ServiceClient, ServiceError, ServiceSnapshot, Update, encode_value, path,
+        EndpointSnapshot, ErrorKind, ErrorSource, Exchange, HealthChecks, IntoPath, Mesh,
+        MeshBuildError, MeshError, MeshRejection, PathError, RequestBuilder, Resolve, Response,
+        Service, ServiceClient, ServiceError, ServiceSnapshot, Tap, Update, encode_value, path,
     };
 }
 
@@ -97,7 +97,7 @@ pub mod edge {
 
 /// Declarative aggregation (`[[routes]]` with backends), compiled.
 pub mod aggregate {
-    pub use bff_aggregate::{Plan, PlanError, PlanProblem, Selector, SelectorError};
+    pub use bff_aggregate::{Plan, PlanError, PlanProblem, Selector, SelectorError, Step};
 }
 
 /// Request ids, trace context, metrics and span export.
