@@ -1,9 +1,12 @@
 //! The `bff` command: `new` makes a project, `run` serves a BFF from config alone, `check` validates a
-//! config, `schema` prints the config's JSON Schema, `k8s` renders its Kubernetes ConfigMap, `demo` starts
-//! the embedded demo. Run with: `cargo run -p bff-cli -- demo`.
+//! config, `record` serves as `run` does and stores the downstream exchanges as fixtures, `mock` serves
+//! from them with no service running, `schema` prints the config's JSON Schema, `k8s` renders its
+//! Kubernetes ConfigMap, `demo` starts the embedded demo. Run with: `cargo run -p bff-cli -- demo`.
 #![forbid(unsafe_code)]
 
 mod demo;
+mod mock;
+mod record;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small buffers (headers,
 /// JSON values, futures), and glibc's malloc took about 15% of the CPU of a loaded `bff run` in profiles
@@ -65,6 +68,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
     },
+    /// Serve as `run` does, and store each downstream exchange (credentials redacted) as fixtures, with
+    /// a JSON Schema inferred per declarative backend.
+    Record(record::Args),
+    /// Serve the routes with no service running: each downstream call is answered from fixtures (as
+    /// `record` stores them) or from an example of the backend's schema.
+    Mock(mock::Args),
     /// Print the JSON Schema of bff.toml (for editors: `#:schema bff.schema.json` at the top of the file).
     Schema,
     /// Kubernetes: render k8s/configmap.yaml from bff.toml and k8s/cluster.toml, or say where it drifted.
@@ -220,37 +229,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config, env_file } => {
-            let app = match load(&config, env_file.as_ref()) {
-                Ok(app) => app,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime().block_on(async {
-                match app.bind().await {
-                    Ok(server) => {
-                        // From here on SIGHUP means "reload", never the default exit, even before the
-                        // server's own handler listens.
-                        #[cfg(unix)]
-                        let _hup =
-                            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-                        println!(
-                            "bff: listening on http://{} (admin http://{})",
-                            server.local_addr(),
-                            server.admin_addr()
-                        );
-                        server.run_until_signal().await;
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            })
-        }
+        Command::Run { config, env_file } => match load(&config, env_file.as_ref()) {
+            Ok(app) => serve(app),
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Record(args) => record::run(args),
+        Command::Mock(args) => mock::run(args),
         Command::K8s { action } => k8s(action),
         Command::Demo {
             web_listen,
@@ -264,6 +251,31 @@ fn main() -> ExitCode {
             mobile_admin,
         })),
     }
+}
+
+/// Serves `app` until SIGTERM or Ctrl-C (`run`, `record`, `mock`).
+pub(crate) fn serve(app: App) -> ExitCode {
+    runtime().block_on(async {
+        match app.bind().await {
+            Ok(server) => {
+                // From here on SIGHUP means "reload", never the default exit, even before the server's
+                // own handler listens.
+                #[cfg(unix)]
+                let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+                println!(
+                    "bff: listening on http://{} (admin http://{})",
+                    server.local_addr(),
+                    server.admin_addr()
+                );
+                server.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -1,19 +1,24 @@
 //! Test tools for BFFs: [`Stub`], a programmable downstream on port 0 (status, latency, body, malformed
 //! JSON, connection reset, hang; records every request), [`Rendezvous`] to prove concurrency without
 //! timing, [`TestBff`] to start a BFF from an inline config, [`Stubs`] to start a project's own config
-//! with every service on a stub, the [`k8s`] manifests' rendering and checks, and the [`demo`] services.
+//! with every service on a stub, the [`k8s`] manifests' rendering and checks, the [`demo`] services, and the [`fixtures`] that `bff record`
+//! stores and [`Replay`] answers from.
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod fixtures;
 mod harness;
 pub mod k8s;
 mod otlp;
+mod schema;
 mod stub;
 mod stubs;
 
 pub use self::{
+    fixtures::{Recorder, Replay},
     harness::TestBff,
     otlp::{DecodedSpan, OtlpReceiver},
+    schema::{Infer, example as schema_example},
     stub::{Recorded, Rendezvous, RouteBuilder, Stub},
     stubs::Stubs,
 };
