@@ -1,9 +1,11 @@
 //! The `bff` command: `new` makes a project, `run` serves a BFF from config alone, `check` validates a
-//! config, `record` serves as `run` does and stores the downstream exchanges as fixtures, `mock` serves
-//! from them with no service running, `schema` prints the config's JSON Schema, `k8s` renders its
-//! Kubernetes ConfigMap, `demo` starts the embedded demo. Run with: `cargo run -p bff-cli -- demo`.
+//! config (and its backends against the services' OpenAPI documents), `record` serves as `run` does and
+//! stores the downstream exchanges as fixtures, `mock` serves from them with no service running, `schema`
+//! prints the config's JSON Schema, `k8s` renders its Kubernetes ConfigMap, `demo` starts the embedded
+//! demo. Run with: `cargo run -p bff-cli -- demo`.
 #![forbid(unsafe_code)]
 
+mod contract;
 mod demo;
 mod mock;
 mod record;
@@ -217,6 +219,10 @@ fn main() -> ExitCode {
                     app.config().services.len(),
                     app.config().routes.len()
                 );
+                let broken = contract::check(app.config());
+                if !broken.is_empty() {
+                    return Err(bff::StartError::Config(bff::config::ConfigErrors(broken)));
+                }
                 app.into_router().map(|_| summary)
             }) {
                 Ok(summary) => {

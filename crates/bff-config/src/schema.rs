@@ -371,6 +371,10 @@ pub struct ServiceConfig {
     pub coalesce: bool,
     /// Responses kept in memory (GET, 2xx) and served instead of calling the service.
     pub cache: Option<CacheConfig>,
+    /// The service's own OpenAPI document (YAML or JSON, relative to the config's folder): `bff check`
+    /// verifies each declarative backend of this service against it (method and path, `select` and
+    /// `fields` in the 200 response's schema).
+    pub openapi: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -394,6 +398,7 @@ impl Default for ServiceConfig {
             tls: None,
             coalesce: false,
             cache: None,
+            openapi: None,
         }
     }
 }
@@ -702,6 +707,7 @@ impl Config {
             if let Some(DiscoveryUrl::File(p)) = &mut svc.discovery {
                 resolve(p);
             }
+            svc.openapi.iter_mut().for_each(resolve);
         }
     }
 }
