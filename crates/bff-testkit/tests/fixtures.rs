@@ -36,6 +36,7 @@ required = false
         .with_env(Default::default())
         .with_value(&["bff", "listen"], "127.0.0.1:0".into())
         .with_value(&["bff", "admin_listen"], "127.0.0.1:0".into())
+        .with_value(&["telemetry", "access_log"], false.into())
         .load_str(&text, bff::config::Format::Toml)
         .unwrap_or_else(|e| panic!("{e}"))
 }
