@@ -543,6 +543,86 @@ def cmd_profile(script, us_per_request, out):
     print(text)
 
 
+# ---------------------------------------------------------------- fixed rate
+
+
+def cmd_median_rps(results, variant):
+    """Prints the median throughput (requests/s, an integer) of VARIANT's closed-loop runs in RESULTS."""
+    runs = [json.loads(line) for line in open(results)]
+    rps = sorted(r["rps"] for r in runs if r["variant"] == variant)
+    if not rps:
+        die(f"no runs of {variant} in {results}")
+    print(int(rps[len(rps) // 2]))
+
+
+def cmd_fixed_record(variant, pct, rate, rnd, oha_json, results):
+    """Appends one open-loop run (oha's JSON output, latencies corrected for coordinated omission) to
+    RESULTS: the target and achieved rates and the p50/p99/p99.9 latencies in milliseconds."""
+    d = json.load(open(oha_json))
+    lat = d.get("latencyPercentiles") or {}
+    codes = d.get("statusCodeDistribution") or {}
+    errors = sum(d.get("errorDistribution", {}).values()) + sum(
+        n for code, n in codes.items() if not str(code).startswith("2")
+    )
+    run = {
+        "variant": variant,
+        "percent": int(pct),
+        "rate": int(rate),
+        "round": int(rnd),
+        "achieved": d["summary"].get("requestsPerSec", 0.0),
+        "p50_ms": (lat.get("p50") or 0) * 1000,
+        "p99_ms": (lat.get("p99") or 0) * 1000,
+        "p999_ms": (lat.get("p99.9") or 0) * 1000,
+        "errors": errors,
+    }
+    with open(results, "a") as f:
+        f.write(json.dumps(run) + "\n")
+    print(
+        f"  {variant} at {pct}% ({rate} req/s) round {rnd}: achieved {run['achieved']:.0f} req/s, "
+        f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms, p99.9 {run['p999_ms']:.2f} ms, "
+        f"{errors} errors"
+    )
+
+
+def cmd_fixed_report(results, c_rps, out):
+    """Appends to OUT the table of the open-loop runs: per load level and variant, the medians over the
+    rounds of p50, p99 and p99.9, and A/C, B/C of p99."""
+    runs = [json.loads(line) for line in open(results)]
+    levels = sorted({r["percent"] for r in runs})
+    lines = [
+        "",
+        f"## Latency at a fixed rate (open loop, oha -q, corrected for coordinated omission)",
+        "",
+        f"C's closed-loop saturation throughput (median of its rounds above): {c_rps} req/s.",
+        "Each cell: the median over the rounds.",
+        "",
+        "| load | variant | rate (req/s) | achieved | p50 ms | p99 ms | p99.9 ms | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    p99 = {}
+    for pct in levels:
+        for v in "ABCD":
+            rs = [r for r in runs if r["percent"] == pct and r["variant"] == v]
+            if not rs:
+                continue
+            m = {k: statistics.median(r[k] for r in rs) for k in ("achieved", "p50_ms", "p99_ms", "p999_ms")}
+            p99[(pct, v)] = m["p99_ms"]
+            lines.append(
+                f"| {pct}% of C | {v} | {rs[0]['rate']} | {m['achieved']:.0f} | {m['p50_ms']:.2f} | "
+                f"{m['p99_ms']:.2f} | {m['p999_ms']:.2f} | {sum(r['errors'] for r in rs)} |"
+            )
+    lines.append("")
+    for pct in levels:
+        c = p99.get((pct, "C"))
+        if c:
+            ratios = ", ".join(f"{v}/C {p99[(pct, v)] / c:.2f}" for v in "ABD" if (pct, v) in p99)
+            lines.append(f"- p99 at {pct}% of C: {ratios}")
+    text = "\n".join(lines)
+    with open(out, "a") as f:
+        f.write(text + "\n")
+    print(text)
+
+
 COMMANDS = {
     "ports": cmd_ports,
     "minify": cmd_minify,
@@ -556,6 +636,9 @@ COMMANDS = {
     "report": cmd_report,
     "setups": cmd_setups,
     "profile": cmd_profile,
+    "median-rps": cmd_median_rps,
+    "fixed-record": cmd_fixed_record,
+    "fixed-report": cmd_fixed_report,
 }
 
 if __name__ == "__main__":
