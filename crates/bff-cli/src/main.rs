@@ -2,7 +2,8 @@
 //! config (and its backends against the services' OpenAPI documents), `record` serves as `run` does and
 //! stores the downstream exchanges as fixtures, `mock` serves from them with no service running, `schema`
 //! prints the config's JSON Schema, `k8s` renders its Kubernetes ConfigMap, `demo` starts the embedded
-//! demo. Run with: `cargo run -p bff-cli -- demo`.
+//! demo, `openapi` and `client` the frontend's contract (its OpenAPI document and a typed TypeScript
+//! client). Run with: `cargo run -p bff-cli -- demo`.
 #![forbid(unsafe_code)]
 
 mod contract;
@@ -17,6 +18,7 @@ mod record;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod new;
+mod openapi;
 
 use bff::{
     App,
@@ -76,6 +78,10 @@ enum Command {
     /// Serve the routes with no service running: each downstream call is answered from fixtures (as
     /// `record` stores them) or from an example of the backend's schema.
     Mock(mock::Args),
+    /// Print the OpenAPI 3.1 document (JSON) of the config's public routes.
+    Openapi(openapi::OpenapiArgs),
+    /// Write a typed TypeScript client (DIR/client.ts, no dependency) of the config's public routes.
+    Client(openapi::ClientArgs),
     /// Print the JSON Schema of bff.toml (for editors: `#:schema bff.schema.json` at the top of the file).
     Schema,
     /// Kubernetes: render k8s/configmap.yaml from bff.toml and k8s/cluster.toml, or say where it drifted.
@@ -245,6 +251,8 @@ fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Mock(args) => mock::run(args),
         Command::K8s { action } => k8s(action),
+        Command::Openapi(args) => openapi::openapi(&args),
+        Command::Client(args) => openapi::client(&args),
         Command::Demo {
             web_listen,
             web_admin,

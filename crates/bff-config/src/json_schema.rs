@@ -46,6 +46,11 @@ string_schema!(
     "The BFF's name: metrics label, trace service.name and user-agent downstream (a header value: no control characters)."
 );
 string_schema!(
+    crate::ResponseSchema,
+    "ResponseSchema",
+    "A JSON Schema file (JSON), relative to the config's folder, e.g. \"schemas/user.json\"."
+);
+string_schema!(
     crate::Duration,
     "Duration",
     "A duration: a number and a unit (us, ms, s, m, h), e.g. \"250ms\", \"1.5s\", \"2m\".",

@@ -44,6 +44,7 @@ mod load;
 mod locate;
 mod net;
 mod redact;
+mod response_schema;
 mod schema;
 mod secret;
 mod template;
@@ -61,6 +62,7 @@ pub use self::{
     load::{ConfigError, ConfigErrors, Format, Loader, Origin, Source},
     net::{Cidr, CorsOrigin, HostPort, HttpUrl, OtlpEndpoint, RedisUrl, canonical_ip},
     redact::{REDACTED, redact_url},
+    response_schema::ResponseSchema,
     schema::*,
     secret::{HmacSecret, MIN_HMAC_SECRET, SECRET_SHOWN, Secret},
     template::{JsonPath, PathTemplate, Placeholder, Segment, route_params},

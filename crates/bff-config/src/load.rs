@@ -357,8 +357,14 @@ impl Loader {
         self.expand_vars(&mut value, &mut path, &mut report);
         // A key whose variable is unset was reported once; validation must not report it again.
         let unset: Vec<String> = report.errors.iter().map(|e| e.key.clone()).collect();
-        let (config, mut poisoned) = deserialize_all(value, &unset, &mut report);
+        let (mut config, mut poisoned) = deserialize_all(value, &unset, &mut report);
         poisoned.extend(unset);
+        if let Some(config) = &mut config {
+            // Before the paths are resolved: relative to the config's folder.
+            for (key, message) in crate::response_schema::load_all(config, source.dir.as_deref()) {
+                report.push(&key, message);
+            }
+        }
         if let Some(config) = &config {
             // A value refused above was removed (its default applies): validation must neither report
             // it again nor report what its removal leaves behind in the tables that hold it (`needs

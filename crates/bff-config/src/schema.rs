@@ -674,6 +674,11 @@ pub struct BackendConfig {
     /// A cache of this backend's responses (GET only), instead of the service's.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// JSON Schema file (relative to the config's folder) of this backend's selected value: the type of
+    /// its key in the route's response in the OpenAPI document (`bff openapi`) and the typed client
+    /// (`bff client`); absent, any JSON value. Read and checked at load.
+    #[serde(default)]
+    pub response_schema: Option<crate::ResponseSchema>,
 }
 
 impl Config {
@@ -708,6 +713,11 @@ impl Config {
                 resolve(p);
             }
             svc.openapi.iter_mut().for_each(resolve);
+        }
+        for b in self.routes.iter_mut().flat_map(|r| r.backends.iter_mut()) {
+            if let Some(s) = &mut b.response_schema {
+                s.resolve(dir);
+            }
         }
     }
 }

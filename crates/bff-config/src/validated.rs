@@ -52,8 +52,10 @@ impl AsRef<Config> for Validated {
 impl Config {
     /// Checks a config made or changed in code as the loader checks a file: every error, with its key
     /// (the file is the one the config came from, without lines: the config may differ from it now).
-    pub fn validate(self) -> Result<Validated, ConfigErrors> {
-        let errors = crate::validate::validate(&self);
+    pub fn validate(mut self) -> Result<Validated, ConfigErrors> {
+        let mut errors = crate::validate::validate(&self);
+        let dir = self.base_dir.clone();
+        errors.extend(crate::response_schema::load_all(&mut self, dir.as_deref()));
         if errors.is_empty() {
             return Ok(Validated(self));
         }
@@ -111,6 +113,7 @@ mod tests {
                 depends_on: Vec::new(),
                 coalesce: false,
                 cache: None,
+                response_schema: None,
             }],
         });
         let errs = config.validate().unwrap_err();

@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/` (a page), `/admin/services`,
-//! `/admin/routes`, `/admin/config`, `POST /admin/reload`, `POST /admin/cache/purge`.
+//! `/admin/routes`, `/admin/config`, `/admin/openapi.json`, `POST /admin/reload`, `POST /admin/cache/purge`.
 
 use crate::server::ServerState;
 use axum::{Extension, Json, Router, http::StatusCode, response::IntoResponse, routing::get};
@@ -185,6 +185,7 @@ pub(crate) fn router(
     mesh: Mesh,
     config: Arc<bff_config::Validated>,
     routes: Vec<RouteInfo>,
+    openapi: bytes::Bytes,
 ) -> Router {
     let guard = Arc::new(AdminGuard::new(&config));
     let redacted = redact(serde_json::to_value(&*config).unwrap_or(Value::Null));
@@ -237,6 +238,12 @@ pub(crate) fn router(
         .route(
             "/admin/routes",
             get(move || async move { Json(routes.as_ref().clone()) }),
+        )
+        .route(
+            "/admin/openapi.json",
+            get(move || async move {
+                ([(http::header::CONTENT_TYPE, "application/json")], openapi)
+            }),
         )
         .route(
             "/admin/config",

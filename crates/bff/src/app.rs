@@ -412,6 +412,31 @@ impl App {
         self.mesh.clone()
     }
 
+    /// The OpenAPI 3.1 document of the public routes (CONTRACT section 8): the declarative routes of the
+    /// config and the Rust routes registered with [`route`](Self::route) and
+    /// [`route_with`](Self::route_with) (routers given to [`merge`](Self::merge) are not listed). What
+    /// `GET /admin/openapi.json` serves and `bff openapi` prints; `bff client` makes a typed TypeScript
+    /// client of it.
+    pub fn openapi(&self) -> serde_json::Value {
+        let rust: Vec<bff_openapi::RustRoute> = self
+            .rust_routes
+            .iter()
+            .map(|r| bff_openapi::RustRoute {
+                path: r.path.clone(),
+                methods: methods_of(&r.method_router)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                auth: r.policy.auth,
+                rate_limited: r.policy.rate_limit.is_some(),
+                etag: r.policy.etag,
+                described: None,
+                schemas: Default::default(),
+            })
+            .collect();
+        bff_openapi::document(&self.config, &rust)
+    }
+
     /// The public router with the whole edge stack: what the public listener serves. Useful to drive a
     /// BFF in tests with `tower::ServiceExt::oneshot`.
     pub fn into_router(self) -> Result<Router, StartError> {
@@ -546,7 +571,8 @@ impl App {
         // routed one) and for every request, matched or not.
         let serve = tower::Layer::layer(&edge, routes);
         let public = Router::new().fallback_service(serve.clone());
-        let admin = admin::router(self.mesh.clone(), self.config.clone(), routes_info);
+        let openapi = bytes::Bytes::from(self.openapi().to_string());
+        let admin = admin::router(self.mesh.clone(), self.config.clone(), routes_info, openapi);
         Ok(Built {
             public,
             serve,
