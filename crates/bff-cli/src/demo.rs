@@ -16,6 +16,31 @@ pub(crate) struct Addrs {
 const WEB: &str = include_str!("../demo/web.toml");
 const MOBILE: &str = include_str!("../demo/mobile.toml");
 
+/// The `response_schema` of the demo's backends, by backend name: embedded, as the configs are, so that
+/// `bff demo` runs from anywhere (a config on disk names its files: `response_schema = "schemas/x.json"`).
+/// Its documents (`GET /admin/openapi.json`) and clients (`bff client --openapi`) are typed by them.
+const SCHEMAS: [(&str, &str); 6] = [
+    ("user", include_str!("../demo/schemas/profile.json")),
+    ("orders", include_str!("../demo/schemas/orders.json")),
+    (
+        "recommendations",
+        include_str!("../demo/schemas/recommendations.json"),
+    ),
+    ("me", include_str!("../demo/schemas/card.json")),
+    ("order_ids", include_str!("../demo/schemas/ids.json")),
+    ("picks", include_str!("../demo/schemas/ids.json")),
+];
+
+/// The demo's configs with their backends' response schemas.
+pub(crate) fn with_schemas(config: &mut bff::config::Config) {
+    for b in config.routes.iter_mut().flat_map(|r| r.backends.iter_mut()) {
+        if let Some((_, text)) = SCHEMAS.iter().find(|(name, _)| *name == b.name) {
+            let schema = serde_json::from_str(text).expect("the demo's schemas are JSON");
+            b.response_schema = Some(bff::config::ResponseSchema::value(schema));
+        }
+    }
+}
+
 pub(crate) async fn run(addrs: Addrs) -> ExitCode {
     let services = bff_testkit::demo::start().await;
     let env: HashMap<String, String> = [
@@ -41,6 +66,7 @@ pub(crate) async fn run(addrs: Addrs) -> ExitCode {
                         source: Box::new(e),
                     })
             };
+            with_schemas(&mut config);
             config.bff.listen = addr(&listen)?;
             config.bff.admin_listen = addr(&admin)?;
             App::new(config)?.bind().await

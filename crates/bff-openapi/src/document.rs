@@ -375,7 +375,8 @@ impl Doc<'_> {
             let name = match self.schema_files.get(s.path()) {
                 Some(name) if !s.path().is_empty() => name.clone(),
                 _ => {
-                    let name = self.component_name(s.path(), &b.name);
+                    let title = schema["title"].as_str().unwrap_or(&b.name);
+                    let name = self.component_name(s.path(), title);
                     let embedded = embed(schema, &name, &mut self.schemas);
                     self.schemas.insert(name.clone(), embedded);
                     self.schema_files.insert(s.path().to_string(), name.clone());
@@ -398,13 +399,14 @@ impl Doc<'_> {
         }
     }
 
-    /// A component name for a schema file: its stem in PascalCase (`user.json` is `User`), unique.
-    fn component_name(&self, path: &str, backend: &str) -> String {
+    /// A component name for a schema file: its stem in PascalCase (`user.json` is `User`), unique; for
+    /// a schema given as a value, `fallback` (its title, else the backend's name).
+    fn component_name(&self, path: &str, fallback: &str) -> String {
         let stem = std::path::Path::new(path)
             .file_stem()
             .and_then(|s| s.to_str())
             .filter(|s| !s.is_empty())
-            .unwrap_or(backend);
+            .unwrap_or(fallback);
         let mut name = pascal(stem);
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
             name.insert_str(0, "Schema");
@@ -569,12 +571,14 @@ fn path_params(path: &str) -> Vec<String> {
     bff_config::route_params(path).unwrap_or_default()
 }
 
+/// A path parameter: one segment, never empty; the edge refuses a slash, backslash or NUL in it (400), as
+/// encoded ones would change the path.
 fn path_param(name: &str) -> Value {
     json!({
         "name": name,
         "in": "path",
         "required": true,
-        "schema": {"type": "string", "minLength": 1},
+        "schema": {"type": "string", "minLength": 1, "pattern": r"^[^/\\\x00]+$"},
     })
 }
 

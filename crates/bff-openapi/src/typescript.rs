@@ -216,7 +216,7 @@ pub fn typescript(doc: &Value) -> Result<String, ClientError> {
             let _ = writeln!(
                 types,
                 "export type {} = {};",
-                ident(name),
+                type_name(name),
                 cx.ts(schema, 0, 0)
             );
         }
@@ -344,7 +344,7 @@ pub fn typescript(doc: &Value) -> Result<String, ClientError> {
                 .get("summary")
                 .or(op.get("description"))
                 .and_then(Value::as_str)
-                .map(|s| format!("{}: {}", method.to_ascii_uppercase(), comment(s)))
+                .map(|s| format!("{} {path}: {}", method.to_ascii_uppercase(), comment(s)))
                 .unwrap_or_else(|| format!("{} {path}", method.to_ascii_uppercase()));
             let _ = write!(
                 out,
@@ -411,11 +411,11 @@ impl OpSpec {
         let fixed = self
             .fixed_headers
             .iter()
-            .map(|(k, v)| format!("{}: {}", js_string(k), js_string(v)))
+            .map(|(k, v)| format!(" {}: {} ", js_string(k), js_string(v)))
             .collect::<Vec<_>>()
-            .join(", ");
+            .join(",");
         format!(
-            "{{ method: {}, path: {}, path_params: [{}], query: [{}], headers: [{}], fixed_headers: {{ {fixed} }}, bearer: {}, api_key: {}, cookie: {}, body: {}, statuses: [{}] }}",
+            "{{ method: {}, path: {}, path_params: [{}], query: [{}], headers: [{}], fixed_headers: {{{fixed}}}, bearer: {}, api_key: {}, cookie: {}, body: {}, statuses: [{}] }}",
             js_string(method),
             js_string(path),
             list(&self.path_params),
@@ -539,7 +539,7 @@ impl Cx<'_> {
             && !name.contains('/')
             && self.doc["components"]["schemas"].get(name).is_some()
         {
-            return ident(&name.replace("~1", "/").replace("~0", "~"));
+            return type_name(&name.replace("~1", "/").replace("~0", "~"));
         }
         match r.strip_prefix('#').and_then(|p| self.doc.pointer(p)) {
             Some(target) => self.ts(target, indent, depth + 1),
@@ -666,6 +666,37 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
+/// The names the client declares, and JavaScript's own that a type must not shadow.
+const TAKEN: [&str; 16] = [
+    "ApiError",
+    "CallOptions",
+    "Client",
+    "ClientOptions",
+    "Failed",
+    "Ok",
+    "Operation",
+    "Result",
+    "Unexpected",
+    "Error",
+    "Response",
+    "Request",
+    "Record",
+    "Array",
+    "Object",
+    "Promise",
+];
+
+/// The TypeScript name of a schema of `components.schemas`: `Error` is `ErrorSchema`, as is any name
+/// the client or JavaScript declares.
+fn type_name(name: &str) -> String {
+    let name = ident(name);
+    if TAKEN.contains(&name.as_str()) {
+        format!("{name}Schema")
+    } else {
+        name
+    }
+}
+
 /// A type or function name from a schema or operation name.
 fn ident(s: &str) -> String {
     let mut out: String = s
@@ -695,13 +726,17 @@ mod tests {
     use serde_json::json;
 
     fn ts(schema: Value) -> String {
-        let doc = json!({"components": {"schemas": {"User": {"type": "object"}}}});
+        let doc = json!({"components": {"schemas": {"User": {"type": "object"}, "Error": {}}}});
         Cx { doc: &doc }.ts(&schema, 0, 0)
     }
 
     #[test]
     fn json_schema_to_typescript() {
         assert_eq!(ts(json!({})), "unknown");
+        assert_eq!(
+            ts(json!({"$ref": "#/components/schemas/Error"})),
+            "ErrorSchema"
+        );
         assert_eq!(ts(json!({"type": "integer"})), "number");
         assert_eq!(ts(json!({"type": ["string", "null"]})), "string | null");
         assert_eq!(ts(json!({"enum": ["a", 1, null]})), "\"a\" | 1 | null");
@@ -760,10 +795,12 @@ mod tests {
                 "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}}},
                               "401": {"description": "no"}},
             }}},
-            "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "__Host-bff"}}},
+            "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "__Host-bff"}},
+                           "schemas": {"Error": {"type": "object"}}},
         });
         let out = typescript(&doc).unwrap();
         assert!(out.contains(r#"fixed_headers: { "x-csrf": "1" }"#), "{out}");
+        assert!(out.contains("export type ErrorSchema = "), "{out}");
         assert!(out.contains("cookie: true"), "{out}");
         assert!(
             out.contains("export interface GetApiOrdersParams {\n}"),

@@ -66,8 +66,8 @@ pub mod config {
         HttpMethod, HttpUrl, InvalidValue, JsonPath, JwtAlgorithm, JwtConfig, ListenerTlsConfig,
         LoadBalancer, Loader, MIN_HMAC_SECRET, Origin, OtlpEndpoint, OutlierDetectionConfig,
         PathTemplate, Placeholder, Protocol, REDACTED, RateLimitConfig, RateLimitKey, RedisUrl,
-        RetryConfig, RetryOn, RouteConfig, SECRET_SHOWN, Secret, Segment, ServiceConfig, Source,
-        TelemetryConfig, TlsConfig, Validated, env_with_file, redact_url,
+        ResponseSchema, RetryConfig, RetryOn, RouteConfig, SECRET_SHOWN, Secret, Segment,
+        ServiceConfig, Source, TelemetryConfig, TlsConfig, Validated, env_with_file, redact_url,
     };
 }
 

@@ -131,3 +131,36 @@ async fn the_app_key_is_checked_before_any_call() {
     }
     assert!(users.requests().is_empty());
 }
+
+/// The BFF's OpenAPI document (`GET /admin/openapi.json`): the declared route and the Rust feed, both
+/// behind the app key, pass openapi-spec-validator (`$BFF_OPENAPI_SPEC_VALIDATOR`, else on PATH; scripts/test
+/// installs it).
+#[tokio::test]
+async fn its_openapi_document_passes_a_validator() {
+    let demo = bff_testkit::demo::start().await;
+    let bff = over_demo(&demo).await;
+    let doc = bff.admin_json("/admin/openapi.json").await;
+    for (path, route) in [
+        ("/m/orders/{user_id}", "declarative"),
+        ("/m/feed/{id}", "rust"),
+    ] {
+        let op = &doc["paths"][path]["get"];
+        assert_eq!(op["x-bff-route"], route, "{doc:#}");
+        assert_eq!(op["security"], json!([{"apiKey": []}]), "{path}");
+        assert!(op["responses"]["429"].is_object(), "{path}: rate limited");
+    }
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mobile-bff-openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let program = std::env::var_os("BFF_OPENAPI_SPEC_VALIDATOR")
+        .unwrap_or_else(|| "openapi-spec-validator".into());
+    let out = std::process::Command::new(&program)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{program:?}: {e}; pip install openapi-spec-validator (scripts/test does) or set BFF_OPENAPI_SPEC_VALIDATOR"));
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,383 @@
+//! The frontend's contract of the demo's BFFs (`bff demo`), black-box: their OpenAPI documents
+//! (`GET /admin/openapi.json`, `bff openapi`) pass a real OpenAPI 3.1 validator (PyPI
+//! `openapi-spec-validator`), schemathesis (PyPI) finds no response of theirs that violates them, and the
+//! TypeScript clients `bff client` makes of them compile with `tsc --strict` (npm `typescript`, pinned in
+//! tests/ts). scripts/test installs the tools: the Python ones in a venv under the target folder
+//! (`$BFF_OPENAPI_SPEC_VALIDATOR`, `$BFF_SCHEMATHESIS`), TypeScript with `npm ci` in tests/ts (`$BFF_TSC`).
+
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+fn bff() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bff"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh folder under the target's temp dir.
+fn folder(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("contract-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs a tool from `$VAR`, else on PATH, saying how to install it when it is missing.
+fn tool(
+    var: &str,
+    name: &str,
+    install: &str,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+) -> std::process::Output {
+    let program = std::env::var_os(var).unwrap_or_else(|| name.into());
+    Command::new(&program)
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; {install} (scripts/test does) or set {var}",
+                program.to_string_lossy()
+            )
+        })
+}
+
+fn tsc() -> Command {
+    match std::env::var_os("BFF_TSC") {
+        Some(p) => Command::new(p),
+        None => {
+            let local = root().join("tests/ts/node_modules/.bin/tsc");
+            assert!(
+                local.exists(),
+                "{}: missing; run `npm ci` in tests/ts (scripts/test does) or set BFF_TSC",
+                local.display()
+            );
+            Command::new(local)
+        }
+    }
+}
+
+/// `bff demo` on port 0: the demo services, a web BFF and a mobile BFF; killed when dropped.
+struct Demo {
+    child: Child,
+    web: String,
+    web_admin: String,
+    mobile: String,
+    mobile_admin: String,
+}
+
+impl Demo {
+    fn start() -> Self {
+        let mut child = bff()
+            .env("RUST_LOG", "error")
+            .args([
+                "demo",
+                "--web-listen",
+                "127.0.0.1:0",
+                "--web-admin",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--mobile-listen",
+                "127.0.0.1:0",
+                "--mobile-admin",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut addrs = |prefix: &str| -> (String, String) {
+            for line in lines.by_ref() {
+                let line = line.unwrap();
+                if line.starts_with(prefix) {
+                    let urls: Vec<&str> = line
+                        .split_whitespace()
+                        .filter(|w| w.starts_with("http://"))
+                        .collect();
+                    return (urls[0].to_string(), urls[1].to_string());
+                }
+            }
+            panic!("bff demo ended before printing {prefix:?}");
+        };
+        let (web, web_admin) = addrs("web BFF");
+        let (mobile, mobile_admin) = addrs("mobile BFF");
+        // The rest of its output, read so that it never writes to a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            web,
+            web_admin,
+            mobile,
+            mobile_admin,
+        }
+    }
+
+    /// The document a BFF of the demo serves, saved in `dir`.
+    fn document(admin: &str, dir: &Path, name: &str) -> (PathBuf, Value) {
+        let url = format!("{admin}/admin/openapi.json");
+        let text = http_get(&url);
+        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, &text).unwrap();
+        (file, doc)
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        client.get(url).send().await.unwrap().text().await.unwrap()
+    })
+}
+
+fn validate(file: &Path) -> std::process::Output {
+    tool(
+        "BFF_OPENAPI_SPEC_VALIDATOR",
+        "openapi-spec-validator",
+        "pip install openapi-spec-validator",
+        &[file.as_os_str()],
+        Path::new("."),
+    )
+}
+
+/// The demo's documents, served and printed, pass openapi-spec-validator (which refuses a broken one:
+/// it is not a no-op), and are the typed ones: each backend's value from its response schema.
+#[test]
+fn the_demo_documents_pass_an_openapi_validator() {
+    let dir = folder("validator");
+    let demo = Demo::start();
+    let (web, web_doc) = Demo::document(&demo.web_admin, &dir, "web");
+    let (mobile, mobile_doc) = Demo::document(&demo.mobile_admin, &dir, "mobile");
+    let home = &web_doc["paths"]["/api/home/{user_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        home["properties"]["user"]["$ref"],
+        "#/components/schemas/Profile"
+    );
+    assert_eq!(
+        web_doc["components"]["schemas"]["Orders"]["items"]["$ref"],
+        "#/components/schemas/Orders_Order"
+    );
+    assert!(mobile_doc["paths"]["/m/home/{user_id}"]["get"].is_object());
+
+    // `bff openapi` prints the document of a config (here the mobile example's, declarative routes).
+    let printed = bff()
+        .args(["openapi", "--config"])
+        .arg(root().join("examples/mobile-bff/bff.toml"))
+        .envs([
+            ("USERS_ADDR", "127.0.0.1:1"),
+            ("ORDERS_ADDR", "127.0.0.1:2"),
+            ("CATALOG_ADDR", "127.0.0.1:3"),
+        ])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let example = dir.join("mobile-example.json");
+    std::fs::write(&example, &printed.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(
+        doc["paths"]["/m/orders/{user_id}"]["get"]["security"],
+        serde_json::json!([{"apiKey": []}])
+    );
+
+    for file in [&web, &mobile, &example] {
+        let out = validate(file);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK"),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A parameter of the path left out: the validator sees it.
+    let mut broken = web_doc.clone();
+    broken["paths"]["/api/home/{user_id}"]["get"]["parameters"] = Value::Array(Vec::new());
+    let file = dir.join("broken.json");
+    std::fs::write(&file, broken.to_string()).unwrap();
+    assert!(!validate(&file).status.success());
+}
+
+/// schemathesis, with every check but `not_a_server_error` (a 502 is the documented answer when the
+/// users service does not know an id, as it does not know most of those generated), finds no response
+/// of either demo BFF that its own document does not describe: statuses, content types, headers and
+/// bodies. Forty examples an operation keep it short (`--max-time` would fuzz until it is spent).
+#[test]
+fn schemathesis_finds_no_response_outside_the_demo_documents() {
+    let dir = folder("schemathesis");
+    let demo = Demo::start();
+    for (name, admin, public) in [
+        ("web", &demo.web_admin, &demo.web),
+        ("mobile", &demo.mobile_admin, &demo.mobile),
+    ] {
+        let document = format!("{admin}/admin/openapi.json");
+        let args = [
+            "run",
+            &document,
+            "--url",
+            public,
+            "--exclude-checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "5",
+            "--no-color",
+        ]
+        .map(std::ffi::OsStr::new);
+        let out = tool(
+            "BFF_SCHEMATHESIS",
+            "schemathesis",
+            "pip install schemathesis",
+            &args,
+            &dir,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("No issues found"),
+            "{name}: schemathesis:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // It did test the route.
+        assert!(stdout.contains("Tested: 1"), "{name}: {stdout}");
+    }
+}
+
+/// The clients of the demo's BFFs compile with `tsc --strict`, and their types are the documents':
+/// code using them as the documents say compiles, code that does not (a missing parameter, a field the
+/// schema does not have, an error status the route never answers) does not.
+#[test]
+fn the_typescript_clients_compile_with_tsc_strict() {
+    let dir = folder("tsc");
+    let demo = Demo::start();
+    for (name, admin) in [("web", &demo.web_admin), ("mobile", &demo.mobile_admin)] {
+        let (doc, _) = Demo::document(admin, &dir, name);
+        let out = bff()
+            .args(["client", "--lang", "typescript", "--openapi"])
+            .arg(&doc)
+            .arg("--out")
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    drop(demo);
+    // `--config`: the declarative routes of a config, untyped where it names no schema.
+    let out = bff()
+        .args(["client", "--config"])
+        .arg(root().join("crates/bff-cli/demo/mobile.toml"))
+        .arg("--out")
+        .arg(dir.join("from-config"))
+        .envs([
+            ("DEMO_USERS", "127.0.0.1:1"),
+            ("DEMO_ORDERS", "127.0.0.1:2"),
+            ("DEMO_CATALOG", "127.0.0.1:3"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let uses = r#"
+import { createClient as web, type Profile, type PartialError } from "./web/client.js";
+import { createClient as mobile } from "./mobile/client.js";
+import { createClient as untyped } from "./from-config/client.js";
+
+export async function home(): Promise<string> {
+  const api = web({ baseUrl: "http://127.0.0.1:8080", headers: { "accept-language": "en" } });
+  const r = await api.getApiHomeByUserId({ user_id: "42", "accept-language": "fr" });
+  if (!r.ok) {
+    switch (r.status) {
+      case 502: return `upstream ${r.error.code}`;
+      case 504: return "late";
+      case "unexpected": return r.error.message;
+      default: return String(r.status);
+    }
+  }
+  const user: Profile = r.data.user;
+  const category: "books" | "music" | "garden" = user.favoriteCategory;
+  const firstOrder: number | undefined = r.data.orders?.[0]?.total.amount;
+  const skus: string[] = (r.data.recommendations ?? []).map((i) => i.sku);
+  const failed: PartialError[] = r.data._errors ?? [];
+  return `${user.name} ${category} ${firstOrder} ${skus.join()} ${failed.map((e) => e.backend)} ${r.partial}`;
+}
+
+export async function phone(): Promise<string> {
+  const api = mobile({ baseUrl: "" });
+  const r = await api.getMHomeByUserId({ user_id: "42" });
+  if (r.ok) {
+    const ids: string[] | null = r.data.order_ids;
+    return `${r.data.me.name} ${r.data.me.avatar} ${ids?.length} ${r.data.picks?.join()}`;
+  }
+  return r.status === "unexpected" ? "?" : r.error.code;
+}
+
+export async function plain(): Promise<unknown> {
+  const r = await untyped({ baseUrl: "" }).getMHomeByUserId({ user_id: "1" });
+  return r.ok ? r.data.me : r.error;
+}
+"#;
+    std::fs::write(dir.join("uses.ts"), uses).unwrap();
+    let compile = |file: &str| {
+        tsc()
+            .current_dir(&dir)
+            .args([
+                "--strict",
+                "--noEmit",
+                "--target",
+                "es2022",
+                "--lib",
+                "es2022,dom",
+            ])
+            .args(["--module", "es2022", "--moduleResolution", "bundler", file])
+            .output()
+            .unwrap()
+    };
+    let out = compile("uses.ts");
+    assert!(
+        out.status.success(),
+        "tsc --strict:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (wrong, error) in [
+        (
+            "api.getApiHomeByUserId({ user_id: \"42\", \"accept-language\": \"fr\" })",
+            "api.getApiHomeByUserId({})",
+        ),
+        ("user.favoriteCategory;", "user.nickname;"),
+        ("case 504: return \"late\";", "case 418: return \"teapot\";"),
+    ] {
+        std::fs::write(dir.join("wrong.ts"), uses.replace(wrong, error)).unwrap();
+        let out = compile("wrong.ts");
+        assert!(
+            !out.status.success(),
+            "{error}: compiled, the client's types say nothing of it"
+        );
+    }
+}
