@@ -49,6 +49,13 @@ struct RustRoute {
     path: String,
     policy: Policy,
     method_router: MethodRouter,
+    /// Its operations as described by the handlers' types (a path item), and the schemas they name.
+    described: Option<
+        Arc<(
+            serde_json::Value,
+            serde_json::Map<String, serde_json::Value>,
+        )>,
+    >,
 }
 
 /// What [`App::build`] makes: the public and admin routers.
@@ -357,7 +364,54 @@ impl App {
             path: path.to_string(),
             policy,
             method_router,
+            described: None,
         });
+        self
+    }
+
+    /// Registers handlers described by their types (utoipa's `#[utoipa::path]`, collected by
+    /// `utoipa_axum::routes!`) with a policy: the path and methods come from the description, so the
+    /// OpenAPI document ([`openapi`](Self::openapi)) cannot drift from what is served; their parameters,
+    /// request bodies and responses are the handlers' types, with the policy's auth and the BFF's error
+    /// statuses around them.
+    ///
+    /// ```ignore
+    /// #[derive(serde::Serialize, utoipa::ToSchema)]
+    /// struct Account { name: String }
+    ///
+    /// #[utoipa::path(get, path = "/api/account/{id}", params(("id" = String, Path)),
+    ///     responses((status = 200, body = Account)))]
+    /// async fn account(Path(id): Path<String>) -> Json<Account> { /* ... */ }
+    ///
+    /// app.routes(Policy::new(), utoipa_axum::routes!(account))
+    /// ```
+    #[cfg(feature = "openapi")]
+    pub fn routes(
+        mut self,
+        policy: Policy,
+        (schemas, paths, method_router): (
+            Vec<(
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+            )>,
+            utoipa::openapi::path::Paths,
+            MethodRouter,
+        ),
+    ) -> Self {
+        let schemas: serde_json::Map<String, serde_json::Value> = schemas
+            .into_iter()
+            .filter_map(|(name, s)| Some((name, serde_json::to_value(s).ok()?)))
+            .collect();
+        for (path, item) in paths.paths {
+            let item = serde_json::to_value(item).unwrap_or_default();
+            let path = if path.is_empty() { "/".into() } else { path };
+            self.rust_routes.push(RustRoute {
+                path,
+                policy: policy.clone(),
+                method_router: method_router.clone(),
+                described: Some(Arc::new((item, schemas.clone()))),
+            });
+        }
         self
     }
 
@@ -430,8 +484,12 @@ impl App {
                 auth: r.policy.auth,
                 rate_limited: r.policy.rate_limit.is_some(),
                 etag: r.policy.etag,
-                described: None,
-                schemas: Default::default(),
+                described: r.described.as_ref().map(|d| d.0.clone()),
+                schemas: r
+                    .described
+                    .as_ref()
+                    .map(|d| d.1.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         bff_openapi::document(&self.config, &rust)

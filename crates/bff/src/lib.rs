@@ -48,7 +48,7 @@ pub use self::{
 
 /// What handlers use: the mesh (downstream calls), errors as the contract's JSON, partial responses,
 /// the request's identity.
-pub use self::partial::Partial;
+pub use self::partial::{Partial, PartialError};
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
 pub use bff_mesh::{Cache, CallContext, DownstreamPath, ErrorKind, Mesh, MeshError, path};

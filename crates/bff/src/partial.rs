@@ -29,6 +29,26 @@ const PARTIAL_HEADER: HeaderName = HeaderName::from_static("x-bff-partial");
 ///     Ok(partial.json(json!({ "user": user?, "orders": orders })))
 /// }
 /// ```
+/// An `_errors` entry of a partial response, as a type: what [`Partial`] writes for each failed part
+/// (`{"backend": "orders", "error": "timeout"}`, with `id` for an item and `status` when the service
+/// answered with an error status). A Rust route's response type names it for its document (the `openapi`
+/// feature derives its schema, the `PartialError` of the document).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartialError {
+    /// The failed part's name (its key in the response).
+    pub backend: String,
+    /// Which item failed, for a list fetched item by item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub id: Option<Value>,
+    /// `timeout`, `upstream_status`, `connect_error`, `circuit_open`, ...
+    pub error: String,
+    /// The service's status, when it answered with an error status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
 #[derive(Debug, Default)]
 pub struct Partial {
     errors: Vec<Value>,
