@@ -223,34 +223,31 @@ fn the_demo_documents_pass_an_openapi_validator() {
 /// schemathesis, with every check but `not_a_server_error` (a 502 is the documented answer when the
 /// users service does not know an id, as it does not know most of those generated), finds no response
 /// of either demo BFF that its own document does not describe: statuses, content types, headers and
-/// bodies. Forty examples an operation keep it short (`--max-time` would fuzz until it is spent).
+/// bodies. The document is the one the BFF serves, with an example id on its path parameter (`42`, a
+/// user the demo knows), so that 200 answers are among those checked: a document whose 200 schema is
+/// wrong fails. Forty examples an operation keep it short (`--max-time` would fuzz until it is spent).
 #[test]
 fn schemathesis_finds_no_response_outside_the_demo_documents() {
     let dir = folder("schemathesis");
     let demo = Demo::start();
-    for (name, admin, public) in [
-        ("web", &demo.web_admin, &demo.web),
-        ("mobile", &demo.mobile_admin, &demo.mobile),
-    ] {
-        let document = format!("{admin}/admin/openapi.json");
+    let run = |document: &Path, public: &str| {
         let args = [
-            "run",
-            &document,
-            "--url",
-            public,
-            "--exclude-checks",
-            "not_a_server_error",
-            "--max-examples",
-            "40",
-            "--seed",
-            "1",
-            "--workers",
-            "1",
-            "--request-timeout",
-            "5",
-            "--no-color",
-        ]
-        .map(std::ffi::OsStr::new);
+            "run".as_ref(),
+            document.as_os_str(),
+            "--url".as_ref(),
+            public.as_ref(),
+            "--exclude-checks".as_ref(),
+            "not_a_server_error".as_ref(),
+            "--max-examples".as_ref(),
+            "40".as_ref(),
+            "--seed".as_ref(),
+            "1".as_ref(),
+            "--workers".as_ref(),
+            "1".as_ref(),
+            "--request-timeout".as_ref(),
+            "5".as_ref(),
+            "--no-color".as_ref(),
+        ];
         let out = tool(
             "BFF_SCHEMATHESIS",
             "schemathesis",
@@ -258,14 +255,47 @@ fn schemathesis_finds_no_response_outside_the_demo_documents() {
             &args,
             &dir,
         );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
             out.status.success() && stdout.contains("No issues found"),
-            "{name}: schemathesis:\n{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // It did test the route.
+            stdout,
+        )
+    };
+    for (name, admin, public, route, typed) in [
+        (
+            "web",
+            &demo.web_admin,
+            &demo.web,
+            "/api/home/{user_id}",
+            "Profile",
+        ),
+        (
+            "mobile",
+            &demo.mobile_admin,
+            &demo.mobile,
+            "/m/home/{user_id}",
+            "Me",
+        ),
+    ] {
+        let (_, mut doc) = Demo::document(admin, &dir, name);
+        doc["paths"][route]["get"]["parameters"][0]["example"] = "42".into();
+        let file = dir.join(format!("{name}-example.json"));
+        std::fs::write(&file, doc.to_string()).unwrap();
+        let (passed, stdout) = run(&file, public);
+        assert!(passed, "{name}: schemathesis:\n{stdout}");
         assert!(stdout.contains("Tested: 1"), "{name}: {stdout}");
+
+        // The same document with a string of the 200 answer declared an integer.
+        let schema = &mut doc["components"]["schemas"][typed]["properties"]["name"];
+        assert_eq!(schema["type"], "string", "{name}");
+        schema["type"] = "integer".into();
+        let wrong = dir.join(format!("{name}-wrong.json"));
+        std::fs::write(&wrong, doc.to_string()).unwrap();
+        let (passed, stdout) = run(&wrong, public);
+        assert!(
+            !passed && stdout.contains("Response violates schema"),
+            "{name}: a wrong 200 schema went unnoticed:\n{stdout}"
+        );
     }
 }
 
@@ -302,6 +332,16 @@ fn the_typescript_clients_compile_with_tsc_strict() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    let out = bff()
+        .args(["client", "--lang", "go", "--openapi", "none.json", "--out"])
+        .arg(dir.join("go"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("the one language is typescript"),
+        "{out:?}"
+    );
 
     let uses = r#"
 import { createClient as web, type Profile, type PartialError } from "./web/client.js";
