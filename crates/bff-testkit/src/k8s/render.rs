@@ -40,8 +40,8 @@ impl Project {
 
     /// The ConfigMap: `metadata.name` is `bff.name`; `data` holds the cluster's `bff.toml` (the
     /// project's with the cluster file's keys over it) and the files that config reads by a relative
-    /// path (`jwks_file`, `keys_file`), each under its file name, as the Deployment mounts them next to
-    /// `bff.toml`. Errors name the file and the key, one a line.
+    /// path (`jwks_file`, `keys_file`, each `response_schema`), each under its file name, as the
+    /// Deployment mounts them next to `bff.toml`. Errors name the file and the key, one a line.
     pub fn render(&self) -> Result<String, Vec<String>> {
         let config_name = self.config.display().to_string();
         let cluster_name = self.cluster.display().to_string();
@@ -58,23 +58,28 @@ impl Project {
         };
         let mut files = Vec::new();
         let mut errors = Vec::new();
-        for key in FILE_KEYS {
-            let Some(Value::String(path)) = lookup(&merged, key) else {
-                continue;
-            };
-            if Path::new(path).is_absolute() {
+        let fixed = FILE_KEYS
+            .iter()
+            .filter_map(|key| match lookup(&merged, key) {
+                Some(Value::String(path)) => Some((key.join("."), path.clone())),
+                _ => None,
+            });
+        for (key, path) in fixed.chain(response_schemas(&merged)) {
+            if Path::new(&path).is_absolute() {
                 continue; // mounted by the deployment itself
             }
             if path.contains('/') || path.contains('\\') {
                 errors.push(format!(
-                    "{config_name}: {}: {path:?}: the ConfigMap mounts its files next to bff.toml: give a file name there, or in {cluster_name} an absolute path you mount yourself",
-                    key.join(".")
+                    "{config_name}: {key}: {path:?}: the ConfigMap mounts its files next to bff.toml: give a file name there, or in {cluster_name} an absolute path you mount yourself"
                 ));
                 continue;
             }
+            if files.iter().any(|(f, _)| *f == path) {
+                continue; // one file, read by several keys
+            }
             let dir = self.config.parent().unwrap_or(Path::new(""));
-            match self.read(&dir.join(path)) {
-                Ok(text) => files.push((path.clone(), text)),
+            match self.read(&dir.join(&path)) {
+                Ok(text) => files.push((path, text)),
                 Err(e) => errors.extend(e),
             }
         }
@@ -115,6 +120,27 @@ const FILE_KEYS: [&[&str]; 2] = [
     &["edge", "auth", "jwt", "jwks_file"],
     &["edge", "auth", "api_keys", "keys_file"],
 ];
+
+/// Each backend's `response_schema` (`routes[i].backends[j].response_schema`, a file the config reads).
+fn response_schemas(config: &Table) -> Vec<(String, String)> {
+    let tables = |v: Option<&Value>| -> Vec<Table> {
+        v.and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_table).cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (i, route) in tables(config.get("routes")).iter().enumerate() {
+        for (j, backend) in tables(route.get("backends")).iter().enumerate() {
+            if let Some(Value::String(path)) = backend.get("response_schema") {
+                out.push((
+                    format!("routes[{i}].backends[{j}].response_schema"),
+                    path.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
 
 fn parse(name: &str, text: &str) -> Result<Table, Vec<String>> {
     text.parse::<Table>()
@@ -552,6 +578,36 @@ discovery = "dns://users.default.svc.cluster.local:8080"
         assert_eq!(p.render().unwrap(), out);
         std::fs::write(p.dir.join(&p.configmap), &out).unwrap();
         assert_eq!(p.diff().unwrap(), Vec::<String>::new());
+    }
+
+    /// A backend's `response_schema` is read by the BFF at load: the ConfigMap carries it (once for two
+    /// backends naming it), and a path into a folder is refused by key, as for the other files.
+    #[test]
+    fn response_schema_files_go_into_the_configmap() {
+        let config = PROJECT.replace("fields = {", "response_schema = \"user.json\"\nfields = {");
+        let config = format!(
+            "{config}\n[[routes]]\npath = \"/v/{{id}}\"\n\n[[routes.backends]]\nname = \"user\"\nservice = \"users\"\npath = \"/users/{{id}}\"\nresponse_schema = \"user.json\"\n"
+        );
+        let (dir, p) = project("schemas", &config, CLUSTER);
+        std::fs::write(dir.0.join("user.json"), "{\"type\": \"object\"}\n").unwrap();
+        let out = p.render().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            super::super::configmap_file(&out, "user.json"),
+            "{\"type\": \"object\"}\n"
+        );
+        assert_eq!(out.matches("\n  user.json: |").count(), 1, "{out}");
+
+        let nested = config.replacen("\"user.json\"", "\"schemas/user.json\"", 1);
+        let (dir, p) = project("nested-schema", &nested, CLUSTER);
+        std::fs::write(dir.0.join("user.json"), "{}").unwrap();
+        let errors = p.render().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "bff.toml: routes[0].backends[0].response_schema: \"schemas/user.json\": the ConfigMap mounts its files next to bff.toml"
+            ),
+            "{errors:?}"
+        );
     }
 
     #[test]
