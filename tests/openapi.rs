@@ -285,3 +285,47 @@ fn a_broken_response_schema_is_a_config_error_with_file_line_and_key() {
     assert_eq!(schema.schema().unwrap()["required"], json!(["name"]));
     assert!(Path::new(schema.path()).is_absolute(), "{}", schema.path());
 }
+
+/// A reload builds the document again: a schema file changed on disk and a route added appear in
+/// `/admin/openapi.json`; a schema file broken since is refused with the rest of the config, and the
+/// document stays the last good one.
+#[tokio::test]
+async fn a_reload_rebuilds_the_document() {
+    let dir = folder("reload");
+    let route = |path: &str| {
+        format!(
+            "\n[[routes]]\npath = \"{path}\"\n\n[[routes.backends]]\nname = \"count\"\nservice = \"users\"\npath = \"/count\"\nresponse_schema = \"schemas/count.json\"\n"
+        )
+    };
+    let head = "[bff]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[services.users]\nendpoints = [\"127.0.0.1:1\"]\n";
+    std::fs::write(dir.join("bff.toml"), format!("{head}{}", route("/a"))).unwrap();
+    std::fs::write(dir.join("schemas/count.json"), r#"{"type": "string"}"#).unwrap();
+    let bff = TestBff::start_app(App::from_config(dir.join("bff.toml")).unwrap()).await;
+    let doc = bff.admin_json("/admin/openapi.json").await;
+    assert_eq!(doc["components"]["schemas"]["Count"]["type"], "string");
+    assert!(doc["paths"]["/b"].is_null());
+
+    std::fs::write(dir.join("schemas/count.json"), r#"{"type": "integer"}"#).unwrap();
+    std::fs::write(
+        dir.join("bff.toml"),
+        format!("{head}{}{}", route("/a"), route("/b")),
+    )
+    .unwrap();
+    let reload = |bff: &TestBff| bff.client().post(bff.admin_url("/admin/reload")).send();
+    assert_eq!(reload(&bff).await.unwrap().status(), 200);
+    let doc = bff.admin_json("/admin/openapi.json").await;
+    assert_eq!(doc["components"]["schemas"]["Count"]["type"], "integer");
+    assert_eq!(doc["paths"]["/b"]["get"]["operationId"], "getB");
+
+    std::fs::write(dir.join("schemas/count.json"), r#"{"type": "int"}"#).unwrap();
+    let res = reload(&bff).await.unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("routes[0].backends[0].response_schema") && message.contains("\"int\""),
+        "{message}"
+    );
+    assert_eq!(bff.admin_json("/admin/openapi.json").await, doc);
+    bff.shutdown().await;
+}
