@@ -169,3 +169,41 @@ async fn record_stores_redacted_fixtures_that_mock_then_serves_alike() {
     assert_eq!(users.requests().len() + orders.requests().len(), calls);
     stop(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_without_fixtures_answers_from_each_backends_response_schema() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mock-response-schema");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(
+        dir.join("schemas/user.json"),
+        r#"{"type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string", "examples": ["Grace Hopper"]},
+                           "id": {"type": "integer", "examples": [7]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bff.toml"),
+        r#"
+[services.users]
+endpoints = ["127.0.0.1:1"]
+
+[[routes]]
+path = "/profile/{id}"
+
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{id}"
+select = "$.profile"
+response_schema = "schemas/user.json"
+"#,
+    )
+    .unwrap();
+    let (child, url, _admin) = start(bff().args(["mock", "--config"]).arg(dir.join("bff.toml")));
+    let (status, body) = get(&format!("{url}/profile/3")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"], json!({"name": "Grace Hopper", "id": 7}));
+    stop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}

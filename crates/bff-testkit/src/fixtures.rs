@@ -317,6 +317,9 @@ pub struct Backend {
     selection: Selection,
     /// `schemas/FILE` of the inferred schema.
     pub schema_file: String,
+    /// The backend's own `response_schema` (read by the config's loader), which a replay prefers to
+    /// `schemas/FILE`.
+    pub response_schema: Option<Value>,
 }
 
 #[derive(Clone, Debug)]
@@ -433,10 +436,20 @@ fn backends_redacting(config: &Config, secrets: &[String]) -> Vec<Backend> {
                 redacted: Template::of(&b.path).redacted(secrets),
                 selection,
                 schema_file: format!("{route_slug}.{}.json", slug(&b.name)),
+                response_schema: b.response_schema.as_ref().and_then(|s| s.schema()).cloned(),
             });
         }
     }
     out
+}
+
+/// The backends' own `response_schema`s, by index.
+fn declared_schemas(backends: &[Backend]) -> BTreeMap<usize, Value> {
+    backends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, b.response_schema.clone()?)))
+        .collect()
 }
 
 /// `GET /api/home/{id}` -> `get-api-home-id`.
@@ -802,7 +815,7 @@ impl Tap for Recorder {
 /// A call is answered by, in order: the fixture of the same method, path and query; one of the same
 /// method and path (any query); one of another call of the same declarative backend (`/users/7` is
 /// answered by the fixture of `/users/42` when a backend's path is `/users/{id}`); an example built from
-/// the backend's schema (`schemas/` of the folder), placed where its `select`/`fields` take it from.
+/// the backend's `response_schema`, else its schema in `schemas/` of the folder, placed where its `select`/`fields` take it from.
 /// Otherwise: `404` with a JSON error naming the call.
 #[derive(Debug)]
 pub struct Replay {
@@ -820,9 +833,12 @@ impl Replay {
             return Err(fail(dir, "no such folder"));
         }
         let backends = backends(config);
-        let mut schemas = BTreeMap::new();
+        let mut schemas = declared_schemas(&backends);
         for (i, b) in backends.iter().enumerate() {
             let file = dir.join("schemas").join(&b.schema_file);
+            if schemas.contains_key(&i) {
+                continue;
+            }
             if let Ok(text) = std::fs::read_to_string(&file) {
                 let v: Value = serde_json::from_str(&text).map_err(|e| fail(&file, e))?;
                 schemas.insert(i, v);
@@ -835,12 +851,13 @@ impl Replay {
         })
     }
 
-    /// No fixture: every call is answered from the backends' schemas, or 404.
+    /// No fixture: every call is answered from the backends' `response_schema`, or 404.
     pub fn empty(config: &Config) -> Self {
+        let backends = backends(config);
         Self {
             fixtures: Vec::new(),
-            backends: backends(config),
-            schemas: BTreeMap::new(),
+            schemas: declared_schemas(&backends),
+            backends,
         }
     }
 

@@ -172,3 +172,34 @@ async fn a_backend_without_fixtures_is_answered_from_its_schema() {
     // The optional backend has neither fixture nor schema: a 404 from the mock, a partial response.
     assert_eq!(body["orders"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_response_schema_is_preferred_to_the_folders_schema() {
+    let dir = fresh_dir("declared-schema");
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(
+        dir.join("schemas/get-home-id.user.json"),
+        r#"{"type": "object", "properties": {"name": {"type": "string", "examples": ["from the folder"]}}}"#,
+    )
+    .unwrap();
+    let mut cfg = config("127.0.0.1:1", "127.0.0.1:1").into_config();
+    cfg.routes[0].backends[0].response_schema = Some(bff::config::ResponseSchema::value(json!({
+        "type": "object",
+        "properties": {"name": {"type": "string", "examples": ["declared"]}}
+    })));
+    let app = bff::App::new(cfg).unwrap();
+    let replay = Replay::load(&dir, app.config()).unwrap();
+    let bff = TestBff::start_app(replay.install(app).unwrap()).await;
+    let body: Value = bff.get("/home/5").await.json().await.unwrap();
+    assert_eq!(body["user"], json!({"name": "declared"}));
+    // With no folder at all, the declared schema still answers.
+    let mut cfg = config("127.0.0.1:1", "127.0.0.1:1").into_config();
+    cfg.routes[0].backends[0].response_schema = Some(bff::config::ResponseSchema::value(
+        json!({"type": "object", "properties": {"name": {"type": "string", "examples": ["declared"]}}}),
+    ));
+    let app = bff::App::new(cfg).unwrap();
+    let replay = Replay::empty(app.config());
+    let bff = TestBff::start_app(replay.install(app).unwrap()).await;
+    let body: Value = bff.get("/home/5").await.json().await.unwrap();
+    assert_eq!(body["user"], json!({"name": "declared"}));
+}
