@@ -17,6 +17,8 @@ pub enum Feature {
     Jwt,
     /// `[bff.tls]`, `[services.NAME.tls]` and an `https://` `jwks_url`.
     Tls,
+    /// `[session]`, `auth = "session"` and `token` on a service: browser sessions.
+    Session,
 }
 
 impl Feature {
@@ -29,6 +31,7 @@ impl Feature {
             Self::Otlp => "otlp",
             Self::Jwt => "jwt",
             Self::Tls => "tls",
+            Self::Session => "session",
         }
     }
 
@@ -41,6 +44,7 @@ impl Feature {
             Self::Otlp => cfg!(feature = "otlp"),
             Self::Jwt => cfg!(feature = "jwt"),
             Self::Tls => cfg!(feature = "tls"),
+            Self::Session => cfg!(feature = "session"),
         }
     }
 
@@ -119,6 +123,7 @@ impl crate::AuthKind {
     pub fn require_compiled(self) -> Result<(), FeatureMissing> {
         match self {
             Self::Jwt => Feature::Jwt.require(Self::JWT_NEEDS),
+            Self::Session => Feature::Session.require(crate::SessionConfig::NEEDS),
             Self::None | Self::ApiKey => Ok(()),
         }
     }

@@ -41,6 +41,28 @@ macro_rules! string_schema {
 }
 
 string_schema!(
+    crate::SessionStore,
+    "SessionStore",
+    "\"memory\" or a redis:// URL (sessions shared by every instance naming it)."
+);
+string_schema!(
+    crate::SessionKey,
+    "SessionKey",
+    "32 random bytes in base64 (e.g. `openssl rand -base64 32`); usually \"${SESSION_KEY}\"."
+);
+string_schema!(
+    crate::CookieName,
+    "CookieName",
+    "A cookie name (RFC 6265 token), e.g. \"__Host-bff\".",
+    pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+);
+string_schema!(
+    crate::CsrfHeader,
+    "CsrfHeader",
+    "A header name, e.g. \"x-csrf\".",
+    pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+);
+string_schema!(
     crate::BffName,
     "BffName",
     "The BFF's name: metrics label, trace service.name and user-agent downstream (a header value: no control characters)."

@@ -47,6 +47,7 @@ mod redact;
 mod response_schema;
 mod schema;
 mod secret;
+mod session;
 mod template;
 mod units;
 mod validate;
@@ -65,6 +66,10 @@ pub use self::{
     response_schema::ResponseSchema,
     schema::*,
     secret::{HmacSecret, MIN_HMAC_SECRET, SECRET_SHOWN, Secret},
+    session::{
+        ClientAuth, CookieName, CsrfHeader, SameSite, SessionConfig, SessionKey, SessionStore,
+        TokenMode, is_local_path,
+    },
     template::{JsonPath, PathTemplate, Placeholder, Segment, route_params},
     units::{ByteSize, Duration},
     validated::Validated,

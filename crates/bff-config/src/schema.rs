@@ -37,6 +37,9 @@ pub struct Config {
     /// Access log, traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Browser sessions: the BFF as an OpenID Connect client, tokens kept server-side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<crate::SessionConfig>,
     /// The folder of the config file. The loader has already resolved the relative file paths of the
     /// config (keys, JWKS, certificates, `file://` discovery) against it: consumers use them as they are.
     #[serde(skip)]
@@ -375,6 +378,9 @@ pub struct ServiceConfig {
     /// verifies each declarative backend of this service against it (method and path, `select` and
     /// `fields` in the 200 response's schema).
     pub openapi: Option<String>,
+    /// The token attached to this service's calls: `user` (the session's access token) or `client` (the
+    /// BFF's own client-credentials token); absent: none.
+    pub token: Option<crate::TokenMode>,
 }
 
 impl Default for ServiceConfig {
@@ -399,6 +405,7 @@ impl Default for ServiceConfig {
             coalesce: false,
             cache: None,
             openapi: None,
+            token: None,
         }
     }
 }
@@ -585,6 +592,8 @@ pub enum AuthKind {
     None,
     Jwt,
     ApiKey,
+    /// A browser session (`[session]`) and the CSRF header.
+    Session,
 }
 
 /// `[[routes]]`: a declarative aggregation route.
@@ -597,7 +606,7 @@ pub struct RouteConfig {
     pub method: HttpMethod,
     /// Path template; `{name}` captures a segment.
     pub path: String,
-    /// `none`, `jwt` or `api_key`.
+    /// `none`, `jwt`, `api_key` or `session`.
     #[serde(default)]
     pub auth: AuthKind,
     /// Deadline of this route (caps `edge.request_timeout`).
@@ -718,6 +727,9 @@ impl Config {
             if let Some(s) = &mut b.response_schema {
                 s.resolve(dir);
             }
+        }
+        if let Some(session) = &mut self.session {
+            session.key_file.iter_mut().for_each(resolve);
         }
     }
 }

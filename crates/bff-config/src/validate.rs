@@ -120,8 +120,27 @@ pub(crate) fn validate(config: &Config) -> Errors {
         check_rate_limit("edge.rate_limit", rl, &mut err);
     }
 
+    if let Some(session) = &config.session {
+        crate::session::check(session, &mut err);
+    }
+
     for (name, svc) in &config.services {
         let key = |k: &str| format!("services.{name}.{k}");
+        if let Some(mode) = svc.token
+            && config.session.is_none()
+        {
+            let mode = if mode == crate::TokenMode::User {
+                "user"
+            } else {
+                "client"
+            };
+            err(
+                key("token"),
+                format!(
+                    "token = \"{mode}\" needs [session] (the OpenID Provider the tokens come from)"
+                ),
+            );
+        }
         if let Some(tls) = &svc.tls
             && let Err(m) = tls.require_compiled()
         {
@@ -285,6 +304,9 @@ fn validate_route(
             } else if config.edge.auth.jwt.is_none() {
                 err(key("auth"), "auth = \"jwt\" needs [edge.auth.jwt]".into());
             }
+        }
+        crate::AuthKind::Session if config.session.is_none() => {
+            err(key("auth"), "auth = \"session\" needs [session]".into())
         }
         crate::AuthKind::ApiKey if config.edge.auth.api_keys.is_none() => err(
             key("auth"),

@@ -453,6 +453,11 @@ impl FromStr for ForwardHeader {
                 "{name} is a hop-by-hop or framing header: it belongs to the client's connection and is never forwarded"
             ));
         }
+        if name == http::header::COOKIE {
+            return Err(
+                "cookie is never forwarded: the client's cookies (its session cookie among them) are the BFF's, not the services'; a service that needs the user's identity gets a token (`token = \"user\"`)".into(),
+            );
+        }
         Ok(Self(name))
     }
 }

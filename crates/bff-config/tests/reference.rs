@@ -12,6 +12,15 @@ fn everything() -> Config {
     c.edge.auth.jwt = Some(JwtConfig::default());
     c.edge.auth.api_keys = Some(ApiKeysConfig::default());
     c.edge.rate_limit = Some(RateLimitConfig::default());
+    let mut session = SessionConfig::new(
+        "https://id.example.com".parse().unwrap(),
+        "web",
+        "https://app.example.com".parse().unwrap(),
+    );
+    session.client_secret = Some(Secret::new("s"));
+    session.key_file = Some("k.pem".into());
+    session.store_key = Some(SessionKey::new([0; 32]));
+    c.session = Some(session);
     let svc = ServiceConfig {
         retry: Some(RetryConfig::default()),
         circuit_breaker: Some(CircuitBreakerConfig::default()),
@@ -19,6 +28,7 @@ fn everything() -> Config {
         health_check: Some(HealthCheckConfig::default()),
         tls: Some(TlsConfig::default()),
         cache: Some(CacheConfig::default()),
+        token: Some(TokenMode::User),
         ..ServiceConfig::default()
     };
     c.services.insert("NAME".into(), svc);

@@ -264,6 +264,7 @@ impl EdgeLayer {
             )),
             tracer: policy.tracer.clone(),
             stats: log.stats.clone(),
+            user_token: None,
         };
         req.extensions_mut().insert(Arc::new(ctx));
         req.extensions_mut().insert(ClientIp(client));

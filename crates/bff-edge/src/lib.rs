@@ -33,7 +33,7 @@ fn take_ready<S: Clone>(inner: &mut S) -> S {
 }
 
 pub use self::{
-    auth::Claims,
+    auth::{Claims, SessionFuture, SessionGate},
     client_ip::{ClientIp, TrustedProxies},
     conditional::{Conditional, strong_etag},
     cors::{Cors, CorsDecision},

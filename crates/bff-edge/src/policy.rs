@@ -86,6 +86,8 @@ pub struct Gate {
     #[cfg(feature = "jwt")]
     pub jwt: Option<Arc<JwtAuth>>,
     pub api_keys: Option<Arc<ApiKeys>>,
+    /// Browser sessions (`[session]`), for routes with `auth = "session"`.
+    pub session: Option<Arc<dyn crate::auth::SessionGate>>,
 }
 
 /// A route's policy, compiled: what [`PolicyLayer`] enforces.
@@ -390,6 +392,10 @@ async fn authenticate(
             })?;
             parts.extensions.insert(claims);
             Ok(())
+        }
+        AuthKind::Session => {
+            let sessions = gate.session.as_ref().ok_or_else(BffError::internal)?;
+            sessions.authenticate(parts).await
         }
         AuthKind::ApiKey => {
             let keys = gate.api_keys.as_ref().ok_or_else(BffError::internal)?;

@@ -23,7 +23,21 @@ pub struct CallContext {
     /// Downstream attempts made for this request (shared by every copy of the context): the access log's
     /// summary.
     pub stats: std::sync::Arc<CallStats>,
+    /// The session's `authorization` value (`Bearer <access token>`), for the services with
+    /// `token = "user"`; set by the session check of a request that has a session, `None` otherwise.
+    pub user_token: Option<HeaderValue>,
 }
+
+/// The BFF's own token for the services with `token = "client"` (the session crate's client-credentials
+/// cache): the mesh asks it for the `authorization` value before each such call.
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// `Bearer <token>`, marked sensitive; fetched again when the cached one is about to expire.
+    fn token(&self) -> TokenFuture<'_>;
+}
+
+/// The future of [`TokenSource::token`]; its error says why no token could be had (never a secret).
+pub type TokenFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<HeaderValue, String>> + Send + 'a>>;
 
 /// Counts of a request's downstream attempts.
 #[derive(Debug, Default)]
@@ -44,6 +58,7 @@ impl CallContext {
             forwarded_proto: None,
             tracer: None,
             stats: Default::default(),
+            user_token: None,
         }
     }
 

@@ -47,7 +47,7 @@ pub use self::path::{__check_template, check_properties as check_path_properties
 pub use self::{
     breaker::BreakerState,
     cache::Cache,
-    context::{CallContext, CallStats, DEADLINE_HEADER},
+    context::{CallContext, CallStats, DEADLINE_HEADER, TokenFuture, TokenSource},
     error::{ErrorKind, ErrorSource, MeshBuildError, MeshError, ServiceError},
     extract::MeshRejection,
     headers::{

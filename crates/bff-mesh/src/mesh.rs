@@ -25,6 +25,8 @@ pub struct Mesh {
     caches: Arc<crate::cache::CacheRegistry>,
     /// Installed on every service ([`Mesh::with_tap`]), and on those a reload builds.
     tap: Option<Arc<dyn Tap>>,
+    /// The BFF's own token, for the services with `token = "client"`.
+    tokens: Option<Arc<dyn crate::TokenSource>>,
 }
 
 impl Mesh {
@@ -105,7 +107,14 @@ impl Mesh {
             metrics,
             caches,
             tap,
+            tokens: previous.and_then(|p| p.tokens.clone()),
         })
+    }
+
+    /// Where the services with `token = "client"` get the BFF's own token from (the session crate's
+    /// client-credentials cache).
+    pub fn set_token_source(&mut self, source: Arc<dyn crate::TokenSource>) {
+        self.tokens = Some(source);
     }
 
     /// This mesh, for calls made on behalf of the request that `ctx` describes.
@@ -117,6 +126,7 @@ impl Mesh {
             metrics: self.metrics.clone(),
             caches: self.caches.clone(),
             tap: self.tap.clone(),
+            tokens: self.tokens.clone(),
         }
     }
 
@@ -137,9 +147,15 @@ impl Mesh {
 
     /// A client of the named service. An unknown name fails when the call is sent.
     pub fn service(&self, name: &str) -> ServiceClient {
+        let service = self.services.get(name).cloned();
+        let tokens = match &service {
+            Some(s) if s.config.token == Some(bff_config::TokenMode::Client) => self.tokens.clone(),
+            _ => None,
+        };
         ServiceClient {
-            service: self.services.get(name).cloned().ok_or_else(|| name.into()),
+            service: service.ok_or_else(|| name.into()),
             ctx: self.ctx.clone(),
+            tokens,
         }
     }
 

@@ -168,20 +168,33 @@ impl RequestBuilder {
     /// healthy, non-ejected endpoints, another one on a retry), the circuit breaker, the attempt with its
     /// timeout; its outcome feeds the endpoint's latency estimate, outlier detection and the breaker; a
     /// retryable failure is retried after a backoff while the retry budget and the deadline allow.
-    pub async fn send(self) -> Result<Response, MeshError> {
-        self.prepare()?.dispatch().await
+    pub async fn send(mut self) -> Result<Response, MeshError> {
+        let tokens = self.client.tokens.take();
+        let mut call = self.prepare()?;
+        if let Some(source) = tokens {
+            call.client_token(&*source).await?;
+        }
+        call.dispatch().await
     }
 
     /// Sends the request; a non-2xx status is an error ([`ErrorKind::Status`]).
-    pub async fn send_ok(self) -> Result<Response, MeshError> {
-        let call = self.prepare()?;
+    pub async fn send_ok(mut self) -> Result<Response, MeshError> {
+        let tokens = self.client.tokens.take();
+        let mut call = self.prepare()?;
+        if let Some(source) = tokens {
+            call.client_token(&*source).await?;
+        }
         let res = call.dispatch().await?;
         call.check_status(res)
     }
 
     /// Sends the request and parses a 2xx JSON body into `T`.
-    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, MeshError> {
-        let call = self.prepare()?;
+    pub async fn send_json<T: DeserializeOwned>(mut self) -> Result<T, MeshError> {
+        let tokens = self.client.tokens.take();
+        let mut call = self.prepare()?;
+        if let Some(source) = tokens {
+            call.client_token(&*source).await?;
+        }
         let res = call.dispatch().await?;
         call.check_status(res)?.json(&call.service.name)
     }
@@ -220,6 +233,12 @@ impl RequestBuilder {
         let mut own = self.headers;
         if !own.is_empty() {
             strip_hop_by_hop(&mut own);
+        }
+        // `token = "user"`: the session's access token, when the request has a session.
+        if let Some(token) = &ctx.user_token
+            && service.config.token == Some(bff_config::TokenMode::User)
+        {
+            own.insert(http::header::AUTHORIZATION, token.clone());
         }
         let key = self.hash_key.or_else(|| match &service.hash_key {
             Some(HashKey::Header(h)) => own
@@ -271,6 +290,18 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// `token = "client"`: the BFF's own token, from its source (cached there; fetched when it expires).
+    #[inline(never)]
+    async fn client_token(&mut self, source: &dyn crate::TokenSource) -> Result<(), MeshError> {
+        match source.token().await {
+            Ok(token) => {
+                self.own.insert(http::header::AUTHORIZATION, token);
+                Ok(())
+            }
+            Err(why) => Err(self.fail(ErrorKind::Connect, format_args!("client token: {why}"))),
+        }
+    }
+
     /// The call, through the service's tap when it has one (`bff record`, `bff mock`).
     async fn dispatch(&self) -> Result<Response, MeshError> {
         match &self.service.tap {

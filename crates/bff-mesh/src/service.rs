@@ -447,6 +447,8 @@ pub struct EndpointSnapshot {
 pub struct ServiceClient {
     pub(crate) service: Result<Arc<Service>, Arc<str>>,
     pub(crate) ctx: Arc<CallContext>,
+    /// The BFF's own token source, for a service with `token = "client"`.
+    pub(crate) tokens: Option<Arc<dyn crate::TokenSource>>,
 }
 
 impl ServiceClient {

@@ -11,7 +11,7 @@ mod trace;
 
 pub use self::{
     chain::ErrorChain,
-    metrics::{Metrics, RouteMetrics, ServiceMetrics},
+    metrics::{Metrics, RouteMetrics, ServiceMetrics, SessionMetrics},
     otlp::{Span, SpanKind, Tracer, TracerError},
     request_id::{REQUEST_ID, request_id},
     trace::{TRACEPARENT, TRACESTATE, TraceContext},

@@ -225,6 +225,72 @@ pub struct Metrics {
     pub spans_exported: Arc<AtomicU64>,
     /// Rate-limit checks a local bucket decided because the shared store (Redis) failed.
     pub rate_limit_store_fallbacks: Arc<AtomicU64>,
+    /// Browser sessions (`[session]`): shown once sessions are configured.
+    pub sessions: Arc<SessionMetrics>,
+}
+
+/// The metrics of browser sessions.
+#[derive(Debug, Default)]
+pub struct SessionMetrics {
+    /// Set when `[session]` is configured: the series are rendered from then on.
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// Sessions this instance created and has not seen end (its own view of a shared store).
+    pub active: AtomicI64,
+    /// Refreshes of access tokens that succeeded.
+    pub refresh_ok: AtomicU64,
+    /// Refreshes refused by the provider (the session ended).
+    pub refresh_failed: AtomicU64,
+    /// Refreshes that could not reach the provider (the session kept).
+    pub refresh_error: AtomicU64,
+    /// Session requests refused for a missing CSRF header or a foreign `Origin`.
+    pub csrf_rejected: AtomicU64,
+}
+
+impl SessionMetrics {
+    fn render(&self, out: &mut String) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        header(
+            out,
+            "bff_sessions_active",
+            "gauge",
+            "Browser sessions created by this instance and not ended (this instance's view).",
+        );
+        let _ = writeln!(
+            out,
+            "bff_sessions_active {}",
+            self.active.load(Ordering::Relaxed).max(0)
+        );
+        header(
+            out,
+            "bff_session_refresh_total",
+            "counter",
+            "Access token refreshes, by outcome (ok, failed: refused and the session ended, error: provider unreachable).",
+        );
+        for (outcome, c) in [
+            ("ok", &self.refresh_ok),
+            ("failed", &self.refresh_failed),
+            ("error", &self.refresh_error),
+        ] {
+            let _ = writeln!(
+                out,
+                "bff_session_refresh_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "bff_csrf_rejected_total",
+            "counter",
+            "Session requests refused for a missing CSRF header or a foreign Origin.",
+        );
+        let _ = writeln!(
+            out,
+            "bff_csrf_rejected_total {}",
+            self.csrf_rejected.load(Ordering::Relaxed)
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -246,6 +312,7 @@ impl Metrics {
             spans_dropped: Arc::default(),
             spans_exported: Arc::default(),
             rate_limit_store_fallbacks: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -497,6 +564,7 @@ impl Metrics {
             header(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
         }
+        self.sessions.render(out);
     }
 }
 

@@ -41,6 +41,9 @@ pub struct App {
     global_limit: Option<RateLimiter>,
     /// Connections to shared rate-limit stores, one per URL for every limiter of this config.
     limit_stores: RateLimitStores,
+    /// Browser sessions (`[session]`): their endpoints, store and provider.
+    #[cfg(feature = "session")]
+    sessions: Option<bff_session::Sessions>,
 }
 
 /// A Rust handler as registered, kept so that a reload can rebuild its route with the new policies.
@@ -184,7 +187,7 @@ impl App {
     pub(crate) fn reconfigure(&self, config: Validated) -> Result<Self, StartError> {
         let mesh = Mesh::reusing(&config, self.mesh.metrics().clone(), Some(&self.mesh))
             .map_err(|e| StartError::build(None, e))?;
-        let mut app = Self::with_mesh(config, mesh)?;
+        let mut app = Self::with_mesh(config, mesh, Some(self))?;
         app.rust_routes = self.rust_routes.clone();
         app.merged = self.merged.clone();
         Ok(app)
@@ -243,10 +246,44 @@ impl App {
         let config: Validated = config.try_into()?;
         let metrics = Arc::new(bff_telemetry::Metrics::new());
         let mesh = Mesh::with_metrics(&config, metrics).map_err(|e| StartError::build(None, e))?;
-        Self::with_mesh(config, mesh)
+        Self::with_mesh(config, mesh, None)
     }
 
-    fn with_mesh(config: Validated, mesh: Mesh) -> Result<Self, StartError> {
+    #[cfg_attr(not(feature = "session"), allow(unused_mut, unused_variables))]
+    fn with_mesh(
+        config: Validated,
+        mut mesh: Mesh,
+        previous: Option<&App>,
+    ) -> Result<Self, StartError> {
+        // Without the `session` feature, refused as the validator refuses it (a config built by hand).
+        if let Some(session) = &config.session {
+            session
+                .require_compiled()
+                .map_err(|e| StartError::build(None, e))?;
+        }
+        // Sessions are kept across a reload that leaves `[session]` (and the CORS origins) unchanged: an
+        // in-memory store keeps its sessions.
+        #[cfg(feature = "session")]
+        let sessions = match &config.session {
+            None => None,
+            Some(cfg) => {
+                let kept = previous
+                    .and_then(|p| p.sessions.clone())
+                    .filter(|s| s.config() == cfg)
+                    .filter(|_| previous.is_some_and(|p| p.config.edge.cors == config.edge.cors));
+                let sessions = match kept {
+                    Some(s) => s,
+                    None => bff_session::Sessions::new(
+                        cfg,
+                        config.edge.cors.as_ref(),
+                        mesh.metrics().sessions.clone(),
+                    )
+                    .map_err(|e| StartError::build(None, e))?,
+                };
+                mesh.set_token_source(sessions.client_tokens());
+                Some(sessions)
+            }
+        };
         let auth = &config.edge.auth;
         // Without the `jwt` feature, refused as the validator refuses it (a config built by hand).
         if !cfg!(feature = "jwt") && auth.jwt.is_some() {
@@ -270,6 +307,12 @@ impl App {
                 )),
                 None => None,
             },
+            #[cfg(feature = "session")]
+            session: sessions
+                .clone()
+                .map(|s| Arc::new(s) as Arc<dyn bff_edge::SessionGate>),
+            #[cfg(not(feature = "session"))]
+            session: None,
         };
         let limit_stores = RateLimitStores::new(mesh.metrics().rate_limit_store_fallbacks.clone());
         let global_limit = match &config.edge.rate_limit {
@@ -287,7 +330,21 @@ impl App {
             gate: Arc::new(gate),
             global_limit,
             limit_stores,
+            #[cfg(feature = "session")]
+            sessions,
         })
+    }
+
+    /// Starts fetching the OpenID Provider's discovery document (retried until it answers), when the
+    /// BFF has sessions.
+    pub(crate) fn session_warm_up(&self) -> Option<crate::server::AbortOnDrop> {
+        #[cfg(feature = "session")]
+        if let Some(s) = &self.sessions {
+            return Some(crate::server::AbortOnDrop(tokio::spawn(
+                s.clone().warm_up(),
+            )));
+        }
+        None
     }
 
     /// The compiled policy of a route: `[edge.rate_limit]` plus the route's own limit, its auth, deadline
@@ -511,6 +568,11 @@ impl App {
             let layer = self.rust_layer("merged", &Policy::new(), &[])?;
             router = router.merge(m.clone().route_layer(layer));
         }
+        #[cfg(feature = "session")]
+        if let Some(s) = &self.sessions {
+            let layer = self.rust_layer("/bff/*", &Policy::new(), &[])?;
+            router = router.merge(s.router().route_layer(layer));
+        }
         let config = self.config.clone();
         let mut by_path: BTreeMap<&str, Vec<(Plan, &RouteConfig)>> = BTreeMap::new();
         for route in &config.routes {
@@ -697,6 +759,8 @@ impl fmt::Debug for App {
 fn auth_compiled(auth: AuthKind) -> Result<(), bff_config::FeatureMissing> {
     if auth == AuthKind::Jwt && !cfg!(feature = "jwt") {
         Err(Feature::Jwt.missing(AuthKind::JWT_NEEDS))
+    } else if auth == AuthKind::Session && !cfg!(feature = "session") {
+        Err(Feature::Session.missing(bff_config::SessionConfig::NEEDS))
     } else {
         Ok(())
     }

@@ -52,6 +52,15 @@ pub use self::partial::{Partial, PartialError};
 pub use bff_config::AuthKind;
 pub use bff_edge::{BffError, Claims, ClientIp, Policy, Result};
 pub use bff_mesh::{Cache, CallContext, DownstreamPath, ErrorKind, Mesh, MeshError, path};
+/// The browser session of a request (`auth = "session"`): claims, `sub()`, `access_token()`.
+#[cfg(feature = "session")]
+pub use bff_session::Session;
+
+/// Browser sessions (the OAuth 2.0 BFF pattern): the endpoints, the store, the provider.
+#[cfg(feature = "session")]
+pub mod session {
+    pub use bff_session::{OidcError, Session, SessionError, Sessions};
+}
 
 /// axum, which handlers and routers are written with (the version bff serves them with).
 pub use axum;
@@ -60,14 +69,16 @@ pub use axum;
 pub mod config {
     pub use bff_config::{
         ApiKeysConfig, AuthConfig, AuthKind, BackendConfig, BffConfig, BffName, ByteSize,
-        CacheConfig, CacheControl, Cidr, CircuitBreakerConfig, Config, ConfigError, ConfigErrors,
-        CorsConfig, CorsOrigin, DiscoveryUrl, Duration, EdgeConfig, Feature, FeatureMissing,
-        Format, ForwardHeader, HashKey, HealthCheckConfig, HedgeAfter, HmacSecret, HostPort,
-        HttpMethod, HttpUrl, InvalidValue, JsonPath, JwtAlgorithm, JwtConfig, ListenerTlsConfig,
-        LoadBalancer, Loader, MIN_HMAC_SECRET, Origin, OtlpEndpoint, OutlierDetectionConfig,
-        PathTemplate, Placeholder, Protocol, REDACTED, RateLimitConfig, RateLimitKey, RedisUrl,
-        ResponseSchema, RetryConfig, RetryOn, RouteConfig, SECRET_SHOWN, Secret, Segment,
-        ServiceConfig, Source, TelemetryConfig, TlsConfig, Validated, env_with_file, redact_url,
+        CacheConfig, CacheControl, Cidr, CircuitBreakerConfig, ClientAuth, Config, ConfigError,
+        ConfigErrors, CookieName, CorsConfig, CorsOrigin, CsrfHeader, DiscoveryUrl, Duration,
+        EdgeConfig, Feature, FeatureMissing, Format, ForwardHeader, HashKey, HealthCheckConfig,
+        HedgeAfter, HmacSecret, HostPort, HttpMethod, HttpUrl, InvalidValue, JsonPath,
+        JwtAlgorithm, JwtConfig, ListenerTlsConfig, LoadBalancer, Loader, MIN_HMAC_SECRET, Origin,
+        OtlpEndpoint, OutlierDetectionConfig, PathTemplate, Placeholder, Protocol, REDACTED,
+        RateLimitConfig, RateLimitKey, RedisUrl, ResponseSchema, RetryConfig, RetryOn, RouteConfig,
+        SECRET_SHOWN, SameSite, Secret, Segment, ServiceConfig, SessionConfig, SessionKey,
+        SessionStore, Source, TelemetryConfig, TlsConfig, TokenMode, Validated, env_with_file,
+        is_local_path, redact_url,
     };
 }
 
@@ -79,7 +90,8 @@ pub mod mesh {
         BreakerState, Cache, CallContext, CallStats, DEADLINE_HEADER, DownstreamPath,
         EndpointSnapshot, ErrorKind, ErrorSource, Exchange, HealthChecks, IntoPath, Mesh,
         MeshBuildError, MeshError, MeshRejection, PathError, RequestBuilder, Resolve, Response,
-        Service, ServiceClient, ServiceError, ServiceSnapshot, Tap, Update, encode_value, path,
+        Service, ServiceClient, ServiceError, ServiceSnapshot, Tap, TokenFuture, TokenSource, Update,
+        encode_value, path,
     };
 }
 
@@ -90,7 +102,8 @@ pub mod edge {
     pub use bff_edge::{
         BffError, Claims, ClientIp, Cors, CorsDecision, Edge, EdgeLayer, EdgePolicy, Gate,
         PartialBackends, Policy, PolicyLayer, PolicyService, RateLimitError, RateLimitStore,
-        RateLimitStores, RateLimiter, Result, RoutePolicy, TrustedProxies,
+        RateLimitStores, RateLimiter, Result, RoutePolicy, SessionFuture, SessionGate,
+        TrustedProxies,
         auth::{ApiKeyError, ApiKeys},
     };
 }
@@ -103,8 +116,8 @@ pub mod aggregate {
 /// Request ids, trace context, metrics and span export.
 pub mod telemetry {
     pub use bff_telemetry::{
-        ErrorChain, Metrics, REQUEST_ID, RouteMetrics, ServiceMetrics, Span, SpanKind, TRACEPARENT,
-        TRACESTATE, TraceContext, Tracer, TracerError, request_id,
+        ErrorChain, Metrics, REQUEST_ID, RouteMetrics, ServiceMetrics, SessionMetrics, Span,
+        SpanKind, TRACEPARENT, TRACESTATE, TraceContext, Tracer, TracerError, request_id,
     };
 }
 

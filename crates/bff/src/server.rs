@@ -116,6 +116,7 @@ struct Generation {
     app: App,
     _health_checks: bff_mesh::HealthChecks,
     _jwks: Option<AbortOnDrop>,
+    _sessions: Option<AbortOnDrop>,
 }
 
 impl Generation {
@@ -123,6 +124,7 @@ impl Generation {
         Self {
             _health_checks: app.mesh().start_tasks(),
             _jwks: app.jwt_refresher(),
+            _sessions: app.session_warm_up(),
             app,
         }
     }

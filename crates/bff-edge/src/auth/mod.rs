@@ -15,6 +15,18 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde_json::{Map, Value};
 
+/// The future of [`SessionGate::authenticate`].
+pub type SessionFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BffError>> + Send + 'a>>;
+
+/// Browser sessions as the edge sees them (`auth = "session"`): the `bff-session` crate implements it, so
+/// the edge knows nothing of OpenID Connect. [`authenticate`](Self::authenticate) checks the request (the
+/// CSRF header and `Origin`, then the session cookie) and, when it passes, puts what handlers and the mesh
+/// need into the request's extensions; a refusal is the JSON 401 it returns, before any downstream call.
+pub trait SessionGate: Send + Sync + std::fmt::Debug {
+    fn authenticate<'a>(&'a self, parts: &'a mut Parts) -> SessionFuture<'a>;
+}
+
 /// What the fuzzer and the seed-corpus test check on any token: no panic, and nothing but a token signed by
 /// a known key with valid claims is accepted (the corpus holds no such token).
 #[cfg(feature = "jwt")]
