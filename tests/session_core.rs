@@ -1020,6 +1020,77 @@ async fn no_secret_reaches_the_log_admin_config_or_an_error() {
     }
 }
 
+/// A Rust handler of a route with `auth = "session"` reads the `Session` (claims, sub, access token) and
+/// its mesh calls to a `token = "user"` service carry the token; without a session the extractor's
+/// rejection is the JSON 401 (on a route without session auth), and a Rust route cannot take a session
+/// endpoint's path.
+#[tokio::test]
+async fn a_rust_handler_gets_the_session_and_its_calls_carry_the_token() {
+    use bff::prelude::*;
+    capture_logs();
+    let op = Op::start().await;
+    let (api, partner, plain) = (
+        Stub::start().await,
+        Stub::start().await,
+        Stub::start().await,
+    );
+    api.on("/orders").json(json!([7]));
+    let toml = config(
+        &op,
+        &api,
+        &partner,
+        &plain,
+        "",
+        "[bff]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[telemetry]\naccess_log = false",
+    );
+    async fn me(session: bff::Session, mesh: Mesh) -> bff::Result<Json<Value>> {
+        let orders: Value = mesh.service("api").get("/orders").send_json().await?;
+        Ok(Json(json!({
+            "sub": session.sub(),
+            "name": session.claims()["name"],
+            "token": session.access_token().starts_with("at-"),
+            "orders": orders,
+        })))
+    }
+    let app = bff::App::from_toml(&toml)
+        .unwrap()
+        .route_with("/me", Policy::new().auth(AuthKind::Session), get(me))
+        .route("/open", get(me));
+    let bff = TestBff::start_app(app).await;
+    let s = Setup {
+        op,
+        api,
+        partner,
+        plain,
+        bff,
+    };
+    let b = sign_in(&s, "jo", "sid-j", "__Host-bff", "/bff/callback").await;
+    let res = b.get(&s.bff, "/me").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"sub": "jo", "name": "name of jo", "token": true, "orders": [7]})
+    );
+    assert_eq!(
+        s.api.requests()[0].headers["authorization"],
+        "Bearer at-jo-2"
+    );
+    let res = s.bff.get("/open").await;
+    assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
+
+    let taken = bff::App::from_toml(&toml)
+        .unwrap()
+        .route("/bff/user", get(|| async { "mine" }))
+        .into_router()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        taken.contains("/bff/user is an endpoint of [session]"),
+        "{taken}"
+    );
+}
+
 // ---- shared sessions in Redis ----
 
 struct Redis {

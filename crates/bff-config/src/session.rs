@@ -124,6 +124,17 @@ impl SessionConfig {
 
     pub const NEEDS: &str = "browser sessions ([session])";
 
+    /// The paths of the session endpoints on the public listener (no route may take them).
+    pub fn endpoints(&self) -> [&str; 5] {
+        [
+            "/bff/login",
+            self.redirect_path.as_str(),
+            "/bff/user",
+            "/bff/logout",
+            "/bff/backchannel-logout",
+        ]
+    }
+
     /// `Ok` when this binary has sessions (the `session` feature), else the error naming it.
     pub fn require_compiled(&self) -> Result<(), crate::FeatureMissing> {
         crate::Feature::Session.require(Self::NEEDS)
@@ -421,6 +432,93 @@ mod tests {
         assert!(!short.contains("c2hvcnQta2V5"), "{short}");
         let bad = "not base64!!".parse::<SessionKey>().unwrap_err().0;
         assert!(!bad.contains("not base64!!"), "{bad}");
+    }
+
+    fn errors(text: &str) -> Vec<(Option<usize>, String, String)> {
+        let loaded = crate::Loader::new()
+            .with_env(Default::default())
+            .load_str(text, crate::Format::Toml);
+        loaded
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+            .into_iter()
+            // (Without the `session` feature, [session] has an error of its own.)
+            .filter(|e| e.key != "session" || crate::Feature::Session.enabled())
+            .map(|e| (e.line, e.key, e.message))
+            .collect()
+    }
+
+    fn keys(errors: &[(Option<usize>, String, String)]) -> Vec<(Option<usize>, &str)> {
+        errors.iter().map(|(l, k, _)| (*l, k.as_str())).collect()
+    }
+
+    const ROUTE: &str = "[services.s]\nendpoints = [\"h:1\"]\ntoken = \"client\"\n[[routes]]\npath = \"/bff/user\"\nauth = \"session\"\n[[routes.backends]]\nname = \"b\"\nservice = \"s\"\npath = \"/b\"\n";
+
+    /// `auth = "session"` and `token` need [session]; with it, a route may not take a session endpoint;
+    /// each error names its line and key.
+    #[test]
+    fn session_keys_are_checked_with_line_and_key() {
+        let without = errors(ROUTE);
+        assert_eq!(
+            keys(&without),
+            [(Some(3), "services.s.token"), (Some(6), "routes[0].auth")],
+            "{without:?}"
+        );
+        assert!(without[0].2.contains("needs [session]"), "{without:?}");
+        let with = errors(&format!(
+            "[session]\nissuer = \"https://id.test\"\nclient_id = \"web\"\npublic_url = \"https://app.test/app\"\nabsolute_timeout = \"1m\"\n{ROUTE}"
+        ));
+        assert_eq!(
+            keys(&with),
+            [
+                (Some(1), "session.client_secret"),
+                (Some(4), "session.public_url"),
+                (Some(5), "session.absolute_timeout"),
+                (Some(10), "routes[0].path"),
+            ],
+            "{with:?}"
+        );
+        let pkjwt = errors(
+            "[session]\nissuer = \"https://id.test\"\nclient_id = \"web\"\npublic_url = \"https://app.test\"\nclient_auth = \"private_key_jwt\"\nscopes = [\"profile\"]\nredirect_path = \"//evil\"\n",
+        );
+        assert_eq!(
+            keys(&pkjwt),
+            [
+                (Some(1), "session.key_file"),
+                (Some(6), "session.scopes"),
+                (Some(7), "session.redirect_path"),
+            ],
+            "{pkjwt:?}"
+        );
+    }
+
+    /// A store_key of the wrong length is refused naming the key and its length, never its value; a
+    /// Redis store needs one; `cookie` cannot be forwarded.
+    #[test]
+    fn a_bad_store_key_or_a_forwarded_cookie_is_refused() {
+        let base = "[session]\nissuer = \"https://id.test\"\nclient_id = \"web\"\nclient_secret = \"s\"\npublic_url = \"https://app.test\"\n";
+        let short = errors(&format!("{base}store_key = \"c2hvcnQta2V5\"\n"));
+        assert_eq!(keys(&short), [(Some(6), "session.store_key")], "{short:?}");
+        assert!(short[0].2.contains("9 bytes long"), "{short:?}");
+        assert!(!short[0].2.contains("c2hvcnQta2V5"), "{short:?}");
+        if crate::Feature::Redis.enabled() {
+            let redis = errors(&format!("{base}store = \"redis://127.0.0.1:6379\"\n"));
+            assert_eq!(keys(&redis), [(Some(1), "session.store_key")], "{redis:?}");
+        }
+        let cookie = errors(
+            "[services.s]\nendpoints = [\"h:1\"]\n[[routes]]\npath = \"/a\"\nforward_headers = [\"Cookie\"]\n[[routes.backends]]\nname = \"b\"\nservice = \"s\"\npath = \"/b\"\n",
+        );
+        assert_eq!(cookie.len(), 1, "{cookie:?}");
+        assert_eq!(cookie[0].0, Some(5), "{cookie:?}");
+        assert!(
+            cookie[0].1.starts_with("routes[0].forward_headers"),
+            "{cookie:?}"
+        );
+        assert!(
+            cookie[0].2.contains("cookie is never forwarded"),
+            "{cookie:?}"
+        );
     }
 
     #[test]

@@ -314,6 +314,14 @@ fn validate_route(
         ),
         _ => {}
     }
+    if let Some(session) = &config.session
+        && session.endpoints().contains(&route.path.as_str())
+    {
+        err(
+            key("path"),
+            format!("{} is an endpoint of [session]", route.path),
+        );
+    }
     if route.backends.is_empty() {
         err(key("backends"), "a route needs at least one backend".into());
     }

@@ -300,11 +300,13 @@ fn remove(inner: &mut MemoryInner, key: &str) -> bool {
 }
 
 /// AES-256-GCM with a random 96-bit nonce a value: `nonce || ciphertext || tag`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Cipher {
     key: LessSafeKey,
     rng: ring::rand::SystemRandom,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Cipher {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key");

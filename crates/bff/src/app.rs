@@ -107,6 +107,9 @@ impl StartError {
 enum RouteError {
     #[error("unsupported method {0}")]
     Method(String),
+    #[cfg(feature = "session")]
+    #[error("{0} is an endpoint of [session]")]
+    SessionEndpoint(String),
 }
 
 impl fmt::Display for StartError {
@@ -570,6 +573,17 @@ impl App {
         }
         #[cfg(feature = "session")]
         if let Some(s) = &self.sessions {
+            let endpoints = s.config().endpoints();
+            if let Some(r) = self
+                .rust_routes
+                .iter()
+                .find(|r| endpoints.contains(&r.path.as_str()))
+            {
+                return Err(StartError::build(
+                    format!("route {}", r.path),
+                    RouteError::SessionEndpoint(r.path.clone()),
+                ));
+            }
             let layer = self.rust_layer("/bff/*", &Policy::new(), &[])?;
             router = router.merge(s.router().route_layer(layer));
         }
