@@ -668,6 +668,8 @@ async fn open_redirects_are_refused() {
         "javascript:alert(1)",
         "evil",
         "/a%0d%0aSet-Cookie:x=y",
+        "/a%20b",
+        "/%C3%BC",
     ] {
         let res = s.bff.get(&format!("/bff/login?returnUrl={bad}")).await;
         assert!(res.headers().get("location").is_none(), "{bad}");

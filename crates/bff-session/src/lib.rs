@@ -318,7 +318,14 @@ impl Sessions {
     async fn save(&self, key: &str, data: &SessionData) -> Result<(), store::StoreError> {
         let now = now_ms();
         let ttl = self.ends_at(data).saturating_sub(now).max(1);
-        self.0.store.put(key, data, ttl, now).await
+        let swept = self.0.store.put(key, data, ttl, now).await?;
+        if swept > 0 {
+            self.0
+                .metrics
+                .active
+                .fetch_sub(swept as i64, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn end(&self, key: &str) -> Result<Option<SessionData>, store::StoreError> {
@@ -670,7 +677,11 @@ async fn login(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, BffError> {
     let return_url = q.get("returnUrl").map_or("/", String::as_str);
-    if return_url.len() > 2048 || !bff_config::is_local_path(return_url) {
+    // A local path, in visible ASCII (it becomes the callback's `Location`).
+    if return_url.len() > 2048
+        || !bff_config::is_local_path(return_url)
+        || !return_url.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(BffError::bad_request(
             "returnUrl must be a local path starting with one `/`",
         ));

@@ -94,21 +94,19 @@ impl Store {
         }
     }
 
-    /// Writes a session, and its index entries, for `ttl_ms`.
+    /// Writes a session, and its index entries, for `ttl_ms`. Returns how many expired sessions the
+    /// memory store dropped meanwhile (Redis expires its own, unseen).
     pub(crate) async fn put(
         &self,
         key: &str,
         data: &SessionData,
         ttl_ms: u64,
         now: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         match self {
-            Self::Memory(m) => {
-                m.put(key, data, now + ttl_ms);
-                Ok(())
-            }
+            Self::Memory(m) => Ok(m.put(key, data, now + ttl_ms, now)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.put_session(key, data, ttl_ms).await,
+            Self::Redis(r) => r.put_session(key, data, ttl_ms).await.map(|()| 0),
         }
     }
 
@@ -139,7 +137,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Self::Memory(m) => {
-                m.put_login(key, login, now + ttl_ms);
+                m.put_login(key, login, now + ttl_ms, now);
                 Ok(())
             }
             #[cfg(feature = "redis")]
@@ -200,6 +198,8 @@ struct MemoryInner {
     sessions: HashMap<String, (Arc<SessionData>, u64)>,
     index: HashMap<(&'static str, String), HashSet<String>>,
     logins: HashMap<String, (LoginRecord, u64)>,
+    /// The size (sessions and logins) at which the next write sweeps the expired ones.
+    sweep_at: usize,
 }
 
 impl Memory {
@@ -208,13 +208,16 @@ impl Memory {
         inner.sessions.get(key).map(|(d, _)| (**d).clone())
     }
 
-    fn put(&self, key: &str, data: &SessionData, expires: u64) {
+    /// Returns how many expired sessions were dropped on the way.
+    fn put(&self, key: &str, data: &SessionData, expires: u64, now: u64) -> usize {
         let Ok(mut inner) = self.inner.lock() else {
-            return;
+            return 0;
         };
-        // Expired sessions are dropped as new ones come (their owners read them as gone already).
-        if inner.sessions.len() >= 1024 && inner.sessions.len().is_power_of_two() {
-            let now = data.last_seen;
+        // Expired sessions and logins are dropped when the map has doubled since the last sweep (their
+        // owners read them as gone already): the work is amortised over the writes.
+        let mut swept = 0;
+        let size = inner.sessions.len() + inner.logins.len();
+        if size >= inner.sweep_at {
             let gone: Vec<String> = inner
                 .sessions
                 .iter()
@@ -222,9 +225,10 @@ impl Memory {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in gone {
-                remove(&mut inner, &k);
+                swept += usize::from(remove(&mut inner, &k));
             }
             inner.logins.retain(|_, (_, exp)| *exp > now);
+            inner.sweep_at = ((inner.sessions.len() + inner.logins.len()) * 2).max(1024);
         }
         if let Some(sid) = &data.sid {
             inner
@@ -241,6 +245,7 @@ impl Memory {
         inner
             .sessions
             .insert(key.to_string(), (Arc::new(data.clone()), expires));
+        swept
     }
 
     fn delete(&self, key: &str) -> bool {
@@ -261,8 +266,12 @@ impl Memory {
             .unwrap_or_default()
     }
 
-    fn put_login(&self, key: &str, login: &LoginRecord, expires: u64) {
+    fn put_login(&self, key: &str, login: &LoginRecord, expires: u64, now: u64) {
         if let Ok(mut inner) = self.inner.lock() {
+            // Logins never completed expire here (a session write sweeps them too).
+            if inner.logins.len() >= inner.sweep_at.max(1024) {
+                inner.logins.retain(|_, (_, exp)| *exp > now);
+            }
             inner
                 .logins
                 .insert(key.to_string(), (login.clone(), expires));
@@ -518,6 +527,36 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(sub: &str, now: u64) -> SessionData {
+        SessionData {
+            sub: sub.into(),
+            sid: Some(format!("sid-{sub}")),
+            claims: Map::new(),
+            id_token: String::new(),
+            access_token: String::new(),
+            refresh_token: None,
+            access_expires_at: None,
+            created_at: now,
+            last_seen: now,
+        }
+    }
+
+    /// Expired sessions do not pile up in memory: a write past the sweep size drops them (and their
+    /// index entries) and says how many.
+    #[test]
+    fn the_memory_store_sweeps_expired_sessions() {
+        let m = Memory::default();
+        let mut swept = 0;
+        for i in 0..1024 {
+            swept += m.put(&format!("old{i}"), &session(&format!("u{i}"), 0), 10, 0);
+        }
+        assert_eq!(swept, 0);
+        assert_eq!(m.put("new", &session("n", 100), 200, 100), 1024);
+        assert_eq!(m.inner.lock().unwrap().sessions.len(), 1);
+        assert!(m.find("sid", "sid-u1").is_empty());
+        assert_eq!(m.find("sub", "n"), ["new".to_string()]);
+    }
 
     #[test]
     fn sealed_values_open_only_under_their_key_and_store_key() {
