@@ -1216,3 +1216,62 @@ async fn instances_sharing_redis_share_sessions_encrypted_and_logout_ends_them_e
     assert_eq!(b.get(&s.bff, "/bff/user").await.status(), 401);
     assert_eq!(b.get(&other, "/bff/user").await.status(), 401);
 }
+
+/// Two instances sharing Redis refresh an expiring token once between them: 10 concurrent requests on
+/// each, the provider holding the refresh grant until all 20 are in flight; the instance without the
+/// store's lock waits for the other's result instead of refreshing (a second refresh with the rotated
+/// token would be refused and end the session).
+#[tokio::test]
+async fn two_instances_sharing_redis_refresh_a_session_once() {
+    let redis = start_redis().await;
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let extra = format!(
+        "store = \"redis://127.0.0.1:{}\"\nstore_key = \"{key}\"\nrefresh_before = \"5m\"",
+        redis.port
+    );
+    let s = setup(&extra).await;
+    let other = TestBff::start(&config(&s.op, &s.api, &s.partner, &s.plain, &extra, "")).await;
+    s.op.with(|o| o.first_expires_in = 60);
+    let b = sign_in(&s, "kim", "sid-k", "__Host-bff", "/bff/callback").await;
+    s.op.release.send_replace(false);
+    let mut all = Vec::new();
+    for bff in [&s.bff, &other] {
+        for _ in 0..10 {
+            let req = bff
+                .client()
+                .get(bff.url("/api/orders"))
+                .header("cookie", &b.cookie)
+                .header("x-csrf", "1");
+            all.push(tokio::spawn(
+                async move { req.send().await.unwrap().status() },
+            ));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (m1, m2) = (
+            s.bff.admin_text("/metrics").await,
+            other.admin_text("/metrics").await,
+        );
+        if m1.contains("bff_inflight_requests 10")
+            && m2.contains("bff_inflight_requests 10")
+            && s.op.refresh_arrived.load(Ordering::SeqCst) >= 1
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m1}\n{m2}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.op.release.send_replace(true);
+    for t in all {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(s.op.refresh_arrived.load(Ordering::SeqCst), 1);
+    let tokens: HashSet<String> = s
+        .api
+        .requests()
+        .iter()
+        .map(|r| r.headers["authorization"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+}
