@@ -318,6 +318,8 @@ async fn token(
             .into_response()
         }
         Some("client_credentials") => {
+            let mut release = op.release.subscribe();
+            let _ = release.wait_for(|r| *r).await;
             let n = op.with(|s| {
                 s.client_credentials += 1;
                 s.client_credentials
@@ -754,16 +756,38 @@ async fn session_requests_need_the_csrf_header_before_any_downstream_call() {
 }
 
 /// token = "user" gets the session's access token, token = "client" the BFF's client-credentials token
-/// (fetched once, then cached, also for a route without a session), a service without `token` nothing;
-/// none of them the client's cookie.
+/// (fetched once, by one of 10 concurrent calls, then cached, with or without a session), a service
+/// without `token` nothing; none of them the client's cookie.
 #[tokio::test]
 async fn each_service_gets_the_token_its_mode_names_and_never_the_cookie() {
     let s = setup("").await;
+    // 10 concurrent calls before the BFF has a client token: one fetch, held by the provider until the 10
+    // are in flight, shared by all.
+    s.op.release.send_replace(false);
+    let public: Vec<_> = (0..10)
+        .map(|_| {
+            let req = s.bff.client().get(s.bff.url("/api/public"));
+            tokio::spawn(async move { req.send().await.unwrap().status() })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !s
+        .bff
+        .admin_text("/metrics")
+        .await
+        .contains("bff_inflight_requests 10")
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.op.release.send_replace(true);
+    for t in public {
+        assert_eq!(t.await.unwrap(), 200);
+    }
     let b = sign_in(&s, "bob", "sid-b", "__Host-bff", "/bff/callback").await;
     for _ in 0..2 {
         assert_eq!(b.get(&s.bff, "/api/all").await.status(), 200);
     }
-    assert_eq!(s.bff.get("/api/public").await.status(), 200);
     let auth = |stub: &Stub| -> Vec<Option<String>> {
         stub.requests()
             .iter()
@@ -778,7 +802,7 @@ async fn each_service_gets_the_token_its_mode_names_and_never_the_cookie() {
     assert_eq!(auth(&s.api), vec![Some("Bearer at-bob-2".to_string()); 2]);
     assert_eq!(
         auth(&s.partner),
-        vec![Some("Bearer client-at-1".to_string()); 3]
+        vec![Some("Bearer client-at-1".to_string()); 12]
     );
     assert_eq!(auth(&s.plain), vec![None, None]);
     assert_eq!(s.op.with(|o| o.client_credentials), 1);
