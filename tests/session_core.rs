@@ -112,11 +112,16 @@ struct Op {
     /// While false, refresh grants wait.
     release: Arc<watch::Sender<bool>>,
     refresh_arrived: Arc<AtomicUsize>,
+    discovery_hits: Arc<AtomicUsize>,
 }
 
 impl Op {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_on(addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let op = Op {
             addr,
@@ -127,6 +132,7 @@ impl Op {
             })),
             release: Arc::new(watch::channel(true).0),
             refresh_arrived: Arc::default(),
+            discovery_hits: Arc::default(),
         };
         let jwks = std::fs::read_to_string(format!("{JWT}/jwks.json")).unwrap();
         let issuer = op.issuer();
@@ -138,10 +144,12 @@ impl Op {
             "end_session_endpoint": format!("{issuer}/session/end"),
             "revocation_endpoint": format!("{issuer}/revoke"),
         });
+        let hits = op.discovery_hits.clone();
         let app = Router::new()
             .route(
                 "/.well-known/openid-configuration",
                 get(move || {
+                    hits.fetch_add(1, Ordering::SeqCst);
                     let d = discovery.clone();
                     async move { Json(d) }
                 }),
@@ -368,7 +376,7 @@ async fn setup(extra: &str) -> Setup {
     for s in [&api, &partner, &plain] {
         s.on("/orders").json(json!([1, 2]));
     }
-    let bff = TestBff::start(&config(&op, &api, &partner, &plain, extra, "")).await;
+    let bff = TestBff::start(&config(&op.issuer(), &api, &partner, &plain, extra, "")).await;
     Setup {
         op,
         api,
@@ -378,7 +386,14 @@ async fn setup(extra: &str) -> Setup {
     }
 }
 
-fn config(op: &Op, api: &Stub, partner: &Stub, plain: &Stub, extra: &str, top: &str) -> String {
+fn config(
+    issuer: &str,
+    api: &Stub,
+    partner: &Stub,
+    plain: &Stub,
+    extra: &str,
+    top: &str,
+) -> String {
     format!(
         r#"
 {top}
@@ -432,7 +447,6 @@ name = "partner"
 service = "partner"
 path = "/orders"
 "#,
-        issuer = op.issuer(),
         api = api.endpoint(),
         partner = partner.endpoint(),
         plain = plain.endpoint(),
@@ -1062,7 +1076,7 @@ async fn a_rust_handler_gets_the_session_and_its_calls_carry_the_token() {
     );
     api.on("/orders").json(json!([7]));
     let toml = config(
-        &op,
+        &op.issuer(),
         &api,
         &partner,
         &plain,
@@ -1115,6 +1129,41 @@ async fn a_rust_handler_gets_the_session_and_its_calls_carry_the_token() {
         taken.contains("/bff/user is an endpoint of [session]"),
         "{taken}"
     );
+}
+
+/// The discovery document is fetched at start, in the background, and retried until the provider
+/// answers: a login while it is down is a 502 `provider_unavailable`; once it is up the BFF fetches the
+/// document without any request asking, and logins use the cached one.
+#[tokio::test]
+async fn discovery_is_retried_at_start_until_the_provider_answers() {
+    capture_logs();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let (api, partner, plain) = (
+        Stub::start().await,
+        Stub::start().await,
+        Stub::start().await,
+    );
+    let bff = TestBff::start(&config(&issuer, &api, &partner, &plain, "", "")).await;
+    let res = bff.get("/bff/login").await;
+    assert_eq!(error_code(res).await, (502, "provider_unavailable".into()));
+    let op = Op::start_on(([127, 0, 0, 1], port).into()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while op.discovery_hits.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "discovery not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(bff.get("/bff/login").await.status(), 302);
+    }
+    assert_eq!(op.discovery_hits.load(Ordering::SeqCst), 1);
 }
 
 // ---- shared sessions in Redis ----
@@ -1201,7 +1250,15 @@ async fn instances_sharing_redis_share_sessions_encrypted_and_logout_ends_them_e
         redis.port
     );
     let s = setup(&extra).await;
-    let other = TestBff::start(&config(&s.op, &s.api, &s.partner, &s.plain, &extra, "")).await;
+    let other = TestBff::start(&config(
+        &s.op.issuer(),
+        &s.api,
+        &s.partner,
+        &s.plain,
+        &extra,
+        "",
+    ))
+    .await;
     let b = sign_in(&s, "ivy", "sid-i", "__Host-bff", "/bff/callback").await;
     assert_eq!(b.get(&other, "/api/orders").await.status(), 200);
     assert_eq!(
@@ -1254,7 +1311,15 @@ async fn two_instances_sharing_redis_refresh_a_session_once() {
         redis.port
     );
     let s = setup(&extra).await;
-    let other = TestBff::start(&config(&s.op, &s.api, &s.partner, &s.plain, &extra, "")).await;
+    let other = TestBff::start(&config(
+        &s.op.issuer(),
+        &s.api,
+        &s.partner,
+        &s.plain,
+        &extra,
+        "",
+    ))
+    .await;
     s.op.with(|o| o.first_expires_in = 60);
     let b = sign_in(&s, "kim", "sid-k", "__Host-bff", "/bff/callback").await;
     s.op.release.send_replace(false);
