@@ -397,6 +397,19 @@ pub(crate) fn check(s: &SessionConfig, err: &mut impl FnMut(String, String)) {
             "must be an origin with no path (https://app.example.com)".into(),
         );
     }
+    // The session cookie is `Secure`: browsers keep it over https, and over http only on loopback (a
+    // secure context).
+    let loopback = matches!(
+        s.public_url.uri().host(),
+        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+    );
+    if !s.public_url.is_https() && !loopback {
+        err(
+            key("public_url"),
+            "must be https:// (the session cookie is Secure; http:// only on localhost or 127.0.0.1)"
+                .into(),
+        );
+    }
     if s.idle_timeout.get().is_zero() {
         err(key("idle_timeout"), "must be greater than 0".into());
     }
@@ -479,6 +492,21 @@ mod tests {
             ],
             "{with:?}"
         );
+        let http = errors(
+            "[session]\nissuer = \"https://id.test\"\nclient_id = \"web\"\nclient_secret = \"s\"\npublic_url = \"http://app.test\"\n",
+        );
+        assert_eq!(keys(&http), [(Some(5), "session.public_url")], "{http:?}");
+        assert!(http[0].2.contains("must be https://"), "{http:?}");
+        for local in [
+            "http://localhost:8080",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+        ] {
+            let ok = errors(&format!(
+                "[session]\nissuer = \"https://id.test\"\nclient_id = \"web\"\nclient_secret = \"s\"\npublic_url = \"{local}\"\n"
+            ));
+            assert!(ok.is_empty(), "{local}: {ok:?}");
+        }
         let pkjwt = errors(
             "[session]\nissuer = \"https://id.test\"\nclient_id = \"web\"\npublic_url = \"https://app.test\"\nclient_auth = \"private_key_jwt\"\nscopes = [\"profile\"]\nredirect_path = \"//evil\"\n",
         );
