@@ -41,8 +41,12 @@ fn now() -> u64 {
 }
 
 fn sign(claims: &Value, pem: &str) -> String {
+    sign_as(claims, pem, "k1")
+}
+
+fn sign_as(claims: &Value, pem: &str, kid: &str) -> String {
     let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some("k1".into());
+    h.kid = Some(kid.into());
     let pem = std::fs::read(format!("{JWT}/{pem}")).unwrap();
     encode(&h, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
 }
@@ -113,6 +117,9 @@ struct Op {
     release: Arc<watch::Sender<bool>>,
     refresh_arrived: Arc<AtomicUsize>,
     discovery_hits: Arc<AtomicUsize>,
+    /// The JWKS served (fixtures/jwt/jwks.json at start), and how often it was fetched.
+    jwks: Arc<Mutex<String>>,
+    jwks_hits: Arc<AtomicUsize>,
 }
 
 impl Op {
@@ -133,8 +140,11 @@ impl Op {
             release: Arc::new(watch::channel(true).0),
             refresh_arrived: Arc::default(),
             discovery_hits: Arc::default(),
+            jwks: Arc::new(Mutex::new(
+                std::fs::read_to_string(format!("{JWT}/jwks.json")).unwrap(),
+            )),
+            jwks_hits: Arc::default(),
         };
-        let jwks = std::fs::read_to_string(format!("{JWT}/jwks.json")).unwrap();
         let issuer = op.issuer();
         let discovery = json!({
             "issuer": issuer,
@@ -156,9 +166,10 @@ impl Op {
             )
             .route(
                 "/jwks",
-                get(move || {
-                    let j = jwks.clone();
-                    async move { ([("content-type", "application/json")], j) }
+                get(|State(op): State<Op>| async move {
+                    op.jwks_hits.fetch_add(1, Ordering::SeqCst);
+                    let j = op.jwks.lock().unwrap().clone();
+                    ([("content-type", "application/json")], j)
                 }),
             )
             .route("/token", post(token))
@@ -201,6 +212,10 @@ impl Op {
     }
 
     fn logout_token(&self, claims: Value, pem: &str) -> String {
+        self.logout_token_as(claims, pem, "k1")
+    }
+
+    fn logout_token_as(&self, claims: Value, pem: &str, kid: &str) -> String {
         let mut base = json!({
             "iss": self.issuer(), "aud": "web", "iat": now(), "jti": format!("j{}", now()),
             "events": { BACKCHANNEL: {} },
@@ -212,7 +227,7 @@ impl Op {
                 base[k] = v.clone();
             }
         }
-        sign(&base, pem)
+        sign_as(&base, pem, kid)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut OpState) -> T) -> T {
@@ -1004,6 +1019,37 @@ async fn backchannel_logout_ends_the_sessions_of_its_sid_and_refuses_invalid_tok
     assert_eq!(res.status(), 200);
     assert_eq!(a.get(&s.bff, "/bff/user").await.status(), 401);
     assert_eq!(c.get(&s.bff, "/bff/user").await.status(), 401);
+}
+
+/// A key the provider rotated in after the BFF fetched its JWKS is picked up: a token naming the unknown
+/// `kid` makes the BFF fetch the JWKS again and verifies; a second unknown `kid` within 10 s is refused
+/// without another fetch.
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_on_its_first_unknown_kid() {
+    let s = setup("").await;
+    let b = sign_in(&s, "lee", "sid-l", "__Host-bff", "/bff/callback").await;
+    // Fetched once at start (by the warm-up or the first verification, whichever came first).
+    let fetched = s.op.jwks_hits.load(Ordering::SeqCst);
+    assert_eq!(fetched, 1);
+    *s.op.jwks.lock().unwrap() =
+        std::fs::read_to_string(format!("{JWT}/jwks-rotated.json")).unwrap();
+    let post = |token: String| {
+        s.bff
+            .client()
+            .post(s.bff.url("/bff/backchannel-logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&token))
+            .send()
+    };
+    let rotated =
+        s.op.logout_token_as(json!({"sid": "sid-l"}), "other.pem", "k2");
+    assert_eq!(post(rotated).await.unwrap().status(), 200);
+    assert_eq!(s.op.jwks_hits.load(Ordering::SeqCst), fetched + 1);
+    assert_eq!(b.get(&s.bff, "/bff/user").await.status(), 401);
+    let unknown =
+        s.op.logout_token_as(json!({"sid": "sid-l"}), "other.pem", "k9");
+    assert_eq!(post(unknown).await.unwrap().status(), 400);
+    assert_eq!(s.op.jwks_hits.load(Ordering::SeqCst), fetched + 1);
 }
 
 /// client_auth = "private_key_jwt": the token endpoint gets a client assertion signed with key_file (the

@@ -299,15 +299,22 @@ impl Provider {
                 }
             }
         }
-        if let Err(e) = self.fetch_jwks().await {
+        if let Err(e) = self.fetch_jwks(false).await {
             tracing::warn!(error = %e, "OpenID Provider JWKS fetch failed");
         }
     }
 
-    async fn fetch_jwks(&self) -> Result<Arc<JwkSet>, OidcError> {
+    /// Fetches the JWKS; a fetch for an unknown `kid` is the one [`REFETCH_EVERY`] limits (so that a key
+    /// rotated in just after start is picked up at once, and tokens with made-up kids cost one fetch in
+    /// 10 s).
+    async fn fetch_jwks(&self, for_unknown_kid: bool) -> Result<Arc<JwkSet>, OidcError> {
         let _one = self.jwks_fetch.lock().await;
+        // The start's fetch and a first verification may race: one fetch serves both.
+        if !for_unknown_kid && let Some(set) = self.jwks.read().ok().and_then(|j| j.clone()) {
+            return Ok(set);
+        }
         let doc = self.discovery().await?;
-        if let Ok(mut last) = self.last_jwks_fetch.lock() {
+        if for_unknown_kid && let Ok(mut last) = self.last_jwks_fetch.lock() {
             *last = Some(Instant::now());
         }
         let set: JwkSet = self.get_json(&doc.jwks_uri).await?;
@@ -335,7 +342,7 @@ impl Provider {
         if !due && cached.is_some() {
             return Err(OidcError::Invalid("unknown signing key".into()));
         }
-        let set = self.fetch_jwks().await?;
+        let set = self.fetch_jwks(cached.is_some()).await?;
         pick(&set, kid, alg)
             .unwrap_or_else(|| Err(OidcError::Invalid("unknown signing key".into())))
     }
