@@ -1212,6 +1212,70 @@ async fn discovery_is_retried_at_start_until_the_provider_answers() {
     assert_eq!(op.discovery_hits.load(Ordering::SeqCst), 1);
 }
 
+/// A reload keeps the sessions: one that leaves [session] as it is, and one that changes keys other
+/// than the store's (user_claims: the next /bff/user follows it); a new store_key makes a new store.
+#[tokio::test]
+async fn a_reload_keeps_the_sessions_unless_the_store_changes() {
+    capture_logs();
+    let op = Op::start().await;
+    let (api, partner, plain) = (
+        Stub::start().await,
+        Stub::start().await,
+        Stub::start().await,
+    );
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("session-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bff.toml");
+    let top = "[bff]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[telemetry]\naccess_log = false";
+    let write = |extra: &str, more: &str| {
+        let text = config(&op.issuer(), &api, &partner, &plain, extra, top) + more;
+        std::fs::write(&path, text).unwrap();
+    };
+    write("", "");
+    let bff = TestBff::start_app(bff::App::from_config(&path).unwrap()).await;
+    let s = Setup {
+        op: op.clone(),
+        api: Stub::start().await,
+        partner: Stub::start().await,
+        plain: Stub::start().await,
+        bff,
+    };
+    let reload = || async {
+        let res = s
+            .bff
+            .client()
+            .post(s.bff.admin_url("/admin/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    };
+    let b = sign_in(&s, "max", "sid-m", "__Host-bff", "/bff/callback").await;
+    let claims = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["claims"].clone()
+    };
+    write(
+        "",
+        "\n[services.extra]\nendpoints = [\"127.0.0.1:1\"]\nrequired = false\n",
+    );
+    reload().await;
+    let all = json!({"sub": "max", "name": "name of max", "email": "max@example.com"});
+    assert_eq!(claims(b.get(&s.bff, "/bff/user").await).await, all);
+    write("user_claims = [\"sub\"]", "");
+    reload().await;
+    assert_eq!(
+        claims(b.get(&s.bff, "/bff/user").await).await,
+        json!({"sub": "max"})
+    );
+    let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+    write(&format!("store_key = \"{key}\""), "");
+    reload().await;
+    assert_eq!(b.get(&s.bff, "/bff/user").await.status(), 401);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---- shared sessions in Redis ----
 
 struct Redis {

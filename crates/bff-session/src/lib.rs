@@ -58,7 +58,8 @@ pub struct Sessions(Arc<Inner>);
 struct Inner {
     cfg: SessionConfig,
     provider: Arc<oidc::Provider>,
-    store: Store,
+    /// Shared with the sessions a reload makes when the store's keys are unchanged.
+    store: Arc<Store>,
     redirect_uri: String,
     post_logout_uri: String,
     allowed_origins: Vec<HeaderValue>,
@@ -190,29 +191,31 @@ impl Sessions {
         cors: Option<&CorsConfig>,
         metrics: Arc<SessionMetrics>,
     ) -> Result<Self, SessionError> {
+        Self::reusing(cfg, cors, metrics, None)
+    }
+
+    /// Like [`Sessions::new`], keeping the store of `previous` (its sessions and logins in progress)
+    /// when `store`, `store_key`, `client_id` and `issuer` are unchanged: a reload that changes other
+    /// keys (claims, timeouts, the CSRF header...) signs nobody out.
+    pub fn reusing(
+        cfg: &SessionConfig,
+        cors: Option<&CorsConfig>,
+        metrics: Arc<SessionMetrics>,
+        previous: Option<&Sessions>,
+    ) -> Result<Self, SessionError> {
         let provider = Arc::new(oidc::Provider::new(cfg).map_err(|e| SessionError(e.to_string()))?);
-        let store = match &cfg.store {
-            SessionStore::Memory => Store::memory(),
-            #[cfg(feature = "redis")]
-            SessionStore::Redis(url) => {
-                let key = cfg.store_key.as_ref().ok_or_else(|| {
-                    SessionError("session.store_key is required with a Redis store".into())
-                })?;
-                Store::redis(
-                    url.expose(),
-                    key.expose(),
-                    format!("bff:session:{}:", cfg.client_id),
-                )
-                .map_err(|e| SessionError(e.to_string()))?
-            }
-            #[cfg(not(feature = "redis"))]
-            SessionStore::Redis(_) => {
-                return Err(SessionError(
-                    bff_config::Feature::Redis
-                        .missing("a Redis session store")
-                        .to_string(),
-                ));
-            }
+        let kept = previous
+            .filter(|p| {
+                let old = &p.0.cfg;
+                old.store == cfg.store
+                    && old.store_key == cfg.store_key
+                    && old.client_id == cfg.client_id
+                    && old.issuer == cfg.issuer
+            })
+            .map(|p| p.0.store.clone());
+        let store = match kept {
+            Some(store) => store,
+            None => Arc::new(Self::store(cfg)?),
         };
         let uri = cfg.public_url.uri();
         let origin = format!(
@@ -249,6 +252,33 @@ impl Sessions {
             refreshes: flight::Flights::default(),
             client_tokens,
         })))
+    }
+
+    /// A new store of `cfg`.
+    fn store(cfg: &SessionConfig) -> Result<Store, SessionError> {
+        Ok(match &cfg.store {
+            SessionStore::Memory => Store::memory(),
+            #[cfg(feature = "redis")]
+            SessionStore::Redis(url) => {
+                let key = cfg.store_key.as_ref().ok_or_else(|| {
+                    SessionError("session.store_key is required with a Redis store".into())
+                })?;
+                Store::redis(
+                    url.expose(),
+                    key.expose(),
+                    format!("bff:session:{}:", cfg.client_id),
+                )
+                .map_err(|e| SessionError(e.to_string()))?
+            }
+            #[cfg(not(feature = "redis"))]
+            SessionStore::Redis(_) => {
+                return Err(SessionError(
+                    bff_config::Feature::Redis
+                        .missing("a Redis session store")
+                        .to_string(),
+                ));
+            }
+        })
     }
 
     /// The config these sessions were made from (a reload keeps them when it is unchanged).

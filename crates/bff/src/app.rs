@@ -264,8 +264,8 @@ impl App {
                 .require_compiled()
                 .map_err(|e| StartError::build(None, e))?;
         }
-        // Sessions are kept across a reload that leaves `[session]` (and the CORS origins) unchanged: an
-        // in-memory store keeps its sessions.
+        // Sessions are kept across a reload that leaves `[session]` (and the CORS origins) unchanged, and
+        // their store (with its sessions) across one that leaves the store's keys unchanged.
         #[cfg(feature = "session")]
         let sessions = match &config.session {
             None => None,
@@ -276,10 +276,12 @@ impl App {
                     .filter(|_| previous.is_some_and(|p| p.config.edge.cors == config.edge.cors));
                 let sessions = match kept {
                     Some(s) => s,
-                    None => bff_session::Sessions::new(
+                    // A new config keeps the store (and its sessions) when its keys are unchanged.
+                    None => bff_session::Sessions::reusing(
                         cfg,
                         config.edge.cors.as_ref(),
                         mesh.metrics().sessions.clone(),
+                        previous.and_then(|p| p.sessions.as_ref()),
                     )
                     .map_err(|e| StartError::build(None, e))?,
                 };
