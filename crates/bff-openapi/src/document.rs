@@ -327,11 +327,24 @@ impl Doc<'_> {
                     self.schemes.insert(name, scheme);
                     op["security"] = json!([{ name: [] }]);
                 }
-            } // `auth = "session"` (CONTRACT section 6), when it lands: a cookie scheme
-              // (`{"type": "apiKey", "in": "cookie", "name": session.cookie_name}`) and a required
-              // header parameter `{"name": session.csrf_header, "in": "header", "required": true,
-              // "schema": {"type": "string", "enum": ["1"]}}`; the client sends that header and
-              // `credentials: "include"` for such operations by itself.
+            }
+            // `auth = "session"` (CONTRACT section 6): the session cookie, and the CSRF header with the
+            // value `1` on every such operation.
+            AuthKind::Session => {
+                if let Some(session) = &self.config.session {
+                    self.schemes.insert(
+                        "session",
+                        json!({"type": "apiKey", "in": "cookie", "name": session.cookie_name.as_str()}),
+                    );
+                    op["security"] = json!([{ "session": [] }]);
+                    parameters.push(json!({
+                        "name": session.csrf_header.name().as_str(),
+                        "in": "header",
+                        "required": true,
+                        "schema": {"type": "string", "enum": ["1"]},
+                    }));
+                }
+            }
         }
         if !parameters.is_empty() {
             op["parameters"] = Value::Array(parameters);
@@ -593,6 +606,8 @@ fn security_scheme(auth: AuthKind) -> Option<(&'static str, Value)> {
             "apiKey",
             json!({"type": "apiKey", "in": "header", "name": "x-api-key"}),
         )),
+        // The cookie's name is the config's: described where the config is at hand.
+        AuthKind::Session => None,
     }
 }
 
@@ -703,5 +718,52 @@ mod tests {
             schemas["User_AvatarUrl"],
             json!({"type": "string", "enum": [{"$ref": "#/not-a-ref"}]})
         );
+    }
+
+    /// A route with `auth = "session"`: the session cookie (the configured name) as its security scheme
+    /// and the configured CSRF header as a required parameter whose only value is `1`.
+    #[test]
+    fn a_session_route_needs_the_cookie_and_the_csrf_header() {
+        let text = r#"
+[services.s]
+endpoints = ["h:1"]
+[[routes]]
+path = "/api/orders"
+[[routes.backends]]
+name = "orders"
+service = "s"
+path = "/orders"
+"#;
+        let mut config = bff_config::Loader::new()
+            .with_env(Default::default())
+            .load_str(text, bff_config::Format::Toml)
+            .unwrap()
+            .into_config();
+        let mut session = bff_config::SessionConfig::new(
+            "https://id.test".parse().unwrap(),
+            "web",
+            "https://app.test".parse().unwrap(),
+        );
+        session.cookie_name = "__Host-app".parse().unwrap();
+        session.csrf_header = "x-app-csrf".parse().unwrap();
+        config.session = Some(session);
+        config.routes[0].auth = AuthKind::Session;
+        let doc = document(&config, &[]);
+        let op = &doc["paths"]["/api/orders"]["get"];
+        assert_eq!(op["security"], json!([{"session": []}]), "{op}");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["session"],
+            json!({"type": "apiKey", "in": "cookie", "name": "__Host-app"})
+        );
+        let csrf = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "x-app-csrf")
+            .unwrap_or_else(|| panic!("{op}"));
+        assert_eq!(csrf["in"], "header");
+        assert_eq!(csrf["required"], true);
+        assert_eq!(csrf["schema"]["enum"], json!(["1"]));
+        assert!(op["responses"]["401"].is_object(), "{op}");
     }
 }
