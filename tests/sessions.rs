@@ -73,6 +73,7 @@ async fn the_openid_provider_serves_the_code_flow_with_pkce_and_rotates_refresh_
         "client_id": "app",
         "client_secret": "app-secret-0123456789",
         "redirect_uris": [redirect_uri],
+        "post_logout_redirect_uris": [format!("http://{}/bye", app.addr())],
         // With a back-channel logout URI that needs the session, the ID token carries `sid`.
         "backchannel_logout_uri": format!("http://{}/logout", app.addr()),
     }))
@@ -192,6 +193,39 @@ async fn the_openid_provider_serves_the_code_flow_with_pkce_and_rotates_refresh_
     assert!(
         claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object(),
         "{claims}"
+    );
+
+    // RP-initiated logout on the OP's own page (its notices go to stderr: the OP outlives it).
+    let mut end = reqwest::Url::parse(discovery["end_session_endpoint"].as_str().unwrap()).unwrap();
+    end.query_pairs_mut()
+        .append_pair("id_token_hint", tokens["id_token"].as_str().unwrap())
+        .append_pair(
+            "post_logout_redirect_uri",
+            &format!("http://{}/bye", app.addr()),
+        )
+        .append_pair("client_id", "app");
+    let page = browser.request(reqwest::Method::GET, &end, None).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let field = |name: &str| {
+        let at = page
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} in {page}"))
+            + name.len();
+        page[at..].split('"').next().unwrap().to_owned()
+    };
+    let (action, xsrf) = (field("action=\""), field("name=\"xsrf\" value=\""));
+    let confirm = browser
+        .request(
+            reqwest::Method::POST,
+            &end.join(&action).unwrap(),
+            Some(&[("xsrf", xsrf.as_str()), ("logout", "yes")]),
+        )
+        .await;
+    assert!(confirm.status().is_redirection(), "{}", confirm.status());
+    assert_eq!(
+        confirm.headers()["location"],
+        format!("http://{}/bye", app.addr()).as_str()
     );
 
     // Revoking the account's grants makes even the rotated refresh token useless.

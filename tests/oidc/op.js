@@ -43,6 +43,13 @@ import Provider from 'oidc-provider';
 
 const config = JSON.parse(process.argv[2] ?? process.env.OP_CONFIG ?? '{}');
 
+// stdout carries the one ready line; the reader may close it after that line. oidc-provider logs notices
+// with console.log/info (e.g. at RP-initiated logout): they go to stderr, so a closed stdout never kills
+// the OP with EPIPE.
+console.log = console.error;
+console.info = console.error;
+process.stdout.on('error', () => {});
+
 const ttl = {
   AccessToken: 60,
   ClientCredentials: 60,
