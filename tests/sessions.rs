@@ -5,11 +5,17 @@
 
 use base64::Engine as _;
 use bff_testkit::{
-    Stub,
-    oidc::{Browser, Provider, ProviderOptions},
+    Stub, TestBff,
+    oidc::{Browser, Front, OidcClient, Provider, ProviderOptions, Session},
 };
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{Value, json};
 use sha2::Digest as _;
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+};
 
 fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -237,4 +243,988 @@ async fn the_openid_provider_serves_the_code_flow_with_pkce_and_rotates_refresh_
     .await
     .unwrap();
     assert_eq!(revoked.status(), 400);
+}
+
+// ---- a BFF in session mode in front of the OP ----
+
+/// Everything a session test needs: the OP, the BFF's public address (a [`Front`]), the BFF, the API stub
+/// (service `orders`, `token = "user"`, behind the route `/api/orders` with `auth = "session"`).
+struct Setup {
+    op: Provider,
+    front: Front,
+    bff: TestBff,
+    api: Stub,
+}
+
+/// The BFF's config: `[session]` for `op` reached at `public_url`, with `session_extra` lines added to it.
+fn session_config(
+    op: &Provider,
+    client: &OidcClient,
+    public_url: &str,
+    session_extra: &str,
+    api: &Stub,
+) -> String {
+    format!(
+        r#"
+[bff]
+name = "session-bff"
+
+[session]
+issuer = "{issuer}"
+client_id = "{id}"
+client_secret = "{secret}"
+public_url = "{public_url}"
+scopes = ["openid", "profile", "email", "offline_access"]
+{session_extra}
+
+[services.orders]
+endpoints = ["{api}"]
+token = "user"
+
+[[routes]]
+path = "/api/orders"
+auth = "session"
+[[routes.backends]]
+name = "orders"
+service = "orders"
+path = "/orders"
+"#,
+        issuer = op.issuer(),
+        id = client.id,
+        secret = client.secret,
+        api = api.endpoint(),
+    )
+}
+
+async fn setup_with(options: ProviderOptions, session_extra: &str) -> Setup {
+    let op = Provider::start_with(options).await;
+    let front = Front::start().await;
+    let client = op.register_bff(&[&front.url()]).await;
+    let api = Stub::start().await;
+    api.on("/orders").json(json!([{"id": "o1"}]));
+    let bff = TestBff::start(&session_config(
+        &op,
+        &client,
+        &front.url(),
+        session_extra,
+        &api,
+    ))
+    .await;
+    front.forward_to(bff.addr());
+    Setup {
+        op,
+        front,
+        bff,
+        api,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(ProviderOptions::default(), "").await
+}
+
+impl Setup {
+    async fn login(&self, user: &str) -> Session {
+        Browser::new().login(&self.front.url(), "/", user).await
+    }
+
+    /// A request to the BFF (through its public address) with `headers`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .bff
+            .client()
+            .request(method, format!("{}{path}", self.front.url()));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request to the BFF")
+    }
+
+    /// `GET path` with the session's cookie and the CSRF header.
+    async fn get(&self, session: &Session, path: &str) -> reqwest::Response {
+        self.send(
+            Method::GET,
+            path,
+            &[("cookie", &session.cookie_header()), ("x-csrf", "1")],
+        )
+        .await
+    }
+
+    /// The `authorization` headers the API stub received.
+    fn bearer_tokens(&self) -> Vec<String> {
+        self.api
+            .requests()
+            .iter()
+            .filter_map(|r| r.headers.get("authorization"))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The JSON error code of a BFF error response.
+async fn error_code(resp: reqwest::Response) -> String {
+    let body: Value = resp.json().await.expect("a JSON error");
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A login through the OP's pages: the callback sets the session cookie with the contract's attributes
+/// (`__Host-` prefix, `Secure`, `HttpOnly`, `SameSite=Strict`, `Path=/`, no `Domain`) and redirects to the
+/// `returnUrl`; `/bff/user` shows the ID token's claims; the API's stub receives the access token as a
+/// bearer token and never the cookie; a second login gets another session id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_sets_a_host_cookie_and_the_api_gets_the_token_and_never_the_cookie() {
+    let s = setup().await;
+    let session = Browser::new()
+        .login(&s.front.url(), "/orders?page=2", "alice")
+        .await;
+    assert_eq!(session.location, "/orders?page=2");
+    let attributes: Vec<String> = session
+        .set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    for want in ["secure", "httponly", "samesite=strict", "path=/"] {
+        assert!(
+            attributes.iter().any(|a| a == want),
+            "{want} in {}",
+            session.set_cookie
+        );
+    }
+    assert!(
+        !attributes.iter().any(|a| a.starts_with("domain")),
+        "no Domain: {}",
+        session.set_cookie
+    );
+    assert!(
+        session.value.len() >= 22,
+        "an opaque random id: {}",
+        session.value
+    );
+
+    let user = s.get(&session, "/bff/user").await;
+    assert_eq!(user.status(), 200);
+    let user: Value = user.json().await.unwrap();
+    assert_eq!(user["claims"]["sub"], "alice", "{user}");
+    assert_eq!(user["claims"]["name"], "User alice", "{user}");
+    assert_eq!(user["claims"]["email"], "alice@example.test", "{user}");
+    assert!(!user["expires_at"].is_null(), "{user}");
+    let text = user.to_string();
+    assert!(!text.contains("token"), "no token in /bff/user: {text}");
+
+    let api = s.get(&session, "/api/orders").await;
+    assert_eq!(api.status(), 200);
+    assert_eq!(
+        api.json::<Value>().await.unwrap(),
+        json!({"orders": [{"id": "o1"}]})
+    );
+    let seen = s.api.requests();
+    assert_eq!(seen.len(), 1);
+    let bearer = seen[0].headers["authorization"].to_str().unwrap();
+    let token = bearer.strip_prefix("Bearer ").expect("a bearer token");
+    assert!(!token.is_empty() && !token.contains(&session.value));
+    assert!(
+        seen[0].headers.get("cookie").is_none(),
+        "the cookie never goes downstream"
+    );
+    assert!(seen[0].headers.get("x-csrf").is_none());
+
+    let again = s.login("alice").await;
+    assert_ne!(again.value, session.value, "a new session id at each login");
+    assert_eq!(s.op.grants("authorization_code").await, 2);
+}
+
+/// `cookie_name` and `same_site = "lax"` change the cookie: name and `SameSite=Lax`, the other
+/// attributes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_name_and_same_site_lax_are_applied() {
+    let s = setup_with(
+        ProviderOptions::default(),
+        "cookie_name = \"__Host-app\"\nsame_site = \"lax\"",
+    )
+    .await;
+    let session = Browser::new()
+        .login_with_cookie(&s.front.url(), "/", "bob", "__Host-app")
+        .await;
+    let lower = session.set_cookie.to_ascii_lowercase();
+    assert!(
+        lower.contains("samesite=lax") && lower.contains("httponly") && lower.contains("secure"),
+        "{lower}"
+    );
+    let user = s.get(&session, "/bff/user").await;
+    assert_eq!(user.status(), 200);
+}
+
+/// `returnUrl` must be a local path: an absolute URL, a scheme-relative `//host`, a backslash that
+/// browsers read as `//`, a `javascript:` URL or a relative path are refused (400) without sending the
+/// browser anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_redirects_are_refused_at_login() {
+    let s = setup().await;
+    for bad in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "\\\\evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+        "http:/evil.example",
+    ] {
+        let mut url = reqwest::Url::parse(&format!("{}/bff/login", s.front.url())).unwrap();
+        url.query_pairs_mut().append_pair("returnUrl", bad);
+        let resp = s.bff.client().get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "returnUrl={bad:?}");
+        assert!(
+            resp.headers().get("location").is_none(),
+            "returnUrl={bad:?}"
+        );
+        assert_eq!(error_code(resp).await, "bad_request", "returnUrl={bad:?}");
+    }
+    // A local path is fine.
+    let ok = s
+        .send(Method::GET, "/bff/login?returnUrl=%2Fa%2Fb%3Fc%3D1", &[])
+        .await;
+    assert_eq!(ok.status(), 302);
+    let to = ok.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with(s.op.issuer()), "{to}");
+    for param in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "state=",
+        "nonce=",
+        "response_type=code",
+    ] {
+        assert!(to.contains(param), "{param} in {to}");
+    }
+}
+
+/// Whether a callback answer logged anyone in: a 4xx, no session cookie with a value.
+async fn assert_refused(resp: reqwest::Response, what: &str) {
+    let status = resp.status();
+    let sets_session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.starts_with("__Host-bff=") && !v.starts_with("__Host-bff=;"));
+    assert!(status.is_client_error(), "{what}: {status}");
+    assert!(!sets_session, "{what}: a session cookie was set");
+}
+
+/// The callback refuses what an attacker could change: a forged `state`, a replayed callback, an ID
+/// token whose `nonce` is not the login's (the authorization request's `nonce` changed on its way to the
+/// OP), and a code bound to another PKCE challenge (the OP refuses the BFF's verifier). No session in
+/// any case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_state_nonce_or_pkce_challenge_is_refused() {
+    let s = setup().await;
+    let login = format!("{}/bff/login?returnUrl=%2F", s.front.url());
+
+    let browser = Browser::new();
+    let authorized = browser.authorize(&login, "alice").await;
+    let forged = authorized.with_param("state", "forged-state");
+    assert_refused(browser.callback(&forged).await, "a forged state").await;
+    // The code was not exchanged: the OP saw no token request.
+    assert_eq!(s.op.grants("authorization_code").await, 0);
+    assert_eq!(s.op.grant_errors("authorization_code").await, 0);
+
+    let browser = Browser::new();
+    let authorized = browser
+        .authorize_with(&login, "alice", |url| {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "nonce" {
+                        "attacker-nonce".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        })
+        .await;
+    assert_refused(
+        browser.callback(&authorized.callback).await,
+        "another nonce",
+    )
+    .await;
+
+    let browser = Browser::new();
+    let other_challenge = b64url(&sha2::Sha256::digest(
+        "the attacker's verifier, 43 characters long",
+    ));
+    let authorized = browser
+        .authorize_with(&login, "alice", |url| {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "code_challenge" {
+                        other_challenge.clone()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        })
+        .await;
+    let before = s.op.grant_errors("authorization_code").await;
+    assert_refused(
+        browser.callback(&authorized.callback).await,
+        "another PKCE challenge",
+    )
+    .await;
+    assert_eq!(
+        s.op.grant_errors("authorization_code").await,
+        before + 1,
+        "the OP refused the exchange (the verifier does not match)"
+    );
+
+    // A good callback logs in once; the same callback again is refused.
+    let browser = Browser::new();
+    let authorized = browser.authorize(&login, "alice").await;
+    let first = browser.callback(&authorized.callback).await;
+    assert_eq!(first.status(), 302);
+    assert_refused(
+        browser.callback(&authorized.callback).await,
+        "a replayed callback",
+    )
+    .await;
+}
+
+/// Session requests without the CSRF header (or with another value, or with a foreign `Origin`) get
+/// 401 `csrf` and make no downstream call; `/bff/user` and `/bff/logout` need it too (a logout without it
+/// leaves the session alive). Without a session: 401 `unauthenticated`. The rejections are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_csrf_header_is_401_and_no_downstream_call() {
+    let s = setup().await;
+    let session = s.login("alice").await;
+    let cookie = session.cookie_header();
+    let refused: [&[(&str, &str)]; 3] = [
+        &[("cookie", &cookie)],
+        &[("cookie", &cookie), ("x-csrf", "0")],
+        &[
+            ("cookie", &cookie),
+            ("x-csrf", "1"),
+            ("origin", "https://evil.example"),
+        ],
+    ];
+    for headers in refused {
+        let resp = s.send(Method::GET, "/api/orders", headers).await;
+        assert_eq!(resp.status(), 401, "{headers:?}");
+        assert_eq!(error_code(resp).await, "csrf", "{headers:?}");
+    }
+    let user = s
+        .send(Method::GET, "/bff/user", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(user.status(), 401);
+    let logout = s
+        .send(Method::POST, "/bff/logout", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(logout.status(), 401);
+    assert_eq!(
+        s.api.requests().len(),
+        0,
+        "no downstream call without the CSRF header"
+    );
+
+    let anonymous = s.send(Method::GET, "/api/orders", &[("x-csrf", "1")]).await;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(error_code(anonymous).await, "unauthenticated");
+    assert_eq!(s.api.requests().len(), 0);
+
+    // The same session with the header: the logout above did not end it.
+    let ok = s.get(&session, "/api/orders").await;
+    assert_eq!(ok.status(), 200);
+    let same_origin = s
+        .send(
+            Method::GET,
+            "/api/orders",
+            &[
+                ("cookie", &cookie),
+                ("x-csrf", "1"),
+                ("origin", &s.front.url()),
+            ],
+        )
+        .await;
+    assert_eq!(same_origin.status(), 200, "the BFF's own origin is allowed");
+    assert_eq!(s.api.requests().len(), 2);
+    let metrics = s.bff.admin_text("/metrics").await;
+    let rejected: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("bff_csrf_rejected_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        rejected >= 5.0,
+        "bff_csrf_rejected_total counts them:\n{metrics}"
+    );
+}
+
+/// An access token that expires within `refresh_before` (30 s; the OP issues 5 s tokens at login) is
+/// refreshed before the downstream call, once for 20 concurrent requests: the OP sees one refresh grant
+/// (with rotation, a second use of the refresh token would revoke the whole grant), every request gets
+/// 200 and the API sees the same new token in all 20. The new token (one hour) needs no refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_access_token_is_refreshed_once_under_20_concurrent_requests() {
+    let s = setup_with(
+        ProviderOptions {
+            access_token_ttl: Some(5),
+            ..ProviderOptions::default()
+        },
+        "",
+    )
+    .await;
+    let session = s.login("alice").await;
+    s.op.set_ttl("AccessToken", 3600).await;
+    let calls = (0..20).map(|_| s.get(&session, "/api/orders"));
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses, vec![200; 20]);
+    assert_eq!(
+        s.op.grants("refresh_token").await,
+        1,
+        "{}",
+        s.op.stats().await
+    );
+    assert_eq!(s.op.grant_errors("refresh_token").await, 0);
+    let tokens = s.bearer_tokens();
+    assert_eq!(tokens.len(), 20);
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "one refreshed token for all: {tokens:?}"
+    );
+
+    let later = s.get(&session, "/api/orders").await;
+    assert_eq!(later.status(), 200);
+    assert_eq!(
+        s.op.grants("refresh_token").await,
+        1,
+        "a fresh token is not refreshed"
+    );
+    let metrics = s.bff.admin_text("/metrics").await;
+    assert!(metrics.contains("bff_session_refresh_total"), "{metrics}");
+}
+
+/// The OP revokes the grant (access and refresh tokens): the next request that needs a refresh is
+/// refused by the OP, which ends the session: 401, no downstream call, and 401 for `/bff/user` after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_ends_the_session() {
+    let s = setup_with(
+        ProviderOptions {
+            access_token_ttl: Some(5),
+            ..ProviderOptions::default()
+        },
+        "",
+    )
+    .await;
+    let session = s.login("alice").await;
+    assert_eq!(s.op.revoke("alice").await, 1);
+    let resp = s.get(&session, "/api/orders").await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(error_code(resp).await, "unauthenticated");
+    assert_eq!(
+        s.op.grant_errors("refresh_token").await,
+        1,
+        "the OP refused the refresh"
+    );
+    assert_eq!(s.api.requests().len(), 0);
+    assert_eq!(s.get(&session, "/bff/user").await.status(), 401);
+    assert_eq!(
+        s.op.grant_errors("refresh_token").await,
+        1,
+        "an ended session is not refreshed again"
+    );
+}
+
+/// `POST /bff/logout`: 200 with the OP's end-session URL, the cookie cleared, the refresh token
+/// revoked at the OP, the session gone (`/bff/user` 401 with the old cookie).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_session_revokes_the_refresh_token_and_clears_the_cookie() {
+    let s = setup().await;
+    let session = s.login("alice").await;
+    let cookie = session.cookie_header();
+    let resp = s
+        .send(
+            Method::POST,
+            "/bff/logout",
+            &[("cookie", &cookie), ("x-csrf", "1")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let cleared = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("__Host-bff="))
+        .expect("the cookie is cleared")
+        .to_ascii_lowercase();
+    assert!(
+        cleared.contains("max-age=0") || cleared.contains("expires=thu, 01 jan 1970"),
+        "{cleared}"
+    );
+    let body: Value = resp.json().await.unwrap();
+    let end = body["end_session_url"].as_str().expect("end_session_url");
+    assert!(
+        end.starts_with(&format!("{}/session/end", s.op.issuer())),
+        "{end}"
+    );
+    assert_eq!(s.op.requests("POST", "/token/revocation", 200).await, 1);
+    assert_eq!(s.get(&session, "/bff/user").await.status(), 401);
+}
+
+// ---- back-channel logout across instances sharing Redis ----
+
+/// A program found on the PATH, or a failed test that names the package to install.
+fn binary(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: Debian's {package} (scripts/test installs it)")
+        })
+}
+
+/// redis-server on a free loopback port, killed (and its folder removed) when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    async fn start() -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir =
+            std::env::temp_dir().join(format!("bff-sessions-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(binary("redis-server", "redis-server"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let mut redis = Self { child, port, dir };
+        for _ in 0..300 {
+            if let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 16];
+                if conn.write_all(b"PING\r\n").await.is_ok()
+                    && conn
+                        .read(&mut buf)
+                        .await
+                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    return redis;
+                }
+            }
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                panic!("redis-server exited: {status}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        redis.child.kill().ok();
+        panic!("redis-server did not answer on {port}")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A logout token signed by a key that is not the OP's.
+fn forged_logout_token(issuer: &str, sid: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": issuer, "aud": "web-bff", "iat": now, "exp": now + 120, "jti": "forged",
+        "sub": "alice", "sid": sid,
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt/rsa.pem")).unwrap();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .unwrap()
+}
+
+/// Two instances share sessions through Redis (encrypted with the same `store_key`): a login on B is
+/// a session on A. Forged logout tokens (another key's signature, `alg: none`, the OP's token for another
+/// client) are refused with 400 and end nothing. The OP's real back-channel logout, sent to A, ends the
+/// session on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_ends_the_session_on_two_instances_sharing_redis() {
+    let redis = Redis::start().await;
+    let op = Provider::start().await;
+    let (front_a, front_b) = (Front::start().await, Front::start().await);
+    let client = op.register_bff(&[&front_a.url(), &front_b.url()]).await;
+    op.register_client(json!({
+        "client_id": "another-app",
+        "client_secret": "another-app-secret-0123456789",
+        "redirect_uris": ["http://127.0.0.1:9/cb"],
+    }))
+    .await;
+    let api = Stub::start().await;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let extra = format!(
+        "store = \"redis://127.0.0.1:{}/0\"\nstore_key = \"{key}\"",
+        redis.port
+    );
+    let a = TestBff::start(&session_config(&op, &client, &front_a.url(), &extra, &api)).await;
+    let b = TestBff::start(&session_config(&op, &client, &front_b.url(), &extra, &api)).await;
+    front_a.forward_to(a.addr());
+    front_b.forward_to(b.addr());
+
+    let session = Browser::new().login(&front_b.url(), "/", "alice").await;
+    let user = |bff: &TestBff| {
+        bff.client()
+            .get(bff.url("/bff/user"))
+            .header("cookie", session.cookie_header())
+            .header("x-csrf", "1")
+            .send()
+    };
+    assert_eq!(
+        user(&a).await.unwrap().status(),
+        200,
+        "B's session is a session on A"
+    );
+    let logins = op.sessions("alice").await;
+    assert_eq!(logins.len(), 1);
+    let sid = logins[0]["sid"].as_str().unwrap().to_owned();
+
+    let post = |token: String| {
+        a.client()
+            .post(a.url("/bff/backchannel-logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("logout_token", token)]))
+            .send()
+    };
+    let unsigned = {
+        let header = b64url(br#"{"alg":"none","typ":"logout+jwt"}"#);
+        let claims = jwt_claims(&forged_logout_token(op.issuer(), &sid));
+        format!("{header}.{}.", b64url(claims.to_string().as_bytes()))
+    };
+    let for_another_client = op.logout_token("another-app", "alice", Some(&sid)).await;
+    for (what, token) in [
+        ("another key", forged_logout_token(op.issuer(), &sid)),
+        ("alg none", unsigned),
+        ("another audience", for_another_client),
+        ("not a JWT", "not-a-jwt".to_owned()),
+    ] {
+        let resp = post(token).await.unwrap();
+        assert_eq!(resp.status(), 400, "{what}");
+        assert_eq!(
+            user(&b).await.unwrap().status(),
+            200,
+            "{what}: the session is alive"
+        );
+    }
+
+    let (sent, errors) = op.backchannel_logout("alice").await;
+    assert_eq!(
+        (sent, errors),
+        (1, vec![]),
+        "A accepted the OP's logout token"
+    );
+    assert_eq!(user(&a).await.unwrap().status(), 401);
+    assert_eq!(
+        user(&b).await.unwrap().status(),
+        401,
+        "ended on the other instance too"
+    );
+    drop(redis);
+}
+
+// ---- what the logs never show ----
+
+/// Everything logged in this test process (every test's BFF), at DEBUG.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+/// A login, an API call with a refresh, a logout and an invalid callback with the log captured at
+/// DEBUG: the access token, the code, the cookie's value, the client secret and the store key appear
+/// nowhere in it, nor in `/admin/config`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_code_or_cookie_value_in_the_log() {
+    let logs = Captured::default();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .init();
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let s = setup_with(
+        ProviderOptions {
+            access_token_ttl: Some(5),
+            ..ProviderOptions::default()
+        },
+        &format!("store_key = \"{key}\""),
+    )
+    .await;
+    let browser = Browser::new();
+    let login = format!("{}/bff/login?returnUrl=%2F", s.front.url());
+    let authorized = browser.authorize(&login, "alice").await;
+    let code = authorized.param("code").unwrap();
+    let resp = browser.callback(&authorized.callback).await;
+    assert_eq!(resp.status(), 302);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-bff="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let session = Session {
+        name: "__Host-bff".into(),
+        value: cookie.clone(),
+        set_cookie: String::new(),
+        location: "/".into(),
+    };
+    assert_eq!(s.get(&session, "/api/orders").await.status(), 200);
+    assert_eq!(s.op.grants("refresh_token").await, 1);
+    let token = s.bearer_tokens()[0]
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    // A bad callback (the code again) and a logout.
+    let _ = browser.callback(&authorized.callback).await;
+    let logout = s
+        .send(
+            Method::POST,
+            "/bff/logout",
+            &[("cookie", &session.cookie_header()), ("x-csrf", "1")],
+        )
+        .await;
+    assert_eq!(logout.status(), 200);
+
+    let config = s.bff.admin_json("/admin/config").await.to_string();
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(text.len() > 100, "the log was captured: {text}");
+    for (what, secret) in [
+        ("access token", token.as_str()),
+        ("code", code.as_str()),
+        ("cookie value", cookie.as_str()),
+        ("client secret", "web-bff-test-secret-0123456789"),
+        ("store key", key.as_str()),
+    ] {
+        assert!(!text.contains(secret), "the {what} is in the log:\n{text}");
+        assert!(
+            !config.contains(secret),
+            "the {what} is in /admin/config: {config}"
+        );
+    }
+}
+
+// ---- a real browser ----
+
+/// Headless Chromium (Debian's, which scripts/test installs) through the whole flow, driven by
+/// `tests/browser/session.mjs` (npm puppeteer-core, pinned; no browser download): the web template's page
+/// (`bff-templates/web-oidc/static/index.html`, served by the BFF at `/`) shows "Signed out"; "Log in"
+/// goes to `/bff/login`, Chromium follows to the OP, signs in on the OP's own login page, consents on its
+/// consent page and lands back on the page, which shows `/bff/user`; "Call the API" reaches the stub with
+/// the bearer token and without the cookie; "Log out" posts `/bff/logout` and follows the OP's
+/// end-session URL (the OP's own confirmation page, then its redirect back to the page); the page shows
+/// "Signed out" again and the old cookie gets 401. No request of the browser fails on the way.
+///
+/// The page is served over plain `http://127.0.0.1`: Chromium treats loopback as a secure context and
+/// keeps the `Secure`, `__Host-` cookie (checked here: it is the cookie Chromium holds, `HttpOnly`, and
+/// `document.cookie` does not show it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_on_the_op_calls_the_api_and_signs_out() {
+    let op = Provider::start().await;
+    let front = Front::start().await;
+    let client = op.register_bff(&[&front.url()]).await;
+    let api = Stub::start().await;
+    api.on("/orders").json(json!([{"id": "o1"}]));
+    let mut config = bff::config::Loader::new()
+        .with_env(Default::default())
+        .load_str(
+            &session_config(&op, &client, &front.url(), "", &api),
+            bff::config::Format::Toml,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_config();
+    config.bff.listen = ([127, 0, 0, 1], 0).into();
+    config.bff.admin_listen = ([127, 0, 0, 1], 0).into();
+    config.telemetry.access_log = false;
+    let page = include_str!("../bff-templates/web-oidc/static/index.html");
+    let app = bff::App::new(config).unwrap().route(
+        "/",
+        bff::axum::routing::get(move || async move { bff::axum::response::Html(page) }),
+    );
+    let bff = TestBff::start_app(app).await;
+    front.forward_to(bff.addr());
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/session.mjs");
+    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/node_modules");
+    if !std::path::Path::new(modules).is_dir() {
+        let status = Command::new("npm")
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/browser"),
+            ])
+            .status()
+            .expect("npm (Node.js)");
+        assert!(status.success(), "npm ci --prefix tests/browser");
+    }
+    let args = json!({
+        "url": format!("{}/", front.url()),
+        "user": "alice",
+        "chromium": binary("chromium", "chromium").display().to_string(),
+    });
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(args.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|_| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        out.status.success() && report["error"].is_null(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps[1].starts_with(op.issuer()),
+        "the OP's own login page: {steps:?}"
+    );
+    assert!(
+        steps[2].starts_with(op.issuer()),
+        "the OP's own consent page: {steps:?}"
+    );
+    assert_eq!(
+        steps[3],
+        format!("{}/", front.url()),
+        "back on the page: {steps:?}"
+    );
+    // Logout: the OP's end-session page (its own confirmation), then back to the page.
+    assert!(
+        steps[4].starts_with(&format!("{}/session/end?", op.issuer())),
+        "{steps:?}"
+    );
+    assert_eq!(report["steps"][5]["name"], "OP logout page", "{steps:?}");
+    assert_eq!(
+        steps[6],
+        format!("{}/", front.url()),
+        "post_logout_redirect: {steps:?}"
+    );
+    assert_eq!(
+        report["failed"],
+        json!([]),
+        "every request and navigation answered"
+    );
+    assert_eq!(report["before"], "Signed out");
+    assert_eq!(report["signed_in"], "Signed in as User alice");
+    assert_eq!(report["user"]["claims"]["email"], "alice@example.test");
+    assert_eq!(report["after_logout"], "Signed out");
+
+    let cookie = &report["cookie"];
+    assert_eq!(cookie["name"], "__Host-bff", "{report:#}");
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["secure"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    assert_eq!(cookie["path"], "/");
+    assert_eq!(
+        report["document_cookie"], "",
+        "no script sees the session cookie"
+    );
+
+    assert_eq!(report["api_status"], 200, "{report:#}");
+    let seen = api.requests();
+    assert_eq!(seen.len(), 1);
+    let bearer = seen[0].headers["authorization"].to_str().unwrap();
+    assert!(
+        bearer.starts_with("Bearer ") && bearer.len() > 20,
+        "{bearer}"
+    );
+    assert!(
+        seen[0].headers.get("cookie").is_none(),
+        "the stub never sees the cookie"
+    );
+
+    // The session Chromium held is over.
+    let old = bff
+        .client()
+        .get(bff.url("/bff/user"))
+        .header(
+            "cookie",
+            format!("__Host-bff={}", cookie["value"].as_str().unwrap()),
+        )
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
 }
