@@ -8,8 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// The templates `bff new --template` offers; each is a folder of `bff-templates/`.
-const TEMPLATES: [&str; 3] = ["minimal", "web", "mobile"];
+/// The templates `bff new --template` offers, and the overlays of their variants (`web-oidc`: `--template
+/// web --auth oidc`); each is a folder of `bff-templates/`.
+const TEMPLATES: [&str; 4] = ["minimal", "web", "mobile", "web-oidc"];
 
 /// Files of a template folder that are not part of the project it renders.
 const NOT_RENDERED: [&str; 1] = ["cargo-generate.toml"];

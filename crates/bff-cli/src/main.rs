@@ -47,6 +47,10 @@ enum Command {
         /// web (JWT, CORS, a page aggregation), mobile (API keys, trimmed payloads, rate limits, batch) or minimal.
         #[arg(long, default_value = "web")]
         template: String,
+        /// oidc: browser sessions (the OAuth 2.0 BFF pattern: sign-in at an OpenID Provider, tokens kept
+        /// server-side, an HttpOnly cookie, CSRF header) and a page that uses them; web template only.
+        #[arg(long, value_name = "oidc")]
+        auth: Option<String>,
         /// The folder to create the project in (as DIR/NAME); default: the current folder.
         #[arg(long, value_name = "DIR")]
         path: Option<PathBuf>,
@@ -205,11 +209,13 @@ fn main() -> ExitCode {
         Command::New {
             name,
             template,
+            auth,
             path,
             framework_path,
         } => new::run(&new::Args {
             name,
             template,
+            auth,
             path,
             framework_path,
         }),

@@ -28,6 +28,8 @@ const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 pub(crate) struct Args {
     pub(crate) name: String,
     pub(crate) template: String,
+    /// `--auth oidc`: browser sessions (`[session]`, a page that signs in); web template only.
+    pub(crate) auth: Option<String>,
     pub(crate) path: Option<PathBuf>,
     pub(crate) framework_path: Option<PathBuf>,
 }
@@ -60,7 +62,10 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                  \n\
                  Then read {readme}: run it against your services, build its image, deploy it.",
                 name = args.name,
-                template = args.template,
+                template = match &args.auth {
+                    Some(auth) => format!("{} (--auth {auth})", args.template),
+                    None => args.template.clone(),
+                },
                 dir = dir.display(),
                 readme = dir.join("README.md").display(),
             );
@@ -93,7 +98,7 @@ fn enclosing_git_repo(dir: &std::path::Path) -> Option<PathBuf> {
 /// Validates everything, renders in memory, then writes; returns the project's folder.
 pub(crate) fn create(args: &Args) -> Result<PathBuf, Refused> {
     check_name(&args.name)?;
-    let files = template(&args.template)?;
+    let files = template_files(&args.template, args.auth.as_deref())?;
     let framework = framework(args.framework_path.as_deref())?;
     let dir = match &args.path {
         Some(parent) => parent.join(&args.name),
@@ -116,7 +121,7 @@ pub(crate) fn create(args: &Args) -> Result<PathBuf, Refused> {
         ("framework-path", framework_str.as_str()),
     ];
     let mut rendered = Vec::with_capacity(files.len());
-    for (path, text) in files {
+    for (path, text) in &files {
         let text = render(text, &vars)
             .map_err(|e| Refused(format!("template {} is broken: {path}: {e}", args.template)))?;
         rendered.push((*path, text));
@@ -160,10 +165,39 @@ fn write_all(dir: &Path, files: &[(&str, String)], framework: &Path) -> Result<(
     Ok(())
 }
 
-/// The files of an embedded template.
+/// A variant of a template chosen by an option (`--auth oidc`): the folder `overlay` of bff-templates/
+/// holds the files it adds or replaces; the base template's files in `drops` are not rendered.
+struct Variant {
+    template: &'static str,
+    auth: &'static str,
+    overlay: &'static str,
+    drops: &'static [&'static str],
+}
+
+const VARIANTS: &[Variant] = &[Variant {
+    template: "web",
+    auth: "oidc",
+    overlay: "web-oidc",
+    // The JWT dev identity of the web template: a session-mode BFF has no bearer-token routes.
+    drops: &[
+        "jwks.json",
+        "tests/keys/dev-jwks.json",
+        "tests/keys/dev-private.pem",
+    ],
+}];
+
+/// The files of an embedded template folder.
+fn embedded_files(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    embedded::TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, files)| *files)
+}
+
+/// The files of a template.
 fn template(name: &str) -> Result<&'static [(&'static str, &'static str)], Refused> {
-    match embedded::TEMPLATES.iter().find(|(n, _)| *n == name) {
-        Some((_, files)) => Ok(files),
+    match embedded_files(name).filter(|_| names().contains(&name)) {
+        Some(files) => Ok(files),
         None => refuse(format!(
             "unknown template {name:?}: choose {}",
             names().join(", ")
@@ -171,9 +205,48 @@ fn template(name: &str) -> Result<&'static [(&'static str, &'static str)], Refus
     }
 }
 
-/// The names of the embedded templates.
+/// The files of a template with the variant `auth` chooses (none: the template as it is), sorted by path.
+fn template_files(
+    name: &str,
+    auth: Option<&str>,
+) -> Result<Vec<(&'static str, &'static str)>, Refused> {
+    let base = template(name)?;
+    let Some(auth) = auth else {
+        return Ok(base.to_vec());
+    };
+    let Some(variant) = VARIANTS.iter().find(|v| v.auth == auth) else {
+        let known: Vec<&str> = VARIANTS.iter().map(|v| v.auth).collect();
+        return refuse(format!(
+            "unknown --auth {auth:?}: choose {}",
+            known.join(", ")
+        ));
+    };
+    if variant.template != name {
+        return refuse(format!(
+            "--auth {auth} is for the {} template, not {name}",
+            variant.template
+        ));
+    }
+    let overlay = embedded_files(variant.overlay).unwrap_or_default();
+    let mut files: Vec<(&str, &str)> = base
+        .iter()
+        .filter(|(path, _)| {
+            !variant.drops.contains(path) && !overlay.iter().any(|(p, _)| p == path)
+        })
+        .copied()
+        .chain(overlay.iter().copied())
+        .collect();
+    files.sort_by_key(|(path, _)| *path);
+    Ok(files)
+}
+
+/// The names of the templates `--template` takes (the variants' overlay folders are not templates).
 pub(crate) fn names() -> Vec<&'static str> {
-    embedded::TEMPLATES.iter().map(|(n, _)| *n).collect()
+    embedded::TEMPLATES
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !VARIANTS.iter().any(|v| v.overlay == *n))
+        .collect()
 }
 
 /// The framework checkout the project depends on by path, absolute so the project can live anywhere.
@@ -398,6 +471,53 @@ mod tests {
                 render(text, &vars).unwrap_or_else(|e| panic!("{name}/{path}: {e}"));
             }
         }
+    }
+
+    #[test]
+    fn auth_oidc_lays_the_session_files_over_the_web_template() {
+        let files = template_files("web", Some("oidc")).unwrap();
+        let file = |path: &str| {
+            files
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, text)| *text)
+        };
+        assert!(file("bff.toml").unwrap().contains("\n[session]\n"));
+        assert!(file("static/index.html").unwrap().contains("x-csrf"));
+        assert!(
+            file("tests/deploy.rs").is_some(),
+            "the web template's other files stay"
+        );
+        for dropped in ["jwks.json", "tests/keys/dev-private.pem"] {
+            assert!(file(dropped).is_none(), "{dropped}");
+        }
+        let mut paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+        paths.dedup();
+        assert_eq!(paths.len(), files.len(), "each path once");
+        assert!(
+            template_files("web", None)
+                .unwrap()
+                .iter()
+                .all(|(p, _)| *p != "static/index.html")
+        );
+
+        let refused = |template, auth| {
+            template_files(template, Some(auth))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("web", "saml"),
+            "unknown --auth \"saml\": choose oidc"
+        );
+        assert_eq!(
+            refused("minimal", "oidc"),
+            "--auth oidc is for the web template, not minimal"
+        );
+        assert!(
+            template("web-oidc").is_err(),
+            "an overlay is not a template"
+        );
     }
 
     #[test]

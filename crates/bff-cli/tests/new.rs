@@ -10,7 +10,9 @@ use std::{
     time::Instant,
 };
 
-const TEMPLATES: [&str; 3] = ["minimal", "web", "mobile"];
+/// The templates, and `web-oidc`: `--template web --auth oidc` (its golden copy is
+/// bff-templates/golden/web-oidc, its overlay folder bff-templates/web-oidc).
+const TEMPLATES: [&str; 4] = ["minimal", "web", "mobile", "web-oidc"];
 
 /// What the golden copies say instead of this checkout's absolute path: the checkout's root seen from
 /// `bff-templates/golden/<template>/`.
@@ -75,8 +77,14 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn new_project(name: &str, template: &str, parent: &Path) -> Output {
+    let variant: &[&str] = match template {
+        "web-oidc" => &["--template", "web", "--auth", "oidc"],
+        _ => &["--template", template],
+    };
     let out = bff()
-        .args(["new", name, "--template", template, "--path"])
+        .args(["new", name])
+        .args(variant)
+        .arg("--path")
         .arg(parent)
         .arg("--framework-path")
         .arg(workspace())
@@ -208,7 +216,16 @@ fn a_fresh_project_checks_clean_with_no_environment() {
         let check = |extra: &[&str]| {
             let mut c = bff();
             c.arg("check").args(extra).current_dir(&project);
-            for var in ["USERS_ADDR", "ORDERS_ADDR", "CATALOG_ADDR", "BFF_CONFIG"] {
+            for var in [
+                "USERS_ADDR",
+                "ORDERS_ADDR",
+                "CATALOG_ADDR",
+                "BFF_CONFIG",
+                "OIDC_ISSUER",
+                "OIDC_CLIENT_ID",
+                "OIDC_CLIENT_SECRET",
+                "PUBLIC_URL",
+            ] {
                 c.env_remove(var);
             }
             c.output().unwrap()
@@ -220,11 +237,18 @@ fn a_fresh_project_checks_clean_with_no_environment() {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        fs::write(project.join(".env"), "# mine\nUSERS_ADDR=nohost\n").unwrap();
+        // The session template has no users service: its first is orders.
+        let first = if template == "web-oidc" {
+            "orders"
+        } else {
+            "users"
+        };
+        let var = format!("{}_ADDR", first.to_ascii_uppercase());
+        fs::write(project.join(".env"), format!("# mine\n{var}=nohost\n")).unwrap();
         let out = check(&["--config", "bff.toml", "--env-file", ".env"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            !out.status.success() && stderr.contains("services.users.endpoints[0]"),
+            !out.status.success() && stderr.contains(&format!("services.{first}.endpoints[0]")),
             "{template}: {stderr}"
         );
         fs::write(

@@ -1,0 +1,23 @@
+//! Run with: `USERS_ADDR=... ORDERS_ADDR=... CATALOG_ADDR=... cargo run` (host:port of each service; the
+//! config is `--config FILE`, else `$BFF_CONFIG`, else `./bff.toml`), or `cargo run --example dev` in
+//! front of stub services.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    bff::init_tracing();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every config error with its file, line and key.
+            eprintln!("{}", e.to_string().trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), bff::StartError> {
+    let config = bff::config::Loader::new().load_file(bff::config_path_from_args())?;
+    {{crate_name}}::app(config)?.serve().await
+}
