@@ -1090,7 +1090,24 @@ async fn no_token_code_or_cookie_value_in_the_log() {
 /// `document.cookie` does not show it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_on_the_op_calls_the_api_and_signs_out() {
-    let op = Provider::start().await;
+    chromium_flow(ProviderOptions::default()).await;
+}
+
+/// The same flow with the OP on another site (`localhost` while the page is on `127.0.0.1`), as a real
+/// provider is: the provider's redirect to `/bff/callback` is a cross-site navigation, which a
+/// `SameSite=Strict` cookie does not come back with (the login in progress is bound to the browser by
+/// a `Lax` cookie), and the page's own calls still carry the `Strict` session cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_with_the_op_on_another_site() {
+    chromium_flow(ProviderOptions {
+        host: Some("localhost".into()),
+        ..ProviderOptions::default()
+    })
+    .await;
+}
+
+async fn chromium_flow(options: ProviderOptions) {
+    let op = Provider::start_with(options).await;
     let front = Front::start().await;
     let client = op.register_bff(&[&front.url()]).await;
     let api = Stub::start().await;

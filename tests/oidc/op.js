@@ -7,6 +7,8 @@
 //
 // Configuration (every key optional):
 //   port      loopback port, 0 (default) picks a free one
+//   host      the host name of the issuer URL (default "127.0.0.1"; "localhost" puts the OP on another
+//             site than a page on 127.0.0.1, as a real provider is); it always listens on 127.0.0.1
 //   ttl       seconds per artifact: AccessToken (60), IdToken (300), RefreshToken (86400),
 //             ClientCredentials (60), Session, Grant, Interaction
 //   clients   client metadata as oidc-provider takes it (client_id, client_secret, redirect_uris,
@@ -196,7 +198,7 @@ async function testEndpoint(provider, req, res, url) {
 const server = createServer();
 server.listen(config.port ?? 0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `http://${config.host ?? '127.0.0.1'}:${port}`;
 
   const provider = new Provider(issuer, {
     clients: (config.clients ?? []).map(withDefaults),

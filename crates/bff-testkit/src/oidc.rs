@@ -83,6 +83,10 @@ pub struct ProviderOptions {
     /// Clients registered at start, as oidc-provider's client metadata (see `tests/oidc/op.js` for the
     /// defaults filled in). Clients can also be registered later: [`Provider::register_bff`].
     pub clients: Vec<Value>,
+    /// The host name of the issuer URL: `127.0.0.1` by default; `localhost` makes the OP another site
+    /// than a BFF on `127.0.0.1` (for browsers' `SameSite` rules), as a real provider is. It always
+    /// listens on `127.0.0.1`.
+    pub host: Option<String>,
     /// `true`: the ID token carries only `sub` and the protocol claims, `name` and `email` only in userinfo
     /// (the spec's strict reading); `false` (default): the ID token carries them.
     pub conform_id_token_claims: bool,
@@ -125,6 +129,7 @@ impl Provider {
         }
         let config = json!({
             "port": 0,
+            "host": options.host,
             "ttl": ttl,
             "clients": options.clients,
             "conform_id_token_claims": options.conform_id_token_claims,
