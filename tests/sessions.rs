@@ -1245,3 +1245,146 @@ async fn chromium_flow(options: ProviderOptions) {
         .unwrap();
     assert_eq!(old.status(), 401);
 }
+
+// ---- the BFF's own client authentication and token ----
+
+/// `client_auth = "private_key_jwt"`: the BFF authenticates at the OP's token endpoint with a JWT signed
+/// by `key_file`; the OP has the client's public key (JWKS) and no secret. The code exchange and a refresh
+/// work, and the OP counted them as this client's grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_key_jwt_authenticates_the_code_exchange_and_the_refresh() {
+    let op = Provider::start_with(ProviderOptions {
+        access_token_ttl: Some(5),
+        ..ProviderOptions::default()
+    })
+    .await;
+    let front = Front::start().await;
+    let jwks: Value = serde_json::from_str(include_str!("fixtures/jwt/jwks.json")).unwrap();
+    op.register_client(json!({
+        "client_id": "web-bff-jwt",
+        "jwks": jwks,
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "RS256",
+        "redirect_uris": [format!("{}/bff/callback", front.url())],
+    }))
+    .await;
+    let api = Stub::start().await;
+    api.on("/orders").json(json!([]));
+    let bff = TestBff::start(&format!(
+        r#"
+[session]
+issuer = "{issuer}"
+client_id = "web-bff-jwt"
+client_auth = "private_key_jwt"
+key_file = "{key}"
+public_url = "{public_url}"
+
+[services.orders]
+endpoints = ["{api}"]
+token = "user"
+
+[[routes]]
+path = "/api/orders"
+auth = "session"
+[[routes.backends]]
+name = "orders"
+service = "orders"
+path = "/orders"
+"#,
+        issuer = op.issuer(),
+        key = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/jwt/rsa.pem"),
+        public_url = front.url(),
+        api = api.endpoint(),
+    ))
+    .await;
+    front.forward_to(bff.addr());
+
+    let session = Browser::new().login(&front.url(), "/", "carol").await;
+    assert_eq!(op.grants("authorization_code").await, 1);
+    let resp = bff
+        .client()
+        .get(bff.url("/api/orders"))
+        .header("cookie", session.cookie_header())
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        op.grants("refresh_token").await,
+        1,
+        "a 5 s token is refreshed"
+    );
+    assert_eq!(op.grant_errors("refresh_token").await, 0);
+}
+
+/// A service with `token = "client"` gets the BFF's own client-credentials token from the OP, on a
+/// route without any session, fetched once and reused while it is valid; a service without `token` gets
+/// no `authorization` at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_client_is_the_bffs_own_client_credentials_token_fetched_once() {
+    let op = Provider::start().await;
+    let front = Front::start().await;
+    let client = op.register_bff(&[&front.url()]).await;
+    let (partner, plain) = (Stub::start().await, Stub::start().await);
+    partner.on("/rates").json(json!({"eur": 1}));
+    plain.on("/news").json(json!([]));
+    let bff = TestBff::start(&format!(
+        r#"
+[session]
+issuer = "{issuer}"
+client_id = "{id}"
+client_secret = "{secret}"
+public_url = "{public_url}"
+
+[services.partner]
+endpoints = ["{partner}"]
+token = "client"
+
+[services.plain]
+endpoints = ["{plain}"]
+
+[[routes]]
+path = "/api/rates"
+[[routes.backends]]
+name = "rates"
+service = "partner"
+path = "/rates"
+[[routes.backends]]
+name = "news"
+service = "plain"
+path = "/news"
+"#,
+        issuer = op.issuer(),
+        id = client.id,
+        secret = client.secret,
+        public_url = front.url(),
+        partner = partner.endpoint(),
+        plain = plain.endpoint(),
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(bff.get("/api/rates").await.status(), 200);
+    }
+    let tokens: Vec<String> = partner
+        .requests()
+        .iter()
+        .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 3);
+    assert!(
+        tokens[0].starts_with("Bearer ") && tokens.iter().all(|t| *t == tokens[0]),
+        "{tokens:?}"
+    );
+    assert_eq!(
+        op.grants("client_credentials").await,
+        1,
+        "fetched once, then cached"
+    );
+    assert!(
+        plain
+            .requests()
+            .iter()
+            .all(|r| r.headers.get("authorization").is_none())
+    );
+}
