@@ -1388,3 +1388,56 @@ path = "/news"
             .all(|r| r.headers.get("authorization").is_none())
     );
 }
+
+/// A logout token with `sub` and no `sid` (a client registered without
+/// `backchannel_logout_session_required`): every session of that user ends, another user's stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_by_sub_ends_every_session_of_that_user_only() {
+    let op = Provider::start().await;
+    let front = Front::start().await;
+    let client = op.register_bff(&[&front.url()]).await;
+    // The same client, but the OP's logout tokens carry no sid.
+    op.register_client(json!({
+        "client_id": client.id,
+        "client_secret": client.secret,
+        "redirect_uris": [format!("{}/bff/callback", front.url())],
+        "backchannel_logout_uri": format!("{}/bff/backchannel-logout", front.url()),
+        "backchannel_logout_session_required": false,
+    }))
+    .await;
+    let api = Stub::start().await;
+    let bff = TestBff::start(&session_config(&op, &client, &front.url(), "", &api)).await;
+    front.forward_to(bff.addr());
+
+    let alice_1 = Browser::new().login(&front.url(), "/", "alice").await;
+    let alice_2 = Browser::new().login(&front.url(), "/", "alice").await;
+    let bob = Browser::new().login(&front.url(), "/", "bob").await;
+    let status = |session: &Session| {
+        bff.client()
+            .get(bff.url("/bff/user"))
+            .header("cookie", session.cookie_header())
+            .header("x-csrf", "1")
+            .send()
+    };
+    for s in [&alice_1, &alice_2, &bob] {
+        assert_eq!(status(s).await.unwrap().status(), 200);
+    }
+    let token = op.logout_token(&client.id, "alice", None).await;
+    assert!(jwt_claims(&token)["sid"].is_null(), "a sub-only token");
+    let resp = bff
+        .client()
+        .post(bff.url("/bff/backchannel-logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("logout_token", token)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(status(&alice_1).await.unwrap().status(), 401);
+    assert_eq!(status(&alice_2).await.unwrap().status(), 401);
+    assert_eq!(
+        status(&bob).await.unwrap().status(),
+        200,
+        "another user's session stays"
+    );
+}
