@@ -68,7 +68,7 @@ pub struct SessionConfig {
 }
 
 fn default_scopes() -> Vec<String> {
-    ["openid", "profile", "offline_access"]
+    ["openid", "profile", "email", "offline_access"]
         .map(String::from)
         .to_vec()
 }
@@ -431,6 +431,20 @@ pub(crate) fn check(s: &SessionConfig, err: &mut impl FnMut(String, String)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default `user_claims` are released by an OpenID Provider only for their standard scopes
+    /// (OpenID Connect Core 5.4: `name` with `profile`, `email` with `email`): the default scopes ask for
+    /// them.
+    #[test]
+    fn the_default_scopes_release_the_default_user_claims() {
+        let scopes = default_scopes();
+        for (claim, scope) in [("name", "profile"), ("email", "email")] {
+            if default_user_claims().iter().any(|c| c == claim) {
+                assert!(scopes.iter().any(|s| s == scope), "{claim} needs {scope}");
+            }
+        }
+        assert_eq!(scopes[0], "openid");
+    }
 
     #[test]
     fn a_store_key_is_32_bytes_of_base64_and_never_shown() {
