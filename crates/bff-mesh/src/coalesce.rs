@@ -7,6 +7,7 @@
 //! the outcome (a failure too) as its own.
 
 use crate::{ErrorKind, MeshError, Response};
+use bff_telemetry::metrics::CacheResult;
 use http::{HeaderMap, HeaderName, HeaderValue, header, uri::PathAndQuery};
 use std::{
     collections::HashMap,
@@ -79,28 +80,15 @@ impl CallKey {
     }
 }
 
-/// How a cached call was served, for `bff_cache_requests_total{result}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Served {
-    Hit,
-    Miss,
-    Stale,
-    Revalidated,
+/// The outcome of a shared call, as every caller receives it.
+#[derive(Debug)]
+pub(crate) struct Landed {
+    pub(crate) result: Result<Response, MeshError>,
+    /// How the cache served it, when a cache took part.
+    pub(crate) served: Option<CacheResult>,
 }
 
-impl Served {
-    /// The index in `bff_telemetry::metrics::CACHE_RESULTS`.
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        bff_telemetry::metrics::CACHE_RESULTS[self.index()]
-    }
-}
-
-/// The outcome of a shared call, as every caller receives it; `Served` when a cache took part.
-pub(crate) type Landing = Arc<(Result<Response, MeshError>, Option<Served>)>;
+type Landing = Arc<Landed>;
 
 type Slot = watch::Receiver<Option<Landing>>;
 
@@ -162,7 +150,7 @@ impl Lead {
         let Some(key) = self.key.take() else { return };
         let mut map = self
             .service
-            .flights
+            .flights()
             .map
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -182,11 +170,7 @@ impl Drop for Lead {
 }
 
 /// Waits for the shared call's outcome until `deadline` (the caller's own).
-pub(crate) async fn wait(
-    mut slot: Slot,
-    deadline: Option<Instant>,
-    service: &str,
-) -> (Result<Response, MeshError>, Option<Served>) {
+pub(crate) async fn wait(mut slot: Slot, deadline: Option<Instant>, service: &str) -> Landed {
     let landed = async {
         match slot.wait_for(Option::is_some).await {
             Ok(v) => v.clone(),
@@ -203,20 +187,26 @@ pub(crate) async fn wait(
                     service,
                     "deadline reached waiting for a shared call",
                 );
-                return (Err(e), None);
+                return Landed {
+                    result: Err(e),
+                    served: None,
+                };
             }
         },
     };
     match landed {
-        Some(l) => (l.0.clone(), l.1),
-        None => (
-            Err(MeshError::new(
+        Some(l) => Landed {
+            result: l.result.clone(),
+            served: l.served,
+        },
+        None => Landed {
+            result: Err(MeshError::new(
                 ErrorKind::Reset,
                 service,
                 "the shared call ended without an outcome",
             )),
-            None,
-        ),
+            served: None,
+        },
     }
 }
 

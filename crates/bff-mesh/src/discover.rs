@@ -1,7 +1,10 @@
 //! Discovery: where a service's endpoints come from when they are not static. The built-in sources of
 //! `discovery` URLs; other sources plug in through [`crate::Resolve`]. Each source runs as a task
-//! that hands complete endpoint sets to [`Service::set_endpoints`] (endpoints that remain keep their state
-//! and pooled connections; calls in flight to a removed one finish). Every source keeps the last good set
+//! that hands complete endpoint sets to its service's endpoints (as [`crate::Service::set_endpoints`]:
+//! endpoints that remain keep their state and pooled connections; calls in flight to a removed one
+//! finish). The task belongs to its service: started once by [`crate::Mesh::start_tasks`], kept by a
+//! reload that keeps the service, and ended when the service is dropped (it holds the endpoints, never the
+//! service). Every source keeps the last good set
 //! when it fails, because a discovery outage must not become a service outage: the endpoints that served a
 //! second ago almost always still do, and health checks and outlier detection take care of those that died.
 //!
@@ -27,7 +30,7 @@ mod dns;
 #[cfg(feature = "etcd")]
 mod etcd;
 
-use crate::Service;
+use crate::endpoint::Endpoints;
 use bff_config::DiscoveryUrl;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
@@ -81,7 +84,7 @@ impl Discovery {
         })
     }
 
-    pub(crate) fn spawn(self, service: Arc<Service>) -> JoinHandle<()> {
+    pub(crate) fn spawn(self, service: Arc<Endpoints>) -> JoinHandle<()> {
         match self {
             Self::File(path) => tokio::spawn(watch_file(path, service)),
             #[cfg(feature = "dns")]
@@ -95,7 +98,7 @@ impl Discovery {
 }
 
 /// Reads the file every second; applies it when its content changes and parses.
-async fn watch_file(path: PathBuf, service: Arc<Service>) {
+async fn watch_file(path: PathBuf, service: Arc<Endpoints>) {
     let mut last: Option<Vec<u8>> = None;
     let mut last_error: Option<String> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -189,9 +192,9 @@ struct Outage {
 
 #[cfg_attr(not(any(feature = "dns", feature = "etcd")), allow(dead_code))]
 impl Outage {
-    fn new(service: &Service, source: &'static str) -> Self {
+    fn new(service: &Endpoints, source: &'static str) -> Self {
         Self {
-            service: service.name.clone(),
+            service: service.name().into(),
             source,
             down: false,
         }

@@ -1,11 +1,12 @@
 //! One address of a service and what the mesh knows of it: load (in flight, peak EWMA latency), active
 //! health, and outlier ejection.
 
+use crate::ServiceError;
 use bff_config::{HostPort, OutlierDetectionConfig};
 use http::uri::Authority;
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -40,6 +41,62 @@ impl EndpointSet {
         }
         let ring = crate::balancer::ring(list.iter().map(|e| &*e.addr));
         Self { list, ring }
+    }
+}
+
+/// A service's endpoints now, shared by the service (its calls read them) and its discovery (which
+/// replaces them): discovery holds this, never the service, so that dropping the service ends it.
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    service: Arc<str>,
+    current: RwLock<Arc<EndpointSet>>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(service: Arc<str>, set: EndpointSet) -> Self {
+        Self {
+            service,
+            current: RwLock::new(Arc::new(set)),
+        }
+    }
+
+    /// The service's name (discovery's log lines).
+    pub(crate) fn name(&self) -> &str {
+        &self.service
+    }
+
+    /// The endpoints now (a snapshot: a call keeps the set it started with).
+    pub(crate) fn current(&self) -> Arc<EndpointSet> {
+        self.current.read().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the endpoints. Endpoints that remain keep their state and connections; calls in flight to
+    /// a removed one finish. Addresses are parsed by the config's own parser ([`HostPort`]).
+    pub(crate) fn set_endpoints(&self, addrs: &[String]) -> Result<(), ServiceError> {
+        let current = self.current();
+        let parsed = addrs
+            .iter()
+            .map(|a| {
+                a.parse::<HostPort>().map_err(|e| ServiceError::Endpoint {
+                    addr: a.clone(),
+                    source: e,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = EndpointSet::build(&parsed, Some(&current));
+        if next.list.len() != current.list.len()
+            || next
+                .list
+                .iter()
+                .zip(&current.list)
+                .any(|(a, b)| !Arc::ptr_eq(a, b))
+        {
+            tracing::info!(service = %self.service, endpoints = ?addrs, "endpoints changed");
+            if let Ok(mut e) = self.current.write() {
+                *e = Arc::new(next);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::{Service, endpoint::Endpoint};
 use bff_config::HealthCheckConfig;
 use bytes::Bytes;
-use http::{Request, Uri, header::USER_AGENT};
+use http::{Request, header::USER_AGENT};
 use http_body_util::Full;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ impl HealthCheck {
                 let set = service.endpoints();
                 let probes = set.list.iter().map(|ep| async {
                     let ok = probe(&service, ep, &cfg).await;
-                    ep.health_result(ok, &cfg, &service.name);
+                    ep.health_result(ok, &cfg, service.name());
                 });
                 futures::future::join_all(probes).await;
             }
@@ -37,18 +37,13 @@ impl HealthCheck {
 }
 
 async fn probe(service: &Service, ep: &Endpoint, cfg: &HealthCheckConfig) -> bool {
-    let Ok(uri) = Uri::builder()
-        .scheme(service.scheme.clone())
-        .authority(ep.authority.clone())
-        .path_and_query(cfg.path.as_str())
-        .build()
-    else {
+    let Ok(uri) = service.uri(ep, cfg.path.as_str()) else {
         return false;
     };
     let mut req = Request::new(Full::new(Bytes::new()));
     *req.uri_mut() = uri;
     req.headers_mut()
-        .insert(USER_AGENT, service.user_agent.clone());
+        .insert(USER_AGENT, service.user_agent().clone());
     match tokio::time::timeout(cfg.timeout.get(), service.request(req)).await {
         Ok(Ok(res)) => res.status().is_success(),
         _ => false,

@@ -6,7 +6,6 @@
 mod balancer;
 mod breaker;
 mod cache;
-mod classify;
 mod coalesce;
 mod context;
 mod discover;
@@ -17,6 +16,7 @@ mod headers;
 mod health;
 mod hedge;
 mod mesh;
+mod outcome;
 mod path;
 mod request;
 mod resolve;

@@ -79,7 +79,7 @@ impl Mesh {
         for (name, cfg) in &config.services {
             let kept = previous
                 .and_then(|p| p.services.get(name))
-                .filter(|s| s.config == *cfg && s.user_agent == user_agent)
+                .filter(|s| s.is_built_from(cfg, &user_agent))
                 .cloned();
             let svc = match kept {
                 Some(s) => s,
@@ -95,7 +95,7 @@ impl Mesh {
                         service: name.clone(),
                         source,
                     })?;
-                    svc.tap = tap.clone();
+                    svc.set_tap(tap.clone());
                     Arc::new(svc)
                 }
             };
@@ -149,7 +149,7 @@ impl Mesh {
     pub fn service(&self, name: &str) -> ServiceClient {
         let service = self.services.get(name).cloned();
         let tokens = match &service {
-            Some(s) if s.config.token == Some(bff_config::TokenMode::Client) => self.tokens.clone(),
+            Some(s) if s.takes_client_token() => self.tokens.clone(),
             _ => None,
         };
         ServiceClient {
@@ -207,7 +207,7 @@ impl Mesh {
         );
         let mut bytes = self.caches.bytes();
         for (name, s) in self.services.iter() {
-            if s.cache.is_some() {
+            if s.has_cache() {
                 bytes.entry(name.clone()).or_default();
             }
         }
@@ -235,11 +235,15 @@ impl Mesh {
         }
     }
 
-    /// Starts the background work of every service (discovery, active health checks); it runs until the
-    /// returned guard is dropped.
+    /// Starts the background work of every service: its discovery, which runs as long as the service
+    /// (unless it runs already: a reload keeps it with the service), and the work of this config, active
+    /// health checks and the watch of TLS files, which runs until the returned guard is dropped.
     pub fn start_tasks(&self) -> HealthChecks {
         if self.answers_all() {
             return HealthChecks(Vec::new());
+        }
+        for s in self.services.values() {
+            s.start_discovery();
         }
         HealthChecks(
             self.services
@@ -272,7 +276,8 @@ impl Mesh {
     }
 }
 
-/// The running health checks of a mesh; dropping it stops them.
+/// The running health checks (and TLS file watches) of a mesh; dropping it stops them. Discovery is not
+/// theirs: each service owns its own, dropped with it.
 #[derive(Debug)]
 pub struct HealthChecks(Vec<tokio::task::JoinHandle<()>>);
 

@@ -1,18 +1,17 @@
 use crate::{
     CallContext, DEADLINE_HEADER, ErrorKind, MeshError, Service, ServiceClient,
     breaker::Permit,
-    classify::is_failure_status,
     endpoint::{Endpoint, EndpointSet},
-    error::Cause,
     headers::strip_hop_by_hop,
     hedge::Hedge,
+    outcome::{Attempted, Failed, Outcome},
     service::HashKey,
     shield::Shield,
 };
-use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE, metrics::Outcome as Measured};
+use bff_telemetry::{REQUEST_ID, TRACEPARENT, TRACESTATE};
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode,
     header::{CONTENT_TYPE, USER_AGENT},
     uri::PathAndQuery,
 };
@@ -20,10 +19,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::{Serialize, de::DeserializeOwned};
 use smallvec::SmallVec;
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 use tokio::time::Instant;
@@ -196,7 +192,7 @@ impl RequestBuilder {
             call.client_token(&*source).await?;
         }
         let res = call.dispatch().await?;
-        call.check_status(res)?.json(&call.service.name)
+        call.check_status(res)?.json(call.service.name())
     }
 
     /// Everything about the call that can be decided before the first attempt (no await here, so that
@@ -215,7 +211,7 @@ impl RequestBuilder {
         if let Some(e) = &self.error {
             return Err(MeshError::new(
                 ErrorKind::InvalidRequest,
-                service.name.clone(),
+                service.shared_name().clone(),
                 e,
             ));
         }
@@ -224,7 +220,7 @@ impl RequestBuilder {
             Err(e) => {
                 return Err(MeshError::new(
                     ErrorKind::InvalidRequest,
-                    service.name.clone(),
+                    service.shared_name().clone(),
                     format_args!("path {:?}: {e}", self.path),
                 ));
             }
@@ -236,28 +232,25 @@ impl RequestBuilder {
         }
         // `token = "user"`: the session's access token, when the request has a session.
         if let Some(token) = &ctx.user_token
-            && service.config.token == Some(bff_config::TokenMode::User)
+            && service.takes_user_token()
         {
             own.insert(http::header::AUTHORIZATION, token.clone());
         }
-        let key = self.hash_key.or_else(|| match &service.hash_key {
+        let key = self.hash_key.or_else(|| match service.hash_key() {
             Some(HashKey::Header(h)) => own
                 .get(h)
                 .or_else(|| ctx.forward.get(h))
                 .map(|v| crate::balancer::hash_bytes(v.as_bytes())),
             _ => None,
         });
-        // Most calls have neither cache nor coalescing: nothing is cloned nor looked up for them.
-        let shield = if self.cache.is_none()
-            && service.cache.is_none()
-            && !self.coalesce
-            && !service.coalesce
-        {
-            None
-        } else {
-            let cache = self.cache.or_else(|| service.cache.clone());
-            Shield::of(&self.method, self.body.is_some(), &own, &ctx.forward, cache)
-        };
+        let shield = service.shield(
+            &self.method,
+            self.body.is_some(),
+            &own,
+            &ctx.forward,
+            self.cache,
+            self.coalesce,
+        );
         Ok(Prepared {
             service,
             ctx,
@@ -304,7 +297,7 @@ impl Prepared {
 
     /// The call, through the service's tap when it has one (`bff record`, `bff mock`).
     async fn dispatch(&self) -> Result<Response, MeshError> {
-        match &self.service.tap {
+        match self.service.tap() {
             None => self.untapped().await,
             // Boxed: only a recording or mocking BFF pays for the tap's state.
             Some(tap) => Box::pin(crate::tap::dispatch(self, tap)).await,
@@ -328,7 +321,7 @@ impl Prepared {
     #[cold]
     #[inline(never)]
     fn fail(&self, kind: ErrorKind, detail: impl std::fmt::Display) -> MeshError {
-        MeshError::new(kind, self.service.name.clone(), detail)
+        MeshError::new(kind, self.service.shared_name().clone(), detail)
     }
 
     /// A non-2xx status is an error ([`ErrorKind::Status`]).
@@ -353,17 +346,18 @@ impl Prepared {
         attempt: u32,
         max_attempts: u32,
     ) -> Option<Duration> {
-        let service = &*self.service;
         let retryable = match outcome {
-            Ok(res) => r.retries_status(res.status.as_u16()),
-            Err(failed) => r.retries_error(failed.kind),
+            Outcome::Response(res) => r.retries_status(res.status.as_u16()),
+            Outcome::Failed(failed) => r.retries_error(failed.kind),
         };
         if !retryable || attempt >= max_attempts {
             return None;
         }
         // A downstream's retry-after (on 503 and 429) replaces the backoff when it fits.
         let wait = match outcome {
-            Ok(res) if matches!(res.status.as_u16(), 429 | 503) => retry_after(&res.headers),
+            Outcome::Response(res) if matches!(res.status.as_u16(), 429 | 503) => {
+                retry_after(&res.headers)
+            }
             _ => None,
         }
         .unwrap_or_else(|| r.backoff(attempt));
@@ -376,10 +370,7 @@ impl Prepared {
         if r.budget.withdraw() {
             Some(wait)
         } else {
-            service
-                .metrics
-                .retries_refused
-                .fetch_add(1, Ordering::Relaxed);
+            self.service.count_retry_refused();
             None
         }
     }
@@ -387,119 +378,88 @@ impl Prepared {
     /// The attempts, retries and hedges of the call.
     pub(crate) async fn run(&self) -> Result<Response, MeshError> {
         let service = &*self.service;
-        if service.in_flight.load(Ordering::Relaxed) >= service.max_in_flight {
-            service.metrics.record(Measured::FastFail, None);
-            return Err(self.fail(ErrorKind::Overloaded, "max_in_flight reached"));
-        }
-        let _in_flight = Counted::enter(&service.in_flight);
-        if let Some(r) = &service.retry {
+        let Some(_in_flight) = service.enter() else {
+            return Err(refused(
+                service,
+                ErrorKind::Overloaded,
+                "max_in_flight reached",
+            ));
+        };
+        let retry = service.retry();
+        if let Some(r) = retry {
             r.budget.deposit();
         }
         // Retries and hedges send the request again: one rule says whether it may be.
-        let repeatable =
-            crate::retry::may_repeat(service.retry.as_ref(), &self.method, self.body.len());
-        let retry = service.retry.as_ref().filter(|_| repeatable);
+        let repeatable = crate::retry::may_repeat(retry, &self.method, self.body.len());
+        let retry = retry.filter(|_| repeatable);
         let max_attempts = retry.map_or(1, |r| r.max_attempts);
-        let hedge = service.hedge.as_ref().filter(|_| repeatable);
+        let hedge = service.hedge().filter(|_| repeatable);
         let set = service.endpoints();
         let call = Call {
             call: self,
             service,
             set: &set,
         };
-        let key = self.key;
         let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut attempt = 0;
         let mut retry_reason: Option<&'static str> = None;
         loop {
             attempt += 1;
-            let now = Instant::now();
-            let Some(budget) = call.budget(now) else {
+            let Some(budget) = call.budget(Instant::now()) else {
                 return Err(self.fail(ErrorKind::Deadline, "no time left before the deadline"));
             };
-            let Some(i) = service.balancer.pick(&set, &tried, key) else {
-                service.metrics.record(Measured::FastFail, None);
-                return Err(self.fail(ErrorKind::NoEndpoint, "no healthy endpoint"));
+            let Some(endpoint) = service.pick(&set, &tried, self.key) else {
+                return Err(refused(
+                    service,
+                    ErrorKind::NoEndpoint,
+                    "no healthy endpoint",
+                ));
             };
             // The breaker's fast failures never reach an endpoint, so they never count toward ejection.
-            let Ok(permit) = call.admit() else {
-                service.metrics.record(Measured::FastFail, None);
-                return Err(self.fail(ErrorKind::CircuitOpen, "circuit open"));
+            let Ok(permit) = service.admit() else {
+                return Err(refused(service, ErrorKind::CircuitOpen, "circuit open"));
             };
-            tried.push(i);
+            tried.push(endpoint);
+            let pick = Pick {
+                endpoint,
+                permit,
+                budget,
+            };
+            let first = Try::first(attempt, retry_reason);
 
-            let (i, outcome) = match hedge.and_then(|h| h.delay().map(|d| (h, d))) {
-                None => (
-                    i,
-                    call.attempt(i, permit, budget, Try::first(attempt, retry_reason))
-                        .await,
-                ),
+            let done = match hedge.and_then(|h| h.delay().map(|d| (h, d))) {
+                None => Attempted {
+                    endpoint,
+                    outcome: call.attempt(pick, first).await,
+                },
                 // Boxed: the race of two attempts would double the size of every call's future.
-                Some((h, delay)) => {
-                    let first = (i, permit, budget);
-                    let first_try = Try::first(attempt, retry_reason);
-                    Box::pin(call.hedged(h, delay, first, first_try, &mut tried)).await
-                }
+                Some((h, delay)) => Box::pin(call.hedged(h, delay, pick, first, &mut tried)).await,
             };
 
             // Out of line: most calls have no retry policy, or succeed.
-            let wait = retry.and_then(|r| self.retry_wait(r, &outcome, attempt, max_attempts));
-            match (wait, outcome) {
-                (Some(wait), outcome) => {
-                    retry_reason = Some(match &outcome {
-                        Ok(_) => "upstream_status",
-                        Err(failed) => failed.kind.code(),
-                    });
-                    service.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(service = %service.name, attempt, ?wait, "retrying");
+            match retry.and_then(|r| self.retry_wait(r, &done.outcome, attempt, max_attempts)) {
+                Some(wait) => {
+                    retry_reason = Some(done.outcome.retry_reason());
+                    service.count_retry();
+                    tracing::debug!(service = %service.name(), attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                 }
-                (None, Ok(res)) => return Ok(res),
-                (None, Err(failed)) => {
-                    let addr = &set.list[i].addr;
-                    return Err(self
-                        .fail(failed.kind, format_args!("{} ({addr})", failed.detail))
-                        .with_cause(failed.cause));
+                None => {
+                    return done
+                        .outcome
+                        .into_result(service.shared_name(), &set.list[done.endpoint].addr);
                 }
             }
         }
     }
 }
 
-/// Why an attempt failed: its kind, what the mesh was doing, and the error below (hyper's, rustls's, I/O),
-/// kept whole as the [`MeshError`]'s source.
-#[derive(Debug)]
-struct Failed {
-    kind: ErrorKind,
-    detail: std::borrow::Cow<'static, str>,
-    cause: Option<Cause>,
+/// A call refused before any attempt: counted as a fast failure.
+#[cold]
+#[inline(never)]
+fn refused(service: &Service, kind: ErrorKind, detail: &'static str) -> MeshError {
+    service.refuse(Failed::new(kind, detail))
 }
-
-impl Failed {
-    #[cold]
-    fn new(kind: ErrorKind, detail: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-            cause: None,
-        }
-    }
-
-    #[cold]
-    fn caused_by(
-        kind: ErrorKind,
-        detail: &'static str,
-        cause: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-            cause: Some(Arc::new(cause)),
-        }
-    }
-}
-
-type Outcome = Result<Response, Failed>;
 
 /// Which try of a call an attempt is, as its span says: its number, why the one before failed (a
 /// retry), and whether it is a hedge (a second attempt racing the first).
@@ -528,6 +488,14 @@ struct Budget {
     capped: bool,
 }
 
+/// What an attempt may go ahead with: its endpoint (`endpoints[endpoint]` of the call's set), the
+/// breaker's leave and its time.
+struct Pick<'a> {
+    endpoint: usize,
+    permit: Option<Permit<'a>>,
+    budget: Budget,
+}
+
 /// One call on the endpoint set it started with.
 struct Call<'a> {
     call: &'a Prepared,
@@ -535,12 +503,9 @@ struct Call<'a> {
     set: &'a EndpointSet,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
     fn budget(&self, now: Instant) -> Option<Budget> {
-        let mut time = self
-            .call
-            .timeout
-            .map_or(self.service.timeout, |t| t.min(self.service.timeout));
+        let mut time = self.service.timeout(self.call.timeout);
         let mut capped = false;
         if let Some(deadline) = self.call.ctx.deadline {
             let left = deadline.saturating_duration_since(now);
@@ -555,36 +520,29 @@ impl Call<'_> {
         Some(Budget { time, capped })
     }
 
-    /// The breaker's leave (`Ok(None)` without a breaker); `Err` when it is open.
-    fn admit(&self) -> Result<Option<Permit<'_>>, ()> {
-        match &self.service.breaker {
-            Some(b) => b.admit().map(Some).ok_or(()),
-            None => Ok(None),
-        }
-    }
-
     /// The first attempt, and after `delay` without an answer a second one on another endpoint; the
     /// first good outcome wins.
     async fn hedged(
         &self,
         h: &Hedge,
         delay: Duration,
-        first: (usize, Option<Permit<'_>>, Budget),
+        first: Pick<'a>,
         attempt: Try,
         tried: &mut SmallVec<[usize; 4]>,
-    ) -> (usize, Outcome) {
-        let (i, permit, budget) = first;
-        let first = self.attempt(i, permit, budget, attempt);
+    ) -> Attempted {
+        let i = first.endpoint;
+        let first = self.attempt(first, attempt);
         tokio::pin!(first);
         tokio::select! {
-            out = &mut first => (i, out),
+            outcome = &mut first => Attempted { endpoint: i, outcome },
             _ = tokio::time::sleep(delay) => {
                 match self.hedge(h, tried) {
-                    None => (i, first.await),
-                    Some((j, permit, budget)) => {
-                        tracing::debug!(service = %self.service.name, ?delay, "hedging");
+                    None => Attempted { endpoint: i, outcome: first.await },
+                    Some(second) => {
+                        tracing::debug!(service = %self.service.name(), ?delay, "hedging");
+                        let j = second.endpoint;
                         let hedge = Try { hedge: true, ..attempt };
-                        let second = self.attempt(j, permit, budget, hedge);
+                        let second = self.attempt(second, hedge);
                         tokio::pin!(second);
                         first_good((i, first), (j, second)).await
                     }
@@ -594,28 +552,27 @@ impl Call<'_> {
     }
 
     /// A hedge: another endpoint, the breaker's leave and the budget's; `None` when one of them says no.
-    fn hedge(
-        &self,
-        h: &Hedge,
-        tried: &mut SmallVec<[usize; 4]>,
-    ) -> Option<(usize, Option<Permit<'_>>, Budget)> {
+    fn hedge(&self, h: &Hedge, tried: &mut SmallVec<[usize; 4]>) -> Option<Pick<'a>> {
         let svc = self.service;
-        let j = svc
-            .balancer
+        let endpoint = svc
             .pick(self.set, tried, self.call.key)
             .filter(|j| !tried.contains(j))?;
-        let permit = self.admit().ok()?;
+        let permit = svc.admit().ok()?;
         let budget = self.budget(Instant::now())?;
-        let paid = match &svc.retry {
+        let paid = match svc.retry() {
             Some(r) => r.budget.withdraw(),
             None => h.own_budget.withdraw(),
         };
         if !paid {
             return None;
         }
-        tried.push(j);
-        svc.metrics.hedges.fetch_add(1, Ordering::Relaxed);
-        Some((j, permit, budget))
+        tried.push(endpoint);
+        svc.count_hedge();
+        Some(Pick {
+            endpoint,
+            permit,
+            budget,
+        })
     }
 
     /// The headers of one attempt, built in one map sized for them: the forwarded client headers, the
@@ -645,7 +602,7 @@ impl Call<'_> {
         }
         // Ours unless the client's (forwarded) or the handler's is there.
         if (ctx.forward.is_empty() && call.own.is_empty()) || !h.contains_key(USER_AGENT) {
-            h.insert(USER_AGENT, self.service.user_agent.clone());
+            h.insert(USER_AGENT, self.service.user_agent().clone());
         }
         let (traceparent, span_id) = ctx.trace.child_traceparent();
         h.insert(TRACEPARENT, traceparent);
@@ -659,22 +616,24 @@ impl Call<'_> {
         (h, span_id)
     }
 
-    /// One attempt on `endpoints[i]`, then its bookkeeping: latency, outlier detection, breaker.
-    /// `attempt` is the attempt's number and, for a retry, why the one before failed.
+    /// One attempt, then its bookkeeping: latency, outlier detection, breaker. `attempt` is the
+    /// attempt's number and, for a retry, why the one before failed.
     ///
     /// The future keeps only the wait; building the request, the bookkeeping and the span are functions
     /// of their own (the span and the timeout's error cold, off the common path).
-    async fn attempt(
-        &self,
-        i: usize,
-        permit: Option<Permit<'_>>,
-        budget: Budget,
-        attempt: Try,
-    ) -> Outcome {
+    async fn attempt(&self, pick: Pick<'a>, attempt: Try) -> Outcome {
         let svc = self.service;
+        let Pick {
+            endpoint: i,
+            permit,
+            budget,
+        } = pick;
         let endpoint = &self.set.list[i];
         let start = Instant::now();
-        let (req, span_id) = self.request(endpoint, start)?;
+        let (req, span_id) = match self.request(endpoint, start) {
+            Ok(r) => r,
+            Err(failed) => return Outcome::Failed(failed),
+        };
         let wall_start = self
             .call
             .ctx
@@ -685,10 +644,10 @@ impl Call<'_> {
             let _guard = InFlight::enter(endpoint);
             // Sent now; boxed, so that the exchange's state (response head, body being read) is not
             // copied up through every future that awaits this one.
-            let call = Box::pin(exchange(svc.request(req), svc.max_response));
+            let call = Box::pin(exchange(svc.request(req), svc.max_response()));
             match tokio::time::timeout_at(start + budget.time, call).await {
                 Ok(r) => r,
-                Err(_) => Err(timed_out(budget)),
+                Err(_) => Outcome::Failed(timed_out(budget)),
             }
         };
         self.settle(i, permit, &outcome, start);
@@ -705,11 +664,9 @@ impl Call<'_> {
         endpoint: &Endpoint,
         start: Instant,
     ) -> Result<(Request<Full<Bytes>>, [u8; 8]), Failed> {
-        let uri = Uri::builder()
-            .scheme(self.service.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(self.call.pq.clone())
-            .build()
+        let uri = self
+            .service
+            .uri(endpoint, self.call.pq.clone())
             .map_err(|e| Failed::caused_by(ErrorKind::InvalidRequest, "building the uri", e))?;
         let (headers, span_id) = self.headers(start);
         let mut req = Request::new(Full::new(self.call.body.clone()));
@@ -719,32 +676,17 @@ impl Call<'_> {
         Ok((req, span_id))
     }
 
-    /// An attempt's outcome, classified once, fed to every policy: the endpoint's latency estimate and
-    /// failure count, the request's attempt counts, metrics, hedging's latency, outlier detection and
+    /// An attempt's outcome, classified once ([`Outcome`]), fed to every policy: the service's (latency
+    /// estimate, failure count, metrics, hedging, outlier detection), the request's attempt counts and
     /// the breaker.
     #[inline(never)]
     fn settle(&self, i: usize, permit: Option<Permit<'_>>, outcome: &Outcome, start: Instant) {
-        let svc = self.service;
-        let endpoint = &self.set.list[i];
-        let done = Instant::now();
-        let latency = done.saturating_duration_since(start);
-        endpoint.observe(latency, done);
-        let failed = is_failure(outcome);
-        self.call.ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        self.service.settle(self.set, i, outcome, start);
+        let failed = outcome.is_failure();
+        let stats = &self.call.ctx.stats;
+        stats.attempts.fetch_add(1, Ordering::Relaxed);
         if failed {
-            self.call.ctx.stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        svc.metrics.record(metric_outcome(outcome), Some(latency));
-        if failed {
-            endpoint.failures.fetch_add(1, Ordering::Relaxed);
-        } else {
-            endpoint.mark_reached();
-            if let Some(h) = &svc.hedge {
-                h.observe(latency);
-            }
-        }
-        if let Some(o) = &svc.outlier {
-            o.record(&self.set.list, i, failed, done);
+            stats.failures.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(permit) = permit {
             permit.record(!failed);
@@ -767,7 +709,7 @@ impl Call<'_> {
         };
         let svc = self.service;
         let mut attributes = vec![
-            ("bff.service", svc.name.to_string().into()),
+            ("bff.service", svc.name().to_string().into()),
             ("server.address", self.set.list[i].addr.to_string().into()),
             ("http.request.method", self.call.method.as_str().into()),
             ("bff.attempt", i64::from(attempt.number).into()),
@@ -776,29 +718,26 @@ impl Call<'_> {
         if let Some(r) = attempt.retry_reason {
             attributes.push(("bff.retry_reason", r.into()));
         }
-        if let Some(b) = &svc.breaker {
-            attributes.push((
-                "bff.circuit",
-                format!("{:?}", b.state()).to_lowercase().into(),
-            ));
+        if let Some(state) = svc.circuit() {
+            attributes.push(("bff.circuit", format!("{state:?}").to_lowercase().into()));
         }
         match outcome {
-            Ok(res) => attributes.push((
+            Outcome::Response(res) => attributes.push((
                 "http.response.status_code",
                 i64::from(res.status.as_u16()).into(),
             )),
-            Err(failed) => attributes.push(("error.type", failed.kind.code().into())),
+            Outcome::Failed(failed) => attributes.push(("error.type", failed.kind.code().into())),
         }
         tracer.record(bff_telemetry::Span {
             trace_id: self.call.ctx.trace.trace_id,
             span_id,
             parent_span_id: Some(self.call.ctx.trace.span_id),
-            name: format!("{} {}", self.call.method, svc.name),
+            name: format!("{} {}", self.call.method, svc.name()),
             kind: bff_telemetry::SpanKind::Client,
             start: wall_start,
             end: std::time::SystemTime::now(),
             attributes,
-            error: is_failure(outcome),
+            error: outcome.is_failure(),
         });
     }
 }
@@ -838,52 +777,37 @@ fn timed_out(budget: Budget) -> Failed {
 
 /// One request and response on the wire: the head, then the body read whole (at most `max` bytes).
 async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Outcome {
-    let res = res.await.map_err(classify)?;
+    let res = match res.await {
+        Ok(res) => res,
+        Err(e) => return Outcome::Failed(classify(e)),
+    };
     let (parts, body) = res.into_parts();
-    let body = Limited::new(body, max).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            Failed::new(
-                ErrorKind::Decode,
-                format!("response larger than {max} bytes"),
-            )
-        } else {
-            Failed {
-                kind: ErrorKind::Reset,
-                detail: "reading the body".into(),
-                cause: Some(Arc::from(e)),
-            }
-        }
-    })?;
-    Ok(Response {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.to_bytes(),
-    })
-}
-
-/// An attempt's outcome, as `bff_upstream_requests_total` counts it.
-fn metric_outcome(outcome: &Outcome) -> Measured {
-    match outcome {
-        Ok(res) if res.status.is_server_error() => Measured::Status5xx,
-        Ok(res) if res.status.is_client_error() => Measured::Status4xx,
-        Ok(_) => Measured::Success,
-        Err(f) => match f.kind {
-            ErrorKind::Connect => Measured::ConnectError,
-            ErrorKind::Timeout => Measured::Timeout,
-            ErrorKind::Deadline => Measured::DeadlineExceeded,
-            ErrorKind::Decode => Measured::MalformedResponse,
-            _ => Measured::Reset,
-        },
+    match Limited::new(body, max).collect().await {
+        Ok(body) => Outcome::Response(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.to_bytes(),
+        }),
+        Err(e) => Outcome::Failed(body_failed(e, max)),
     }
 }
 
-/// A failure of the endpoint: any error, or a 5xx.
-fn is_failure(outcome: &Outcome) -> bool {
-    match outcome {
-        Ok(res) => is_failure_status(res.status),
-        Err(_) => true,
+/// Why reading a response's body failed: too large, or the connection broke.
+#[cold]
+fn body_failed(e: Box<dyn std::error::Error + Send + Sync>, max: usize) -> Failed {
+    if e.downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        Failed::new(
+            ErrorKind::Decode,
+            format!("response larger than {max} bytes"),
+        )
+    } else {
+        Failed {
+            kind: ErrorKind::Reset,
+            detail: "reading the body".into(),
+            cause: Some(Arc::from(e)),
+        }
     }
 }
 
@@ -891,17 +815,18 @@ fn is_failure(outcome: &Outcome) -> bool {
 async fn first_good<A, B>(
     a: (usize, std::pin::Pin<&mut A>),
     b: (usize, std::pin::Pin<&mut B>),
-) -> (usize, Outcome)
+) -> Attempted
 where
     A: std::future::Future<Output = Outcome>,
     B: std::future::Future<Output = Outcome>,
 {
     let (i, mut fa) = a;
     let (j, mut fb) = b;
-    tokio::select! {
-        out = &mut fa => if is_failure(&out) { (j, fb.await) } else { (i, out) },
-        out = &mut fb => if is_failure(&out) { (i, fa.await) } else { (j, out) },
-    }
+    let (endpoint, outcome) = tokio::select! {
+        out = &mut fa => if out.is_failure() { (j, fb.await) } else { (i, out) },
+        out = &mut fb => if out.is_failure() { (i, fa.await) } else { (j, out) },
+    };
+    Attempted { endpoint, outcome }
 }
 
 /// `retry-after` in seconds (the HTTP-date form is not honoured).
@@ -914,22 +839,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs))
-}
-
-/// Counts a call in flight on a service for as long as it lives.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl<'a> Counted<'a> {
-    fn enter(c: &'a AtomicUsize) -> Self {
-        c.fetch_add(1, Ordering::Relaxed);
-        Self(c)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Counts a request in flight on an endpoint for as long as it lives.

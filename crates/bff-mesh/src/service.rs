@@ -3,14 +3,17 @@ use crate::tls::TlsFiles;
 use crate::{
     CallContext, IntoPath, RequestBuilder, ServiceError,
     balancer::Balancer,
-    breaker::{BreakerState, CircuitBreaker},
+    breaker::{BreakerState, CircuitBreaker, Permit},
     discover::Discovery,
-    endpoint::{EndpointSet, OutlierPolicy},
+    endpoint::{Endpoint, EndpointSet, Endpoints, OutlierPolicy},
     health::HealthCheck,
     hedge::Hedge,
+    outcome::{Failed, Outcome},
     retry::RetryPolicy,
+    shield::Shield,
 };
 use bff_config::{Protocol, ServiceConfig};
+use bff_telemetry::metrics::CacheResult;
 use bytes::Bytes;
 use http::{HeaderValue, Method};
 use http_body_util::Full;
@@ -66,43 +69,58 @@ impl HttpClient {
 pub(crate) use bff_config::HashKey;
 
 /// One downstream service: its endpoints, balancer, policies and connection pool.
+///
+/// Its state is private: the call path reads it through the methods of "the call path's view" below
+/// (pick an endpoint, admit through the breaker, enter the concurrency cap, settle an attempt, count a
+/// retry), the admin API through [`Service::snapshot`].
 #[derive(Debug)]
 pub struct Service {
-    pub(crate) name: Arc<str>,
-    endpoints: std::sync::RwLock<Arc<EndpointSet>>,
-    pub(crate) balancer: Balancer,
+    name: Arc<str>,
+    /// Shared with its discovery task, which replaces them.
+    endpoints: Arc<Endpoints>,
+    balancer: Balancer,
     client: std::sync::RwLock<HttpClient>,
     /// `http` or `https` (mTLS).
-    pub(crate) scheme: http::uri::Scheme,
+    scheme: http::uri::Scheme,
     tls: Option<TlsFiles>,
-    pub(crate) timeout: Duration,
-    pub(crate) max_response: usize,
-    pub(crate) user_agent: HeaderValue,
-    pub(crate) retry: Option<RetryPolicy>,
-    pub(crate) breaker: Option<CircuitBreaker>,
-    pub(crate) outlier: Option<OutlierPolicy>,
+    timeout: Duration,
+    max_response: usize,
+    user_agent: HeaderValue,
+    retry: Option<RetryPolicy>,
+    breaker: Option<CircuitBreaker>,
+    outlier: Option<OutlierPolicy>,
     health: Option<HealthCheck>,
     discovery: Option<Discovery>,
-    pub(crate) hash_key: Option<HashKey>,
-    pub(crate) in_flight: AtomicUsize,
-    pub(crate) max_in_flight: usize,
-    pub(crate) hedge: Option<Hedge>,
+    /// Its discovery task once started; aborted when the service is dropped.
+    discovering: std::sync::Mutex<Option<JoinHandle<()>>>,
+    hash_key: Option<HashKey>,
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    hedge: Option<Hedge>,
     /// Its attempts, retries and hedges, counted once: `/metrics` and the snapshot read the same.
-    pub(crate) metrics: Arc<bff_telemetry::ServiceMetrics>,
+    metrics: Arc<bff_telemetry::ServiceMetrics>,
     /// `coalesce = true`: every GET is coalesced.
-    pub(crate) coalesce: bool,
+    coalesce: bool,
     /// `[services.NAME.cache]`.
-    pub(crate) cache: Option<crate::Cache>,
+    cache: Option<crate::Cache>,
     /// Shared calls in flight (coalescing and cache fills).
-    pub(crate) flights: crate::coalesce::Flights,
+    flights: crate::coalesce::Flights,
     /// Where the caches its calls use are registered (the mesh's, kept across reloads).
-    pub(crate) caches: Arc<crate::cache::CacheRegistry>,
+    caches: Arc<crate::cache::CacheRegistry>,
     /// The config it was built from: a reload keeps the service when it is unchanged.
-    pub(crate) config: ServiceConfig,
+    config: ServiceConfig,
     required: bool,
     protocol: Protocol,
     /// What `bff record` / `bff mock` put between this service and the network ([`crate::Tap`]).
-    pub(crate) tap: Option<Arc<dyn crate::Tap>>,
+    tap: Option<Arc<dyn crate::Tap>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(task) = self.discovering.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
 }
 
 impl Service {
@@ -121,6 +139,7 @@ impl Service {
             }
             None => None,
         };
+        let name: Arc<str> = name.into();
         let endpoints = EndpointSet::build(&cfg.endpoints, None);
         #[cfg(feature = "tls")]
         let tls = cfg.tls.as_ref().map(TlsFiles::new);
@@ -135,9 +154,9 @@ impl Service {
         };
         let client = build_client(cfg, tls.as_ref())?;
         Ok(Self {
-            name: name.into(),
+            endpoints: Arc::new(Endpoints::new(name.clone(), endpoints)),
+            name,
             balancer: Balancer::new(cfg.load_balancer),
-            endpoints: std::sync::RwLock::new(Arc::new(endpoints)),
             client: std::sync::RwLock::new(client),
             scheme: if tls.is_some() {
                 http::uri::Scheme::HTTPS
@@ -158,6 +177,7 @@ impl Service {
                 .map(Discovery::new)
                 .transpose()
                 .map_err(ServiceError::Discovery)?,
+            discovering: Default::default(),
             hash_key: cfg.hash_key.clone(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight,
@@ -184,42 +204,13 @@ impl Service {
         self.endpoints().list.iter().any(|e| e.is_available(now))
     }
 
-    /// The endpoints now (a snapshot: a call keeps the set it started with).
-    pub(crate) fn endpoints(&self) -> Arc<EndpointSet> {
-        self.endpoints.read().map(|e| e.clone()).unwrap_or_default()
-    }
-
     /// Replaces the endpoints (discovery). Endpoints that remain keep their state and connections; calls
     /// in flight to a removed one finish.
     ///
     /// Discovered addresses are parsed by the config's own parser ([`bff_config::HostPort`]): what a discovery source
     /// may hand over is exactly what `endpoints` accepts.
     pub fn set_endpoints(&self, addrs: &[String]) -> Result<(), ServiceError> {
-        let current = self.endpoints();
-        let parsed = addrs
-            .iter()
-            .map(|a| {
-                a.parse::<bff_config::HostPort>()
-                    .map_err(|e| ServiceError::Endpoint {
-                        addr: a.clone(),
-                        source: e,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = EndpointSet::build(&parsed, Some(&current));
-        if next.list.len() != current.list.len()
-            || next
-                .list
-                .iter()
-                .zip(&current.list)
-                .any(|(a, b)| !Arc::ptr_eq(a, b))
-        {
-            tracing::info!(service = %self.name, endpoints = ?addrs, "endpoints changed");
-            if let Ok(mut e) = self.endpoints.write() {
-                *e = Arc::new(next);
-            }
-        }
-        Ok(())
+        self.endpoints.set_endpoints(addrs)
     }
 
     /// Whether this service lets `/readyz` say ready: an endpoint may receive traffic and, when the
@@ -238,18 +229,6 @@ impl Service {
     /// Whether `/readyz` waits for this service.
     pub fn is_required(&self) -> bool {
         self.required
-    }
-
-    /// Sends one request with the current client (a certificate rotation swaps it; calls in flight keep
-    /// theirs), without cloning it.
-    pub(crate) fn request(
-        &self,
-        req: http::Request<Full<Bytes>>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        match self.client.read() {
-            Ok(c) => c.request(req),
-            Err(e) => e.into_inner().request(req),
-        }
     }
 
     /// Rebuilds the client when the TLS files changed, every second.
@@ -280,20 +259,25 @@ impl Service {
         }
     }
 
-    /// Its background tasks: discovery, then health checks.
+    /// Starts its discovery unless it runs already: the task lives as long as the service (a reload that
+    /// keeps the service keeps it), not as long as the [`crate::HealthChecks`] of one config.
+    pub(crate) fn start_discovery(&self) {
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
+        let mut task = self.discovering.lock().unwrap_or_else(|e| e.into_inner());
+        if task.as_ref().is_none_or(JoinHandle::is_finished) {
+            *task = Some(discovery.clone().spawn(self.endpoints.clone()));
+        }
+    }
+
+    /// The tasks that live as long as one config: health checks, and the watch of its TLS files.
     pub(crate) fn start_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
-        let mut tasks: Vec<JoinHandle<()>> = self
-            .discovery
-            .clone()
-            .map(|d| d.spawn(self.clone()))
-            .into_iter()
-            .collect();
-        tasks.extend(
-            self.health
-                .as_ref()
-                .map(|h| h.spawn(self))
-                .unwrap_or_default(),
-        );
+        let mut tasks = self
+            .health
+            .as_ref()
+            .map(|h| h.spawn(self))
+            .unwrap_or_default();
         if let Some(files) = self.tls.clone() {
             #[cfg(feature = "tls")]
             tasks.push(tokio::spawn(self.clone().watch_tls(files)));
@@ -315,10 +299,7 @@ impl Service {
             load_balancer: self.balancer.name(),
             required: self.required,
             available: self.is_available(),
-            circuit: self
-                .breaker
-                .as_ref()
-                .map_or(BreakerState::Closed, |b| b.state()),
+            circuit: self.circuit().unwrap_or(BreakerState::Closed),
             retry_budget_remaining: self.retry.as_ref().map(|r| r.budget.remaining()),
             retries: self.metrics.retries.load(Ordering::Relaxed),
             hedges: self.metrics.hedges.load(Ordering::Relaxed),
@@ -348,6 +329,229 @@ impl Service {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The call path's view of a service: what a call reads and what it records, nothing else.
+impl Service {
+    /// Installs the tap its calls go through (a mesh built with [`crate::Mesh::with_tap`]).
+    pub(crate) fn set_tap(&mut self, tap: Option<Arc<dyn crate::Tap>>) {
+        self.tap = tap;
+    }
+
+    /// What `bff record` / `bff mock` put between it and the network.
+    pub(crate) fn tap(&self) -> Option<&Arc<dyn crate::Tap>> {
+        self.tap.as_ref()
+    }
+
+    /// Its name, shared (errors, coalescing keys).
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The endpoints now (a snapshot: a call keeps the set it started with).
+    pub(crate) fn endpoints(&self) -> Arc<EndpointSet> {
+        self.endpoints.current()
+    }
+
+    /// Whether a reload may keep this service for `cfg`: built from the same config and identity.
+    pub(crate) fn is_built_from(&self, cfg: &ServiceConfig, user_agent: &HeaderValue) -> bool {
+        self.config == *cfg && self.user_agent == *user_agent
+    }
+
+    /// The `user-agent` it sends unless the client's or the handler's is there.
+    pub(crate) fn user_agent(&self) -> &HeaderValue {
+        &self.user_agent
+    }
+
+    /// `timeout`, or the call's own when shorter.
+    pub(crate) fn timeout(&self, call: Option<Duration>) -> Duration {
+        call.map_or(self.timeout, |t| t.min(self.timeout))
+    }
+
+    /// The largest response body it may send.
+    pub(crate) fn max_response(&self) -> usize {
+        self.max_response
+    }
+
+    /// `token = "user"`: its calls carry the session's access token.
+    pub(crate) fn takes_user_token(&self) -> bool {
+        self.config.token == Some(bff_config::TokenMode::User)
+    }
+
+    /// `token = "client"`: its calls carry the BFF's own token.
+    pub(crate) fn takes_client_token(&self) -> bool {
+        self.config.token == Some(bff_config::TokenMode::Client)
+    }
+
+    /// Where `ring_hash` finds a call's key.
+    pub(crate) fn hash_key(&self) -> Option<&HashKey> {
+        self.hash_key.as_ref()
+    }
+
+    pub(crate) fn retry(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref()
+    }
+
+    pub(crate) fn hedge(&self) -> Option<&Hedge> {
+        self.hedge.as_ref()
+    }
+
+    /// The shield of a call that asks for a cache (`cache`, else the service's) or coalescing (`coalesce`,
+    /// else the service's). Most calls have neither: nothing is cloned nor looked up for them.
+    pub(crate) fn shield(
+        &self,
+        method: &Method,
+        has_body: bool,
+        own: &http::HeaderMap,
+        forward: &http::HeaderMap,
+        cache: Option<crate::Cache>,
+        coalesce: bool,
+    ) -> Option<Shield> {
+        if cache.is_none() && self.cache.is_none() && !coalesce && !self.coalesce {
+            return None;
+        }
+        let cache = cache.or_else(|| self.cache.clone());
+        Shield::of(method, has_body, own, forward, cache)
+    }
+
+    /// Its shared calls in flight.
+    pub(crate) fn flights(&self) -> &crate::coalesce::Flights {
+        &self.flights
+    }
+
+    /// Where the caches its calls use are registered.
+    pub(crate) fn caches(&self) -> &crate::cache::CacheRegistry {
+        &self.caches
+    }
+
+    /// Whether it has a cache of its own (`bff_cache_bytes` lists it even empty).
+    pub(crate) fn has_cache(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// A call's place under `max_in_flight`, held until dropped; `None` at the cap.
+    pub(crate) fn enter(&self) -> Option<Counted<'_>> {
+        (self.in_flight.load(Ordering::Relaxed) < self.max_in_flight)
+            .then(|| Counted::enter(&self.in_flight))
+    }
+
+    /// An endpoint of `set` for an attempt, not one of `tried` when another may receive traffic.
+    pub(crate) fn pick(
+        &self,
+        set: &EndpointSet,
+        tried: &[usize],
+        key: Option<u64>,
+    ) -> Option<usize> {
+        self.balancer.pick(set, tried, key)
+    }
+
+    /// The breaker's leave (`Ok(None)` without a breaker); `Err` when it is open.
+    pub(crate) fn admit(&self) -> Result<Option<Permit<'_>>, ()> {
+        match &self.breaker {
+            Some(b) => b.admit().map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    }
+
+    /// The breaker's state, when it has one (an attempt's span).
+    pub(crate) fn circuit(&self) -> Option<BreakerState> {
+        self.breaker.as_ref().map(CircuitBreaker::state)
+    }
+
+    /// The URI of a request to `endpoint`.
+    pub(crate) fn uri<P>(&self, endpoint: &Endpoint, pq: P) -> Result<http::Uri, http::Error>
+    where
+        P: TryInto<http::uri::PathAndQuery>,
+        P::Error: Into<http::Error>,
+    {
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+
+    /// Sends one request with the current client (a certificate rotation swaps it; calls in flight keep
+    /// theirs), without cloning it.
+    pub(crate) fn request(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match self.client.read() {
+            Ok(c) => c.request(req),
+            Err(e) => e.into_inner().request(req),
+        }
+    }
+
+    /// A call refused before any attempt (`fast_fail`).
+    #[cold]
+    pub(crate) fn refuse(&self, failed: Failed) -> crate::MeshError {
+        self.metrics.record(failed.measured(), None);
+        failed.into_error(&self.name, None)
+    }
+
+    /// An attempt's outcome on `set.list[i]`, fed to the service's policies: the endpoint's latency
+    /// estimate and failure count, the metrics, hedging's latency and outlier detection.
+    pub(crate) fn settle(&self, set: &EndpointSet, i: usize, outcome: &Outcome, start: Instant) {
+        let endpoint = &set.list[i];
+        let done = Instant::now();
+        let latency = done.saturating_duration_since(start);
+        endpoint.observe(latency, done);
+        let failed = outcome.is_failure();
+        self.metrics.record(outcome.measured(), Some(latency));
+        if failed {
+            endpoint.failures.fetch_add(1, Ordering::Relaxed);
+        } else {
+            endpoint.mark_reached();
+            if let Some(h) = &self.hedge {
+                h.observe(latency);
+            }
+        }
+        if let Some(o) = &self.outlier {
+            o.record(&set.list, i, failed, done);
+        }
+    }
+
+    /// A retry is sent.
+    pub(crate) fn count_retry(&self) {
+        self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A retry the budget refused.
+    pub(crate) fn count_retry_refused(&self) {
+        self.metrics.retries_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A hedge is sent.
+    pub(crate) fn count_hedge(&self) {
+        self.metrics.hedges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call joined an identical one in flight.
+    pub(crate) fn count_coalesced(&self) {
+        self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How a cached call was served.
+    pub(crate) fn count_cache(&self, result: CacheResult) {
+        self.metrics.record_cache(result);
+    }
+}
+
+/// Counts a call in flight on a service for as long as it lives.
+pub(crate) struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn enter(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        Self(c)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -485,11 +689,77 @@ impl ServiceClient {
     /// Whether the service has a `ring_hash` key taken from the route parameter `name`.
     pub fn hashes_on_param(&self) -> Option<&str> {
         match &self.service {
-            Ok(s) => match &s.hash_key {
+            Ok(s) => match s.hash_key() {
                 Some(HashKey::Param(p)) => Some(p),
                 _ => None,
             },
             Err(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Mesh;
+    use std::{sync::Arc, time::Duration};
+
+    fn addresses(service: &super::Service) -> Vec<String> {
+        service
+            .endpoints()
+            .list
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect()
+    }
+
+    /// Discovery belongs to its service, not to the health checks of one config: dropping the
+    /// [`crate::HealthChecks`] guard leaves it running (a reload that keeps the service keeps its
+    /// discovery), and dropping the service ends it (the task holds the endpoints, never the service).
+    #[tokio::test]
+    async fn discovery_outlives_the_health_checks_and_ends_with_its_service() {
+        let dir = std::env::temp_dir().join(format!(
+            "bff-mesh-discovery-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.json");
+        std::fs::write(&file, r#"["127.0.0.1:1"]"#).unwrap();
+        let text = format!("[services.s]\ndiscovery = \"file://{}\"\n", file.display());
+        let config = bff_config::Loader::new()
+            .with_env(Default::default())
+            .load_str(&text, bff_config::Format::Toml)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mesh = Mesh::from_config(&config).unwrap();
+        let service = mesh.service_arc("s").unwrap();
+        drop(mesh.start_tasks());
+
+        std::fs::write(&file, r#"["127.0.0.1:2"]"#).unwrap();
+        let mut seen = false;
+        for _ in 0..100 {
+            if addresses(&service) == ["127.0.0.1:2"] {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            seen,
+            "discovery still runs after the health checks' guard is dropped: {:?}",
+            addresses(&service)
+        );
+
+        let endpoints = Arc::downgrade(&service.endpoints);
+        drop((service, mesh));
+        let mut ended = false;
+        for _ in 0..100 {
+            if endpoints.upgrade().is_none() {
+                ended = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ended, "the discovery task ended with its service");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,11 +4,12 @@
 use crate::{
     Cache, CallContext, ErrorKind, MeshError, Response,
     cache::{Entry, Lookup},
-    coalesce::{self, CallKey, Lead, Seat, Served},
+    coalesce::{self, CallKey, Landed, Lead, Seat},
     request::Prepared,
 };
+use bff_telemetry::metrics::CacheResult;
 use http::{HeaderMap, Method, StatusCode, header};
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// How a call is shielded: coalesced with identical calls in flight, and cached when it has a cache (a
@@ -50,7 +51,7 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
     let service = &call.service;
     let key = |principal| {
         CallKey::new(
-            service.name.clone(),
+            service.shared_name().clone(),
             call.pq.clone(),
             &call.ctx.forward,
             &call.own,
@@ -71,17 +72,17 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
         .map(|_| std::time::SystemTime::now());
     let mut stale = None;
     if let Some(cache) = &shield.cache {
-        cache.register(&service.caches);
+        cache.register(service.caches());
         match cache.lookup(&cache_key, Instant::now()) {
             Lookup::Fresh(res) => {
-                record(call, Some(Served::Hit), false, wall_start);
+                record(call, Some(CacheResult::Hit), false, wall_start);
                 return Ok(res);
             }
             Lookup::Stale(entry) => {
                 if entry.start_refresh() {
                     refresh_in_background(call, cache, flight_key, cache_key, entry.clone());
                 }
-                record(call, Some(Served::Stale), false, wall_start);
+                record(call, Some(CacheResult::Stale), false, wall_start);
                 return Ok(entry.response.clone());
             }
             Lookup::Refresh(entry) => stale = Some(entry),
@@ -91,10 +92,10 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
     let scope = shield.cache.as_ref().map_or(0, Cache::id);
     let mut again = false;
     loop {
-        let (slot, coalesced) = match service.flights.join(service, flight_key.clone(), scope) {
+        let (slot, coalesced) = match service.flights().join(service, flight_key.clone(), scope) {
             Seat::Follow(slot) => {
                 // Counted on joining: the shared call may still be on its way.
-                service.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+                service.count_coalesced();
                 (slot, true)
             }
             Seat::Lead(lead, slot) => {
@@ -103,7 +104,10 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
                 (slot, false)
             }
         };
-        let (out, served) = coalesce::wait(slot, call.ctx.deadline, &service.name).await;
+        let Landed {
+            result: out,
+            served,
+        } = coalesce::wait(slot, call.ctx.deadline, service.shared_name()).await;
         // The shared call ran under its first caller's deadline: a caller that joined it and still has
         // time when that deadline passed makes the call again (once), under its own.
         if coalesced
@@ -114,7 +118,7 @@ pub(crate) async fn send(call: &Prepared, shield: &Shield) -> Result<Response, M
             again = true;
             continue;
         }
-        let served = served.or(shield.cache.as_ref().map(|_| Served::Miss));
+        let served = served.or(shield.cache.as_ref().map(|_| CacheResult::Miss));
         record(call, served, coalesced, wall_start);
         return out;
     }
@@ -129,7 +133,7 @@ fn refresh_in_background(
     entry: Arc<Entry>,
 ) {
     let service = &call.service;
-    match service.flights.join(service, flight_key, cache.id()) {
+    match service.flights().join(service, flight_key, cache.id()) {
         Seat::Follow(_) => entry.refresh_failed(),
         Seat::Lead(lead, _) => {
             let mut call = call.clone();
@@ -140,7 +144,7 @@ fn refresh_in_background(
                 stats: Default::default(),
                 ..(*call.ctx).clone()
             });
-            tracing::debug!(service = %service.name, "refreshing a stale entry in the background");
+            tracing::debug!(service = %service.name(), "refreshing a stale entry in the background");
             tokio::spawn(fly(call, Some(cache.clone()), key, Some(entry), lead, true));
         }
     }
@@ -169,42 +173,44 @@ async fn fly(
         (None, _, out) => (out, None),
         (Some(c), Some(entry), Ok(res)) if res.status == StatusCode::NOT_MODIFIED => (
             Ok(c.revalidated(&key, entry, &res, now)),
-            Some(Served::Revalidated),
+            Some(CacheResult::Revalidated),
         ),
         (Some(c), _, Ok(res)) if !res.status.is_server_error() => {
             c.store(&key, &res, now);
-            (Ok(res), Some(Served::Miss))
+            (Ok(res), Some(CacheResult::Miss))
         }
         // A failure or a 5xx: the stale entry stands in for it within stale_if_error.
         (Some(_), entry, out) => match entry.filter(|e| e.usable_on_error(now)) {
-            Some(e) => (Ok(e.response.clone()), Some(Served::Stale)),
-            None => (out, Some(Served::Miss)),
+            Some(e) => (Ok(e.response.clone()), Some(CacheResult::Stale)),
+            None => (out, Some(CacheResult::Miss)),
         },
     };
     if background && let Some(e) = &stale {
-        let refreshed = matches!(served, Some(Served::Miss | Served::Revalidated))
+        let refreshed = matches!(served, Some(CacheResult::Miss | CacheResult::Revalidated))
             && out.as_ref().is_ok_and(|r| r.status.is_success());
         if !refreshed {
             e.refresh_failed();
         }
     }
-    lead.land(Arc::new((out, served)));
+    lead.land(Arc::new(Landed {
+        result: out,
+        served,
+    }));
 }
 
 /// The metrics, the log line and (traces exported) the span of a shielded call.
 fn record(
     call: &Prepared,
-    served: Option<Served>,
+    served: Option<CacheResult>,
     coalesced: bool,
     wall_start: Option<std::time::SystemTime>,
 ) {
-    let m = &call.service.metrics;
     if let Some(s) = served {
-        m.cache[s.index()].fetch_add(1, Ordering::Relaxed);
+        call.service.count_cache(s);
     }
     tracing::debug!(
-        service = %call.service.name,
-        cache = served.map(Served::name),
+        service = %call.service.name(),
+        cache = served.map(CacheResult::name),
         coalesced,
         "shielded call"
     );
@@ -215,12 +221,17 @@ fn record(
 
 #[cold]
 #[inline(never)]
-fn span(call: &Prepared, served: Option<Served>, coalesced: bool, start: std::time::SystemTime) {
+fn span(
+    call: &Prepared,
+    served: Option<CacheResult>,
+    coalesced: bool,
+    start: std::time::SystemTime,
+) {
     let Some(tracer) = &call.ctx.tracer else {
         return;
     };
     let mut attributes = vec![
-        ("bff.service", call.service.name.to_string().into()),
+        ("bff.service", call.service.name().to_string().into()),
         ("http.request.method", call.method.as_str().into()),
         ("bff.coalesced", coalesced.into()),
     ];
@@ -232,7 +243,7 @@ fn span(call: &Prepared, served: Option<Served>, coalesced: bool, start: std::ti
         trace_id: call.ctx.trace.trace_id,
         span_id,
         parent_span_id: Some(call.ctx.trace.span_id),
-        name: format!("{} {} (shielded)", call.method, call.service.name),
+        name: format!("{} {} (shielded)", call.method, call.service.name()),
         kind: bff_telemetry::SpanKind::Client,
         start,
         end: std::time::SystemTime::now(),

@@ -63,7 +63,7 @@ pub trait Tap: std::fmt::Debug + Send + Sync + 'static {
 pub(crate) async fn dispatch(call: &Prepared, tap: &Arc<dyn Tap>) -> Result<Response, MeshError> {
     let body = call.body();
     let exchange = Exchange {
-        service: &call.service.name,
+        service: call.service.name(),
         method: &call.method,
         path_and_query: call.pq.as_str(),
         body: &body,

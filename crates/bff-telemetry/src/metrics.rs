@@ -166,8 +166,33 @@ impl Outcome {
     }
 }
 
-/// How cached calls were served, as `bff_cache_requests_total{result}` names them.
-pub const CACHE_RESULTS: [&str; 4] = ["hit", "miss", "stale", "revalidated"];
+/// How a cached call was served, as `bff_cache_requests_total{result}` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheResult {
+    /// A fresh entry answered.
+    Hit,
+    /// No usable entry: the service answered (and the entry was stored when it could be).
+    Miss,
+    /// A stale entry answered (stale-while-revalidate, or stale-if-error).
+    Stale,
+    /// A stale entry was revalidated (`304 Not Modified`) and answered.
+    Revalidated,
+}
+
+impl CacheResult {
+    /// Every result, in the order `/metrics` lists them.
+    pub const ALL: [Self; 4] = [Self::Hit, Self::Miss, Self::Stale, Self::Revalidated];
+
+    /// Its `result` label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+            Self::Revalidated => "revalidated",
+        }
+    }
+}
 
 /// The metrics of one downstream service.
 #[derive(Debug)]
@@ -179,8 +204,8 @@ pub struct ServiceMetrics {
     pub retries: AtomicU64,
     pub retries_refused: AtomicU64,
     pub hedges: AtomicU64,
-    /// Cached calls, by [`CACHE_RESULTS`].
-    pub cache: [AtomicU64; CACHE_RESULTS.len()],
+    /// Cached calls, by [`CacheResult`], as its discriminant.
+    cache: [AtomicU64; CacheResult::ALL.len()],
     /// Calls that joined an identical call in flight instead of making their own.
     pub coalesced: AtomicU64,
 }
@@ -205,6 +230,16 @@ impl ServiceMetrics {
         if let Some(e) = elapsed {
             self.duration.observe(e);
         }
+    }
+
+    /// How a cached call was served.
+    pub fn record_cache(&self, result: CacheResult) {
+        self.cache[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cached calls served so far as `result`.
+    pub fn cache_count(&self, result: CacheResult) -> u64 {
+        self.cache[result as usize].load(Ordering::Relaxed)
     }
 }
 
@@ -495,12 +530,13 @@ impl Metrics {
             "Cached calls, by service and how they were served (hit, miss, stale, revalidated).",
         );
         for s in &services {
-            for (i, result) in CACHE_RESULTS.iter().enumerate() {
+            for result in CacheResult::ALL {
                 let _ = writeln!(
                     out,
-                    "bff_cache_requests_total{{service=\"{}\",result=\"{result}\"}} {}",
+                    "bff_cache_requests_total{{service=\"{}\",result=\"{}\"}} {}",
                     esc(&s.service),
-                    s.cache[i].load(Ordering::Relaxed)
+                    result.name(),
+                    s.cache_count(result)
                 );
             }
         }
@@ -596,6 +632,7 @@ mod tests {
         s.record(Outcome::Success, Some(Duration::from_millis(2)));
         s.record(Outcome::FastFail, None);
         s.retries.fetch_add(1, Ordering::Relaxed);
+        s.record_cache(CacheResult::Stale);
         let mut out = String::new();
         m.render(&mut out);
         assert!(
@@ -615,6 +652,8 @@ mod tests {
             out.contains("bff_upstream_requests_total{service=\"users\",outcome=\"success\"} 1")
         );
         assert!(out.contains("bff_upstream_retries_total{service=\"users\"} 1"));
+        assert!(out.contains("bff_cache_requests_total{service=\"users\",result=\"stale\"} 1"));
+        assert!(out.contains("bff_cache_requests_total{service=\"users\",result=\"hit\"} 0"));
         assert_eq!(
             m.route("/api/home/{id}", "GET")
                 .duration

@@ -1,7 +1,7 @@
 //! `dns://host:port` and `dns+srv://name` discovery (the `dns` feature), with hickory's resolver.
 
 use super::Outage;
-use crate::Service;
+use crate::endpoint::Endpoints;
 use hickory_resolver::{
     TokioResolver,
     config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig},
@@ -79,7 +79,7 @@ fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, ResolverError> 
 }
 
 /// Resolves again when the TTL runs out (bounded); on failure keeps the set and retries with a backoff.
-pub(super) async fn watch(target: DnsTarget, service: Arc<Service>) {
+pub(super) async fn watch(target: DnsTarget, service: Arc<Endpoints>) {
     let mut outage = Outage::new(&service, "dns");
     let mut retry = DNS_MIN_REFRESH;
     // Built on first use and kept; a failure to build it (unreadable resolv.conf) is retried like any.

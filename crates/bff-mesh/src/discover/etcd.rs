@@ -7,7 +7,7 @@
 //! change between the two is lost. The watch is one long response of JSON objects, one per event batch.
 
 use super::{DiscoveryError, Outage, check_host_port, endpoint_of};
-use crate::Service;
+use crate::endpoint::Endpoints;
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, StatusCode, header};
@@ -31,7 +31,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Get + watch, again and again: a session ends with an error, the next one starts after a backoff,
 /// on the next of the URL's endpoints.
-pub(super) async fn watch(endpoints: Vec<String>, prefix: String, service: Arc<Service>) {
+pub(super) async fn watch(endpoints: Vec<String>, prefix: String, service: Arc<Endpoints>) {
     let client = client();
     let mut outage = Outage::new(&service, "etcd");
     let mut backoff = MIN_BACKOFF;
@@ -110,7 +110,7 @@ impl Gateway<'_> {
 async fn session(
     gw: &Gateway<'_>,
     prefix: &str,
-    service: &Service,
+    service: &Endpoints,
     outage: &mut Outage,
     backoff: &mut Duration,
 ) -> String {
@@ -371,12 +371,12 @@ fn base64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 /// The keys under a prefix and their endpoints. A key whose value is not an endpoint is left out (and
 /// logged): one bad registration must not take the others' away.
 struct Keys<'a> {
-    service: &'a Service,
+    service: &'a Endpoints,
     keys: BTreeMap<Vec<u8>, String>,
 }
 
 impl<'a> Keys<'a> {
-    fn new(service: &'a Service) -> Self {
+    fn new(service: &'a Endpoints) -> Self {
         Self {
             service,
             keys: BTreeMap::new(),
