@@ -273,6 +273,7 @@ impl Service {
 
     /// The tasks that live as long as one config: health checks, and the watch of its TLS files.
     pub(crate) fn start_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut tasks = self
             .health
             .as_ref()
