@@ -15,6 +15,9 @@ pub mod path;
 mod policy;
 pub mod rate_limit;
 
+/// The access log's timestamp, for its benchmark against the `time` crate (benches/kept_crates.rs) only.
+#[doc(hidden)]
+pub use self::layer::rfc3339 as __rfc3339;
 #[cfg(feature = "redis")]
 pub use self::rate_limit::RedisStore;
 /// The future of the edge's and the routes' services: boxed once each, answering with a response.

@@ -44,6 +44,9 @@ pub use self::tls::TlsError;
 
 #[doc(hidden)]
 pub use self::path::{__check_template, check_properties as check_path_properties};
+/// The retry budget, for its benchmark against tower's `TpsBudget` (benches/retry_budget.rs) only.
+#[doc(hidden)]
+pub use self::retry::RetryBudget as __RetryBudget;
 pub use self::{
     breaker::BreakerState,
     cache::Cache,

@@ -2,6 +2,12 @@
 //! (route, service) is registered when the BFF is built and handed out as an `Arc` of atomics, so recording
 //! is a few relaxed atomic adds; statuses and outcomes index fixed arrays. Label values are route templates
 //! and service names, never raw paths or client input.
+//!
+//! Encoded by hand rather than by prometheus-client, not for speed: recording a request costs the same
+//! with its pre-resolved counter and histogram (17.2 ns against 17.9 ns), but its encoder writes
+//! OpenMetrics only (`# EOF`, `_total` added to counter names), which would change the text that scrapers
+//! and dashboards read, and it adds 3 crates to the build (docs/performance.md, "Hand-written or a crate:
+//! the decisions").
 
 use std::{
     collections::BTreeMap,

@@ -4,6 +4,9 @@
 //!
 //! The protobuf messages are the few of `opentelemetry/proto/trace/v1` a span needs, encoded by hand: a
 //! varint, a tag and a length are all it takes, and no code generator or protobuf runtime joins the build.
+//! opentelemetry-proto's prost types would bring 34 crates, 12 of them new to Cargo.lock (opentelemetry_sdk,
+//! prost and its derive, a second rand), 28 s of CPU to build; the encoding runs in the exporter's batch
+//! task, off the request's path (docs/performance.md, "Hand-written or a crate: the decisions").
 
 use bytes::Bytes;
 use http::{Request, Uri};
