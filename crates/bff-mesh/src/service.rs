@@ -92,7 +92,7 @@ pub struct Service {
     health: Option<HealthCheck>,
     discovery: Option<Discovery>,
     /// Its discovery task once started; aborted when the service is dropped.
-    discovering: std::sync::Mutex<Option<JoinHandle<()>>>,
+    discovering: std::sync::Mutex<Option<AbortOnDrop>>,
     hash_key: Option<HashKey>,
     in_flight: AtomicUsize,
     max_in_flight: usize,
@@ -115,11 +115,13 @@ pub struct Service {
     tap: Option<Arc<dyn crate::Tap>>,
 }
 
-impl Drop for Service {
+/// A task aborted when its owner is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        if let Some(task) = self.discovering.get_mut().ok().and_then(Option::take) {
-            task.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -266,8 +268,8 @@ impl Service {
             return;
         };
         let mut task = self.discovering.lock().unwrap_or_else(|e| e.into_inner());
-        if task.as_ref().is_none_or(JoinHandle::is_finished) {
-            *task = Some(discovery.clone().spawn(self.endpoints.clone()));
+        if task.as_ref().is_none_or(|t| t.0.is_finished()) {
+            *task = Some(AbortOnDrop(discovery.clone().spawn(self.endpoints.clone())));
         }
     }
 
