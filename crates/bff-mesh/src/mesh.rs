@@ -152,11 +152,7 @@ impl Mesh {
             Some(s) if s.takes_client_token() => self.tokens.clone(),
             _ => None,
         };
-        ServiceClient {
-            service: service.ok_or_else(|| name.into()),
-            ctx: self.ctx.clone(),
-            tokens,
-        }
+        ServiceClient::new(service.ok_or_else(|| name.into()), self.ctx.clone(), tokens)
     }
 
     pub(crate) fn service_arc(&self, name: &str) -> Option<Arc<Service>> {

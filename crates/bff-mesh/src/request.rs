@@ -165,7 +165,7 @@ impl RequestBuilder {
     /// timeout; its outcome feeds the endpoint's latency estimate, outlier detection and the breaker; a
     /// retryable failure is retried after a backoff while the retry budget and the deadline allow.
     pub async fn send(mut self) -> Result<Response, MeshError> {
-        let tokens = self.client.tokens.take();
+        let tokens = self.client.take_tokens();
         let mut call = self.prepare()?;
         if let Some(source) = tokens {
             call.client_token(&*source).await?;
@@ -175,7 +175,7 @@ impl RequestBuilder {
 
     /// Sends the request; a non-2xx status is an error ([`ErrorKind::Status`]).
     pub async fn send_ok(mut self) -> Result<Response, MeshError> {
-        let tokens = self.client.tokens.take();
+        let tokens = self.client.take_tokens();
         let mut call = self.prepare()?;
         if let Some(source) = tokens {
             call.client_token(&*source).await?;
@@ -186,7 +186,7 @@ impl RequestBuilder {
 
     /// Sends the request and parses a 2xx JSON body into `T`.
     pub async fn send_json<T: DeserializeOwned>(mut self) -> Result<T, MeshError> {
-        let tokens = self.client.tokens.take();
+        let tokens = self.client.take_tokens();
         let mut call = self.prepare()?;
         if let Some(source) = tokens {
             call.client_token(&*source).await?;
@@ -198,7 +198,8 @@ impl RequestBuilder {
     /// Everything about the call that can be decided before the first attempt (no await here, so that
     /// the futures of `send*` stay small).
     fn prepare(self) -> Result<Prepared, MeshError> {
-        let service = match self.client.service {
+        let (service, ctx) = self.client.into_parts();
+        let service = match service {
             Ok(s) => s,
             Err(name) => {
                 return Err(MeshError::new(
@@ -225,7 +226,6 @@ impl RequestBuilder {
                 ));
             }
         };
-        let ctx = self.client.ctx;
         let mut own = self.headers;
         if !own.is_empty() {
             strip_hop_by_hop(&mut own);

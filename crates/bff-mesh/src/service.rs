@@ -652,13 +652,36 @@ pub struct EndpointSnapshot {
 /// A handle to call one service within the current request's context.
 #[derive(Clone, Debug)]
 pub struct ServiceClient {
-    pub(crate) service: Result<Arc<Service>, Arc<str>>,
-    pub(crate) ctx: Arc<CallContext>,
+    /// The service, or the unknown name asked for (the call fails when sent).
+    service: Result<Arc<Service>, Arc<str>>,
+    ctx: Arc<CallContext>,
     /// The BFF's own token source, for a service with `token = "client"`.
-    pub(crate) tokens: Option<Arc<dyn crate::TokenSource>>,
+    tokens: Option<Arc<dyn crate::TokenSource>>,
 }
 
 impl ServiceClient {
+    pub(crate) fn new(
+        service: Result<Arc<Service>, Arc<str>>,
+        ctx: Arc<CallContext>,
+        tokens: Option<Arc<dyn crate::TokenSource>>,
+    ) -> Self {
+        Self {
+            service,
+            ctx,
+            tokens,
+        }
+    }
+
+    /// The token source of a service with `token = "client"`, taken for the call being sent.
+    pub(crate) fn take_tokens(&mut self) -> Option<Arc<dyn crate::TokenSource>> {
+        self.tokens.take()
+    }
+
+    /// The service (or the unknown name) and the context, for the call being prepared.
+    pub(crate) fn into_parts(self) -> (Result<Arc<Service>, Arc<str>>, Arc<CallContext>) {
+        (self.service, self.ctx)
+    }
+
     /// A call with any method, its path sent exactly as given (already percent-encoded): the aggregation
     /// engine's entry, which encodes its own templates. Handlers use [`get`](Self::get), [`post`](Self::post),
     /// [`put`](Self::put), [`patch`](Self::patch), [`delete`](Self::delete) or [`method`](Self::method), with
