@@ -87,8 +87,8 @@ pub enum PlanProblem {
     #[error("unknown backend {0}")]
     UnknownBackend(String),
     /// A backend's cache out of bounds (a config made in code).
-    #[error("cache: {0}")]
-    Cache(String),
+    #[error("cache")]
+    Cache(#[source] bff_config::InvalidValue),
 }
 
 /// A backend's downstream path being built from its template: literals as they are, placeholder values

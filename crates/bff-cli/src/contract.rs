@@ -18,7 +18,10 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
         let doc = match read(file) {
             Ok(doc) => Some((file.clone(), doc)),
             Err(e) => {
-                errors.push(config.error_at(&format!("services.{name}.openapi"), e));
+                errors.push(config.error_at(
+                    &format!("services.{name}.openapi"),
+                    bff::telemetry::ErrorChain(&e).to_string(),
+                ));
                 None
             }
         };
@@ -74,21 +77,57 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
     errors
 }
 
+/// A service's OpenAPI document that cannot be used; the parser's error is the source.
+#[derive(Debug, thiserror::Error)]
+enum SpecError {
+    #[error("cannot read {file}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} is not JSON")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{file} is not YAML")]
+    Yaml {
+        file: String,
+        #[source]
+        source: yaml_rust2::ScanError,
+    },
+    #[error("{0} is empty")]
+    Empty(String),
+    #[error("{0} has no `paths`: not an OpenAPI document")]
+    NoPaths(String),
+}
+
 /// A document, YAML or JSON (by its extension; YAML, a superset of JSON, otherwise).
-fn read(file: &str) -> Result<Value, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+fn read(file: &str) -> Result<Value, SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+        file: file.into(),
+        source,
+    })?;
     let doc = if file.ends_with(".json") {
-        serde_json::from_str(&text).map_err(|e| format!("{file} is not JSON: {e}"))?
+        serde_json::from_str(&text).map_err(|source| SpecError::Json {
+            file: file.into(),
+            source,
+        })?
     } else {
-        let mut docs = yaml_rust2::YamlLoader::load_from_str(&text)
-            .map_err(|e| format!("{file} is not YAML: {e}"))?;
+        let mut docs =
+            yaml_rust2::YamlLoader::load_from_str(&text).map_err(|source| SpecError::Yaml {
+                file: file.into(),
+                source,
+            })?;
         if docs.is_empty() {
-            return Err(format!("{file} is empty"));
+            return Err(SpecError::Empty(file.into()));
         }
         yaml_to_json(docs.swap_remove(0))
     };
     if !doc.get("paths").is_some_and(Value::is_object) {
-        return Err(format!("{file} has no `paths`: not an OpenAPI document"));
+        return Err(SpecError::NoPaths(file.into()));
     }
     Ok(doc)
 }
@@ -219,10 +258,15 @@ fn steps(path: &str) -> Vec<Step> {
     }
 }
 
+/// Where a JSONPath leaves a response schema.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+struct Missing(String);
+
 /// Follows `path` through `schema`: `Err` says where it leaves the schema.
-fn walk(doc: &Value, schema: &Value, path: &str) -> Result<(), String> {
+fn walk(doc: &Value, schema: &Value, path: &str) -> Result<(), Missing> {
     let mut at = "$".to_string();
-    let mut cur = deref(doc, schema).ok_or("an unresolvable $ref")?;
+    let mut cur = deref(doc, schema).ok_or_else(|| Missing("an unresolvable $ref".into()))?;
     for step in steps(path) {
         let next = match &step {
             Step::Name(n) => property(doc, cur, n),
@@ -233,10 +277,10 @@ fn walk(doc: &Value, schema: &Value, path: &str) -> Result<(), String> {
             // The schema allows anything there: nothing more to check.
             Some(None) => return Ok(()),
             None => {
-                return Err(match step {
+                return Err(Missing(match step {
                     Step::Name(n) => format!("no property {n:?} at {at}"),
                     Step::Item => format!("{at} is not an array"),
-                });
+                }));
             }
         }
         match step {
@@ -345,11 +389,11 @@ mod tests {
         assert_eq!(walk(&d, schema, "$.tags[?@.id]"), Ok(()));
         assert_eq!(
             walk(&d, schema, "$.profile.nick"),
-            Err("no property \"nick\" at $.profile".into())
+            Err(Missing("no property \"nick\" at $.profile".into()))
         );
         assert_eq!(
             walk(&d, schema, "$.profile[0]"),
-            Err("$.profile is not an array".into())
+            Err(Missing("$.profile is not an array".into()))
         );
     }
 

@@ -31,10 +31,8 @@ pub(crate) struct ClientArgs {
 }
 
 /// The document of a config: the app it builds, as `bff check` builds it.
-fn document(args: &OpenapiArgs) -> Result<serde_json::Value, String> {
-    crate::load(&args.config, args.env_file.as_ref())
-        .map(|app| app.openapi())
-        .map_err(|e| e.to_string())
+fn document(args: &OpenapiArgs) -> Result<serde_json::Value, bff::StartError> {
+    crate::load(&args.config, args.env_file.as_ref()).map(|app| app.openapi())
 }
 
 fn failed(command: &str, e: &str) -> ExitCode {
@@ -52,7 +50,7 @@ pub(crate) fn openapi(args: &OpenapiArgs) -> ExitCode {
             println!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e) => failed("openapi", &e),
+        Err(e) => failed("openapi", &e.to_string()),
     }
 }
 
@@ -70,7 +68,7 @@ pub(crate) fn client(args: &ClientArgs) -> ExitCode {
                 serde_json::from_str(&text)
                     .map_err(|e| format!("{}: not JSON: {e}", file.display()))
             }),
-        None => document(&args.config),
+        None => document(&args.config).map_err(|e| e.to_string()),
     };
     let text = match doc.and_then(|d| bff_openapi::typescript(&d).map_err(|e| e.to_string())) {
         Ok(text) => text,

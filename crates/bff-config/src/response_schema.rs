@@ -54,7 +54,7 @@ impl ResponseSchema {
     }
 
     /// Reads and checks the file (relative paths against `dir`), unless it is loaded already.
-    fn load(&mut self, dir: Option<&Path>) -> Result<(), String> {
+    fn load(&mut self, dir: Option<&Path>) -> Result<(), crate::InvalidValue> {
         if self.schema.is_some() {
             return Ok(());
         }
@@ -109,7 +109,7 @@ const TYPES: [&str; 7] = [
 
 /// What the document and the client rely on: a schema (object or boolean), `type` names JSON Schema
 /// knows, and `$ref`s that point into this file and resolve there.
-pub(crate) fn check(root: &Value) -> Result<(), String> {
+pub(crate) fn check(root: &Value) -> Result<(), crate::InvalidValue> {
     if !root.is_object() && !root.is_boolean() {
         return Err("a JSON Schema is an object (or true/false)".into());
     }
@@ -117,7 +117,7 @@ pub(crate) fn check(root: &Value) -> Result<(), String> {
     walk(root, root, "#", &mut problems);
     match problems.into_iter().next() {
         None => Ok(()),
-        Some(p) => Err(p),
+        Some(p) => Err(p.into()),
     }
 }
 
@@ -198,7 +198,7 @@ pub(crate) fn load_all(config: &mut crate::Config, dir: Option<&Path>) -> Vec<(S
             if let Some(s) = &mut b.response_schema
                 && let Err(m) = s.load(dir)
             {
-                errors.push((format!("routes[{i}].backends[{j}].response_schema"), m));
+                errors.push((format!("routes[{i}].backends[{j}].response_schema"), m.0));
             }
         }
     }
@@ -216,13 +216,14 @@ mod tests {
         assert!(check(&json!(true)).is_ok());
         assert!(check(&json!([1])).is_err());
         let e = check(&json!({"properties": {"a": {"$ref": "#/$defs/B"}}})).unwrap_err();
+        let e = e.0;
         assert!(
             e.contains("#/properties/a/$ref") && e.contains("resolves to nothing"),
             "{e}"
         );
-        let e = check(&json!({"$ref": "other.json#/x"})).unwrap_err();
+        let e = check(&json!({"$ref": "other.json#/x"})).unwrap_err().0;
         assert!(e.contains("not within this file"), "{e}");
-        let e = check(&json!({"items": {"type": "str"}})).unwrap_err();
+        let e = check(&json!({"items": {"type": "str"}})).unwrap_err().0;
         assert!(e.contains("#/items/type") && e.contains("\"str\""), "{e}");
         // A property named `type` is a schema, not a keyword; an enum's values are data.
         assert!(

@@ -425,7 +425,7 @@ fn validate_route(
 
 impl crate::CacheConfig {
     /// Checks a cache built in code (`bff_mesh::Cache::new`) as a config file's is checked.
-    pub fn check(&self, prefix: &str) -> Result<(), String> {
+    pub fn check(&self, prefix: &str) -> Result<(), crate::InvalidValue> {
         let mut problems = Vec::new();
         check_cache(prefix, self, &mut |key: String, msg: String| {
             problems.push(format!("{key}: {msg}"))
@@ -433,7 +433,7 @@ impl crate::CacheConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(problems.join("; ").into())
         }
     }
 }

@@ -124,7 +124,7 @@ impl moka::Expiry<CallKey, Arc<Entry>> for Lifetime {
 
 impl Cache {
     /// A cache with `config`'s times and bounds, checked as `bff check` checks a config's.
-    pub fn new(config: &CacheConfig) -> Result<Self, String> {
+    pub fn new(config: &CacheConfig) -> Result<Self, bff_config::InvalidValue> {
         config.check("cache")?;
         let max_bytes = config.max_bytes.bytes();
         // Each entry weighs at least its share of max_bytes, so that the byte bound implies the entry bound.

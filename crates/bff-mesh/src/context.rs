@@ -36,8 +36,21 @@ pub trait TokenSource: Send + Sync + std::fmt::Debug {
 }
 
 /// The future of [`TokenSource::token`]; its error says why no token could be had (never a secret).
-pub type TokenFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<HeaderValue, String>> + Send + 'a>>;
+pub type TokenFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HeaderValue, TokenError>> + Send + 'a>,
+>;
+
+/// Why a [`TokenSource`] had no token: what went wrong is its source (never the token itself).
+#[derive(Debug, thiserror::Error)]
+#[error("no client token")]
+pub struct TokenError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl TokenError {
+    /// An error with `cause` as its source.
+    pub fn new(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(cause.into())
+    }
+}
 
 /// Counts of a request's downstream attempts.
 #[derive(Debug, Default)]

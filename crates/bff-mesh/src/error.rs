@@ -267,8 +267,8 @@ pub enum ServiceError {
     #[error("discovery")]
     Discovery(#[source] bff_config::InvalidValue),
     /// Its `[services.NAME.cache]` is out of bounds (a config made in code).
-    #[error("cache: {0}")]
-    Cache(String),
+    #[error("cache")]
+    Cache(#[source] bff_config::InvalidValue),
     /// [`crate::Mesh::resolve_with`] named a service that is not configured.
     #[error("no service {0:?}")]
     Unknown(String),

@@ -50,7 +50,7 @@ pub use self::retry::RetryBudget as __RetryBudget;
 pub use self::{
     breaker::BreakerState,
     cache::Cache,
-    context::{CallContext, CallStats, DEADLINE_HEADER, TokenFuture, TokenSource},
+    context::{CallContext, CallStats, DEADLINE_HEADER, TokenError, TokenFuture, TokenSource},
     error::{ErrorKind, ErrorSource, MeshBuildError, MeshError, ServiceError},
     extract::MeshRejection,
     headers::{

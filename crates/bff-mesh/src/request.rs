@@ -291,7 +291,10 @@ impl Prepared {
                 self.own.insert(http::header::AUTHORIZATION, token);
                 Ok(())
             }
-            Err(why) => Err(self.fail(ErrorKind::Connect, format_args!("client token: {why}"))),
+            Err(why) => Err(self.fail(
+                ErrorKind::Connect,
+                format_args!("{}", bff_telemetry::ErrorChain(&why)),
+            )),
         }
     }
 

@@ -27,7 +27,7 @@ use axum::{
 use base64::Engine as _;
 use bff_config::{CorsConfig, CorsOrigin, SessionConfig, SessionStore};
 use bff_edge::{BffError, SessionFuture, SessionGate};
-use bff_mesh::{CallContext, TokenFuture, TokenSource};
+use bff_mesh::{CallContext, TokenError, TokenFuture, TokenSource};
 use bff_telemetry::SessionMetrics;
 use http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use serde_json::{Map, Value, json};
@@ -687,9 +687,9 @@ impl TokenSource for ClientTokens {
                 .provider
                 .client_credentials()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(TokenError::new)?;
             let mut v = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token))
-                .map_err(|_| "the client token is not a header value".to_string())?;
+                .map_err(|_| TokenError::new("the client token is not a header value"))?;
             v.set_sensitive(true);
             let expires = now_ms() + tokens.expires_in.unwrap_or(300) * 1000;
             if let Ok(mut c) = self.cached.write() {

@@ -95,6 +95,18 @@ impl fmt::Display for FixtureError {
 
 impl std::error::Error for FixtureError {}
 
+/// What is wrong with a fixture file's content (the key, and how).
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidFixture(pub String);
+
+impl fmt::Display for InvalidFixture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidFixture {}
+
 fn fail(path: &Path, message: impl fmt::Display) -> FixtureError {
     FixtureError {
         path: path.to_path_buf(),
@@ -178,29 +190,29 @@ impl Fixture {
     }
 
     /// A fixture file's content.
-    pub fn from_json(v: &Value) -> Result<Self, String> {
+    pub fn from_json(v: &Value) -> Result<Self, InvalidFixture> {
         let s = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| format!("`{k}` is missing or not a string"))
+                .ok_or_else(|| InvalidFixture(format!("`{k}` is missing or not a string")))
         };
         let status = v
             .get("status")
             .and_then(Value::as_u64)
             .and_then(|s| u16::try_from(s).ok())
             .filter(|s| StatusCode::from_u16(*s).is_ok())
-            .ok_or("`status` is missing or not an HTTP status")?;
+            .ok_or_else(|| InvalidFixture("`status` is missing or not an HTTP status".into()))?;
         let headers = match v.get("headers") {
             None => BTreeMap::new(),
             Some(Value::Object(h)) => h
                 .iter()
                 .map(|(k, v)| match v.as_str() {
                     Some(s) => Ok((k.to_ascii_lowercase(), s.to_string())),
-                    None => Err(format!("headers.{k} is not a string")),
+                    None => Err(InvalidFixture(format!("headers.{k} is not a string"))),
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err("`headers` is not an object".into()),
+            Some(_) => return Err(InvalidFixture("`headers` is not an object".into())),
         };
         let body = match (v.get("body"), v.get("body_text")) {
             (Some(b), _) => Body::Json(b.clone()),
@@ -209,7 +221,7 @@ impl Fixture {
         };
         let path = s("path")?;
         if !path.starts_with('/') {
-            return Err("`path` must start with `/`".into());
+            return Err(InvalidFixture("`path` must start with `/`".into()));
         }
         Ok(Self {
             service: s("service")?,

@@ -90,8 +90,8 @@ pub mod mesh {
         BreakerState, Cache, CallContext, CallStats, DEADLINE_HEADER, DownstreamPath,
         EndpointSnapshot, ErrorKind, ErrorSource, Exchange, HealthChecks, IntoPath, Mesh,
         MeshBuildError, MeshError, MeshRejection, PathError, RequestBuilder, Resolve, Response,
-        Service, ServiceClient, ServiceError, ServiceSnapshot, Tap, TokenFuture, TokenSource,
-        Update, encode_value, path,
+        Service, ServiceClient, ServiceError, ServiceSnapshot, Tap, TokenError, TokenFuture,
+        TokenSource, Update, encode_value, path,
     };
 }
 
