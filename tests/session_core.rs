@@ -1298,6 +1298,11 @@ async fn start_redis() -> Redis {
         .local_addr()
         .unwrap()
         .port();
+    start_redis_on(port).await
+}
+
+/// A Redis on `port` (a new, empty one where a stopped one listened).
+async fn start_redis_on(port: u16) -> Redis {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("session-redis-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1346,6 +1351,63 @@ async fn redis_command(port: u16, args: &[&str]) -> std::io::Result<Vec<u8>> {
         .await
         .map_err(|_| std::io::Error::other("no reply"))??;
     Ok(reply)
+}
+
+/// The store unavailable degrades the requests that need it, never the process: with Redis stopped, a
+/// session route, /bff/user, /bff/login and /bff/callback answer 503 `session_store_unavailable` (each
+/// Redis operation is bounded: a connection attempt per request, no retries within it), and a route
+/// without sessions is served (with the session cookie too); once Redis is back, logins and sessions
+/// work again.
+#[tokio::test]
+async fn a_stopped_redis_store_fails_session_requests_with_503_and_only_those() {
+    let redis = start_redis().await;
+    let port = redis.port;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let s = setup(&format!(
+        "store = \"redis://127.0.0.1:{port}\"\nstore_key = \"{key}\""
+    ))
+    .await;
+    let b = sign_in(&s, "gina", "sid-g", "__Host-bff", "/bff/callback").await;
+    assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
+    // A login in progress, its callback arriving while Redis is down.
+    let res = s.bff.get("/bff/login?returnUrl=/app/home").await;
+    let login = query_of(res.headers()["location"].to_str().unwrap());
+    let (login_cookie, _) = set_cookie(&res, "__Host-bff-login").unwrap();
+    let code = s.op.authorize(&login, "gina", "sid-g2");
+
+    drop(redis);
+    let unavailable = (503, "session_store_unavailable".to_string());
+    for path in ["/api/orders", "/bff/user"] {
+        assert_eq!(
+            error_code(b.get(&s.bff, path).await).await,
+            unavailable,
+            "{path}"
+        );
+    }
+    let res = s.bff.get("/bff/login?returnUrl=/app/home").await;
+    assert_eq!(error_code(res).await, unavailable);
+    let res = s
+        .bff
+        .client()
+        .get(s.bff.url(&format!(
+            "/bff/callback?code={code}&state={}",
+            login["state"]
+        )))
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(res).await, unavailable);
+    // Other routes are served, with or without the session cookie.
+    assert_eq!(b.get(&s.bff, "/api/public").await.status(), 200);
+    assert_eq!(s.bff.get("/api/public").await.status(), 200);
+    assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 503);
+
+    // Redis back (empty: the old session is gone), a new login works.
+    let _redis = start_redis_on(port).await;
+    let b = sign_in(&s, "gina", "sid-g3", "__Host-bff", "/bff/callback").await;
+    assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
+    assert_eq!(b.get(&s.bff, "/bff/user").await.status(), 200);
 }
 
 /// Two instances sharing a Redis store: a session made on one is served by the other; the store holds

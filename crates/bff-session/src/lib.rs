@@ -85,6 +85,8 @@ enum Refresh {
     Ended,
     /// The provider could not be reached: the session stays, this request fails.
     Unavailable,
+    /// The store could not be reached: the session stays, this request fails (503).
+    Store,
 }
 
 /// Milliseconds since the epoch, on tokio's clock (so that tests on paused time move it): the wall clock
@@ -171,6 +173,11 @@ fn provider_unavailable(e: &OidcError) -> BffError {
 
 fn store_failed(e: &store::StoreError) -> BffError {
     tracing::warn!(error = %e, "session store failed");
+    store_unavailable()
+}
+
+/// 503 `session_store_unavailable`: this request fails, the BFF and its other routes go on.
+fn store_unavailable() -> BffError {
     BffError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "session_store_unavailable",
@@ -428,6 +435,7 @@ impl Sessions {
         match outcome {
             Ok(data) => Ok(data),
             Err(Refresh::Ended) => Err(BffError::unauthenticated()),
+            Err(Refresh::Store) => Err(store_unavailable()),
             Err(Refresh::Unavailable) if data.access_expires_at.is_some_and(|e| e > now) => {
                 Ok(data)
             }
@@ -448,11 +456,11 @@ impl Sessions {
         loop {
             let locked = self.0.store.lock(key, lock_ms).await.map_err(|e| {
                 tracing::warn!(error = %e, "session store failed");
-                Refresh::Unavailable
+                Refresh::Store
             })?;
             let current = self.0.store.get(key).await.map_err(|e| {
                 tracing::warn!(error = %e, "session store failed");
-                Refresh::Unavailable
+                Refresh::Store
             })?;
             let Some(current) = current else {
                 if locked {
@@ -501,7 +509,7 @@ impl Sessions {
                 }
                 if let Err(e) = self.save(key, &data).await {
                     tracing::warn!(error = %e, "session store failed");
-                    return Err(Refresh::Unavailable);
+                    return Err(Refresh::Store);
                 }
                 m.refresh_ok.fetch_add(1, Ordering::Relaxed);
                 Ok(Arc::new(data))

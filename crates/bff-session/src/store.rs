@@ -57,6 +57,11 @@ impl std::fmt::Debug for LoginRecord {
     }
 }
 
+/// Each Redis operation (a command or a pipeline, with the connection it may have to make first): a
+/// store that does not answer within it fails the request with 503 `session_store_unavailable`.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A store failure (Redis unreachable, a value that does not decrypt).
 #[derive(Debug, thiserror::Error)]
 #[error("session store: {0}")]
@@ -90,7 +95,7 @@ impl Store {
         match self {
             Self::Memory(m) => Ok(m.get(key)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.get(&r.k("s", key)).await,
+            Self::Redis(r) => bounded(r.get(&r.k("s", key))).await,
         }
     }
 
@@ -106,7 +111,7 @@ impl Store {
         match self {
             Self::Memory(m) => Ok(m.put(key, data, now + ttl_ms, now)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.put_session(key, data, ttl_ms).await.map(|()| 0),
+            Self::Redis(r) => bounded(r.put_session(key, data, ttl_ms)).await.map(|()| 0),
         }
     }
 
@@ -114,7 +119,7 @@ impl Store {
         match self {
             Self::Memory(m) => Ok(m.delete(key)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.delete(key).await,
+            Self::Redis(r) => bounded(r.delete(key)).await,
         }
     }
 
@@ -124,7 +129,7 @@ impl Store {
         match self {
             Self::Memory(m) => Ok(m.find(index, id)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.find(index, id).await,
+            Self::Redis(r) => bounded(r.find(index, id)).await,
         }
     }
 
@@ -141,7 +146,7 @@ impl Store {
                 Ok(())
             }
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.set(&r.k("login", key), login, ttl_ms).await,
+            Self::Redis(r) => bounded(r.set(&r.k("login", key), login, ttl_ms)).await,
         }
     }
 
@@ -154,7 +159,7 @@ impl Store {
         match self {
             Self::Memory(m) => Ok(m.take_login(key, now)),
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.take(&r.k("login", key)).await,
+            Self::Redis(r) => bounded(r.take(&r.k("login", key))).await,
         }
     }
 
@@ -167,7 +172,7 @@ impl Store {
                 Ok(true)
             }
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.lock(key, ttl_ms).await,
+            Self::Redis(r) => bounded(r.lock(key, ttl_ms)).await,
         }
     }
 
@@ -177,7 +182,9 @@ impl Store {
                 let _ = key;
             }
             #[cfg(feature = "redis")]
-            Self::Redis(r) => r.unlock(key).await,
+            Self::Redis(r) => {
+                let _ = tokio::time::timeout(REDIS_TIMEOUT, r.unlock(key)).await;
+            }
         }
     }
 
@@ -185,6 +192,16 @@ impl Store {
     pub(crate) fn is_shared(&self) -> bool {
         !matches!(self, Self::Memory(_))
     }
+}
+
+/// A Redis operation, within [`REDIS_TIMEOUT`].
+#[cfg(feature = "redis")]
+async fn bounded<T>(
+    op: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(REDIS_TIMEOUT, op)
+        .await
+        .map_err(|_| StoreError("redis: no answer in time".into()))?
 }
 
 /// The in-process store: sessions with their expiry (ms), the indexes, the logins in progress.
@@ -387,44 +404,64 @@ impl RedisStore {
     async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
         self.conn
             .get_or_try_init(|| async {
-                redis::aio::ConnectionManager::new(self.client.clone())
-                    .await
+                // Made without waiting for Redis (a BFF starts, and serves its other routes, while it is
+                // down); each attempt to (re)connect is short and not retried within a request: the next
+                // request tries again.
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(REDIS_TIMEOUT / 2))
+                    .set_response_timeout(Some(REDIS_TIMEOUT / 2))
+                    .set_number_of_retries(0);
+                redis::aio::ConnectionManager::new_lazy_with_config(self.client.clone(), config)
                     .map_err(|e| StoreError(format!("redis: {e}")))
             })
             .await
             .cloned()
     }
 
-    async fn get<T: DeserializeOwned>(&self, k: &str) -> Result<Option<T>, StoreError> {
+    /// A command, sent once more when the connection had been refused before it was sent: the manager
+    /// hands out its last connection attempt's failure once after Redis is back (that failure starts a
+    /// new attempt, which the second try waits for), so the first request after an outage succeeds.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut c = self.conn().await?;
-        let v: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(k)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| StoreError(format!("redis: {e}")))?;
+        let mut out = cmd.query_async(&mut c).await;
+        if matches!(&out, Err(e) if e.is_connection_refusal()) {
+            out = cmd.query_async(&mut c).await;
+        }
+        out.map_err(|e| StoreError(format!("redis: {e}")))
+    }
+
+    /// A pipeline, like [`RedisStore::query`].
+    async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut c = self.conn().await?;
+        let mut out = pipe.query_async(&mut c).await;
+        if matches!(&out, Err(e) if e.is_connection_refusal()) {
+            out = pipe.query_async(&mut c).await;
+        }
+        out.map_err(|e| StoreError(format!("redis: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, k: &str) -> Result<Option<T>, StoreError> {
+        let v: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(k)).await?;
         v.map(|v| self.cipher.open(k, &v)).transpose()
     }
 
     async fn set<T: Serialize>(&self, k: &str, value: &T, ttl_ms: u64) -> Result<(), StoreError> {
         let sealed = self.cipher.seal(k, value)?;
-        let mut c = self.conn().await?;
-        redis::cmd("SET")
-            .arg(k)
-            .arg(sealed)
-            .arg("PX")
-            .arg(ttl_ms.max(1))
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(|e| StoreError(format!("redis: {e}")))
+        self.query(
+            redis::cmd("SET")
+                .arg(k)
+                .arg(sealed)
+                .arg("PX")
+                .arg(ttl_ms.max(1)),
+        )
+        .await
     }
 
     async fn take<T: DeserializeOwned>(&self, k: &str) -> Result<Option<T>, StoreError> {
-        let mut c = self.conn().await?;
-        let v: Option<Vec<u8>> = redis::cmd("GETDEL")
-            .arg(k)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| StoreError(format!("redis: {e}")))?;
+        let v: Option<Vec<u8>> = self.query(redis::cmd("GETDEL").arg(k)).await?;
         v.map(|v| self.cipher.open(k, &v)).transpose()
     }
 
@@ -441,7 +478,6 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let k = self.k("s", key);
         let sealed = self.cipher.seal(&k, data)?;
-        let mut c = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(&k)
@@ -461,15 +497,12 @@ impl RedisStore {
                 .arg(86_400_000u64.max(ttl_ms))
                 .ignore();
         }
-        pipe.query_async::<()>(&mut c)
-            .await
-            .map_err(|e| StoreError(format!("redis: {e}")))
+        self.query_pipe(&pipe).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let k = self.k("s", key);
         let data: Option<SessionData> = self.get(&k).await.unwrap_or(None);
-        let mut c = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(&k);
         if let Some(data) = &data {
@@ -484,43 +517,31 @@ impl RedisStore {
                     .ignore();
             }
         }
-        let (deleted,): (u64,) = pipe
-            .query_async(&mut c)
-            .await
-            .map_err(|e| StoreError(format!("redis: {e}")))?;
+        let (deleted,): (u64,) = self.query_pipe(&pipe).await?;
         Ok(deleted > 0)
     }
 
     async fn find(&self, index: &str, id: &str) -> Result<Vec<String>, StoreError> {
-        let mut c = self.conn().await?;
-        redis::cmd("SMEMBERS")
-            .arg(self.index_key(index, id))
-            .query_async(&mut c)
+        self.query(redis::cmd("SMEMBERS").arg(self.index_key(index, id)))
             .await
-            .map_err(|e| StoreError(format!("redis: {e}")))
     }
 
     async fn lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.k("lock", key))
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms.max(1))
-            .query_async(&mut c)
-            .await
-            .map_err(|e| StoreError(format!("redis: {e}")))?;
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(self.k("lock", key))
+                    .arg("1")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms.max(1)),
+            )
+            .await?;
         Ok(set.is_some())
     }
 
     async fn unlock(&self, key: &str) {
-        if let Ok(mut c) = self.conn().await {
-            let _: Result<(), _> = redis::cmd("DEL")
-                .arg(self.k("lock", key))
-                .query_async(&mut c)
-                .await;
-        }
+        let _: Result<(), _> = self.query(redis::cmd("DEL").arg(self.k("lock", key))).await;
     }
 }
 
