@@ -919,6 +919,7 @@ async fn a_refused_refresh_ends_the_session() {
     let b = sign_in(&s, "dave", "sid-d", "__Host-bff", "/bff/callback").await;
     s.op.with(|o| o.refresh_tokens.clear());
     let res = b.get(&s.bff, "/api/orders").await;
+    assert_cleared(&res, "__Host-bff");
     assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
     let res = b.get(&s.bff, "/bff/user").await;
     assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
@@ -929,6 +930,73 @@ async fn a_refused_refresh_ends_the_session() {
         "{metrics}"
     );
     assert!(metrics.contains("bff_sessions_active 0"), "{metrics}");
+}
+
+/// The response clears cookie `name`: same name, empty, `Path=/`, `Secure`, `HttpOnly`, `Max-Age=0`.
+fn assert_cleared(res: &reqwest::Response, name: &str) {
+    let (pair, attrs) = set_cookie(res, name).unwrap_or_else(|| panic!("no set-cookie {name}"));
+    assert_eq!(pair, format!("{name}="));
+    let parts: Vec<&str> = attrs.split(';').map(str::trim).collect();
+    for a in ["Path=/", "Secure", "HttpOnly", "Max-Age=0"] {
+        assert!(parts.contains(&a), "{attrs}");
+    }
+}
+
+/// A cookie that names no session (logged out elsewhere, or forged, in our ids' shape or not) gets the
+/// 401 `unauthenticated` and a `Set-Cookie` that clears it, on a session route and on /bff/user and
+/// /bff/logout, with no downstream call; a request without the cookie gets the 401 and no `Set-Cookie`.
+#[tokio::test]
+async fn a_cookie_that_names_no_session_is_cleared() {
+    let s = setup("").await;
+    let b = sign_in(&s, "hana", "sid-h", "__Host-bff", "/bff/callback").await;
+    let res = s
+        .bff
+        .client()
+        .post(s.bff.url("/bff/backchannel-logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(
+            &s.op.logout_token(json!({"sid": "sid-h"}), "rsa.pem"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let forged = Browser {
+        cookie: format!("__Host-bff={}", "A".repeat(43)),
+    };
+    let garbage = Browser {
+        cookie: "__Host-bff=garbage".into(),
+    };
+    for browser in [&b, &forged, &garbage] {
+        for path in ["/api/orders", "/bff/user"] {
+            let res = browser.get(&s.bff, path).await;
+            assert_cleared(&res, "__Host-bff");
+            assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
+        }
+        let res = s
+            .bff
+            .client()
+            .post(s.bff.url("/bff/logout"))
+            .header("cookie", &browser.cookie)
+            .header("x-csrf", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_cleared(&res, "__Host-bff");
+        assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
+    }
+    assert!(s.api.requests().is_empty());
+    let res = s
+        .bff
+        .client()
+        .get(s.bff.url("/api/orders"))
+        .header("cookie", "theme=dark")
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("set-cookie").is_none());
+    assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
 }
 
 /// Logout ends the session, revokes its refresh token at the provider, clears the cookie and returns the

@@ -21,6 +21,8 @@ pub struct BffError {
     code: Cow<'static, str>,
     message: Cow<'static, str>,
     retry_after: Option<u64>,
+    /// Headers of the response besides the JSON error's own (rare: boxed, so that errors stay small).
+    headers: Option<Box<http::HeaderMap>>,
     cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -35,6 +37,7 @@ impl BffError {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            headers: None,
             cause: None,
         }
     }
@@ -111,6 +114,15 @@ impl BffError {
     #[must_use]
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
+        self
+    }
+
+    /// Adds a header to the response (appended: `set-cookie` may come several times).
+    #[must_use]
+    pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .append(name, value);
         self
     }
 
@@ -202,6 +214,11 @@ impl IntoResponse for BffError {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(secs) = err.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(extra) = &err.headers {
+            for (name, value) in extra.iter() {
+                h.append(name, value.clone());
+            }
         }
         res.extensions_mut().insert(ErrorResponse(err));
         res

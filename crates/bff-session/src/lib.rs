@@ -386,6 +386,32 @@ impl Sessions {
         self.load(&key).await.map(|d| d.map(|d| (key, d)))
     }
 
+    /// The session of the request's cookie, or 401 `unauthenticated`: with a cookie that names no session
+    /// (it ended, timed out, was logged out elsewhere, or was never one), the 401 clears it.
+    async fn required(&self, headers: &HeaderMap) -> Result<(String, Arc<SessionData>), BffError> {
+        match self.current(headers).await? {
+            Some(found) => Ok(found),
+            None => Err(self.unauthenticated(headers)),
+        }
+    }
+
+    /// 401 `unauthenticated`, clearing the session cookie when the request has one.
+    fn unauthenticated(&self, headers: &HeaderMap) -> BffError {
+        let name = self.0.cfg.cookie_name.as_str();
+        let has_cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name));
+        let err = BffError::unauthenticated();
+        if has_cookie {
+            err.with_header(header::SET_COOKIE, self.set_cookie(name, "", Some(0)))
+        } else {
+            err
+        }
+    }
+
     async fn load(&self, key: &str) -> Result<Option<Arc<SessionData>>, BffError> {
         let Some(mut data) = self.0.store.get(key).await.map_err(|e| store_failed(&e))? else {
             return Ok(None);
@@ -569,11 +595,15 @@ impl SessionGate for Sessions {
     fn authenticate<'a>(&'a self, parts: &'a mut Parts) -> SessionFuture<'a> {
         Box::pin(async move {
             self.check_csrf(&parts.headers)?;
-            let (key, data) = self
-                .current(&parts.headers)
-                .await?
-                .ok_or_else(BffError::unauthenticated)?;
-            let data = self.fresh(&key, data).await?;
+            let (key, data) = self.required(&parts.headers).await?;
+            let data = match self.fresh(&key, data).await {
+                Ok(data) => data,
+                // The session just ended (a refused refresh, an expired token): its cookie goes too.
+                Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+                    return Err(self.unauthenticated(&parts.headers));
+                }
+                Err(e) => return Err(e),
+            };
             self.attach(parts, &data)
         })
     }
@@ -891,10 +921,7 @@ async fn callback(
 
 async fn user(State(s): State<Sessions>, headers: HeaderMap) -> Result<Response, BffError> {
     s.check_csrf(&headers)?;
-    let (_, data) = s
-        .current(&headers)
-        .await?
-        .ok_or_else(BffError::unauthenticated)?;
+    let (_, data) = s.required(&headers).await?;
     let claims: Map<String, Value> =
         s.0.cfg
             .user_claims
@@ -912,10 +939,7 @@ async fn user(State(s): State<Sessions>, headers: HeaderMap) -> Result<Response,
 
 async fn logout(State(s): State<Sessions>, headers: HeaderMap) -> Result<Response, BffError> {
     s.check_csrf(&headers)?;
-    let (key, data) = s
-        .current(&headers)
-        .await?
-        .ok_or_else(BffError::unauthenticated)?;
+    let (key, data) = s.required(&headers).await?;
     s.end(&key).await.map_err(|e| store_failed(&e))?;
     if let Some(rt) = &data.refresh_token {
         s.0.provider.revoke(rt).await;
