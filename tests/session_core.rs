@@ -32,6 +32,8 @@ use tokio::sync::watch;
 const JWT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/jwt");
 const SECRET: &str = "web-client-secret";
 const BACKCHANNEL: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Makes each logout token's `jti` unique.
+static JTI: AtomicUsize = AtomicUsize::new(0);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -217,7 +219,8 @@ impl Op {
 
     fn logout_token_as(&self, claims: Value, pem: &str, kid: &str) -> String {
         let mut base = json!({
-            "iss": self.issuer(), "aud": "web", "iat": now(), "jti": format!("j{}", now()),
+            "iss": self.issuer(), "aud": "web", "iat": now(), "exp": now() + 120,
+            "jti": format!("j{}-{}", now(), JTI.fetch_add(1, Ordering::SeqCst)),
             "events": { BACKCHANNEL: {} },
         });
         for (k, v) in claims.as_object().unwrap() {
@@ -1066,6 +1069,7 @@ async fn backchannel_logout_ends_the_sessions_of_its_sid_and_refuses_invalid_tok
         s.op.logout_token(json!({"sid": "sid-2", "aud": "other"}), "rsa.pem"),
         s.op.logout_token(json!({"sid": "sid-2"}), "other.pem"),
         s.op.logout_token(json!({"iat": null, "sid": "sid-2"}), "rsa.pem"),
+        s.op.logout_token(json!({"jti": null, "sid": "sid-2"}), "rsa.pem"),
         s.op.logout_token(json!({}), "rsa.pem"),
         "not-a-jwt".to_string(),
     ] {
@@ -1087,6 +1091,35 @@ async fn backchannel_logout_ends_the_sessions_of_its_sid_and_refuses_invalid_tok
     assert_eq!(res.status(), 200);
     assert_eq!(a.get(&s.bff, "/bff/user").await.status(), 401);
     assert_eq!(c.get(&s.bff, "/bff/user").await.status(), 401);
+}
+
+/// A logout token is accepted once: the same token posted again (its `jti` already accepted) is a 400
+/// until it expires, and ends nothing; a new token for the same `sid` is accepted.
+#[tokio::test]
+async fn a_replayed_logout_token_is_refused() {
+    let s = setup("").await;
+    let post = |token: String| {
+        s.bff
+            .client()
+            .post(s.bff.url("/bff/backchannel-logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&token))
+            .send()
+    };
+    let token = s.op.logout_token(json!({"sub": "kim"}), "rsa.pem");
+    let first = sign_in(&s, "kim", "sid-k1", "__Host-bff", "/bff/callback").await;
+    assert_eq!(post(token.clone()).await.unwrap().status(), 200);
+    assert_eq!(first.get(&s.bff, "/bff/user").await.status(), 401);
+    // Kim logs in again: a replay of the first token must not end the new session.
+    let second = sign_in(&s, "kim", "sid-k2", "__Host-bff", "/bff/callback").await;
+    let res = post(token).await.unwrap();
+    assert_eq!(error_code(res).await, (400, "bad_request".into()));
+    assert_eq!(second.get(&s.bff, "/bff/user").await.status(), 200);
+    let res = post(s.op.logout_token(json!({"sub": "kim"}), "rsa.pem"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(second.get(&s.bff, "/bff/user").await.status(), 401);
 }
 
 /// A key the provider rotated in after the BFF fetched its JWKS is picked up: a token naming the unknown
@@ -1523,19 +1556,19 @@ async fn instances_sharing_redis_share_sessions_encrypted_and_logout_ends_them_e
     let cookie_value = b.cookie.split_once('=').unwrap().1;
     assert!(!keys.contains(cookie_value));
 
-    let res = other
-        .client()
-        .post(other.url("/bff/backchannel-logout"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(
-            &s.op.logout_token(json!({"sid": "sid-i"}), "rsa.pem"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let token = s.op.logout_token(json!({"sid": "sid-i"}), "rsa.pem");
+    let backchannel = |bff: &TestBff| {
+        bff.client()
+            .post(bff.url("/bff/backchannel-logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&token))
+            .send()
+    };
+    assert_eq!(backchannel(&other).await.unwrap().status(), 200);
     assert_eq!(b.get(&s.bff, "/bff/user").await.status(), 401);
     assert_eq!(b.get(&other, "/bff/user").await.status(), 401);
+    // The token's jti is remembered in Redis: the other instance refuses it too.
+    assert_eq!(backchannel(&s.bff).await.unwrap().status(), 400);
 }
 
 /// Two instances sharing Redis refresh an expiring token once between them: 10 concurrent requests on

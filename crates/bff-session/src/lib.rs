@@ -43,6 +43,8 @@ pub use oidc::OidcError;
 
 /// How long a login may take, from `/bff/login` to the callback.
 const LOGIN_TTL: Duration = Duration::from_secs(600);
+/// How long the id of a logout token without `exp` is remembered (one with `exp` is until then).
+const LOGOUT_JTI_TTL: Duration = Duration::from_secs(3600);
 /// A refresh lock in a shared store outlives a crashed holder by at most this.
 const REFRESH_LOCK: Duration = Duration::from_secs(10);
 
@@ -972,14 +974,31 @@ async fn backchannel_logout(State(s): State<Sessions>, body: Bytes) -> Result<Re
     let token = form
         .get("logout_token")
         .ok_or_else(|| BffError::bad_request("a form with logout_token is expected"))?;
-    let (sid, sub) = match s.0.provider.verify_logout_token(token).await {
-        Ok(ids) => ids,
-        Err(OidcError::Invalid(why)) => {
-            tracing::info!(reason = %why, "logout token refused");
-            return Err(BffError::bad_request("invalid logout token"));
-        }
-        Err(e) => return Err(provider_unavailable(&e)),
+    let oidc::LogoutToken { sid, sub, jti, exp } =
+        match s.0.provider.verify_logout_token(token).await {
+            Ok(t) => t,
+            Err(OidcError::Invalid(why)) => {
+                tracing::info!(reason = %why, "logout token refused");
+                return Err(BffError::bad_request("invalid logout token"));
+            }
+            Err(e) => return Err(provider_unavailable(&e)),
+        };
+    // A token is accepted once (Back-Channel Logout 1.0, section 2.6): its jti is remembered, in the store
+    // (so by every instance sharing it), for as long as the token is accepted (exp and the leeway).
+    let now = now_ms();
+    let until_ms = match exp {
+        Some(exp) => (exp + oidc::LEEWAY) * 1000,
+        None => now + LOGOUT_JTI_TTL.as_millis() as u64,
     };
+    let fresh =
+        s.0.store
+            .remember_jti(&digest(&jti), until_ms.saturating_sub(now).max(1000), now)
+            .await
+            .map_err(|e| store_failed(&e))?;
+    if !fresh {
+        tracing::info!("logout token replayed");
+        return Err(BffError::bad_request("logout token already used"));
+    }
     let keys = match (&sid, &sub) {
         (Some(sid), _) => s.0.store.find(false, sid).await,
         (None, Some(sub)) => s.0.store.find(true, sub).await,

@@ -118,6 +118,17 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
+/// What a verified logout token names.
+#[derive(Debug)]
+pub(crate) struct LogoutToken {
+    pub(crate) sid: Option<String>,
+    pub(crate) sub: Option<String>,
+    /// Its id: a second token with it is a replay.
+    pub(crate) jti: String,
+    /// When it expires (seconds since the epoch), if it says.
+    pub(crate) exp: Option<u64>,
+}
+
 enum HttpClient {
     Http(Client<HttpConnector, Full<Bytes>>),
     #[cfg(feature = "tls")]
@@ -418,11 +429,8 @@ impl Provider {
     }
 
     /// A back-channel logout token (OpenID Connect Back-Channel Logout 1.0, section 2.6): signature,
-    /// `iss`, `aud`, `iat`, the logout event, no `nonce`, and a `sid` or a `sub`. Returns (sid, sub).
-    pub(crate) async fn verify_logout_token(
-        &self,
-        token: &str,
-    ) -> Result<(Option<String>, Option<String>), OidcError> {
+    /// `iss`, `aud`, `iat`, `jti`, the logout event, no `nonce`, and a `sid` or a `sub`.
+    pub(crate) async fn verify_logout_token(&self, token: &str) -> Result<LogoutToken, OidcError> {
         let claims = self.verify(token, false).await?;
         if claims.get("iat").and_then(Value::as_u64).is_none() {
             return Err(OidcError::Invalid("no iat".into()));
@@ -447,7 +455,18 @@ impl Provider {
         if sid.is_none() && sub.is_none() {
             return Err(OidcError::Invalid("neither sid nor sub".into()));
         }
-        Ok((sid, sub))
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| OidcError::Invalid("no jti".into()))?
+            .to_string();
+        Ok(LogoutToken {
+            sid,
+            sub,
+            jti,
+            exp: claims.get("exp").and_then(Value::as_u64),
+        })
     }
 
     /// A form POST to the token or revocation endpoint, authenticated as this client.

@@ -69,14 +69,14 @@ pub(crate) struct StoreError(pub(crate) String);
 
 /// The store of a BFF's sessions.
 pub(crate) enum Store {
-    Memory(Memory),
+    Memory(Box<Memory>),
     #[cfg(feature = "redis")]
     Redis(Box<RedisStore>),
 }
 
 impl Store {
     pub(crate) fn memory() -> Self {
-        Self::Memory(Memory::default())
+        Self::Memory(Box::default())
     }
 
     #[cfg(feature = "redis")]
@@ -163,6 +163,21 @@ impl Store {
         }
     }
 
+    /// Remembers a used back-channel logout token's id (its digest) for `ttl_ms`: `false` when it was
+    /// remembered already (a replay). Atomic in Redis, so that instances sharing it accept a token once.
+    pub(crate) async fn remember_jti(
+        &self,
+        key: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(m) => Ok(m.remember_jti(key, now + ttl_ms, now)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => bounded(r.set_nx(&r.k("jti", key), ttl_ms)).await,
+        }
+    }
+
     /// A short lock of a session's refresh shared by the instances (always granted in memory: the
     /// instance's own single flight is the lock there).
     pub(crate) async fn lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
@@ -215,8 +230,12 @@ struct MemoryInner {
     sessions: HashMap<String, (Arc<SessionData>, u64)>,
     index: HashMap<(&'static str, String), HashSet<String>>,
     logins: HashMap<String, (LoginRecord, u64)>,
+    /// Back-channel logout token ids already accepted, until they expire (ms).
+    jtis: HashMap<String, u64>,
     /// The size (sessions and logins) at which the next write sweeps the expired ones.
     sweep_at: usize,
+    /// The same for `jtis`.
+    jti_sweep_at: usize,
 }
 
 impl Memory {
@@ -293,6 +312,22 @@ impl Memory {
                 .logins
                 .insert(key.to_string(), (login.clone(), expires));
         }
+    }
+
+    fn remember_jti(&self, key: &str, expires: u64, now: u64) -> bool {
+        let Ok(mut inner) = self.inner.lock() else {
+            return false;
+        };
+        if inner.jtis.get(key).is_some_and(|exp| *exp > now) {
+            return false;
+        }
+        // Expired ids are dropped once the map has doubled since the last sweep.
+        if inner.jtis.len() >= inner.jti_sweep_at {
+            inner.jtis.retain(|_, exp| *exp > now);
+            inner.jti_sweep_at = (inner.jtis.len() * 2).max(1024);
+        }
+        inner.jtis.insert(key.to_string(), expires);
+        true
     }
 
     fn take_login(&self, key: &str, now: u64) -> Option<LoginRecord> {
@@ -526,6 +561,21 @@ impl RedisStore {
             .await
     }
 
+    /// `SET k 1 NX PX ttl`: whether it was set (not there before).
+    async fn set_nx(&self, k: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg("1")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms.max(1)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn lock(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         let set: Option<String> = self
             .query(
@@ -577,6 +627,26 @@ mod tests {
         assert_eq!(m.inner.lock().unwrap().sessions.len(), 1);
         assert!(m.find("sid", "sid-u1").is_empty());
         assert_eq!(m.find("sub", "n"), ["new".to_string()]);
+    }
+
+    /// A logout token's id is refused while remembered, accepted again once it expired; expired ids are
+    /// swept.
+    #[test]
+    fn a_jti_is_remembered_until_it_expires() {
+        let m = Memory::default();
+        assert!(m.remember_jti("j", 100, 0));
+        assert!(!m.remember_jti("j", 200, 99));
+        assert!(m.remember_jti("other", 100, 50));
+        assert!(m.remember_jti("j", 300, 100));
+        for i in 0..1100 {
+            m.remember_jti(&format!("old{i}"), 10, 0);
+        }
+        for i in 0..1000 {
+            m.remember_jti(&format!("new{i}"), 30, 20);
+        }
+        let inner = m.inner.lock().unwrap();
+        assert!(!inner.jtis.contains_key("old0"));
+        assert!(inner.jtis.len() <= 1002, "{}", inner.jtis.len());
     }
 
     #[test]
