@@ -109,6 +109,8 @@ struct OpState {
     refreshed_expires_in: u64,
     /// The nonce the next ID token carries instead of the login's.
     wrong_nonce: bool,
+    /// The ID token refresh responses carry, if any: (sub, key that signs it).
+    refresh_id_token: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -335,13 +337,23 @@ async fn token(
             });
             let new_rt = format!("{rt}-r{n}");
             op.with(|s| s.refresh_tokens.insert(new_rt.clone()));
-            Json(json!({
+            let mut body = json!({
                 "access_token": format!("at-refreshed-{n}"),
                 "token_type": "Bearer",
                 "expires_in": expires_in,
                 "refresh_token": new_rt,
-            }))
-            .into_response()
+            });
+            if let Some((sub, pem)) = op.with(|s| s.refresh_id_token.clone()) {
+                body["id_token"] = sign(
+                    &json!({
+                        "iss": op.issuer(), "aud": "web", "sub": sub, "sid": "sid-refreshed",
+                        "iat": now(), "exp": now() + 3600,
+                    }),
+                    &pem,
+                )
+                .into();
+            }
+            Json(body).into_response()
         }
         Some("client_credentials") => {
             let mut release = op.release.subscribe();
@@ -1000,6 +1012,37 @@ async fn a_cookie_that_names_no_session_is_cleared() {
         .unwrap();
     assert!(res.headers().get("set-cookie").is_none());
     assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
+}
+
+/// A refresh response's ID token is verified as at login and must name the session's `sub` (OpenID
+/// Connect Core 12.2): one of the same `sub` is taken; one of another `sub`, or signed by another key, ends
+/// the session (401, no downstream call, the session gone).
+#[tokio::test]
+async fn a_refreshed_id_token_must_verify_and_name_the_same_sub() {
+    let s = setup(r#"refresh_before = "5m""#).await;
+    s.op.with(|o| {
+        o.first_expires_in = 60;
+        o.refreshed_expires_in = 60;
+        o.refresh_id_token = Some(("lee".into(), "rsa.pem".into()));
+    });
+    let b = sign_in(&s, "lee", "sid-l", "__Host-bff", "/bff/callback").await;
+    assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
+    assert_eq!(s.op.with(|o| o.refreshes), 1);
+    for (sub, pem) in [("mallory", "rsa.pem"), ("lee", "other.pem")] {
+        let b = sign_in(&s, "lee", "sid-l", "__Host-bff", "/bff/callback").await;
+        s.op.with(|o| o.refresh_id_token = Some((sub.into(), pem.into())));
+        let calls = s.api.requests().len();
+        let res = b.get(&s.bff, "/api/orders").await;
+        assert_eq!(
+            error_code(res).await,
+            (401, "unauthenticated".into()),
+            "{sub} {pem}"
+        );
+        assert_eq!(s.api.requests().len(), calls);
+        let res = b.get(&s.bff, "/bff/user").await;
+        assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
+        s.op.with(|o| o.refresh_id_token = Some(("lee".into(), "rsa.pem".into())));
+    }
 }
 
 /// Logout ends the session, revokes its refresh token at the provider, clears the cookie and returns the

@@ -524,7 +524,19 @@ impl Sessions {
         let Some(refresh_token) = data.refresh_token.clone() else {
             return Err(Refresh::Ended);
         };
-        match self.0.provider.refresh(&refresh_token).await {
+        let refreshed = match self.0.provider.refresh(&refresh_token).await {
+            Ok(tokens) => match &tokens.id_token {
+                None => Ok(tokens),
+                Some(id) => self
+                    .0
+                    .provider
+                    .verify_refreshed_id_token(id, &data.sub)
+                    .await
+                    .map(|_| tokens),
+            },
+            Err(e) => Err(e),
+        };
+        match refreshed {
             Ok(tokens) => {
                 let now = now_ms();
                 data.access_token = tokens.access_token;
@@ -544,6 +556,12 @@ impl Sessions {
             }
             Err(OidcError::Refused { status, code, .. }) => {
                 tracing::info!(%status, code = %code, "refresh refused: the session ends");
+                m.refresh_failed.fetch_add(1, Ordering::Relaxed);
+                let _ = self.end(key).await;
+                Err(Refresh::Ended)
+            }
+            Err(OidcError::Invalid(why)) => {
+                tracing::info!(reason = %why, "refreshed ID token refused: the session ends");
                 m.refresh_failed.fetch_add(1, Ordering::Relaxed);
                 let _ = self.end(key).await;
                 Err(Refresh::Ended)

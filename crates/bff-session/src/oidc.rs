@@ -428,6 +428,22 @@ impl Provider {
         Ok(claims)
     }
 
+    /// An ID token of a refresh response (OpenID Connect Core 12.2): verified as at login (signature,
+    /// `iss`, `aud`, `exp`; a refresh has no nonce to compare), and its `sub` must be the session's.
+    pub(crate) async fn verify_refreshed_id_token(
+        &self,
+        token: &str,
+        sub: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let claims = self.verify(token, true).await?;
+        if claims.get("sub").and_then(Value::as_str) != Some(sub) {
+            return Err(OidcError::Invalid(
+                "the refreshed ID token names another sub".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
     /// A back-channel logout token (OpenID Connect Back-Channel Logout 1.0, section 2.6): signature,
     /// `iss`, `aud`, `iat`, `jti`, the logout event, no `nonce`, and a `sid` or a `sub`.
     pub(crate) async fn verify_logout_token(&self, token: &str) -> Result<LogoutToken, OidcError> {
