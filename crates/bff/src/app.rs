@@ -437,13 +437,16 @@ impl App {
     /// request bodies and responses are the handlers' types, with the policy's auth and the BFF's error
     /// statuses around them.
     ///
-    /// ```ignore
+    /// The shape of it (`utoipa_axum::routes!` is the user's dependency, not this crate's, so the
+    /// compiled copy of this example is `examples/web-bff/src/lib.rs`, built and tested by `scripts/test`):
+    ///
+    /// ```text
     /// #[derive(serde::Serialize, utoipa::ToSchema)]
     /// struct Account { name: String }
     ///
     /// #[utoipa::path(get, path = "/api/account/{id}", params(("id" = String, Path)),
     ///     responses((status = 200, body = Account)))]
-    /// async fn account(Path(id): Path<String>) -> Json<Account> { /* ... */ }
+    /// async fn account(Path(id): Path<String>) -> Json<Account> { Json(Account { name: id }) }
     ///
     /// app.routes(Policy::new(), utoipa_axum::routes!(account))
     /// ```
