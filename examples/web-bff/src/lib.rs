@@ -3,7 +3,7 @@
 //!
 //! The route is described by its types (utoipa's `#[utoipa::path]`, registered with `routes!`), so its
 //! OpenAPI document (`GET /admin/openapi.json`) and the typed client made of it (`bff client --openapi`)
-//! follow the code: web/account.ts renders the page with that client.
+//! follow the code: web/index.ts renders the page with that client.
 //!
 //! Run with: `cargo run -p web-bff -- --config examples/web-bff/bff.toml` (set `USERS_ADDR` and
 //! `ORDERS_ADDR`, e.g. to the demo services that `bff demo` prints, and `WEB_ORIGIN` to the origin serving

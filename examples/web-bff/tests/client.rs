@@ -1,8 +1,9 @@
-//! The web frontend written with the typed client of this BFF, in a real browser: the BFF's OpenAPI
-//! document (its account route described by its types) passes openapi-spec-validator; the client made of
-//! it (`bff_openapi::typescript`, what `bff client` writes) and web/account.ts compile with `tsc --strict`
-//! (tests/ts); the page, served from another origin, renders the account through the BFF in headless
-//! Chromium. The tools: `$BFF_OPENAPI_SPEC_VALIDATOR` and `$BFF_TSC`, else as scripts/test installs them.
+//! The web frontend of this BFF (web/index.html), written with its typed client, in a real browser: the
+//! BFF's OpenAPI document (its account route described by its types) passes openapi-spec-validator; the
+//! client made of it (`bff_openapi::typescript`, what `bff client` writes) and web/index.ts compile with
+//! `tsc --strict` (tests/ts); the page, served from another origin, renders the account through the BFF
+//! in headless Chromium. The tools: `$BFF_OPENAPI_SPEC_VALIDATOR` and `$BFF_TSC`, else as scripts/test
+//! installs them.
 
 use axum::{
     Router,
@@ -30,17 +31,17 @@ fn tsc() -> Command {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_typed_page_renders_the_account_with_the_generated_client() {
+async fn the_web_page_renders_the_account_with_the_generated_client() {
     let demo = bff_testkit::demo::start().await;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-bff-client");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
 
-    // The page's own origin: a static server on another port, for account.html and js/*.js.
+    // The page's own origin: a static server on another port, for index.html and js/*.js.
     let page = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", page.local_addr().unwrap());
     let js = dir.join("js");
-    let html = include_str!("../web/account.html");
+    let html = include_str!("../web/index.html");
     tokio::spawn(async move {
         let app = Router::new()
             .route("/", get(move || async move { axum::response::Html(html) }))
@@ -116,12 +117,12 @@ async fn the_typed_page_renders_the_account_with_the_generated_client() {
         bff_openapi::typescript(&doc).unwrap(),
     )
     .unwrap();
-    std::fs::write(dir.join("account.ts"), include_str!("../web/account.ts")).unwrap();
+    std::fs::write(dir.join("index.ts"), include_str!("../web/index.ts")).unwrap();
     let out = tsc()
         .current_dir(&dir)
         .args(["--strict", "--target", "es2022", "--lib", "es2022,dom"])
         .args(["--module", "es2022", "--moduleResolution", "bundler"])
-        .args(["--outDir", "js", "account.ts"])
+        .args(["--outDir", "js", "index.ts"])
         .output()
         .unwrap_or_else(|e| {
             panic!("tsc: {e}; run `npm ci` in tests/ts (scripts/test does) or set BFF_TSC")
@@ -132,7 +133,7 @@ async fn the_typed_page_renders_the_account_with_the_generated_client() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(dir.join("js/client.js").exists() && dir.join("js/account.js").exists());
+    assert!(dir.join("js/client.js").exists() && dir.join("js/index.js").exists());
 
     let url = format!("{origin}/?bff=http://{}&user=42", bff.addr());
     let dom = tokio::task::spawn_blocking(move || {

@@ -1,8 +1,8 @@
 // The account page with the typed client of examples/web-bff (CONTRACT section 8). Build it with:
 //   curl -s http://127.0.0.1:9901/admin/openapi.json > openapi.json
 //   bff client --lang typescript --openapi openapi.json --out web/
-//   tsc --strict --target es2022 --module es2022 --moduleResolution bundler --outDir web/js web/account.ts
-// and serve web/ (account.html loads js/account.js). tests/client.rs does exactly that in Chromium.
+//   tsc --strict --target es2022 --module es2022 --moduleResolution bundler --outDir web/js web/index.ts
+// and serve web/ (index.html loads js/index.js). tests/client.rs does exactly that in Chromium.
 import { createClient, type AccountPage } from "./client.js";
 
 const params = new URLSearchParams(location.search);
