@@ -164,35 +164,32 @@ impl RequestBuilder {
     /// healthy, non-ejected endpoints, another one on a retry), the circuit breaker, the attempt with its
     /// timeout; its outcome feeds the endpoint's latency estimate, outlier detection and the breaker; a
     /// retryable failure is retried after a backoff while the retry budget and the deadline allow.
-    pub async fn send(mut self) -> Result<Response, MeshError> {
-        let tokens = self.client.take_tokens();
-        let mut call = self.prepare()?;
-        if let Some(source) = tokens {
-            call.client_token(&*source).await?;
-        }
-        call.dispatch().await
+    pub async fn send(self) -> Result<Response, MeshError> {
+        self.prepared().await?.dispatch().await
     }
 
     /// Sends the request; a non-2xx status is an error ([`ErrorKind::Status`]).
-    pub async fn send_ok(mut self) -> Result<Response, MeshError> {
-        let tokens = self.client.take_tokens();
-        let mut call = self.prepare()?;
-        if let Some(source) = tokens {
-            call.client_token(&*source).await?;
-        }
+    pub async fn send_ok(self) -> Result<Response, MeshError> {
+        let call = self.prepared().await?;
         let res = call.dispatch().await?;
         call.check_status(res)
     }
 
     /// Sends the request and parses a 2xx JSON body into `T`.
-    pub async fn send_json<T: DeserializeOwned>(mut self) -> Result<T, MeshError> {
+    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, MeshError> {
+        let call = self.prepared().await?;
+        let res = call.dispatch().await?;
+        call.check_status(res)?.json(call.service.name())
+    }
+
+    /// The call prepared, with the BFF's own token attached for a service with `token = "client"`.
+    async fn prepared(mut self) -> Result<Prepared, MeshError> {
         let tokens = self.client.take_tokens();
         let mut call = self.prepare()?;
         if let Some(source) = tokens {
             call.client_token(&*source).await?;
         }
-        let res = call.dispatch().await?;
-        call.check_status(res)?.json(call.service.name())
+        Ok(call)
     }
 
     /// Everything about the call that can be decided before the first attempt (no await here, so that
