@@ -1,38 +1,7 @@
 //! Errors keep their causes: a downstream failure is logged with the error under it, all the way down to
 //! the TLS library's own message, while the client gets only the contract's JSON error.
 
-use bff_testkit::{Stub, TestBff};
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
-/// Everything the process logs, kept in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
+use bff_testkit::{CapturedLog, Stub, TestBff};
 
 const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.pem");
 
@@ -41,12 +10,7 @@ const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.pem");
 /// to rustls's own message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_tls_failure_is_logged_with_its_cause() {
-    let logs = Captured::default();
-    tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .init();
+    let logs = CapturedLog::install(tracing::Level::WARN);
     let plain = Stub::start().await;
     plain
         .on("/users/1")

@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use bff_testkit::{
-    Stub, TestBff,
+    CapturedLog, Stub, TestBff,
     oidc::{Browser, Front, OidcClient, Provider, ProviderOptions, Session},
 };
 use reqwest::Method;
@@ -14,7 +14,6 @@ use sha2::Digest as _;
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
 };
 
 fn b64url(bytes: &[u8]) -> String {
@@ -978,38 +977,13 @@ async fn backchannel_logout_ends_the_session_on_two_instances_sharing_redis() {
 
 // ---- what the logs never show ----
 
-/// Everything logged in this test process (every test's BFF), at DEBUG.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
-
 /// A login, an API call with a refresh, a logout and an invalid callback with the log captured at
 /// DEBUG: the access token, the code, the cookie's value, the client secret and the store key appear
 /// nowhere in it, nor in `/admin/config`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_code_or_cookie_value_in_the_log() {
-    let logs = Captured::default();
-    tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .init();
+    // Everything logged in this test process (every test's BFF), at DEBUG.
+    let logs = CapturedLog::install(tracing::Level::DEBUG);
     let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let s = setup_with(
         ProviderOptions {
@@ -1057,7 +1031,7 @@ async fn no_token_code_or_cookie_value_in_the_log() {
     assert_eq!(logout.status(), 200);
 
     let config = s.bff.admin_json("/admin/config").await.to_string();
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(text.len() > 100, "the log was captured: {text}");
     for (what, secret) in [
         ("access token", token.as_str()),

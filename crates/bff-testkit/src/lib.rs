@@ -10,6 +10,7 @@ pub mod demo;
 pub mod fixtures;
 mod harness;
 pub mod k8s;
+mod logs;
 pub mod oidc;
 mod otlp;
 mod schema;
@@ -19,6 +20,7 @@ mod stubs;
 pub use self::{
     fixtures::{Recorder, Replay},
     harness::TestBff,
+    logs::CapturedLog,
     otlp::{DecodedSpan, OtlpReceiver},
     schema::{Infer, example as schema_example},
     stub::{Recorded, Rendezvous, RouteBuilder, Stub},
