@@ -164,3 +164,203 @@ async fn the_public_listener_speaks_h2c() {
         1
     );
 }
+
+/// An h2c service that refuses requests as a server going away does: it counts every stream it sees
+/// (method and path), and answers `{"n": <stream number>}`.
+mod refusing {
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[derive(Clone, Copy)]
+    pub(crate) enum Refuse {
+        /// Resets the first stream of all with `REFUSED_STREAM`.
+        FirstStream,
+        /// On its first connection, answers the first request's HEADERS with a GOAWAY whose last
+        /// stream id is 0 (no stream processed) and closes the connection.
+        FirstConnection,
+    }
+
+    pub(crate) struct Server {
+        pub(crate) addr: String,
+        /// `METHOD PATH` of every stream the server received, refused ones included.
+        pub(crate) streams: Arc<Mutex<Vec<String>>>,
+        pub(crate) connections: Arc<Mutex<usize>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    pub(crate) async fn start(refuse: Refuse) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let (s, c) = (streams.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let n = {
+                    let mut c = c.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                let streams = s.clone();
+                tokio::spawn(async move {
+                    if n == 1 && matches!(refuse, Refuse::FirstConnection) {
+                        go_away_at_first_headers(socket, &streams).await;
+                    } else {
+                        serve(socket, refuse, streams).await;
+                    }
+                });
+            }
+        });
+        Server {
+            addr,
+            streams,
+            connections,
+            task,
+        }
+    }
+
+    async fn serve(socket: TcpStream, refuse: Refuse, streams: Arc<Mutex<Vec<String>>>) {
+        let Ok(mut conn) = h2::server::handshake(socket).await else {
+            return;
+        };
+        while let Some(Ok((req, mut respond))) = conn.accept().await {
+            let n = {
+                let mut s = streams.lock().unwrap();
+                s.push(format!("{} {}", req.method(), req.uri().path()));
+                s.len()
+            };
+            if n == 1 && matches!(refuse, Refuse::FirstStream) {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+                continue;
+            }
+            let head = http::Response::builder()
+                .header("content-type", "application/json")
+                .body(())
+                .unwrap();
+            if let Ok(mut body) = respond.send_response(head, false) {
+                let _ = body.send_data(Bytes::from(format!("{{\"n\":{n}}}")), true);
+            }
+        }
+    }
+
+    /// Reads frames up to the first HEADERS, then writes the server's SETTINGS and a GOAWAY(last stream
+    /// 0, NO_ERROR) and closes: a server that stopped taking streams just as the request was sent.
+    async fn go_away_at_first_headers(mut socket: TcpStream, streams: &Mutex<Vec<String>>) {
+        let mut preface = [0u8; 24];
+        if socket.read_exact(&mut preface).await.is_err() {
+            return;
+        }
+        loop {
+            let mut head = [0u8; 9];
+            if socket.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if socket.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            if head[3] == 0x1 {
+                streams.lock().unwrap().push("refused by GOAWAY".into());
+                break;
+            }
+        }
+        let settings = [0u8, 0, 0, 0x4, 0, 0, 0, 0, 0];
+        let go_away = [0u8, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let _ = socket.write_all(&settings).await;
+        let _ = socket.write_all(&go_away).await;
+        let _ = socket.flush().await;
+        // Closes once the client has seen it and gone (or after a while).
+        let mut rest = [0u8; 1024];
+        let wait = async { while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+    }
+}
+
+/// A POST backend over h2c with a retry policy that never repeats a POST: only the resend of a request
+/// the service provably did not process lets the call succeed.
+const H2_POST_ROUTE: &str = r#"
+[[routes]]
+path = "/api/p/{id}"
+
+[[routes.backends]]
+name = "user"
+service = "users"
+method = "POST"
+path = "/users/{id}"
+"#;
+
+fn h2c_config(addr: &str) -> String {
+    config(addr, addr, addr, H2_POST_ROUTE)
+        .replace(
+            "[services.users]\n",
+            "[services.users]\nprotocol = \"h2c\"\n",
+        )
+        .replace(
+            "[services.orders]\n",
+            r#"[services.users.retry]
+max_attempts = 3
+on = ["reset"]
+backoff = "1ms"
+
+[services.users.circuit_breaker]
+min_requests = 1
+failure_rate = 0.01
+
+[services.users.outlier_detection]
+consecutive_failures = 1
+
+[services.orders]
+"#,
+        )
+}
+
+#[tokio::test]
+async fn a_stream_the_service_refuses_is_sent_again_at_once_whatever_its_method() {
+    let users = refusing::start(refusing::Refuse::FirstStream).await;
+    let bff = TestBff::start(&h2c_config(&users.addr)).await;
+    let res = bff.get("/api/p/7").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["user"]["n"],
+        2
+    );
+    assert_eq!(
+        *users.streams.lock().unwrap(),
+        ["POST /users/7", "POST /users/7"],
+        "refused once, sent again once"
+    );
+    // Not a failure of the endpoint: the breaker (open after one failure) and outlier detection
+    // (ejecting after one) let the next call through.
+    assert_eq!(bff.get("/api/p/8").await.status(), 200);
+    assert_eq!(users.streams.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_request_above_the_last_stream_of_a_goaway_is_sent_again_on_a_new_connection() {
+    let users = refusing::start(refusing::Refuse::FirstConnection).await;
+    let bff = TestBff::start(&h2c_config(&users.addr)).await;
+    let res = bff.get("/api/p/7").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["user"]["n"],
+        2
+    );
+    assert_eq!(
+        *users.streams.lock().unwrap(),
+        ["refused by GOAWAY", "POST /users/7"]
+    );
+    assert_eq!(*users.connections.lock().unwrap(), 2);
+    assert_eq!(bff.get("/api/p/8").await.status(), 200);
+}

@@ -577,7 +577,7 @@ impl<'a> Call<'a> {
 
     /// The headers of one attempt, built in one map sized for them: the forwarded client headers, the
     /// handler's own, then the mesh's (request id, forwarding, trace, deadline).
-    fn headers(&self, start: Instant) -> (HeaderMap, [u8; 8]) {
+    fn headers(&self, start: Instant, span: Option<[u8; 8]>) -> (HeaderMap, [u8; 8]) {
         let call = self.call;
         let ctx = &*call.ctx;
         let mut h = HeaderMap::with_capacity(ctx.forward.len() + call.own.len() + 9);
@@ -604,7 +604,10 @@ impl<'a> Call<'a> {
         if (ctx.forward.is_empty() && call.own.is_empty()) || !h.contains_key(USER_AGENT) {
             h.insert(USER_AGENT, self.service.user_agent().clone());
         }
-        let (traceparent, span_id) = ctx.trace.child_traceparent();
+        let (traceparent, span_id) = match span {
+            None => ctx.trace.child_traceparent(),
+            Some(span) => (ctx.trace.child_traceparent_of(&span), span),
+        };
         h.insert(TRACEPARENT, traceparent);
         if let Some(deadline) = ctx.deadline {
             let ms = deadline.saturating_duration_since(start).as_millis();
@@ -622,7 +625,6 @@ impl<'a> Call<'a> {
     /// The future keeps only the wait; building the request, the bookkeeping and the span are functions
     /// of their own (the span and the timeout's error cold, off the common path).
     async fn attempt(&self, pick: Pick<'a>, attempt: Try) -> Outcome {
-        let svc = self.service;
         let Pick {
             endpoint: i,
             permit,
@@ -630,7 +632,7 @@ impl<'a> Call<'a> {
         } = pick;
         let endpoint = &self.set.list[i];
         let start = Instant::now();
-        let (req, span_id) = match self.request(endpoint, start) {
+        let (req, span_id) = match self.request(endpoint, start, None) {
             Ok(r) => r,
             Err(failed) => return Outcome::Failed(failed),
         };
@@ -644,7 +646,7 @@ impl<'a> Call<'a> {
             let _guard = InFlight::enter(endpoint);
             // Sent now; boxed, so that the exchange's state (response head, body being read) is not
             // copied up through every future that awaits this one.
-            let call = Box::pin(exchange(svc.request(req), svc.max_response()));
+            let call = Box::pin(self.exchange(endpoint, req, start, span_id));
             match tokio::time::timeout_at(start + budget.time, call).await {
                 Ok(r) => r,
                 Err(_) => Outcome::Failed(timed_out(budget)),
@@ -657,18 +659,51 @@ impl<'a> Call<'a> {
         outcome
     }
 
-    /// The request of an attempt on `endpoint`, and the span id its `traceparent` names.
+    /// Sends an attempt's request and reads the response. A request that the service refused without
+    /// processing it is sent again at once, at most [`MAX_RESENDS`] times, within the attempt's time:
+    /// an HTTP/2 stream above the last stream id of a graceful GOAWAY (a server closing a connection
+    /// after so many requests, as nginx does every 1,000 by default) or reset with `REFUSED_STREAM`.
+    /// RFC 9113 section 8.7 says such a request was not processed, so any method may be sent again, and
+    /// the endpoint did not fail: the breaker, outlier detection and the retry budget never see it.
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        mut req: Request<Full<Bytes>>,
+        start: Instant,
+        span_id: [u8; 8],
+    ) -> Outcome {
+        let svc = self.service;
+        let mut resent = 0;
+        loop {
+            match exchange(svc.request(req), svc.max_response()).await {
+                Exchanged::Done(outcome) => return outcome,
+                Exchanged::Unprocessed(failed) if resent < MAX_RESENDS => {
+                    resent += 1;
+                    tracing::debug!(service = %svc.name(), resent, error = %failed.detail, "sending again a request the service refused unprocessed");
+                    req = match self.request(endpoint, start, Some(span_id)) {
+                        Ok((req, _)) => req,
+                        Err(failed) => return Outcome::Failed(failed),
+                    };
+                }
+                Exchanged::Unprocessed(failed) => return Outcome::Failed(failed),
+            }
+        }
+    }
+
+    /// The request of an attempt on `endpoint`, and the span id its `traceparent` names: a new one, or
+    /// `span` again when the attempt sends its request once more.
     #[inline(never)]
     fn request(
         &self,
         endpoint: &Endpoint,
         start: Instant,
+        span: Option<[u8; 8]>,
     ) -> Result<(Request<Full<Bytes>>, [u8; 8]), Failed> {
         let uri = self
             .service
             .uri(endpoint, self.call.pq.clone())
             .map_err(|e| Failed::caused_by(ErrorKind::InvalidRequest, "building the uri", e))?;
-        let (headers, span_id) = self.headers(start);
+        let (headers, span_id) = self.headers(start, span);
         let mut req = Request::new(Full::new(self.call.body.clone()));
         *req.method_mut() = self.call.method.clone();
         *req.uri_mut() = uri;
@@ -775,21 +810,54 @@ fn timed_out(budget: Budget) -> Failed {
     }
 }
 
+/// How many times an attempt sends its request again when the service refused it unprocessed.
+const MAX_RESENDS: u32 = 3;
+
+/// What one request on the wire came to: an outcome, or a refusal by the service before it processed
+/// the request (which may be sent again).
+enum Exchanged {
+    Done(Outcome),
+    Unprocessed(Failed),
+}
+
 /// One request and response on the wire: the head, then the body read whole (at most `max` bytes).
-async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Outcome {
+async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Exchanged {
     let res = match res.await {
         Ok(res) => res,
-        Err(e) => return Outcome::Failed(classify(e)),
+        Err(e) if unprocessed(&e) => {
+            return Exchanged::Unprocessed(Failed::caused_by(
+                ErrorKind::Reset,
+                "the service refused the request unprocessed",
+                e,
+            ));
+        }
+        Err(e) => return Exchanged::Done(Outcome::Failed(classify(e))),
     };
     let (parts, body) = res.into_parts();
-    match Limited::new(body, max).collect().await {
+    Exchanged::Done(match Limited::new(body, max).collect().await {
         Ok(body) => Outcome::Response(Response {
             status: parts.status,
             headers: parts.headers,
             body: body.to_bytes(),
         }),
         Err(e) => Outcome::Failed(body_failed(e, max)),
+    })
+}
+
+/// Whether the service refused the request before processing it (RFC 9113 section 8.7): its HTTP/2
+/// stream was above the last stream id of a GOAWAY without error, or was reset with `REFUSED_STREAM`.
+#[cold]
+fn unprocessed(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && ((h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR))
+                    || (h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM)));
+        }
+        source = s.source();
     }
+    false
 }
 
 /// Why reading a response's body failed: too large, or the connection broke.

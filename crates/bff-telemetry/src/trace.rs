@@ -48,6 +48,12 @@ impl TraceContext {
         (header(&self.trace_id, &span, self.sampled), span)
     }
 
+    /// The `traceparent` of the child span `span` of this one: the same header again, for a request sent
+    /// once more as part of the same attempt.
+    pub fn child_traceparent_of(&self, span: &[u8; 8]) -> HeaderValue {
+        header(&self.trace_id, span, self.sampled)
+    }
+
     /// This span's own `traceparent`.
     pub fn traceparent(&self) -> HeaderValue {
         header(&self.trace_id, &self.span_id, self.sampled)
