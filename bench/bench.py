@@ -294,11 +294,14 @@ def cmd_report(results, footprint, meta, out):
     fp = json.load(open(footprint))
     info = json.load(open(meta))
     variants = {
-        "A": "`bff run`, declarative route, policies on (bench/a.toml)",
-        "B": "Rust handler on `bff` (examples/bench-bff)",
-        "C": "hand-written axum + hyper, no policies (examples/baseline)",
+        "A": "`bff run`, declarative route, policies on, services over h2c (bench/a.toml)",
+        "A1": "A with the services over pooled HTTP/1.1, as C calls them",
+        "B": "Rust handler on `bff`, services over h2c (examples/bench-bff)",
+        "C": "hand-written axum + pooled hyper HTTP/1.1 client, no policies (examples/baseline)",
         "D": "nginx gateway -> C -> haproxy sidecar",
     }
+    present = {r["variant"] for r in runs}
+    variants = {v: what for v, what in variants.items() if v != "A1" or "A1" in present}
     med = {}
     for v in variants:
         rs = [r for r in runs if r["variant"] == v]
@@ -331,7 +334,7 @@ def cmd_report(results, footprint, meta, out):
     )
     w(
         f"Load: `wrk -t1 -c{info['connections']} -d{info['duration']}s --latency` on "
-        f"`GET /api/home/42`, {info['rounds']} interleaved rounds (A B C D, ...), medians; "
+        f"`GET /api/home/42`, {info['rounds']} interleaved rounds ({' '.join(variants)}, ...), medians; "
         f"peak RSS is the maximum. Pinning: {info['pinning']}."
     )
     w("")
@@ -378,6 +381,8 @@ def cmd_report(results, footprint, meta, out):
     w("| ratio | value (of the medians) | median of the per-round ratios | target | |")
     w("| --- | ---: | ---: | --- | --- |")
     for name, a, b, key, target, ok in RATIOS:
+        if a not in med or b not in med:
+            continue
         value = med[a][key] / med[b][key]
         verdict = "" if ok is None else ("met" if ok(value) else "**missed**")
         pair = paired(a, b, run_key[key])
@@ -434,6 +439,9 @@ RATIOS = [
     ("CPU per request A/C", "A", "C", "cpu", "<= 0.85", lambda x: x <= 0.85),
     ("CPU per request B/C", "B", "C", "cpu", "(no target)", None),
     ("CPU per request A/D", "A", "D", "cpu", "(no target)", None),
+    ("A1/C throughput (A over HTTP/1.1)", "A1", "C", "rps", "(no target)", None),
+    ("CPU per request A1/C", "A1", "C", "cpu", "(no target)", None),
+    ("A/A1 throughput (h2c over HTTP/1.1)", "A", "A1", "rps", "(no target)", None),
 ]
 
 
@@ -450,7 +458,11 @@ def cmd_setups(split, shared, out):
         "| ratio | split | shared | target | split | shared |",
         "| --- | ---: | ---: | --- | --- | --- |",
     ]
-    for a, b in zip(s["ratios"], h["ratios"]):
+    hr = {r["name"]: r for r in h["ratios"]}
+    for a in s["ratios"]:
+        b = hr.get(a["name"])
+        if b is None:
+            continue
         lines.append(
             f"| {a['name']} | {fmt_ratio(a['value'])} | {fmt_ratio(b['value'])} | {a['target']} | "
             f"{a['verdict']} | {b['verdict']} |"
@@ -601,7 +613,7 @@ def cmd_fixed_report(results, c_rps, out):
     ]
     p99 = {}
     for pct in levels:
-        for v in "ABCD":
+        for v in ("A", "A1", "B", "C", "D"):
             rs = [r for r in runs if r["percent"] == pct and r["variant"] == v]
             if not rs:
                 continue
@@ -615,7 +627,9 @@ def cmd_fixed_report(results, c_rps, out):
     for pct in levels:
         c = p99.get((pct, "C"))
         if c:
-            ratios = ", ".join(f"{v}/C {p99[(pct, v)] / c:.2f}" for v in "ABD" if (pct, v) in p99)
+            ratios = ", ".join(
+                f"{v}/C {p99[(pct, v)] / c:.2f}" for v in ("A", "A1", "B", "D") if (pct, v) in p99
+            )
             lines.append(f"- p99 at {pct}% of C: {ratios}")
     text = "\n".join(lines)
     with open(out, "a") as f:
