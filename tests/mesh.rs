@@ -180,6 +180,9 @@ mod refusing {
         /// On its first connection, answers the first request's HEADERS with a GOAWAY whose last
         /// stream id is 0 (no stream processed) and closes the connection.
         FirstConnection,
+        /// Its first connection sends its SETTINGS, then nothing more: no answer, no PING ACK, no
+        /// FIN, as a peer that vanished behind a firewall.
+        SilentFirstConnection,
     }
 
     pub(crate) struct Server {
@@ -216,6 +219,8 @@ mod refusing {
                 tokio::spawn(async move {
                     if n == 1 && matches!(refuse, Refuse::FirstConnection) {
                         go_away_at_first_headers(socket, &streams).await;
+                    } else if n == 1 && matches!(refuse, Refuse::SilentFirstConnection) {
+                        silent(socket).await;
                     } else {
                         serve(socket, refuse, streams).await;
                     }
@@ -252,6 +257,13 @@ mod refusing {
                 let _ = body.send_data(Bytes::from(format!("{{\"n\":{n}}}")), true);
             }
         }
+    }
+
+    /// Sends the server's SETTINGS, then only reads, until the client closes the connection.
+    async fn silent(mut socket: TcpStream) {
+        let _ = socket.write_all(&[0u8, 0, 0, 0x4, 0, 0, 0, 0, 0]).await;
+        let mut buf = [0u8; 4096];
+        while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
     }
 
     /// Reads frames up to the first HEADERS, then writes the server's SETTINGS and a GOAWAY(last stream
@@ -363,4 +375,38 @@ async fn a_request_above_the_last_stream_of_a_goaway_is_sent_again_on_a_new_conn
     );
     assert_eq!(*users.connections.lock().unwrap(), 2);
     assert_eq!(bff.get("/api/p/8").await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_h2c_connection_that_stops_answering_is_closed_by_its_ping_and_replaced() {
+    let users = refusing::start(refusing::Refuse::SilentFirstConnection).await;
+    let cfg = config(&users.addr, &users.addr, &users.addr, ROUTE).replace(
+        "[services.users]\n",
+        "[services.users]\nprotocol = \"h2c\"\n",
+    );
+    let bff = TestBff::start(&cfg).await;
+    // Every call times out on the silent connection (the service's 2 s timeout) until the PING sent
+    // after 10 s without a frame goes unanswered for 5 s and closes it; the next call opens a new one.
+    // Without the PING the calls would time out on it for ever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut failed = 0;
+    loop {
+        let res = bff.get("/api/p/7").await;
+        if res.status() == 200 {
+            break;
+        }
+        // 504: timed out on the silent connection; 502: in flight when the PING closed it.
+        assert!(
+            matches!(res.status().as_u16(), 502 | 504),
+            "a call on the silent connection fails: {}",
+            res.status()
+        );
+        failed += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still failing after 60 s: the silent connection was never closed"
+        );
+    }
+    assert!(failed > 0, "the first call went to the silent connection");
+    assert_eq!(*users.connections.lock().unwrap(), 2);
 }

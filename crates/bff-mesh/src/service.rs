@@ -558,6 +558,11 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// How long an h2c connection may stay without a frame from the service before the mesh sends a PING.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// How late the PING's answer may be before the connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The pooled client of a service: HTTP/1.1 keep-alive or h2c, or TLS with the service's certificates.
 fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClient, ServiceError> {
     let mut connector = HttpConnector::new();
@@ -569,7 +574,15 @@ fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClien
         .timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90));
     if cfg.protocol == Protocol::H2c {
-        builder.http2_only(true);
+        // One connection carries every call to an endpoint. A peer gone without a FIN or RST would
+        // hold it open with every call timing out on it (a timed-out stream is reset, its connection
+        // kept), so a PING goes out after H2_PING_INTERVAL without a frame received, idle or not, and
+        // the connection is closed when the answer is H2_PING_TIMEOUT late: the next call opens a new one.
+        builder
+            .http2_only(true)
+            .http2_keep_alive_interval(H2_PING_INTERVAL)
+            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true);
     }
     let Some(files) = tls else {
         return Ok(HttpClient::Plain(builder.build(connector)));
