@@ -298,9 +298,17 @@ pub(crate) fn serve(app: App) -> ExitCode {
     })
 }
 
+/// The runtime of `bff run`: on one CPU (the process's affinity, as `taskset` or a container's cpuset
+/// sets it), tokio's current-thread scheduler, which does the same work as a one-worker multi-thread
+/// runtime without its cross-thread machinery (atomics on every wake, the injection queue, the parked
+/// worker's condvar); on more, one worker per CPU. `TOKIO_WORKER_THREADS` chooses the multi-thread
+/// runtime with that many workers.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().expect("tokio runtime")
 }

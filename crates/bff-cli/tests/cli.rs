@@ -491,14 +491,28 @@ struct Running {
 
 impl Running {
     fn start(path: &Path) -> Self {
-        let mut child = Proc(
-            bff()
-                .args(["run", "--config"])
-                .arg(path)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        Self::spawn(bff().args(["run", "--config"]).arg(path))
+    }
+
+    /// `bff run` allowed one CPU (`taskset -c 0`, as a container's cpuset would), where it runs on
+    /// tokio's current-thread scheduler.
+    fn start_on_one_cpu(path: &Path) -> Self {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "0", env!("CARGO_BIN_EXE_bff"), "run", "--config"])
+            .arg(path)
+            .env_remove("BFF_CONFIG")
+            .env_remove("TOKIO_WORKER_THREADS")
+            .env("RUST_LOG", "warn");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BFF__") {
+                cmd.env_remove(k);
+            }
+        }
+        Self::spawn(&mut cmd)
+    }
+
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = Proc(cmd.stdout(Stdio::piped()).spawn().unwrap());
         let lines = read_until(&mut child.0, "listening on");
         let line = lines.last().unwrap();
         let word = |n: usize| line.split_whitespace().nth(n).unwrap().to_string();
@@ -660,6 +674,37 @@ async fn run_reloads_its_file_on_sighup() {
     .await
     .unwrap();
     assert_eq!(status.code(), Some(0), "SIGHUP did not end the process");
+}
+
+/// On one CPU `bff run` drives everything from one thread: the routes, the file watcher's reload, the
+/// admin listener and the drain on SIGTERM must all still happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_one_cpu_serves_reloads_and_drains() {
+    let users = Stub::start().await;
+    users.on("/users/1").json(json!({"name": "Ada"}));
+    let path = write_config(
+        "one-cpu.toml",
+        &reload_config(&users.endpoint(), "watch_config = true", false),
+    );
+    let bff = Running::start_on_one_cpu(&path);
+    assert_eq!(bff.status("/api/u/1").await, 200);
+    assert_eq!(bff.status("/api/v2/1").await, 404);
+    std::fs::write(
+        &path,
+        reload_config(&users.endpoint(), "watch_config = true", true),
+    )
+    .unwrap();
+    bff.wait_for_200("/api/v2/1").await;
+    let (status, body) = bff.reload().await;
+    assert_eq!(status, 200, "{body}");
+    sigterm(&bff.proc.0);
+    let status = tokio::task::spawn_blocking(move || {
+        let mut bff = bff;
+        bff.proc.0.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
