@@ -677,23 +677,25 @@ async fn run_reloads_its_file_on_sighup() {
 }
 
 /// On one CPU `bff run` drives everything from one thread: the routes, the file watcher's reload, the
-/// admin listener and the drain on SIGTERM must all still happen.
+/// admin listener and the drain on SIGTERM must all still happen. The service is called over h2c, as
+/// the benchmark's A does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_on_one_cpu_serves_reloads_and_drains() {
     let users = Stub::start().await;
     users.on("/users/1").json(json!({"name": "Ada"}));
-    let path = write_config(
-        "one-cpu.toml",
-        &reload_config(&users.endpoint(), "watch_config = true", false),
-    );
+    let config = |second| {
+        reload_config(&users.endpoint(), "watch_config = true", second).replacen(
+            "[services.users]\n",
+            "[services.users]\nprotocol = \"h2c\"\n",
+            1,
+        )
+    };
+    let path = write_config("one-cpu.toml", &config(false));
     let bff = Running::start_on_one_cpu(&path);
     assert_eq!(bff.status("/api/u/1").await, 200);
+    assert_eq!(users.requests()[0].version, reqwest::Version::HTTP_2);
     assert_eq!(bff.status("/api/v2/1").await, 404);
-    std::fs::write(
-        &path,
-        reload_config(&users.endpoint(), "watch_config = true", true),
-    )
-    .unwrap();
+    std::fs::write(&path, config(true)).unwrap();
     bff.wait_for_200("/api/v2/1").await;
     let (status, body) = bff.reload().await;
     assert_eq!(status, 200, "{body}");
