@@ -1436,6 +1436,30 @@ impl Drop for Redis {
     }
 }
 
+/// The `[session]` keys of a store in `redis`, sealed under a key of 32 `byte`s.
+fn redis_store(redis: &Redis, byte: u8) -> String {
+    let key = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    format!(
+        "store = \"redis://127.0.0.1:{}\"\nstore_key = \"{key}\"",
+        redis.port
+    )
+}
+
+impl Setup {
+    /// A second instance of the BFF with the same provider and services, `extra` keys in `[session]`.
+    async fn another(&self, extra: &str) -> TestBff {
+        TestBff::start(&config(
+            &self.op.issuer(),
+            &self.api,
+            &self.partner,
+            &self.plain,
+            extra,
+            "",
+        ))
+        .await
+    }
+}
+
 async fn start_redis() -> Redis {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1506,11 +1530,7 @@ async fn redis_command(port: u16, args: &[&str]) -> std::io::Result<Vec<u8>> {
 async fn a_stopped_redis_store_fails_session_requests_with_503_and_only_those() {
     let redis = start_redis().await;
     let port = redis.port;
-    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let s = setup(&format!(
-        "store = \"redis://127.0.0.1:{port}\"\nstore_key = \"{key}\""
-    ))
-    .await;
+    let s = setup(&redis_store(&redis, 7)).await;
     let b = sign_in(&s, "gina", "sid-g", "__Host-bff", "/bff/callback").await;
     assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
     // A login in progress, its callback arriving while Redis is down.
@@ -1560,21 +1580,9 @@ async fn a_stopped_redis_store_fails_session_requests_with_503_and_only_those() 
 #[tokio::test]
 async fn instances_sharing_redis_share_sessions_encrypted_and_logout_ends_them_everywhere() {
     let redis = start_redis().await;
-    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let extra = format!(
-        "store = \"redis://127.0.0.1:{}\"\nstore_key = \"{key}\"",
-        redis.port
-    );
+    let extra = redis_store(&redis, 7);
     let s = setup(&extra).await;
-    let other = TestBff::start(&config(
-        &s.op.issuer(),
-        &s.api,
-        &s.partner,
-        &s.plain,
-        &extra,
-        "",
-    ))
-    .await;
+    let other = s.another(&extra).await;
     let b = sign_in(&s, "ivy", "sid-i", "__Host-bff", "/bff/callback").await;
     assert_eq!(b.get(&other, "/api/orders").await.status(), 200);
     assert_eq!(
@@ -1621,21 +1629,9 @@ async fn instances_sharing_redis_share_sessions_encrypted_and_logout_ends_them_e
 #[tokio::test]
 async fn two_instances_sharing_redis_refresh_a_session_once() {
     let redis = start_redis().await;
-    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-    let extra = format!(
-        "store = \"redis://127.0.0.1:{}\"\nstore_key = \"{key}\"\nrefresh_before = \"5m\"",
-        redis.port
-    );
+    let extra = format!("{}\nrefresh_before = \"5m\"", redis_store(&redis, 9));
     let s = setup(&extra).await;
-    let other = TestBff::start(&config(
-        &s.op.issuer(),
-        &s.api,
-        &s.partner,
-        &s.plain,
-        &extra,
-        "",
-    ))
-    .await;
+    let other = s.another(&extra).await;
     s.op.with(|o| o.first_expires_in = 60);
     let b = sign_in(&s, "kim", "sid-k", "__Host-bff", "/bff/callback").await;
     s.op.release.send_replace(false);

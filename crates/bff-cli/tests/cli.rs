@@ -10,7 +10,12 @@ use std::{
 };
 
 fn bff() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bff"));
+    scrubbed(Command::new(env!("CARGO_BIN_EXE_bff")))
+}
+
+/// `c` without the environment of the test run that would change what `bff` reads (`BFF_CONFIG`,
+/// `BFF__...` overrides), logging at warn.
+fn scrubbed(mut c: Command) -> Command {
     c.env_remove("BFF_CONFIG").env("RUST_LOG", "warn");
     for (k, _) in std::env::vars() {
         if k.starts_with("BFF__") {
@@ -497,17 +502,10 @@ impl Running {
     /// `bff run` allowed one CPU (`taskset -c 0`, as a container's cpuset would), where it runs on
     /// tokio's current-thread scheduler.
     fn start_on_one_cpu(path: &Path) -> Self {
-        let mut cmd = Command::new("taskset");
+        let mut cmd = scrubbed(Command::new("taskset"));
         cmd.args(["-c", "0", env!("CARGO_BIN_EXE_bff"), "run", "--config"])
             .arg(path)
-            .env_remove("BFF_CONFIG")
-            .env_remove("TOKIO_WORKER_THREADS")
-            .env("RUST_LOG", "warn");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("BFF__") {
-                cmd.env_remove(k);
-            }
-        }
+            .env_remove("TOKIO_WORKER_THREADS");
         Self::spawn(&mut cmd)
     }
 

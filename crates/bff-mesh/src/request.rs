@@ -675,7 +675,7 @@ impl<'a> Call<'a> {
         let svc = self.service;
         let mut resent = 0;
         loop {
-            match exchange(svc.request(req), svc.max_response()).await {
+            match exchange_once(svc.request(req), svc.max_response()).await {
                 Exchanged::Done(outcome) => return outcome,
                 Exchanged::Unprocessed(failed) if resent < MAX_RESENDS => {
                     resent += 1;
@@ -821,7 +821,7 @@ enum Exchanged {
 }
 
 /// One request and response on the wire: the head, then the body read whole (at most `max` bytes).
-async fn exchange(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Exchanged {
+async fn exchange_once(res: hyper_util::client::legacy::ResponseFuture, max: usize) -> Exchanged {
     let res = match res.await {
         Ok(res) => res,
         Err(e) if unprocessed(&e) => {

@@ -292,16 +292,12 @@ impl SessionMetrics {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
-        header(
+        single(
             out,
             "bff_sessions_active",
             "gauge",
             "Browser sessions created by this instance and not ended (this instance's view).",
-        );
-        let _ = writeln!(
-            out,
-            "bff_sessions_active {}",
-            self.active.load(Ordering::Relaxed).max(0)
+            self.active.load(Ordering::Relaxed).max(0),
         );
         header(
             out,
@@ -320,16 +316,12 @@ impl SessionMetrics {
                 c.load(Ordering::Relaxed)
             );
         }
-        header(
+        single(
             out,
             "bff_csrf_rejected_total",
             "counter",
             "Session requests refused for a missing CSRF header or a foreign Origin.",
-        );
-        let _ = writeln!(
-            out,
-            "bff_csrf_rejected_total {}",
-            self.csrf_rejected.load(Ordering::Relaxed)
+            self.csrf_rejected.load(Ordering::Relaxed),
         );
     }
 }
@@ -546,45 +538,33 @@ impl Metrics {
                 );
             }
         }
-        header(
+        single(
             out,
             "bff_inflight_requests",
             "gauge",
             "Requests being served now.",
+            self.inflight.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "bff_inflight_requests {}",
-            self.inflight.load(Ordering::Relaxed)
-        );
-        header(
+        single(
             out,
             "bff_shed_total",
             "counter",
             "Requests refused with 503 because max_concurrency was reached.",
+            self.shed.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "bff_shed_total {}", self.shed.load(Ordering::Relaxed));
-        header(
+        single(
             out,
             "bff_handler_panics_total",
             "counter",
             "Requests whose handler panicked, answered 500.",
+            self.handler_panics.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "bff_handler_panics_total {}",
-            self.handler_panics.load(Ordering::Relaxed)
-        );
-        header(
+        single(
             out,
             "bff_config_reloads_total",
             "counter",
             "Configurations applied after the first.",
-        );
-        let _ = writeln!(
-            out,
-            "bff_config_reloads_total {}",
-            self.reloads.load(Ordering::Relaxed)
+            self.reloads.load(Ordering::Relaxed),
         );
         for (name, help, c) in [
             (
@@ -603,8 +583,7 @@ impl Metrics {
                 &self.rate_limit_store_fallbacks,
             ),
         ] {
-            header(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
+            single(out, name, "counter", help, c.load(Ordering::Relaxed));
         }
         self.sessions.render(out);
     }
@@ -614,6 +593,12 @@ impl Metrics {
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric of one sample without labels: its `# HELP` and `# TYPE` lines, then its value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// A label value escaped for the text format.

@@ -45,7 +45,7 @@ impl TraceContext {
     /// The `traceparent` of a child span of this one (one per downstream call), and the child's span id.
     pub fn child_traceparent(&self) -> (HeaderValue, [u8; 8]) {
         let span = new_span_id();
-        (header(&self.trace_id, &span, self.sampled), span)
+        (self.child_traceparent_of(&span), span)
     }
 
     /// The `traceparent` of the child span `span` of this one: the same header again, for a request sent
