@@ -1,22 +1,24 @@
 //! One flight a key: the first caller starts the work (a task of its own, so that no caller going away
 //! cancels it halfway, e.g. after the provider rotated a refresh token and before the store has the new
 //! one); callers arriving while it runs wait for the same outcome.
+//!
+//! The outcome is handed over on a `watch` channel, which every waiter reads for itself: no waiter depends
+//! on another being polled again (`futures`' `Shared` can lose a wake-up when a caller that was polling it
+//! goes away, rust-lang/futures-rs#2706).
 
-use futures::{
-    FutureExt,
-    future::{BoxFuture, Shared},
-};
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
 };
+use tokio::sync::watch;
 
-type Flight<T> = Shared<BoxFuture<'static, Option<T>>>;
+/// The outcome of a flight: `None` while it runs.
+type Landing<T> = watch::Receiver<Option<T>>;
 
 /// Flights by key.
 pub(crate) struct Flights<T: Clone + Send + Sync + 'static> {
-    map: Arc<Mutex<HashMap<String, Flight<T>>>>,
+    map: Arc<Mutex<HashMap<String, Landing<T>>>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Default for Flights<T> {
@@ -27,6 +29,21 @@ impl<T: Clone + Send + Sync + 'static> Default for Flights<T> {
     }
 }
 
+/// Frees a flight's key when its task ends, whether the work returned or panicked.
+struct Takeoff<T> {
+    map: Arc<Mutex<HashMap<String, Landing<T>>>>,
+    key: String,
+}
+
+impl<T> Drop for Takeoff<T> {
+    fn drop(&mut self) {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
     /// The outcome of the flight of `key`: joined when one is in the air, else started with `work`.
     /// `None` when the work panicked.
@@ -34,30 +51,32 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let flight = {
-            let Ok(mut map) = self.map.lock() else {
-                return None;
-            };
+        let mut landing = {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
             match map.get(key) {
-                Some(f) => f.clone(),
+                Some(landing) => landing.clone(),
                 None => {
+                    let (tx, rx) = watch::channel(None);
                     let fut = work();
-                    let done = self.map.clone();
-                    let k = key.to_string();
-                    let task = tokio::spawn(async move {
+                    let takeoff = Takeoff {
+                        map: self.map.clone(),
+                        key: key.to_string(),
+                    };
+                    tokio::spawn(async move {
                         let out = fut.await;
-                        if let Ok(mut map) = done.lock() {
-                            map.remove(&k);
-                        }
-                        out
+                        tx.send_replace(Some(out));
+                        // The key is freed after the outcome is out: a caller in between joins a landed
+                        // flight and gets its outcome at once.
+                        drop(takeoff);
                     });
-                    let flight = async move { task.await.ok() }.boxed().shared();
-                    map.insert(key.to_string(), flight.clone());
-                    flight
+                    map.insert(key.to_string(), rx.clone());
+                    rx
                 }
             }
         };
-        flight.await
+        // Without an outcome the sender is gone: the work panicked.
+        let landed = landing.wait_for(Option::is_some).await.ok()?;
+        landed.clone()
     }
 }
 
@@ -122,5 +141,24 @@ mod tests {
         tokio::task::yield_now().await;
         first.abort();
         assert_eq!(second.await.unwrap(), Some(7));
+    }
+
+    /// Work that panics lands as `None` for every caller, and the next caller of the key starts new work
+    /// (the key does not stay taken by the failed flight).
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_flight_gives_none_and_frees_its_key() {
+        let flights = Arc::new(Flights::<u32>::default());
+        let failing = |flights: Arc<Flights<u32>>| async move {
+            flights
+                .run("k", || async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    panic!("the work failed");
+                })
+                .await
+        };
+        let (a, b) = tokio::join!(failing(flights.clone()), failing(flights.clone()));
+        assert_eq!((a, b), (None, None));
+        assert_eq!(flights.run("k", || async { 9 }).await, Some(9));
+        assert!(flights.map.lock().unwrap().is_empty());
     }
 }

@@ -54,11 +54,7 @@ impl TestBff {
         let admin = server.admin_addr();
         let handle = server.shutdown_handle();
         let task = tokio::spawn(server.run());
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let client = crate::http_client();
         Self {
             addr,
             admin,

@@ -26,3 +26,18 @@ pub use self::{
     stub::{Recorded, Rendezvous, RouteBuilder, Stub},
     stubs::Stubs,
 };
+
+/// How long a request of the testkit's own HTTP clients ([`TestBff::client`], [`oidc::Browser`], the
+/// [`oidc::Provider`]'s test endpoints) may take in all: far above any answer a test waits for, so that
+/// a peer that never answers fails its test with the call named instead of hanging the test run.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An HTTP client for tests: no proxy, no redirect followed, every request within [`REQUEST_DEADLINE`].
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_DEADLINE)
+        .build()
+        .expect("an HTTP client")
+}

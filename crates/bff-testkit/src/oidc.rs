@@ -144,24 +144,23 @@ impl Provider {
             .unwrap_or_else(|e| panic!("node (Node.js) is needed for the OpenID Provider: {e}"));
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
+        let reader = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("reader")
-        .expect("the OP's stdout");
+        });
+        let Ok(line) = tokio::time::timeout(crate::REQUEST_DEADLINE, reader).await else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the OP did not print its ready line in time");
+        };
+        let line = line.expect("reader").expect("the OP's stdout");
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
             let _ = child.kill();
             let status = child.wait();
             panic!("the OP did not start ({status:?}): {line:?}")
         });
         let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let http = crate::http_client();
         Self {
             child,
             _stdin: stdin,
@@ -455,11 +454,7 @@ fn authority(url: &Url) -> String {
 impl Browser {
     pub fn new() -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            http: crate::http_client(),
             jar: Arc::default(),
             hops: Arc::default(),
         }
