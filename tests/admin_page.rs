@@ -2,11 +2,16 @@
 //! the services of the running BFF. The screenshot is saved to
 //! `$CARGO_TARGET_TMPDIR/admin-page.png` (under the target folder, wherever that is).
 
+use bff_testkit::process::{OutputWithin, found};
 use bff_testkit::{Stub, TestBff};
 use serde_json::json;
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 fn chromium(args: &[String]) -> std::process::Output {
+    assert!(
+        found("chromium".as_ref()),
+        "chromium (Debian's package; scripts/test installs it)"
+    );
     let profile = std::env::temp_dir().join(format!(
         "bff-chromium-{}-{}",
         std::process::id(),
@@ -27,8 +32,7 @@ fn chromium(args: &[String]) -> std::process::Output {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
-        .output()
-        .expect("chromium (Debian's package; scripts/test installs it)");
+        .output_within(Duration::from_secs(120));
     let _ = std::fs::remove_dir_all(profile);
     out
 }

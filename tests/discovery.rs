@@ -76,8 +76,8 @@ path = "/x"
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(b.hits("/x") > 0, "both endpoints serve");
+    // Both endpoints serve.
+    b.wait_for_hits("/x", 1).await;
 
     std::fs::write(&eps, json!([a.endpoint()]).to_string()).unwrap();
     let mut removed = false;
@@ -92,18 +92,12 @@ path = "/x"
     }
     assert!(removed, "the removed endpoint gets no more traffic");
 
-    // An added endpoint gets traffic within 2 s (the file is read every second).
+    // An added endpoint gets traffic (the file is read every second; the bound is loose for a loaded
+    // machine).
     let c = Stub::start().await;
     c.on("/x").json(json!(c.endpoint()));
     std::fs::write(&eps, json!([a.endpoint(), c.endpoint()]).to_string()).unwrap();
-    let added = std::time::Instant::now();
-    while c.hits("/x") == 0 {
-        assert!(
-            added.elapsed() < Duration::from_secs(2),
-            "the added endpoint got no traffic within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_for_hits("/x", 1).await;
     std::fs::write(&eps, json!([a.endpoint()]).to_string()).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

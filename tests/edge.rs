@@ -528,9 +528,7 @@ async fn load_shedding_is_immediate_while_admitted_requests_complete() {
     let held: Vec<_> = (0..2)
         .map(|_| tokio::spawn(c.clone().get(url.clone()).send()))
         .collect();
-    while s.hits("/x/1") < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    s.wait_for_hits("/x/1", 2).await;
     let shed = bff.get("/public/1").await;
     assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers()["retry-after"], "1");

@@ -442,7 +442,12 @@ async fn least_request_picks_the_endpoint_with_fewer_calls_in_flight() {
     assert!(slow.hits("/x/1") > 0 && fast.hits("/x/1") > 0);
     // A call that hangs on the fast endpoint (those landing on the slow one are answered).
     let mut hanging = Vec::new();
+    let deadline = tokio::time::Instant::now() + bff_testkit::REQUEST_DEADLINE;
     while fast.hits("/x/h") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no call reached the fast endpoint"
+        );
         let bff = bff.clone();
         hanging.push(tokio::spawn(async move { bff.get("/r/h").await.status() }));
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -228,7 +228,7 @@ async fn the_drain_turns_readyz_503_first_and_finishes_what_was_accepted() {
     let (addr, admin) = (server.local_addr(), server.admin_addr());
     let handle = server.shutdown_handle();
     let run = tokio::spawn(server.run());
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = bff_testkit::http_client();
     let url = format!("http://{addr}/api/u/1");
     let ready = format!("http://{admin}/readyz");
     assert_eq!(client.get(&ready).send().await.unwrap().status(), 200);
@@ -254,6 +254,11 @@ async fn the_drain_turns_readyz_503_first_and_finishes_what_was_accepted() {
                         // A response other than 200 is a request that was accepted and lost.
                         Ok(_) => {
                             lost.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // A request that never got an answer was accepted and lost.
+                        Err(e) if e.is_timeout() => {
+                            lost.fetch_add(1, Ordering::SeqCst);
+                            break;
                         }
                         // Refused after the listener closed: never accepted; stop this client.
                         Err(_) => break,
@@ -326,7 +331,7 @@ async fn a_drain_under_load_answers_every_request_it_accepted_until_the_listener
     let run = tokio::spawn(server.run());
     let url = format!("http://{addr}/api/u/1");
     let ready = format!("http://{admin}/readyz");
-    let probe = reqwest::Client::builder().no_proxy().build().unwrap();
+    let probe = bff_testkit::http_client();
     assert_eq!(probe.get(&ready).send().await.unwrap().status(), 200);
 
     let tally = Arc::new(Tally::default());
@@ -336,7 +341,9 @@ async fn a_drain_under_load_answers_every_request_it_accepted_until_the_listener
     // Three clients on keep-alive connections, three opening a fresh connection for every request.
     let clients: Vec<_> = (0..6)
         .map(|i| {
-            let builder = reqwest::Client::builder().no_proxy();
+            let builder = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(bff_testkit::REQUEST_DEADLINE);
             let client = if i < 3 {
                 builder.build().unwrap()
             } else {
@@ -368,6 +375,10 @@ async fn a_drain_under_load_answers_every_request_it_accepted_until_the_listener
                         Err(e) if e.is_connect() => {
                             tally.refused.fetch_add(1, Ordering::SeqCst);
                             return true;
+                        }
+                        // A request that never got an answer: accepted and lost.
+                        Err(e) if e.is_timeout() => {
+                            tally.failed.fetch_add(1, Ordering::SeqCst);
                         }
                         Err(_) => {
                             tally.closed.fetch_add(1, Ordering::SeqCst);

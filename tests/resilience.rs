@@ -321,9 +321,7 @@ async fn max_in_flight_fails_fast() {
     let url = bff.url("/r/1");
     let c = bff.client().clone();
     let first = tokio::spawn(async move { c.get(url).send().await });
-    while stub.hits("/x/1") == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    stub.wait_for_hits("/x/1", 1).await;
     let res = bff.get("/r/1").await;
     assert_eq!(res.status(), 503);
     assert_eq!(

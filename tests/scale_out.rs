@@ -316,7 +316,12 @@ struct Etcd {
 impl Etcd {
     fn new(addr: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            // Each call within 5 s: the retries below go on until their deadline.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             base: format!("http://{addr}/v3/kv"),
         }
     }

@@ -47,7 +47,7 @@ async fn the_openid_provider_serves_the_code_flow_with_pkce_and_rotates_refresh_
         ..ProviderOptions::default()
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = bff_testkit::http_client();
     let discovery: Value = http
         .get(format!("{}/.well-known/openid-configuration", op.issuer()))
         .send()
@@ -841,10 +841,9 @@ impl Redis {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = [0u8; 16];
                 if conn.write_all(b"PING\r\n").await.is_ok()
-                    && conn
-                        .read(&mut buf)
+                    && tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
                         .await
-                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                        .is_ok_and(|r| r.is_ok_and(|n| buf[..n].starts_with(b"+PONG")))
                 {
                     return redis;
                 }
@@ -1125,13 +1124,18 @@ async fn chromium_flow(options: ProviderOptions) {
         "user": "alice",
         "chromium": binary("chromium", "chromium").display().to_string(),
     });
-    let out = tokio::process::Command::new("node")
-        .arg(script)
-        .arg(args.to_string())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node");
+    // session.mjs bounds each step; this bounds the browser's start and end too (killed on drop).
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .arg(args.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("node and chromium did not finish the login within 180 s")
+    .expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
         .unwrap_or_else(|_| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));

@@ -1,11 +1,14 @@
 //! The `bff` binary, black-box: check, run, drain on SIGTERM, demo.
 
-use bff_testkit::Stub;
+use bff_testkit::{
+    Stub,
+    process::{OutputWithin, Proc},
+};
 use serde_json::{Value, json};
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -190,7 +193,11 @@ fn check_reads_bff_config_and_env_overrides() {
 fn run_refuses_a_bad_config_with_the_same_errors_as_check() {
     let path = write_config("bad-run.toml", BAD);
     let check = check(&path);
-    let run = bff().args(["run", "--config"]).arg(&path).output().unwrap();
+    // Bounded: a regression that accepted the config would serve for ever.
+    let run = bff()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output_within(Duration::from_secs(60));
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&run.stderr),
@@ -199,46 +206,12 @@ fn run_refuses_a_bad_config_with_the_same_errors_as_check() {
     assert!(run.stdout.is_empty(), "nothing was served");
 }
 
-/// Kills the child if a test fails half-way.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-/// Reads stdout lines until one contains `marker`; returns every line read.
-fn read_until(child: &mut Child, marker: &str) -> Vec<String> {
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(stdout);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("process ended before printing {marker:?}: {lines:?}");
-        }
-        let done = line.contains(marker);
-        lines.push(line.trim_end().to_string());
-        if done {
-            // Keep draining stdout in the background so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return lines;
-        }
-    }
-}
-
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(bff_testkit::REQUEST_DEADLINE)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +230,7 @@ async fn run_serves_config_routes_and_drains_in_flight_requests_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let lines = read_until(&mut child.0, "listening on");
+    let lines = child.stdout_until(|l| l.contains("listening on"));
     let url = lines
         .last()
         .unwrap()
@@ -286,17 +259,15 @@ async fn run_serves_config_routes_and_drains_in_flight_requests_on_sigterm() {
     let in_flight =
         tokio::spawn(async move { client().get(format!("{url}/api/u/1")).send().await });
     // SIGTERM once the request is with the downstream.
-    while users.hits("/users/1") == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    sigterm(&child.0);
+    users.wait_for_hits("/users/1", 1).await;
+    child.sigterm();
     let res = in_flight
         .await
         .unwrap()
         .expect("the in-flight request finishes during the drain");
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"user": "Ada"}));
-    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+    let status = tokio::task::spawn_blocking(move || child.wait_within())
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
@@ -321,7 +292,7 @@ async fn demo_answers_its_printed_curls_with_merged_json_from_three_services() {
             .spawn()
             .unwrap(),
     );
-    let lines = read_until(&mut child.0, "Ctrl-C stops all");
+    let lines = child.stdout_until(|l| l.contains("Ctrl-C stops all"));
     let curls: Vec<&str> = lines
         .iter()
         .filter_map(|l| l.strip_prefix("curl -s "))
@@ -370,8 +341,8 @@ async fn demo_answers_its_printed_curls_with_merged_json_from_three_services() {
     assert_eq!(services.as_array().unwrap().len(), 3);
     assert_eq!(client().get(curls[3]).send().await.unwrap().status(), 200);
 
-    sigterm(&child.0);
-    let status = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+    child.sigterm();
+    let status = tokio::task::spawn_blocking(move || child.wait_within())
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
@@ -420,7 +391,7 @@ async fn the_access_log_is_one_json_line_per_request_on_stdout() {
     assert_eq!(entry["downstream"]["failed"], 0);
     assert!(entry["duration_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(entry["trace_id"].as_str().unwrap().len(), 32);
-    sigterm(&child.0);
+    child.sigterm();
 }
 
 /// `access_log = false`: requests are served and stdout gets no line for them. Read after the process
@@ -443,18 +414,28 @@ async fn access_log_false_writes_no_line_while_requests_are_served() {
             .spawn()
             .unwrap(),
     );
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(bff_testkit::process::DEADLINE)
+        .expect("the listening line");
     let url = first.split_whitespace().nth(3).unwrap().to_string();
     for _ in 0..3 {
         let res = client().get(format!("{url}/api/u/1")).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
     assert_eq!(users.hits("/users/1"), 3);
-    sigterm(&child.0);
-    assert!(child.0.wait().unwrap().success());
-    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    child.sigterm();
+    assert!(child.wait_within().success());
+    // It exited: its stdout is closed and the reader's channel ends.
+    let rest: Vec<String> = rx.iter().collect();
     assert!(
         rest.iter().all(|l| !l.contains("/api/u/1")),
         "no access log line: {rest:?}"
@@ -511,7 +492,7 @@ impl Running {
 
     fn spawn(cmd: &mut Command) -> Self {
         let mut child = Proc(cmd.stdout(Stdio::piped()).spawn().unwrap());
-        let lines = read_until(&mut child.0, "listening on");
+        let lines = child.stdout_until(|l| l.contains("listening on"));
         let line = lines.last().unwrap();
         let word = |n: usize| line.split_whitespace().nth(n).unwrap().to_string();
         Self {
@@ -633,7 +614,7 @@ async fn run_reloads_its_file_on_post_admin_reload_and_refuses_a_broken_one() {
         200,
         "the old config keeps serving"
     );
-    sigterm(&bff.proc.0);
+    bff.proc.sigterm();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,10 +645,10 @@ async fn run_reloads_its_file_on_sighup() {
         .await
         .unwrap();
     assert!(config["version"].as_u64().unwrap() >= 2, "{config}");
-    sigterm(&bff.proc.0);
+    bff.proc.sigterm();
     let status = tokio::task::spawn_blocking(move || {
         let mut bff = bff;
-        bff.proc.0.wait().unwrap()
+        bff.proc.wait_within()
     })
     .await
     .unwrap();
@@ -697,10 +678,10 @@ async fn run_on_one_cpu_serves_reloads_and_drains() {
     bff.wait_for_200("/api/v2/1").await;
     let (status, body) = bff.reload().await;
     assert_eq!(status, 200, "{body}");
-    sigterm(&bff.proc.0);
+    bff.proc.sigterm();
     let status = tokio::task::spawn_blocking(move || {
         let mut bff = bff;
-        bff.proc.0.wait().unwrap()
+        bff.proc.wait_within()
     })
     .await
     .unwrap();
@@ -713,7 +694,7 @@ async fn run_follows_a_watched_file() {
     assert_eq!(bff.status("/api/v2/1").await, 404);
     file.write(&file.text(true));
     bff.wait_for_200("/api/v2/1").await;
-    sigterm(&bff.proc.0);
+    bff.proc.sigterm();
 }
 
 #[test]
@@ -831,8 +812,7 @@ async fn credentials_in_urls_reach_neither_admin_config_nor_the_log() {
             .spawn()
             .unwrap(),
     );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let lines = read_until(&mut child.0, "listening on");
+    let lines = child.stdout_until(|l| l.contains("listening on"));
     let words: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
     let (url, admin) = (words[3].to_string(), words[5].trim_end_matches(')'));
     let shown = client()
@@ -850,24 +830,17 @@ async fn credentials_in_urls_reach_neither_admin_config_nor_the_log() {
     let res = client().get(format!("{url}/api/u/1")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     // The log, until both lines that name a URL were written.
-    let log = tokio::task::spawn_blocking(move || {
-        let mut log = String::new();
-        while !(log.contains("cannot refresh the JWKS")
-            && log.contains("rate limit store unreachable"))
-        {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("the log ended early:\n{log}");
-            }
-            log.push_str(&line);
-        }
-        log
-    })
-    .await
-    .unwrap();
+    let (mut jwks, mut store) = (false, false);
+    let log = child
+        .stderr_until(|line| {
+            jwks |= line.contains("cannot refresh the JWKS");
+            store |= line.contains("rate limit store unreachable");
+            jwks && store
+        })
+        .join("\n");
     assert!(!log.contains("SECRET"), "{log}");
     assert!(log.contains("access_token=<redacted>"), "{log}");
-    sigterm(&child.0);
+    child.sigterm();
 }
 
 #[test]

@@ -1,12 +1,11 @@
 //! `bff record` and `bff mock`, black-box: the web example's routes recorded against stub services,
 //! then served from fixtures with no service running.
 
-use bff_testkit::Stub;
+use bff_testkit::{Stub, process::Proc};
 use serde_json::{Value, json};
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 fn bff() -> Command {
@@ -30,51 +29,25 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web-bff")
 }
 
-/// Kills the child if a test fails half-way.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `bff ARGS` and waits for its `listening on` line: its public and admin URLs.
 fn start(cmd: &mut Command) -> (Proc, String, String) {
-    let mut child = Proc(cmd.stdout(Stdio::piped()).spawn().unwrap());
-    let stdout = child.0.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout);
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("bff ended before listening: {lines:?}");
-        }
-        if line.contains("listening on") {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let url = words[3].to_string();
-            let admin = words[5].trim_end_matches(')').to_string();
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return (child, url, admin);
-        }
-        lines.push(line);
-    }
+    let mut child = Proc::spawn(cmd.stdout(Stdio::piped()));
+    let lines = child.stdout_until(|l| l.contains("listening on"));
+    let words: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
+    let url = words[3].to_string();
+    let admin = words[5].trim_end_matches(')').to_string();
+    (child, url, admin)
 }
 
 fn stop(mut child: Proc) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let status = child.0.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    child.sigterm();
+    assert_eq!(child.wait_within().code(), Some(0));
 }
 
 async fn get(url: &str) -> (u16, Value) {
     let res = reqwest::Client::builder()
         .no_proxy()
+        .timeout(bff_testkit::REQUEST_DEADLINE)
         .build()
         .unwrap()
         .get(url)

@@ -2,12 +2,13 @@
 //! them), every refusal is one line on stderr and writes nothing, and one generated project builds and
 //! passes its own `cargo test` against this checkout, the way a new user runs it.
 
+use bff_testkit::process::{OutputWithin, Proc, found};
 use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     process::{Command, Output},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 /// The templates, and `web-oidc`: `--template web --auth oidc` (its golden copy is
@@ -436,8 +437,7 @@ fn a_generated_project_grows_a_service_and_a_route_and_passes_its_own_tests() {
             .current_dir(&project)
             .env("CARGO_TARGET_DIR", &target)
             .env("CARGO_TERM_COLOR", "never")
-            .output()
-            .unwrap();
+            .output_within(Duration::from_secs(30 * 60));
         let took = started.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -590,16 +590,14 @@ fn kubernetes_validate(dir: &Path) {
         .collect();
     manifests.sort();
     assert!(manifests.len() >= 4, "{manifests:?}");
-    let out = Command::new(&program)
-        .arg("--strict")
-        .args(&manifests)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; install kubernetes-validate (scripts/test does: pip install kubernetes-validate) or set BFF_KUBERNETES_VALIDATE",
-                program.to_string_lossy()
-            )
-        });
+    let mut validate = Command::new(&program);
+    validate.arg("--strict").args(&manifests);
+    assert!(
+        found(&program),
+        "{}: not found; install kubernetes-validate (scripts/test does: pip install kubernetes-validate) or set BFF_KUBERNETES_VALIDATE",
+        program.to_string_lossy()
+    );
+    let out = validate.output_within(Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.matches(" passed ").count() == manifests.len(),
@@ -609,21 +607,10 @@ fn kubernetes_validate(dir: &Path) {
     );
 }
 
-/// Kills the child if a check fails half-way.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts a generated project's binary on `config` (its `${..._ADDR}` set, its listeners on port 0 by
 /// `BFF__` overrides, which a reload sees again), changes the file and asks for a reload.
 fn reloads_its_file(binary: &Path, config: &Path) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         Command::new(binary)
             .arg("--config")
             .arg(config)
@@ -637,31 +624,22 @@ fn reloads_its_file(binary: &Path, config: &Path) {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(std::process::Stdio::piped()),
     );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines
-            .next()
-            .expect("the BFF ended before it listened")
-            .unwrap();
-        let line = strip_ansi(&line);
-        if let Some(rest) = line
-            .split("admin=")
+    let admin_of = |line: &str| {
+        let line = strip_ansi(line);
+        line.split("admin=")
             .nth(1)
             .filter(|_| line.contains("listening"))
-        {
-            break rest
-                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                .next()
-                .unwrap()
-                .to_string();
-        }
+            .map(|rest| {
+                rest.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
     };
-    // Keep reading its log so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let lines = child.stderr_until(|l| admin_of(l).is_some());
+    let admin = admin_of(lines.last().unwrap()).unwrap();
 
     let name = binary.file_name().unwrap().to_str().unwrap();
     let text = fs::read_to_string(config).unwrap();
@@ -674,7 +652,11 @@ fn reloads_its_file(binary: &Path, config: &Path) {
     .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(bff_testkit::REQUEST_DEADLINE)
+            .build()
+            .unwrap();
         let res = client
             .post(format!("http://{admin}/admin/reload"))
             .send()
@@ -746,8 +728,7 @@ fn the_minimal_project_builds_as_its_dockerfile_says_with_no_optional_part() {
 
     let tree = cargo()
         .args(["tree", "--offline", "--edges", "normal", "--prefix", "none"])
-        .output()
-        .unwrap();
+        .output_within(Duration::from_secs(300));
     let tree = String::from_utf8_lossy(&tree.stdout);
     assert!(tree.contains("bff v"), "cargo tree:\n{tree}");
     for optional in [
@@ -774,8 +755,7 @@ fn the_minimal_project_builds_as_its_dockerfile_says_with_no_optional_part() {
     let out = cargo()
         .args(build[0].split_whitespace().skip(1))
         .arg("--offline")
-        .output()
-        .unwrap();
+        .output_within(Duration::from_secs(30 * 60));
     assert!(
         out.status.success(),
         "{} failed:\n{}",
@@ -805,8 +785,7 @@ fn the_minimal_project_builds_as_its_dockerfile_says_with_no_optional_part() {
         .args(["--config", "etcd.toml"])
         .current_dir(&project)
         .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+        .output_within(Duration::from_secs(120));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -5,11 +5,12 @@
 //! tests/ts). scripts/test installs the tools: the Python ones in a venv under the target folder
 //! (`$BFF_OPENAPI_SPEC_VALIDATOR`, `$BFF_SCHEMATHESIS`), TypeScript with `npm ci` in tests/ts (`$BFF_TSC`).
 
+use bff_testkit::process::{OutputWithin, Proc, found, output_within};
 use serde_json::Value;
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 fn bff() -> Command {
@@ -39,17 +40,15 @@ fn tool(
     dir: &Path,
 ) -> std::process::Output {
     let program = std::env::var_os(var).unwrap_or_else(|| name.into());
-    Command::new(&program)
-        .env("NO_COLOR", "1")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; {install} (scripts/test does) or set {var}",
-                program.to_string_lossy()
-            )
-        })
+    let mut cmd = Command::new(&program);
+    cmd.env("NO_COLOR", "1").current_dir(dir).args(args);
+    assert!(
+        found(&program),
+        "{}: not found; {install} (scripts/test does) or set {var}",
+        program.to_string_lossy()
+    );
+    // schemathesis has a timeout a request, none in all.
+    output_within(&mut cmd, Duration::from_secs(600))
 }
 
 fn tsc() -> Command {
@@ -69,7 +68,7 @@ fn tsc() -> Command {
 
 /// `bff demo` on port 0: the demo services, a web BFF and a mobile BFF; killed when dropped.
 struct Demo {
-    child: Child,
+    _child: Proc,
     web: String,
     web_admin: String,
     mobile: String,
@@ -78,44 +77,40 @@ struct Demo {
 
 impl Demo {
     fn start() -> Self {
-        let mut child = bff()
-            .env("RUST_LOG", "error")
-            .args([
-                "demo",
-                "--web-listen",
-                "127.0.0.1:0",
-                "--web-admin",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--mobile-listen",
-                "127.0.0.1:0",
-                "--mobile-admin",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut addrs = |prefix: &str| -> (String, String) {
-            for line in lines.by_ref() {
-                let line = line.unwrap();
-                if line.starts_with(prefix) {
-                    let urls: Vec<&str> = line
-                        .split_whitespace()
-                        .filter(|w| w.starts_with("http://"))
-                        .collect();
-                    return (urls[0].to_string(), urls[1].to_string());
-                }
-            }
-            panic!("bff demo ended before printing {prefix:?}");
+        let mut child = Proc::spawn(
+            bff()
+                .env("RUST_LOG", "error")
+                .args([
+                    "demo",
+                    "--web-listen",
+                    "127.0.0.1:0",
+                    "--web-admin",
+                    "127.0.0.1:0",
+                ])
+                .args([
+                    "--mobile-listen",
+                    "127.0.0.1:0",
+                    "--mobile-admin",
+                    "127.0.0.1:0",
+                ])
+                .stdout(Stdio::piped()),
+        );
+        let lines = child.stdout_until(|l| l.starts_with("mobile BFF"));
+        let addrs = |prefix: &str| -> (String, String) {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line: {lines:#?}"));
+            let urls: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| w.starts_with("http://"))
+                .collect();
+            (urls[0].to_string(), urls[1].to_string())
         };
         let (web, web_admin) = addrs("web BFF");
         let (mobile, mobile_admin) = addrs("mobile BFF");
-        // The rest of its output, read so that it never writes to a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
         Self {
-            child,
+            _child: child,
             web,
             web_admin,
             mobile,
@@ -134,20 +129,17 @@ impl Demo {
     }
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn http_get(url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(bff_testkit::REQUEST_DEADLINE)
+            .build()
+            .unwrap();
         client.get(url).send().await.unwrap().text().await.unwrap()
     })
 }
@@ -395,8 +387,7 @@ export async function plain(): Promise<unknown> {
                 "es2022,dom",
             ])
             .args(["--module", "es2022", "--moduleResolution", "bundler", file])
-            .output()
-            .unwrap()
+            .output_within(Duration::from_secs(300))
     };
     let out = compile("uses.ts");
     assert!(

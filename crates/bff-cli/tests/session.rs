@@ -5,22 +5,9 @@
 //! login cookie. The whole flow against a real provider is in tests/sessions.rs (the Rust API) and the
 //! `--auth oidc` template's own tests.
 
-use bff_testkit::Stub;
+use bff_testkit::{Stub, process::Proc};
 use serde_json::{Value, json};
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
-
-/// Kills the child if a test fails half-way.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bff_run_serves_session_routes_behind_csrf_and_a_pkce_login() {
@@ -71,34 +58,24 @@ path = "/orders"
     )
     .unwrap();
 
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         Command::new(env!("CARGO_BIN_EXE_bff"))
             .args(["run", "--config"])
             .arg(&config)
             .env("OIDC_SECRET", "a-client-secret-for-the-test")
             .env("RUST_LOG", "warn")
             .env_remove("BFF_CONFIG")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::piped()),
     );
-    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "bff run ended before listening"
-        );
-        if line.contains("listening on") {
-            break line.split_whitespace().nth(3).unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in reader.lines() {});
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let lines = child.stdout_until(|l| l.contains("listening on"));
+    let url = lines
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    let http = bff_testkit::http_client();
 
     // No CSRF header, then no session: 401 with the contract's codes, and no downstream call.
     let res = http.get(format!("{url}/api/orders")).send().await.unwrap();
@@ -151,11 +128,7 @@ path = "/orders"
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
 
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    child.sigterm();
+    assert_eq!(child.wait_within().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,7 @@
 //! timing, [`TestBff`] to start a BFF from an inline config, [`Stubs`] to start a project's own config
 //! with every service on a stub, the [`k8s`] manifests' rendering and checks, the [`demo`] services, the
 //! [`fixtures`] that `bff record` stores and [`Replay`] answers from, and a real OpenID Provider with a
-//! browser-less login ([`oidc`]).
+//! browser-less login ([`oidc`]), and child processes whose every wait is bounded ([`process`]).
 #![forbid(unsafe_code)]
 
 pub mod demo;
@@ -13,6 +13,7 @@ pub mod k8s;
 mod logs;
 pub mod oidc;
 mod otlp;
+pub mod process;
 mod schema;
 mod stub;
 mod stubs;

@@ -353,6 +353,21 @@ impl Stub {
             .filter(|r| r.uri.split('?').next() == Some(path))
             .count()
     }
+
+    /// Waits until `path` was requested at least `n` times; panics when that takes over
+    /// [`REQUEST_DEADLINE`](crate::REQUEST_DEADLINE) (a request that never reaches the stub fails the
+    /// test instead of hanging it).
+    pub async fn wait_for_hits(&self, path: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + crate::REQUEST_DEADLINE;
+        while self.hits(path) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} was requested {} times, not {n}",
+                self.hits(path)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
 impl Drop for Stub {

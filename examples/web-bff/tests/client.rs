@@ -12,7 +12,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use bff_testkit::TestBff;
+use bff_testkit::{TestBff, process::OutputWithin};
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -154,8 +154,7 @@ async fn the_web_page_renders_the_account_with_the_generated_client() {
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(&url)
-            .output()
-            .expect("chromium (Debian's package; scripts/test installs it)");
+            .output_within(std::time::Duration::from_secs(120));
         let _ = std::fs::remove_dir_all(&profile);
         String::from_utf8_lossy(&out.stdout).into_owned()
     })

@@ -57,7 +57,7 @@ async fn start() -> Running {
 
 impl Running {
     async fn get(&self, path: &str, session: Option<&Session>, csrf: bool) -> reqwest::Response {
-        let mut req = reqwest::Client::new().get(format!("{}{path}", self.front.url()));
+        let mut req = bff_testkit::http_client().get(format!("{}{path}", self.front.url()));
         if let Some(session) = session {
             req = req.header("cookie", session.cookie_header());
         }
@@ -133,7 +133,7 @@ async fn without_the_csrf_header_no_service_is_called() {
 async fn logout_ends_the_session() {
     let bff = start().await;
     let session = Browser::new().login(&bff.front.url(), "/", "ada").await;
-    let resp = reqwest::Client::new()
+    let resp = bff_testkit::http_client()
         .post(format!("{}/bff/logout", bff.front.url()))
         .header("cookie", session.cookie_header())
         .header("x-csrf", "1")

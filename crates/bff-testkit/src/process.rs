@@ -1,0 +1,226 @@
+//! Child processes in tests (the `bff` binary, a generated project, Chromium, a validator), with every
+//! wait bounded: a process that never prints the line a test waits for, never exits after SIGTERM or
+//! never finishes fails its test with what it printed so far, instead of hanging the test run. A
+//! [`Proc`] is killed when it is dropped, so a failing test leaves nothing running.
+//!
+//! ```no_run
+//! use bff_testkit::process::Proc;
+//! use std::process::{Command, Stdio};
+//! let mut bff = Proc::spawn(Command::new("bff").args(["run"]).stdout(Stdio::piped()));
+//! let lines = bff.stdout_until(|l| l.contains("listening on"));
+//! bff.sigterm();
+//! assert!(bff.wait_within().success());
+//! ```
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{
+        Arc, Mutex, PoisonError,
+        mpsc::{self, RecvTimeoutError},
+    },
+    time::{Duration, Instant},
+};
+
+/// How long a [`Proc`] may take to print the line waited for, or to exit after SIGTERM.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A child process, killed (and reaped) when dropped.
+#[derive(Debug)]
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Starts `cmd`; panics naming the program when it cannot start.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        match cmd.spawn() {
+            Ok(child) => Self(child),
+            Err(e) => panic!("{:?} did not start: {e}", cmd.get_program()),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Reads its stdout (which must be piped) until a line for which `done` is true, within
+    /// [`DEADLINE`]; returns every line read, that one last. The rest of its stdout is read and dropped
+    /// in the background, so that it never blocks on a full pipe.
+    pub fn stdout_until(&mut self, done: impl FnMut(&str) -> bool) -> Vec<String> {
+        let stdout = self
+            .0
+            .stdout
+            .take()
+            .expect("stdout piped, and not taken yet");
+        lines_until(stdout, "stdout", done)
+    }
+
+    /// [`Proc::stdout_until`] for its stderr.
+    pub fn stderr_until(&mut self, done: impl FnMut(&str) -> bool) -> Vec<String> {
+        let stderr = self
+            .0
+            .stderr
+            .take()
+            .expect("stderr piped, and not taken yet");
+        lines_until(stderr, "stderr", done)
+    }
+
+    /// Sends it SIGTERM.
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill (procps)");
+        assert!(ok.success(), "kill -TERM {}", self.0.id());
+    }
+
+    /// Its exit status, once it exits within [`DEADLINE`]; killed, and the test failed, when it does not.
+    pub fn wait_within(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self.0.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    let _ = self.0.kill();
+                    let _ = self.0.wait();
+                    panic!("process {} did not exit within {DEADLINE:?}", self.0.id());
+                }
+                Err(e) => panic!("waiting for process {}: {e}", self.0.id()),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of `stream` up to the first for which `done` is true (read on a thread of their own, which
+/// goes on draining the stream afterwards), within [`DEADLINE`].
+fn lines_until(
+    stream: impl Read + Send + 'static,
+    name: &str,
+    mut done: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut forward = true;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            // Once the reader has its line (and hung up), the rest is only drained.
+            forward = forward && tx.send(line).is_ok();
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let last = done(&line);
+                lines.push(line);
+                if last {
+                    return lines;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the line waited for was not on {name} within {DEADLINE:?}: {lines:#?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("{name} ended before the line waited for: {lines:#?}")
+            }
+        }
+    }
+}
+
+/// Runs `cmd` to its end with stdout and stderr captured (stdin empty), as `Command::output` does, but
+/// for at most `limit`: past it the process is killed and the test fails with what it printed. Output
+/// still held open by a process it started (a browser's helpers) is waited for 5 s after it exits.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let program = cmd.get_program().to_owned();
+    let mut child = Proc::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let (closed, all_closed) = mpsc::channel::<()>();
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let (into, closed) = (buf.clone(), closed.clone());
+        std::thread::spawn(move || {
+            if let Some(mut s) = stream {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = s.read(&mut chunk) {
+                    into.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend_from_slice(&chunk[..n]);
+                }
+            }
+            let _ = closed.send(());
+        });
+        buf
+    };
+    let stdout = drain(child.0.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = drain(child.0.stderr.take().map(|s| Box::new(s) as _));
+    drop(closed);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.0.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.0.kill();
+                let _ = child.0.wait();
+                break None;
+            }
+        }
+    };
+    let grace = Instant::now() + Duration::from_secs(5);
+    for _ in 0..2 {
+        if all_closed
+            .recv_timeout(grace.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let take = |buf: Arc<Mutex<Vec<u8>>>| {
+        std::mem::take(&mut *buf.lock().unwrap_or_else(PoisonError::into_inner))
+    };
+    let (stdout, stderr) = (take(stdout), take(stderr));
+    let Some(status) = status else {
+        panic!(
+            "{program:?} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// [`output_within`] as a method of `Command`.
+pub trait OutputWithin {
+    /// Runs it to its end within `limit` (see [`output_within`]).
+    fn output_within(&mut self, limit: Duration) -> Output;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, limit: Duration) -> Output {
+        output_within(self, limit)
+    }
+}
+
+/// Whether `program` (a path, or a name looked up on `PATH`) is there to run.
+pub fn found(program: &std::ffi::OsStr) -> bool {
+    let on_path = |dir: std::path::PathBuf| dir.join(program).is_file();
+    std::path::Path::new(program).is_file()
+        || std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(on_path))
+}
