@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     bff::init_tracing();
-    match run().await {
+    // On one CPU (a container's limit of 1) the current-thread runtime, else one worker a CPU.
+    match bff::runtime().block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Every config error with its file, line and key.

@@ -264,7 +264,7 @@ fn main() -> ExitCode {
             web_admin,
             mobile_listen,
             mobile_admin,
-        } => runtime().block_on(demo::run(demo::Addrs {
+        } => bff::runtime().block_on(demo::run(demo::Addrs {
             web_listen,
             web_admin,
             mobile_listen,
@@ -275,7 +275,7 @@ fn main() -> ExitCode {
 
 /// Serves `app` until SIGTERM or Ctrl-C (`run`, `record`, `mock`).
 pub(crate) fn serve(app: App) -> ExitCode {
-    runtime().block_on(async {
+    bff::runtime().block_on(async {
         match app.bind().await {
             Ok(server) => {
                 // From here on SIGHUP means "reload", never the default exit, even before the server's
@@ -296,19 +296,4 @@ pub(crate) fn serve(app: App) -> ExitCode {
             }
         }
     })
-}
-
-/// The runtime of `bff run`: on one CPU (the process's affinity, as `taskset` or a container's cpuset
-/// sets it), tokio's current-thread scheduler, which does the same work as a one-worker multi-thread
-/// runtime without its cross-thread machinery (atomics on every wake, the injection queue, the parked
-/// worker's condvar); on more, one worker per CPU. `TOKIO_WORKER_THREADS` chooses the multi-thread
-/// runtime with that many workers.
-fn runtime() -> tokio::runtime::Runtime {
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_cpu && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    builder.enable_all().build().expect("tokio runtime")
 }

@@ -18,10 +18,12 @@
 //!     Ok(partial.json(json!({ "user": user?, "orders": orders })))
 //! }
 //!
-//! #[tokio::main]
-//! async fn main() -> Result<(), bff::StartError> {
+//! fn main() -> Result<(), bff::StartError> {
 //!     bff::init_tracing();
-//!     bff::App::from_args()?.route("/api/home/{id}", get(home)).serve().await
+//!     // On one CPU the current-thread runtime, else one worker a CPU (or `#[tokio::main]`, as you like).
+//!     bff::runtime().block_on(async {
+//!         bff::App::from_args()?.route("/api/home/{id}", get(home)).serve().await
+//!     })
 //! }
 //! ```
 #![forbid(unsafe_code)]
@@ -33,6 +35,7 @@ mod drain;
 #[doc(hidden)]
 pub mod fuzzing;
 mod partial;
+mod runtime;
 mod server;
 
 // The public API, as a table of contents: what a BFF is built from, then the parts by concern. Each item
@@ -43,6 +46,7 @@ mod server;
 /// Building and running a BFF.
 pub use self::{
     app::{App, StartError, config_path_from_args},
+    runtime::runtime,
     server::{ReloadError, ReloadHandle, Server, ShutdownHandle},
 };
 

@@ -72,11 +72,13 @@ async fn home(mesh: Mesh, Path(id): Path<String>) -> bff::Result<Response> {
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> Result<(), bff::StartError> {
+fn main() -> Result<(), bff::StartError> {
     bff::init_tracing();
-    bff::App::from_args()?
-        .route("/api/home/{id}", get(home))
-        .serve()
-        .await
+    // The runtime `bff run` (A) uses: current-thread on one CPU.
+    bff::runtime().block_on(async {
+        bff::App::from_args()?
+            .route("/api/home/{id}", get(home))
+            .serve()
+            .await
+    })
 }

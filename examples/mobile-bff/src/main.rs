@@ -3,15 +3,14 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     bff::init_tracing();
     let app = bff::config::Loader::new()
         .load_file(bff::config_path_from_args())
         .map_err(bff::StartError::from)
         .and_then(mobile_bff::app);
     match app {
-        Ok(app) => match app.serve().await {
+        Ok(app) => match bff::runtime().block_on(app.serve()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
