@@ -374,6 +374,48 @@ async fn error_code(resp: reqwest::Response) -> String {
         .to_owned()
 }
 
+/// The document a running session BFF serves (`/admin/openapi.json`) describes `/bff/user` and
+/// `/bff/logout` as they answer: the claims `user_claims` lets out and `expires_at`, then the OP's
+/// end-session URL; every member the schema requires is there, none it does not name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_document_describes_user_and_logout_as_they_answer() {
+    let s = setup().await;
+    let doc = s.bff.admin_json("/admin/openapi.json").await;
+    let session = s.login("alice").await;
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let user: Value = s.get(&session, "/bff/user").await.json().await.unwrap();
+    let schema = &doc["components"]["schemas"]["SessionUser"];
+    assert_eq!(keys(&user), keys(&schema["properties"]), "{user}");
+    assert_eq!(schema["required"], json!(["claims", "expires_at"]));
+    assert!(user["expires_at"].is_u64(), "{user}");
+    let allowed = keys(&schema["properties"]["claims"]["properties"]);
+    assert!(!keys(&user["claims"]).is_empty(), "{user}");
+    for claim in keys(&user["claims"]) {
+        assert!(
+            allowed.contains(&claim),
+            "{claim} is not in the document: {allowed:?}"
+        );
+    }
+
+    let out = s
+        .send(
+            Method::POST,
+            "/bff/logout",
+            &[("cookie", &session.cookie_header()), ("x-csrf", "1")],
+        )
+        .await;
+    assert_eq!(out.status(), 200);
+    let body: Value = out.json().await.unwrap();
+    let schema = &doc["paths"]["/bff/logout"]["post"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(keys(&body), keys(&schema["properties"]), "{body}");
+    assert!(body["end_session_url"].is_string(), "{body}");
+}
+
 /// A login through the OP's pages: the callback sets the session cookie with the contract's attributes
 /// (`__Host-` prefix, `Secure`, `HttpOnly`, `SameSite=Strict`, `Path=/`, no `Domain`) and redirects to the
 /// `returnUrl`; `/bff/user` shows the ID token's claims; the API's stub receives the access token as a

@@ -412,3 +412,138 @@ export async function plain(): Promise<unknown> {
         );
     }
 }
+
+/// A BFF with browser sessions: its document (`bff openapi`) describes the endpoints its frontend uses
+/// and passes the validator; its client (`bff client`) has `getBffLoginUrl` (a URL to navigate to, not a
+/// call), `getBffUser` typed by `user_claims` and `postBffLogout` with the end-session URL, both sending
+/// the configured CSRF header with the cookie, and `tsc --strict` refuses their misuse.
+#[test]
+fn a_session_bffs_document_and_client_have_login_user_and_logout() {
+    let dir = folder("session");
+    let config = dir.join("bff.toml");
+    std::fs::write(
+        &config,
+        r#"
+[session]
+issuer = "https://id.example.com"
+client_id = "web"
+client_secret = "a-secret-of-the-test"
+public_url = "https://app.example.com"
+csrf_header = "x-app-csrf"
+user_claims = ["sub", "name"]
+
+[services.orders]
+endpoints = ["127.0.0.1:1"]
+token = "user"
+
+[[routes]]
+path = "/api/orders"
+auth = "session"
+[[routes.backends]]
+name = "orders"
+service = "orders"
+path = "/orders"
+"#,
+    )
+    .unwrap();
+    let printed = bff()
+        .args(["openapi", "--config"])
+        .arg(&config)
+        .output_within(Duration::from_secs(60));
+    assert!(printed.status.success(), "{printed:?}");
+    let doc: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    for (path, method) in [
+        ("/bff/login", "get"),
+        ("/bff/user", "get"),
+        ("/bff/logout", "post"),
+        ("/api/orders", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{path}: {doc}");
+    }
+    assert!(
+        doc["paths"]["/bff/callback"].is_null(),
+        "the provider's, not the frontend's"
+    );
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, &printed.stdout).unwrap();
+    let out = validate(&file);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = bff()
+        .args(["client", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.join("client"))
+        .output_within(Duration::from_secs(60));
+    assert!(out.status.success(), "{out:?}");
+    let client = std::fs::read_to_string(dir.join("client/client.ts")).unwrap();
+    assert!(client.contains(r#""x-app-csrf": "1""#), "{client}");
+
+    let uses = r#"
+import { createClient, type SessionUser } from "./client/client.js";
+
+const api = createClient({ baseUrl: "" });
+
+export function signIn(): string {
+  return api.getBffLoginUrl({ returnUrl: "/orders" });
+}
+
+export async function me(): Promise<string> {
+  const r = await api.getBffUser();
+  if (!r.ok) return r.status === 401 ? "signed out" : String(r.status);
+  const user: SessionUser = r.data;
+  const at: number = user.expires_at;
+  return `${String(user.claims.sub)} ${String(user.claims.name)} ${at}`;
+}
+
+export async function signOut(): Promise<string | null> {
+  const r = await api.postBffLogout();
+  return r.ok ? r.data.end_session_url : null;
+}
+"#;
+    let compile = |text: &str| {
+        std::fs::write(dir.join("uses.ts"), text).unwrap();
+        tsc()
+            .current_dir(&dir)
+            .args([
+                "--strict",
+                "--noEmit",
+                "--target",
+                "es2022",
+                "--lib",
+                "es2022,dom",
+            ])
+            .args([
+                "--module",
+                "es2022",
+                "--moduleResolution",
+                "bundler",
+                "uses.ts",
+            ])
+            .output_within(Duration::from_secs(300))
+    };
+    let out = compile(uses);
+    assert!(
+        out.status.success(),
+        "tsc --strict:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (right, wrong) in [
+        ("{ returnUrl: \"/orders\" }", "{ returnUrl: 7 }"),
+        ("String(user.claims.name)", "String(user.claims.password)"),
+        ("r.data.end_session_url", "r.data.end_session"),
+        ("api.getBffLoginUrl(", "api.getBffLogin("),
+    ] {
+        let out = compile(&uses.replace(right, wrong));
+        assert!(
+            !out.status.success(),
+            "{wrong}: compiled, the client's types say nothing of it"
+        );
+    }
+}

@@ -101,6 +101,11 @@ pub fn document(config: &Config, rust: &[RustRoute]) -> Value {
             .or_default()
             .insert(route.method.method().as_str().to_ascii_lowercase(), op);
     }
+    if let Some(session) = &config.session {
+        for (path, item) in doc.session_endpoints(session) {
+            paths.entry(path).or_default().extend(item);
+        }
+    }
     for r in rust {
         for (name, schema) in &r.schemas {
             doc.schemas.insert(name.clone(), schema.clone());
@@ -350,6 +355,110 @@ impl Doc<'_> {
             op["parameters"] = Value::Array(parameters);
         }
         op
+    }
+
+    /// The session endpoints a frontend uses (CONTRACT section 6): `/bff/login` (a page the browser goes
+    /// to), `/bff/user` and `/bff/logout` (with the session cookie and the CSRF header). The callback and
+    /// the back-channel logout are the provider's, not the frontend's: not described.
+    fn session_endpoints(
+        &mut self,
+        session: &bff_config::SessionConfig,
+    ) -> Vec<(String, Map<String, Value>)> {
+        self.schemes.insert(
+            "session",
+            json!({"type": "apiKey", "in": "cookie", "name": session.cookie_name.as_str()}),
+        );
+        let csrf = json!({
+            "name": session.csrf_header.name().as_str(),
+            "in": "header",
+            "required": true,
+            "schema": {"type": "string", "enum": ["1"]},
+        });
+        let error = |name: &str| json!({"$ref": format!("#/components/responses/{name}")});
+        let claims: Map<String, Value> = session
+            .user_claims
+            .iter()
+            .map(|c| (c.clone(), json!({})))
+            .collect();
+        self.schemas.insert(
+            "SessionUser".into(),
+            json!({
+                "type": "object",
+                "description": "The signed-in user: the ID token's claims that `session.user_claims` lets out (each present when the token has it), and when the session ends unless used again.",
+                "properties": {
+                    "claims": {"type": "object", "properties": claims, "additionalProperties": false},
+                    "expires_at": {"type": "integer", "description": "Seconds since the epoch."},
+                },
+                "required": ["claims", "expires_at"],
+                "additionalProperties": false,
+            }),
+        );
+        let login = json!({
+            "operationId": self.operation_id("get", "/bff/login"),
+            "summary": "Sign-in: a page the browser goes to (not a call): the provider's login, then back to `returnUrl`.",
+            "parameters": [{
+                "name": "returnUrl",
+                "in": "query",
+                "required": false,
+                "description": "Where the browser lands after the login: a path of this site (default `/`).",
+                "schema": {"type": "string"},
+            }],
+            "responses": {
+                "302": {
+                    "description": "To the provider's authorization endpoint (PKCE, state and nonce).",
+                    "headers": {"location": {"schema": {"type": "string"}}},
+                },
+                "400": error("BadRequest"),
+                "502": error("UpstreamFailed"),
+                "503": error("Unavailable"),
+            },
+        });
+        let user = json!({
+            "operationId": self.operation_id("get", "/bff/user"),
+            "summary": "The signed-in user; 401 without a session.",
+            "security": [{"session": []}],
+            "parameters": [csrf.clone()],
+            "responses": {
+                "200": {
+                    "description": "The session's user.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionUser"}}},
+                },
+                "401": error("Unauthenticated"),
+                "503": error("Unavailable"),
+            },
+        });
+        let logout = json!({
+            "operationId": self.operation_id("post", "/bff/logout"),
+            "summary": "Ends the session (its cookie cleared, the refresh token revoked); the browser then goes to `end_session_url` to end the provider's session too.",
+            "security": [{"session": []}],
+            "parameters": [csrf],
+            "responses": {
+                "200": {
+                    "description": "Signed out.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {"end_session_url": {
+                            "anyOf": [{"type": "string"}, {"type": "null"}],
+                            "description": "The provider's end-session URL (null when it has none).",
+                        }},
+                        "required": ["end_session_url"],
+                        "additionalProperties": false,
+                    }}},
+                },
+                "401": error("Unauthenticated"),
+                "503": error("Unavailable"),
+            },
+        });
+        let item = |method: &str, op: Value| {
+            let mut m = Map::new();
+            m.insert(method.into(), op);
+            m
+        };
+        vec![
+            ("/bff/login".into(), item("get", login)),
+            ("/bff/user".into(), item("get", user)),
+            ("/bff/logout".into(), item("post", logout)),
+        ]
     }
 
     fn operation_id(&mut self, method: &str, path: &str) -> String {
@@ -765,5 +874,54 @@ path = "/orders"
         assert_eq!(csrf["required"], true);
         assert_eq!(csrf["schema"]["enum"], json!(["1"]));
         assert!(op["responses"]["401"].is_object(), "{op}");
+    }
+
+    /// A BFF with `[session]` describes the endpoints its frontend uses: `/bff/login` (a 302 with the
+    /// `returnUrl` query), `/bff/user` with the claims `user_claims` lets out, `/bff/logout` with the
+    /// end-session URL; both with the configured cookie and CSRF header. The callback and the
+    /// back-channel logout are not the frontend's.
+    #[test]
+    fn a_session_bff_describes_login_user_and_logout() {
+        let mut config = bff_config::Loader::new()
+            .with_env(Default::default())
+            .load_str("", bff_config::Format::Toml)
+            .unwrap()
+            .into_config();
+        let mut session = bff_config::SessionConfig::new(
+            "https://id.test".parse().unwrap(),
+            "web",
+            "https://app.test".parse().unwrap(),
+        );
+        session.csrf_header = "x-app-csrf".parse().unwrap();
+        session.user_claims = vec!["sub".into(), "locale".into()];
+        config.session = Some(session);
+        let doc = document(&config, &[]);
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(
+            paths.keys().collect::<Vec<_>>(),
+            ["/bff/login", "/bff/logout", "/bff/user"]
+        );
+        let login = &paths["/bff/login"]["get"];
+        assert_eq!(login["parameters"][0]["name"], "returnUrl");
+        assert!(login["responses"]["302"].is_object(), "{login}");
+        assert!(login.get("security").is_none(), "{login}");
+        for (path, method) in [("/bff/user", "get"), ("/bff/logout", "post")] {
+            let op = &paths[path][method];
+            assert_eq!(op["security"], json!([{"session": []}]), "{op}");
+            assert_eq!(op["parameters"][0]["name"], "x-app-csrf", "{op}");
+            assert!(op["responses"]["401"].is_object(), "{op}");
+        }
+        let user = &doc["components"]["schemas"]["SessionUser"];
+        assert_eq!(
+            user["properties"]["claims"]["properties"],
+            json!({"sub": {}, "locale": {}})
+        );
+        let logout =
+            &paths["/bff/logout"]["post"]["responses"]["200"]["content"]["application/json"];
+        assert_eq!(logout["schema"]["required"], json!(["end_session_url"]));
+        // Without [session], none of them.
+        let mut plain = config.clone();
+        plain.session = None;
+        assert_eq!(document(&plain, &[])["paths"], json!({}));
     }
 }

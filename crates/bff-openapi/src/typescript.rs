@@ -104,13 +104,8 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
-async function call<T, S extends number>(
-  options: ClientOptions,
-  op: Operation,
-  params: Record<string, unknown>,
-  body: unknown,
-  call_options: CallOptions | undefined,
-): Promise<Result<T, S>> {
+/** The URL of an operation with its path and query parameters. */
+function urlOf(options: ClientOptions, op: Operation, params: Record<string, unknown>): string {
   let path = op.path;
   for (const name of op.path_params) {
     path = path.replace(`{${name}}`, encodeURIComponent(String(params[name])));
@@ -122,6 +117,16 @@ async function call<T, S extends number>(
     for (const v of Array.isArray(value) ? value : [value]) query.append(name, String(v));
   }
   const search = query.toString();
+  return `${options.baseUrl}${path}${search === "" ? "" : "?" + search}`;
+}
+
+async function call<T, S extends number>(
+  options: ClientOptions,
+  op: Operation,
+  params: Record<string, unknown>,
+  body: unknown,
+  call_options: CallOptions | undefined,
+): Promise<Result<T, S>> {
   const headers: Record<string, string> = { accept: "application/json", ...options.headers };
   for (const name of op.headers) {
     const value = params[name];
@@ -143,7 +148,7 @@ async function call<T, S extends number>(
   if (credentials !== undefined) init.credentials = credentials;
   if (call_options?.signal !== undefined) init.signal = call_options.signal;
   const f = options.fetch ?? globalThis.fetch;
-  const response = await f(`${options.baseUrl}${path}${search === "" ? "" : "?" + search}`, init);
+  const response = await f(urlOf(options, op, params), init);
   const text = await response.text();
   let json: unknown = undefined;
   try {
@@ -326,9 +331,35 @@ pub fn typescript(doc: &Value) -> Result<String, ClientError> {
                             },
                         );
                     }
+                    Ok(300..=399) => spec.redirects = true,
                     Ok(s) if s >= 400 => spec.statuses.push(s),
                     _ => {}
                 }
+            }
+            let summary = op
+                .get("summary")
+                .or(op.get("description"))
+                .and_then(Value::as_str)
+                .map(|s| format!("{} {path}: {}", method.to_ascii_uppercase(), comment(s)))
+                .unwrap_or_else(|| format!("{} {path}", method.to_ascii_uppercase()));
+            let params_interface = format!(
+                "\n/** The parameters of {pascal}. */\nexport interface {pascal}Params {{\n{}{}}}\n",
+                param_fields.join("\n"),
+                if param_fields.is_empty() { "" } else { "\n" }
+            );
+            // A page the browser goes to (only a redirect for an answer, e.g. `/bff/login`): its URL,
+            // for `location.assign`, not a call.
+            if data.is_none() && spec.redirects && method == "get" {
+                out.push_str(&params_interface);
+                let params_optional =
+                    spec.path_params.is_empty() && !param_fields.iter().any(|f| !f.contains("?:"));
+                let _ = write!(
+                    functions,
+                    "    /** {summary} The URL to navigate to (`location.assign(...)`). */\n    {id}Url(params: {pascal}Params{}): string {{\n      return urlOf(client, {}, params as unknown as Record<string, unknown>);\n    }},\n",
+                    if params_optional { " = {}" } else { "" },
+                    spec.literal(&method.to_ascii_uppercase(), path),
+                );
+                continue;
             }
             let data = data.unwrap_or_else(|| "unknown".into());
             let statuses = if spec.statuses.is_empty() {
@@ -340,18 +371,7 @@ pub fn typescript(doc: &Value) -> Result<String, ClientError> {
                     .collect::<Vec<_>>()
                     .join(" | ")
             };
-            let summary = op
-                .get("summary")
-                .or(op.get("description"))
-                .and_then(Value::as_str)
-                .map(|s| format!("{} {path}: {}", method.to_ascii_uppercase(), comment(s)))
-                .unwrap_or_else(|| format!("{} {path}", method.to_ascii_uppercase()));
-            let _ = write!(
-                out,
-                "\n/** The parameters of {pascal}. */\nexport interface {pascal}Params {{\n{}{}}}\n",
-                param_fields.join("\n"),
-                if param_fields.is_empty() { "" } else { "\n" }
-            );
+            out.push_str(&params_interface);
             let _ = writeln!(out, "export type {pascal}Data = {data};");
             let _ = writeln!(
                 out,
@@ -398,6 +418,8 @@ struct OpSpec {
     cookie: bool,
     body: bool,
     statuses: Vec<u16>,
+    /// A 3xx among its responses.
+    redirects: bool,
 }
 
 impl OpSpec {
