@@ -620,14 +620,10 @@ async fn jwks_url_keys_rotate_without_a_restart() {
     );
     idp.on("/jwks.json")
         .body(std::fs::read(format!("{FIXTURES}/jwks-rotated.json")).unwrap());
-    let mut rotated = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if status_with_bearer(&bff, "/private/1", &k2).await == 200 {
-            rotated = true;
-            break;
-        }
-    }
+    let rotated = bff_testkit::eventually(|| async {
+        status_with_bearer(&bff, "/private/1", &k2).await == 200
+    })
+    .await;
     assert!(rotated, "the new kid is picked up without a restart");
 }
 

@@ -90,15 +90,11 @@ path = "/users/{{id}}"
     std::fs::copy(fixture("client2.key"), dir.join("bff.key")).unwrap();
     std::fs::copy(fixture("client2.pem"), dir.join("bff.pem")).unwrap();
     let rotated = der("client2.pem");
-    let mut seen = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = bff_testkit::eventually(|| async {
         assert_eq!(bff.get("/u/1").await.status(), 200);
-        if stub.requests().last().and_then(|r| r.client_cert.clone()) == Some(rotated.clone()) {
-            seen = true;
-            break;
-        }
-    }
+        stub.requests().last().and_then(|r| r.client_cert.clone()) == Some(rotated.clone())
+    })
+    .await;
     assert!(seen, "the rotated certificate is presented");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -216,14 +212,7 @@ async fn the_public_listener_serves_a_rotated_certificate_without_restart() {
     // The key follows: new connections get the rotated certificate.
     std::fs::copy(fixture("server2.key"), dir.join("tls.key")).unwrap();
     let rotated = der("server2.pem");
-    let mut seen = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if presented(port).await == rotated {
-            seen = true;
-            break;
-        }
-    }
+    let seen = bff_testkit::eventually(|| async { presented(port).await == rotated }).await;
     assert!(seen, "the rotated certificate is presented");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -217,14 +217,8 @@ depends_on = ["user"]
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let mut spans = Vec::new();
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        spans = receiver.spans();
-        if spans.len() >= 4 {
-            break;
-        }
-    }
+    bff_testkit::eventually(|| async { receiver.spans().len() >= 4 }).await;
+    let spans = receiver.spans();
     assert_eq!(
         spans.len(),
         4,
@@ -300,15 +294,12 @@ async fn spans_are_dropped_and_counted_when_the_collector_is_down() {
             "requests are not slowed or failed by a dead collector"
         );
     }
-    let mut dropped = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let m = bff.admin_text("/metrics").await;
-        if m.contains("bff_trace_spans_dropped_total 6") {
-            dropped = true;
-            break;
-        }
-    }
+    let dropped = bff_testkit::eventually(|| async {
+        bff.admin_text("/metrics")
+            .await
+            .contains("bff_trace_spans_dropped_total 6")
+    })
+    .await;
     assert!(
         dropped,
         "6 spans (3 requests, 3 attempts) counted as dropped"

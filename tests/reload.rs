@@ -193,15 +193,11 @@ async fn a_watched_config_file_is_reloaded_when_it_changes() {
         config(&users.endpoint(), "$.email", "watch_config = true"),
     )
     .unwrap();
-    let mut changed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let changed = bff_testkit::eventually(|| async {
         let body: Value = bff.get("/api/u/1").await.json().await.unwrap();
-        if body["user"] == "ada@example.com" {
-            changed = true;
-            break;
-        }
-    }
+        body["user"] == "ada@example.com"
+    })
+    .await;
     assert!(
         changed,
         "the file change was applied without a request to reload"

@@ -132,14 +132,8 @@ half_open_probes = 1"#;
     assert_eq!(services[0]["circuit"], "open");
 
     stub.on("/x/1").status(200).json(json!("back"));
-    let mut recovered = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if bff.get("/r/1").await.status() == 200 {
-            recovered = true;
-            break;
-        }
-    }
+    let recovered =
+        bff_testkit::eventually(|| async { bff.get("/r/1").await.status() == 200 }).await;
     assert!(
         recovered,
         "after open_for a probe succeeds and the breaker closes"

@@ -42,3 +42,23 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("an HTTP client")
 }
+
+/// Whether `check` turns true within [`REQUEST_DEADLINE`], asked every 50 ms: for a change that lands
+/// asynchronously (a reload, a rotated key, spans exported) on a machine that may be loaded, where a
+/// bound of a few seconds would fail a correct build. The test asserts the result with its own message.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
