@@ -44,14 +44,10 @@ path = "/x"
     );
     let bff = TestBff::start(&cfg).await;
     let ready = bff.admin_url("/readyz");
-    let mut up = false;
-    for _ in 0..50 {
-        if bff.client().get(&ready).send().await.unwrap().status() == 200 {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = bff_testkit::eventually(|| async {
+        bff.client().get(&ready).send().await.unwrap().status() == 200
+    })
+    .await;
     assert!(up, "ready once the file gave endpoints");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -99,7 +95,12 @@ path = "/x"
     std::fs::write(&eps, json!([a.endpoint(), c.endpoint()]).to_string()).unwrap();
     c.wait_for_hits("/x", 1).await;
     std::fs::write(&eps, json!([a.endpoint()]).to_string()).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let only_a = bff_testkit::eventually(|| async {
+        let services: serde_json::Value = bff.admin_json("/admin/services").await;
+        services[0]["endpoints"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    assert!(only_a, "the endpoint removed again is gone");
 
     // A broken file is refused: the last good set keeps serving.
     std::fs::write(&eps, "[not json").unwrap();

@@ -2,7 +2,7 @@
 //! the downstream stub saw nothing.
 
 use bff::prelude::*;
-use bff_testkit::{Stub, TestBff};
+use bff_testkit::{Rendezvous, Stub, TestBff};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use std::{
     collections::HashMap,
@@ -519,16 +519,16 @@ async fn crlf_cannot_be_injected_into_a_downstream_request() {
 #[tokio::test]
 async fn load_shedding_is_immediate_while_admitted_requests_complete() {
     let s = Stub::start().await;
-    s.on("/x/1")
-        .delay(Duration::from_millis(400))
-        .json(json!({"ok": 1}));
+    // The two admitted requests are held by the stub until the test joins as the third.
+    let gate = Rendezvous::new(3);
+    s.on("/x/1").rendezvous(&gate).json(json!({"ok": 1}));
     let bff = bff(&s, "max_concurrency = 2").await;
     let url = bff.url("/public/1");
     let c = bff.client().clone();
     let held: Vec<_> = (0..2)
         .map(|_| tokio::spawn(c.clone().get(url.clone()).send()))
         .collect();
-    s.wait_for_hits("/x/1", 2).await;
+    assert!(bff_testkit::eventually(|| async { gate.arrived() == 2 }).await);
     let shed = bff.get("/public/1").await;
     assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers()["retry-after"], "1");
@@ -536,6 +536,7 @@ async fn load_shedding_is_immediate_while_admitted_requests_complete() {
         shed.json::<Value>().await.unwrap()["error"]["code"],
         "overloaded"
     );
+    gate.join().await;
     for h in held {
         assert_eq!(
             h.await.unwrap().unwrap().status(),
@@ -603,14 +604,10 @@ async fn jwks_url_keys_rotate_without_a_restart() {
     );
     let bff = jwks_url_bff(&jwks, &s).await;
     let k1 = token(good_claims(), Some("k1"), "rsa.pem");
-    let mut ok = false;
-    for _ in 0..50 {
-        if status_with_bearer(&bff, "/private/1", &k1).await == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ok = bff_testkit::eventually(|| async {
+        status_with_bearer(&bff, "/private/1", &k1).await == 200
+    })
+    .await;
     assert!(ok, "keys fetched from the URL");
     let k2 = token(good_claims(), Some("k2"), "other.pem");
     assert_eq!(
@@ -684,15 +681,11 @@ async fn jwks_url_over_https_is_verified_by_jwks_ca() {
     let s = stub().await;
     let bff = https_jwks_bff(&idp, &s, "ca.pem").await;
     let k1 = token(good_claims(), Some("k1"), "rsa.pem");
-    let mut status = 0;
-    for _ in 0..50 {
-        status = status_with_bearer(&bff, "/private/1", &k1).await;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 200, "keys fetched over HTTPS");
+    let fetched = bff_testkit::eventually(|| async {
+        status_with_bearer(&bff, "/private/1", &k1).await == 200
+    })
+    .await;
+    assert!(fetched, "keys fetched over HTTPS");
     assert!(idp.hits("/jwks.json") >= 1);
 
     // A CA that did not sign the provider's certificate: the keys are never fetched, tokens refused.

@@ -74,12 +74,7 @@ path = "/users/{{id}}"
     .await;
     assert_eq!(bare.get("/u/1").await.status(), 502);
     // TLS 1.3: the client may see the refusal before the stub has counted it.
-    for _ in 0..50 {
-        if stub.refused_handshakes() >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bff_testkit::eventually(|| async { stub.refused_handshakes() >= 1 }).await;
     assert!(
         stub.refused_handshakes() >= 1,
         "the stub refused the handshake without a client certificate"

@@ -216,7 +216,7 @@ async fn the_drain_turns_readyz_503_first_and_finishes_what_was_accepted() {
         &config(
             &users.endpoint(),
             "$.name",
-            "drain_delay = \"600ms\"\nshutdown_grace = \"5s\"",
+            "drain_delay = \"2s\"\nshutdown_grace = \"5s\"",
         ),
     );
     let app = App::from_config(&path).unwrap();

@@ -112,8 +112,9 @@ async fn an_open_breaker_fails_fast_then_recovers() {
 failure_rate = 0.5
 min_requests = 5
 window = "10s"
-open_for = "500ms"
+open_for = "2s"
 half_open_probes = 1"#;
+    // (`open_for` long enough that the 20 requests below all meet the open breaker on a loaded machine.)
     let bff = TestBff::start(&config(&[&stub], extra, "GET")).await;
     for _ in 0..5 {
         assert_eq!(bff.get("/r/1").await.status(), 502);
@@ -261,24 +262,11 @@ healthy_threshold = 1"#;
     };
     // Wait for the probes to take the endpoint out (readyz alone says 503 from the start: no probe has
     // passed yet).
-    let services = bff.admin_url("/admin/services");
-    let mut out = false;
-    for _ in 0..100 {
-        let v: Value = bff
-            .client()
-            .get(&services)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v[0]["endpoints"][0]["healthy"] == false {
-            out = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let out = bff_testkit::eventually(|| async {
+        let v: Value = bff.admin_json("/admin/services").await;
+        v[0]["endpoints"][0]["healthy"] == false
+    })
+    .await;
     assert!(out, "two failed probes take the endpoint out");
     assert_eq!(
         readyz(&bff).await,
@@ -295,15 +283,8 @@ healthy_threshold = 1"#;
     assert_eq!(hits, 0, "an unhealthy endpoint gets no traffic");
 
     stub.on("/healthz").status(200);
-    let mut back = false;
-    for _ in 0..100 {
-        if readyz(&bff).await == 200 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(back);
+    let back = bff_testkit::eventually(|| async { readyz(&bff).await == 200 }).await;
+    assert!(back, "a passing probe brings the endpoint back");
     assert_eq!(bff.get("/r/1").await.status(), 200);
 }
 

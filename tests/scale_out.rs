@@ -219,9 +219,20 @@ async fn wait_ready(bff: &TestBff) {
     panic!("the BFF never became ready: discovery gave no endpoint");
 }
 
-/// Waits until `stub` gets no request on `/x` for 300 ms; how long it took.
-async fn until_idle(stub: &Stub, within: Duration) -> Duration {
+/// Waits until `stub` is out of `service`'s endpoints and gets no request on `/x` for 300 ms; how long
+/// it took.
+async fn until_idle(bff: &TestBff, service: &str, stub: &Stub, within: Duration) -> Duration {
     let start = Instant::now();
+    // First out of the service's endpoints (a quiet moment of a stalled load is not a removal), then no
+    // request for it in a window of 300 ms (those already sent to it have landed).
+    while endpoints_of(bff, service).await.contains(&stub.endpoint()) {
+        assert!(
+            start.elapsed() < within,
+            "{} is still an endpoint of {service} {within:?} after its removal",
+            stub.endpoint()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     while start.elapsed() < within {
         let before = stub.hits("/x");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -234,6 +245,10 @@ async fn until_idle(stub: &Stub, within: Duration) -> Duration {
         stub.endpoint()
     );
 }
+
+/// How long a change of discovery may take to show in the traffic: far above what it takes (about a
+/// second, printed by the tests), for a loaded machine.
+const WITHIN: Duration = Duration::from_secs(30);
 
 /// Waits until `stub` gets requests on `/x` again.
 async fn until_busy(stub: &Stub, within: Duration) -> Duration {
@@ -390,9 +405,9 @@ async fn etcd_discovery_removes_an_endpoint_without_a_failed_request_and_survive
     );
 
     let load = Load::start(&bff, "/r");
-    until_busy(&b, Duration::from_secs(2)).await;
+    until_busy(&b, WITHIN).await;
     kv.delete("/bff-test/users/b").await;
-    let took = until_idle(&b, Duration::from_secs(3)).await;
+    let took = until_idle(&bff, "users", &b, WITHIN).await;
     eprintln!("etcd: the deleted endpoint got no traffic after {took:?}");
     assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
 
@@ -405,7 +420,7 @@ async fn etcd_discovery_removes_an_endpoint_without_a_failed_request_and_survive
     let mut etcd = start_etcd(&dir.0, client_port, peer_port);
     etcd.wait_tcp(client_port).await;
     kv.put("/bff-test/users/b", &b.endpoint()).await;
-    let took = until_busy(&b, Duration::from_secs(15)).await;
+    let took = until_busy(&b, WITHIN).await;
     eprintln!("etcd: after a restart, the re-added endpoint got traffic after {took:?}");
     let served = load.finish().await;
     eprintln!("etcd: {served} requests served, none failed");
@@ -495,8 +510,8 @@ load_balancer = "round_robin"
     );
 
     let load = Load::start(&bff, "/r");
-    until_busy(&b, Duration::from_secs(2)).await;
-    until_busy(&d, Duration::from_secs(2)).await;
+    until_busy(&b, WITHIN).await;
+    until_busy(&d, WITHIN).await;
     // 127.0.0.2 leaves users.test; d.orders.test stops resolving (its SRV record stays).
     write_atomically(&hosts, "127.0.0.1 users.test\n127.0.0.1 c.orders.test\n");
     let hup = Command::new("kill")
@@ -504,9 +519,9 @@ load_balancer = "round_robin"
         .status()
         .expect("kill -HUP (procps)");
     assert!(hup.success());
-    let took = until_idle(&b, Duration::from_secs(5)).await;
+    let took = until_idle(&bff, "users", &b, WITHIN).await;
     eprintln!("dns: the removed A record's endpoint got no traffic after {took:?}");
-    until_idle(&d, Duration::from_secs(5)).await;
+    until_idle(&bff, "orders", &d, WITHIN).await;
     assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
     assert_eq!(endpoints_of(&bff, "orders").await, [c.endpoint()]);
 
@@ -520,7 +535,7 @@ load_balancer = "round_robin"
         .status()
         .expect("kill -HUP (procps)");
     assert!(hup.success());
-    let took = until_busy(&b, Duration::from_secs(3)).await;
+    let took = until_busy(&b, WITHIN).await;
     eprintln!("dns: the added A record's endpoint got traffic after {took:?}");
     assert_eq!(
         endpoints_of(&bff, "users").await,
@@ -829,10 +844,16 @@ endpoints = ["{}"]
         "redis: two instances admitted {ok} in {elapsed:.2} s at {rate}/s (expected {expected:.0}), {limited} limited"
     );
     assert!(limited > ok, "the clients pushed well above the rate");
-    let off = (f64::from(ok) - expected).abs() / expected;
+    // Never above the one shared rate (two instances each at the rate would admit twice it). Below it
+    // only by what stalls of a loaded machine cost: a token refilled while no request is waiting is lost
+    // with `burst = 1`, so the lower bound is loose.
     assert!(
-        off <= 0.10,
-        "admitted {ok}, expected {expected:.0} within 10%"
+        f64::from(ok) <= expected * 1.10,
+        "admitted {ok}, above the shared rate ({expected:.0})"
+    );
+    assert!(
+        f64::from(ok) >= expected * 0.6,
+        "admitted {ok}, far below the rate ({expected:.0})"
     );
     assert_eq!(fallbacks(&one).await + fallbacks(&two).await, 0);
 }
