@@ -117,11 +117,13 @@ impl TestBff {
         res.text().await.expect("a text body")
     }
 
-    /// Starts the drain and waits until it is over.
+    /// Starts the drain and waits until it is over; panics when it is not within
+    /// [`REQUEST_DEADLINE`](crate::REQUEST_DEADLINE).
     pub async fn shutdown(mut self) {
         self.handle.shutdown();
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            let ended = tokio::time::timeout(crate::REQUEST_DEADLINE, task).await;
+            assert!(ended.is_ok(), "the drain did not end");
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn http_client() -> reqwest::Client {
 /// Whether `check` turns true within [`REQUEST_DEADLINE`], asked every 50 ms: for a change that lands
 /// asynchronously (a reload, a rotated key, spans exported) on a machine that may be loaded, where a
 /// bound of a few seconds would fail a correct build. The test asserts the result with its own message.
+/// On real time only: on tokio's paused time the clock jumps whenever the runtime waits for I/O.
 pub async fn eventually<F, Fut>(mut check: F) -> bool
 where
     F: FnMut() -> Fut,
