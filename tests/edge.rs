@@ -691,8 +691,9 @@ async fn jwks_url_over_https_is_verified_by_jwks_ca() {
     // A CA that did not sign the provider's certificate: the keys are never fetched, tokens refused.
     let idp = https_idp().await;
     let untrusted = https_jwks_bff(&idp, &s, "client.pem").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status_with_bearer(&untrusted, "/private/1", &k1).await, 401);
+    // The fetch was tried and its handshake failed (the event the assertion below needs).
+    assert!(bff_testkit::eventually(|| async { idp.refused_handshakes() >= 1 }).await);
     assert_eq!(
         idp.hits("/jwks.json"),
         0,
