@@ -111,6 +111,8 @@ struct OpState {
     wrong_nonce: bool,
     /// The ID token refresh responses carry, if any: (sub, key that signs it).
     refresh_id_token: Option<(String, String)>,
+    /// More claims of that ID token (a changed `name`...).
+    refresh_claims: serde_json::Map<String, Value>,
 }
 
 #[derive(Clone)]
@@ -344,14 +346,14 @@ async fn token(
                 "refresh_token": new_rt,
             });
             if let Some((sub, pem)) = op.with(|s| s.refresh_id_token.clone()) {
-                body["id_token"] = sign(
-                    &json!({
-                        "iss": op.issuer(), "aud": "web", "sub": sub, "sid": "sid-refreshed",
-                        "iat": now(), "exp": now() + 3600,
-                    }),
-                    &pem,
-                )
-                .into();
+                let mut claims = json!({
+                    "iss": op.issuer(), "aud": "web", "sub": sub, "sid": "sid-refreshed",
+                    "iat": now(), "exp": now() + 3600,
+                });
+                for (k, v) in op.with(|s| s.refresh_claims.clone()) {
+                    claims[k] = v;
+                }
+                body["id_token"] = sign(&claims, &pem).into();
             }
             Json(body).into_response()
         }
@@ -1043,6 +1045,36 @@ async fn a_refreshed_id_token_must_verify_and_name_the_same_sub() {
         assert_eq!(error_code(res).await, (401, "unauthenticated".into()));
         s.op.with(|o| o.refresh_id_token = Some(("lee".into(), "rsa.pem".into())));
     }
+}
+
+/// A refreshed ID token's user claims replace the login's (a name changed at the provider shows in
+/// `/bff/user` after the next refresh); its protocol claims do not (`sid` stays the login's, so the
+/// back-channel logout of that `sid` still ends the session).
+#[tokio::test]
+async fn a_refreshed_id_token_updates_the_users_claims() {
+    let s = setup(
+        r#"refresh_before = "5m"
+user_claims = ["sub", "name", "sid"]"#,
+    )
+    .await;
+    s.op.with(|o| {
+        o.first_expires_in = 60;
+        o.refreshed_expires_in = 3600;
+        o.refresh_id_token = Some(("lee".into(), "rsa.pem".into()));
+        o.refresh_claims = serde_json::Map::from_iter([("name".into(), json!("Lee Renamed"))]);
+    });
+    let b = sign_in(&s, "lee", "sid-l", "__Host-bff", "/bff/callback").await;
+    let user: Value = b.get(&s.bff, "/bff/user").await.json().await.unwrap();
+    assert_eq!(user["claims"]["name"], "name of lee", "{user}");
+    // A session route refreshes the token that expires within refresh_before.
+    assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
+    let user: Value = b.get(&s.bff, "/bff/user").await.json().await.unwrap();
+    assert_eq!(
+        user["claims"],
+        json!({"sub": "lee", "name": "Lee Renamed", "sid": "sid-l"}),
+        "{user}"
+    );
+    assert_eq!(s.op.with(|o| o.refreshes), 1);
 }
 
 /// Logout ends the session, revokes its refresh token at the provider, clears the cookie and returns the

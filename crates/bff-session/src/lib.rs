@@ -45,6 +45,24 @@ pub use oidc::OidcError;
 const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// How long the id of a logout token without `exp` is remembered (one with `exp` is until then).
 const LOGOUT_JTI_TTL: Duration = Duration::from_secs(3600);
+/// Claims of an ID token about the token and the login, not the user: a refreshed ID token's do not
+/// replace the login's.
+const PROTOCOL_CLAIMS: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "nonce",
+    "sid",
+    "auth_time",
+    "azp",
+    "at_hash",
+    "c_hash",
+];
+
 /// A refresh lock in a shared store outlives a crashed holder by at most this.
 const REFRESH_LOCK: Duration = Duration::from_secs(10);
 
@@ -526,19 +544,26 @@ impl Sessions {
         };
         let refreshed = match self.0.provider.refresh(&refresh_token).await {
             Ok(tokens) => match &tokens.id_token {
-                None => Ok(tokens),
+                None => Ok((tokens, None)),
                 Some(id) => self
                     .0
                     .provider
                     .verify_refreshed_id_token(id, &data.sub)
                     .await
-                    .map(|_| tokens),
+                    .map(|claims| (tokens, Some(claims))),
             },
             Err(e) => Err(e),
         };
         match refreshed {
-            Ok(tokens) => {
+            Ok((tokens, claims)) => {
                 let now = now_ms();
+                // The user's claims as the provider says them now (a changed name, email...); the
+                // protocol's own claims of the login stay, `sid` with them (the back-channel index).
+                for (name, value) in claims.into_iter().flatten() {
+                    if !PROTOCOL_CLAIMS.contains(&name.as_str()) {
+                        data.claims.insert(name, value);
+                    }
+                }
                 data.access_token = tokens.access_token;
                 data.access_expires_at = tokens.expires_in.map(|s| now + s * 1000);
                 if let Some(rt) = tokens.refresh_token {
