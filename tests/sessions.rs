@@ -761,6 +761,31 @@ async fn an_expiring_access_token_is_refreshed_once_under_20_concurrent_requests
     assert!(metrics.contains("bff_session_refresh_total"), "{metrics}");
 }
 
+/// The user's name changes at the OP: the next refresh's ID token carries it, and `/bff/user` shows it
+/// (the refresh made by a session route; `/bff/user` alone never refreshes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_changed_at_the_op_shows_after_the_next_refresh() {
+    let s = setup_with(
+        ProviderOptions {
+            access_token_ttl: Some(5),
+            ..ProviderOptions::default()
+        },
+        "",
+    )
+    .await;
+    let session = s.login("alice").await;
+    let claims = |v: Value| v["claims"].clone();
+    let user: Value = s.get(&session, "/bff/user").await.json().await.unwrap();
+    assert_eq!(claims(user)["name"], "User alice");
+    s.op.set_claims("alice", json!({"name": "Alice Renamed"}))
+        .await;
+    assert_eq!(s.get(&session, "/api/orders").await.status(), 200);
+    assert_eq!(s.op.grants("refresh_token").await, 1);
+    let user: Value = s.get(&session, "/bff/user").await.json().await.unwrap();
+    assert_eq!(claims(user.clone())["name"], "Alice Renamed", "{user}");
+    assert_eq!(claims(user)["sub"], "alice");
+}
+
 /// The OP revokes the grant (access and refresh tokens): the next request that needs a refresh is
 /// refused by the OP, which ends the session: 401, no downstream call, and 401 for `/bff/user` after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

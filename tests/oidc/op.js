@@ -30,6 +30,8 @@
 //                                       "requests": {"METHOD /path STATUS": n}, "backchannel": {...}}
 //   POST /__test/clients               body: client metadata (defaults as above); adds or replaces it
 //   POST /__test/ttl                   body: {"AccessToken": 3600, ...}: changes lifetimes from now on
+//   POST /__test/claims                body: {"sub": "alice", "claims": {"name": "..."}}: that account's
+//                                      claims in the tokens issued from now on (as if changed at the OP)
 //   GET  /__test/sessions?sub=alice    [{"client_id", "sid", "grant_id"}] of that account's logins
 //   POST /__test/revoke                body: {"sub": "alice"}: revokes every grant of that account
 //                                       (access and refresh tokens included); {"revoked": n}
@@ -85,6 +87,8 @@ const stats = {
 };
 // account id -> [{client_id, sid, grant_id}]
 const logins = new Map();
+// account id -> claims that replace its defaults (POST /__test/claims)
+const claimOverrides = new Map();
 
 const signingKey = {
   ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
@@ -147,6 +151,11 @@ async function testEndpoint(provider, req, res, url) {
     case 'POST /__test/ttl':
       Object.assign(ttl, await readJson(req));
       return send(res, 200, ttl);
+    case 'POST /__test/claims': {
+      const { sub, claims } = await readJson(req);
+      claimOverrides.set(sub, claims ?? {});
+      return send(res, 200, { sub, claims: claimOverrides.get(sub) });
+    }
     case 'GET /__test/sessions':
       return send(res, 200, sessionsOf(url.searchParams.get('sub')));
     case 'POST /__test/revoke': {
@@ -215,7 +224,13 @@ server.listen(config.port ?? 0, '127.0.0.1', () => {
       return {
         accountId: id,
         async claims() {
-          return { sub: id, name: `User ${id}`, email: `${id}@example.test`, email_verified: true };
+          return {
+            sub: id,
+            name: `User ${id}`,
+            email: `${id}@example.test`,
+            email_verified: true,
+            ...(claimOverrides.get(id) ?? {}),
+          };
         },
       };
     },

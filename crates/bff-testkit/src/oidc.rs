@@ -4,7 +4,7 @@
 //! `tests/oidc/package-lock.json`) on `127.0.0.1:0`, with PKCE required, its own development login and
 //! consent pages, revocation, back-channel and RP-initiated logout, client credentials, refresh tokens
 //! (rotated on use) for every code grant, and test-only endpoints to count grants, change token lifetimes,
-//! revoke an account's grants and send back-channel logout tokens. It needs `node` on `PATH` and runs
+//! revoke an account's grants, change an account's claims and send back-channel logout tokens. It needs `node` on `PATH` and runs
 //! `npm ci --prefix tests/oidc` once when `tests/oidc/node_modules` is missing. The process is killed when
 //! the `Provider` is dropped, and exits by itself when the test process dies (it watches its stdin).
 //!
@@ -251,6 +251,17 @@ impl Provider {
     pub async fn set_ttl(&self, kind: &str, secs: u64) {
         self.call(Method::POST, "ttl", Some(json!({ kind: secs })))
             .await;
+    }
+
+    /// Changes the claims of the account `sub` in the tokens issued from now on (`{"name": "..."}`), as
+    /// a change of the user's profile at the OP would.
+    pub async fn set_claims(&self, sub: &str, claims: Value) {
+        self.call(
+            Method::POST,
+            "claims",
+            Some(json!({ "sub": sub, "claims": claims })),
+        )
+        .await;
     }
 
     /// The logins of an account: `[{"client_id", "sid", "grant_id"}]`.
