@@ -102,9 +102,17 @@ path = "/x"
     .await;
     assert!(only_a, "the endpoint removed again is gone");
 
-    // A broken file is refused: the last good set keeps serving.
+    // A broken file is refused (counted): the last good set keeps serving.
+    let failures = bff_e2e::discovery_failures(&bff, "users").await;
     std::fs::write(&eps, "[not json").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refused = bff_testkit::eventually(|| async {
+        bff_e2e::discovery_failures(&bff, "users").await > failures
+    })
+    .await;
+    assert!(
+        refused,
+        "the broken file is counted in bff_discovery_failures_total"
+    );
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.await.unwrap();

@@ -26,3 +26,15 @@ timeout = "2s"
 "#
     )
 }
+
+/// `bff_discovery_failures_total` of `service` in the BFF's `/metrics`.
+pub async fn discovery_failures(bff: &bff_testkit::TestBff, service: &str) -> u64 {
+    let text = bff.admin_text("/metrics").await;
+    let prefix = format!("bff_discovery_failures_total{{service=\"{service}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a count")
+}

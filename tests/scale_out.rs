@@ -6,6 +6,7 @@
 //! The engines are Debian packages that `scripts/test` installs (etcd-server, dnsmasq-base, redis-server):
 //! a missing one fails its test with the package's name; nothing is skipped.
 
+use bff_e2e::discovery_failures;
 use bff_testkit::{Stub, TestBff};
 use serde_json::json;
 use std::{
@@ -411,9 +412,16 @@ async fn etcd_discovery_removes_an_endpoint_without_a_failed_request_and_survive
     eprintln!("etcd: the deleted endpoint got no traffic after {took:?}");
     assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
 
-    // etcd goes away: the last good set keeps serving.
+    // etcd goes away: the failure is seen (counted), and the last good set keeps serving.
+    let failures = discovery_failures(&bff, "users").await;
     etcd.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen =
+        bff_testkit::eventually(|| async { discovery_failures(&bff, "users").await > failures })
+            .await;
+    assert!(
+        seen,
+        "the lost etcd is counted in bff_discovery_failures_total"
+    );
     assert_eq!(endpoints_of(&bff, "users").await, [a.endpoint()]);
 
     // etcd comes back (same data): the BFF reconnects, reads again and follows new changes.
@@ -542,9 +550,21 @@ load_balancer = "round_robin"
         sorted([a.endpoint(), b.endpoint()])
     );
 
-    // The nameserver goes away: resolutions fail, the last good sets keep serving.
+    // The nameserver goes away: resolutions fail (counted), the last good sets keep serving.
+    let failures = [
+        discovery_failures(&bff, "users").await,
+        discovery_failures(&bff, "orders").await,
+    ];
     dnsmasq.kill();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let seen = bff_testkit::eventually(|| async {
+        discovery_failures(&bff, "users").await > failures[0]
+            && discovery_failures(&bff, "orders").await > failures[1]
+    })
+    .await;
+    assert!(
+        seen,
+        "failed resolutions are counted in bff_discovery_failures_total"
+    );
     let served = load.finish().await;
     eprintln!("dns: {served} requests served, none failed");
     assert_eq!(

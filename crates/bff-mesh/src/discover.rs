@@ -121,6 +121,7 @@ async fn watch_file(path: PathBuf, service: Arc<Endpoints>) {
                 last_error = None;
             }
             Err(e) => {
+                service.discovery_failed();
                 let e = bff_telemetry::ErrorChain(&e).to_string();
                 if last_error.as_ref() != Some(&e) {
                     tracing::error!(service = %service.name(), error = %e, "discovery file refused; keeping the last good endpoints");
@@ -185,33 +186,47 @@ fn check_host_port(addr: &str) -> Result<String, DiscoveryError> {
 /// Logs the first failure of an outage and the recovery, not every retry in between.
 #[cfg_attr(not(any(feature = "dns", feature = "etcd")), allow(dead_code))]
 struct Outage {
-    service: Arc<str>,
+    endpoints: Arc<Endpoints>,
     source: &'static str,
     down: bool,
 }
 
 #[cfg_attr(not(any(feature = "dns", feature = "etcd")), allow(dead_code))]
 impl Outage {
-    fn new(service: &Endpoints, source: &'static str) -> Self {
+    fn new(endpoints: &Arc<Endpoints>, source: &'static str) -> Self {
         Self {
-            service: service.name().into(),
+            endpoints: endpoints.clone(),
             source,
             down: false,
         }
     }
 
+    /// Counted every time (`bff_discovery_failures_total`), logged at the first of an outage.
     fn failed(&mut self, error: &str) {
+        self.endpoints.discovery_failed();
+        let service = self.endpoints.name();
         if self.down {
-            tracing::debug!(service = %self.service, source = self.source, error, "discovery still failing");
+            tracing::debug!(
+                service,
+                source = self.source,
+                error,
+                "discovery still failing"
+            );
         } else {
-            tracing::warn!(service = %self.service, source = self.source, error, "discovery failed; keeping the last good endpoints");
+            tracing::warn!(
+                service,
+                source = self.source,
+                error,
+                "discovery failed; keeping the last good endpoints"
+            );
             self.down = true;
         }
     }
 
     fn recovered(&mut self) {
         if std::mem::take(&mut self.down) {
-            tracing::info!(service = %self.service, source = self.source, "discovery recovered");
+            let service = self.endpoints.name();
+            tracing::info!(service, source = self.source, "discovery recovered");
         }
     }
 }

@@ -50,14 +50,27 @@ impl EndpointSet {
 pub(crate) struct Endpoints {
     service: Arc<str>,
     current: RwLock<Arc<EndpointSet>>,
+    metrics: Arc<bff_telemetry::ServiceMetrics>,
 }
 
 impl Endpoints {
-    pub(crate) fn new(service: Arc<str>, set: EndpointSet) -> Self {
+    pub(crate) fn new(
+        service: Arc<str>,
+        set: EndpointSet,
+        metrics: Arc<bff_telemetry::ServiceMetrics>,
+    ) -> Self {
         Self {
             service,
             current: RwLock::new(Arc::new(set)),
+            metrics,
         }
+    }
+
+    /// A discovery attempt failed: counted in `bff_discovery_failures_total`.
+    pub(crate) fn discovery_failed(&self) {
+        self.metrics
+            .discovery_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The service's name (discovery's log lines).

@@ -156,7 +156,7 @@ impl Service {
         };
         let client = build_client(cfg, tls.as_ref())?;
         Ok(Self {
-            endpoints: Arc::new(Endpoints::new(name.clone(), endpoints)),
+            endpoints: Arc::new(Endpoints::new(name.clone(), endpoints, metrics.clone())),
             name,
             balancer: Balancer::new(cfg.load_balancer),
             client: std::sync::RwLock::new(client),

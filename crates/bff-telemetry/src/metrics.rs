@@ -214,6 +214,9 @@ pub struct ServiceMetrics {
     cache: [AtomicU64; CacheResult::ALL.len()],
     /// Calls that joined an identical call in flight instead of making their own.
     pub coalesced: AtomicU64,
+    /// Discovery attempts that failed (a file refused, a DNS or etcd error): the last good endpoints
+    /// stayed.
+    pub discovery_failures: AtomicU64,
 }
 
 impl ServiceMetrics {
@@ -227,6 +230,7 @@ impl ServiceMetrics {
             hedges: AtomicU64::new(0),
             cache: Default::default(),
             coalesced: AtomicU64::new(0),
+            discovery_failures: AtomicU64::new(0),
         }
     }
 
@@ -509,6 +513,11 @@ impl Metrics {
                 "bff_coalesced_requests_total",
                 "Calls that shared an identical call in flight instead of making their own, by service.",
                 |s| &s.coalesced,
+            ),
+            (
+                "bff_discovery_failures_total",
+                "Discovery attempts that failed (the last good endpoints stayed), by service.",
+                |s| &s.discovery_failures,
             ),
         ] {
             header(out, name, "counter", help);
