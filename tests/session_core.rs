@@ -115,6 +115,31 @@ struct OpState {
     refresh_claims: serde_json::Map<String, Value>,
 }
 
+/// Serves `app` on kept-alive connections that answer their first request only: the next one closes
+/// the connection without an answer (hyper closes a connection whose service fails).
+async fn serve_one_request_a_connection(listener: tokio::net::TcpListener, app: Router) {
+    use hyper::service::Service as _;
+    while let Ok((stream, _)) = listener.accept().await {
+        let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        let served = Arc::new(AtomicUsize::new(0));
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (app, first) = (app.clone(), served.fetch_add(1, Ordering::SeqCst) == 0);
+                async move {
+                    if !first {
+                        return Err("a kept connection, closing");
+                    }
+                    app.call(req).await.map_err(|never| match never {})
+                }
+            });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 #[derive(Clone)]
 struct Op {
     addr: SocketAddr,
@@ -134,6 +159,16 @@ impl Op {
     }
 
     async fn start_on(addr: SocketAddr) -> Self {
+        Self::serve(addr, false).await
+    }
+
+    /// An OP that keeps connections alive but answers one request on each: a second request on a kept
+    /// connection closes it unanswered, as a server closing an idle connection at that moment does.
+    async fn start_closing_kept_connections() -> Self {
+        Self::serve("127.0.0.1:0".parse().unwrap(), true).await
+    }
+
+    async fn serve(addr: SocketAddr, one_request_a_connection: bool) -> Self {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let op = Op {
@@ -181,7 +216,11 @@ impl Op {
             .route("/token", post(token))
             .route("/revoke", post(revoke))
             .with_state(op.clone());
-        tokio::spawn(async move { bff::axum::serve(listener, app).await.unwrap() });
+        if one_request_a_connection {
+            tokio::spawn(serve_one_request_a_connection(listener, app));
+        } else {
+            tokio::spawn(async move { bff::axum::serve(listener, app).await.unwrap() });
+        }
         op
     }
 
@@ -398,8 +437,12 @@ struct Setup {
 /// A BFF with sessions at `op`, `extra` keys in `[session]`, and routes calling three services: `api`
 /// (token = "user"), `partner` (token = "client"), `plain` (none).
 async fn setup(extra: &str) -> Setup {
+    setup_with_op(Op::start().await, extra).await
+}
+
+/// [`setup`] with this provider.
+async fn setup_with_op(op: Op, extra: &str) -> Setup {
     capture_logs();
-    let op = Op::start().await;
     let (api, partner, plain) = (
         Stub::start().await,
         Stub::start().await,
@@ -1075,6 +1118,35 @@ user_claims = ["sub", "name", "sid"]"#,
         "{user}"
     );
     assert_eq!(s.op.with(|o| o.refreshes), 1);
+}
+
+/// A provider that closes kept-alive connections as requests arrive on them (a keep-alive timeout met at
+/// that moment; under load a client may not have seen the close yet): its GETs are sent again on a new
+/// connection, and the token endpoint and revocation are always called on a new one (a code or a
+/// rotating refresh token cannot be sent twice). Login, refresh and logout all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_closing_kept_connections_fails_no_login_refresh_or_logout() {
+    let op = Op::start_closing_kept_connections().await;
+    let s = setup_with_op(op, r#"refresh_before = "5m""#).await;
+    s.op.with(|o| o.first_expires_in = 60);
+    let b = sign_in(&s, "kai", "sid-k", "__Host-bff", "/bff/callback").await;
+    assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
+    assert_eq!(s.op.with(|o| o.refreshes), 1, "the token was refreshed");
+    let res = s
+        .bff
+        .client()
+        .post(s.bff.url("/bff/logout"))
+        .header("cookie", &b.cookie)
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        s.op.with(|o| o.revoked.len()),
+        1,
+        "the refresh token was revoked"
+    );
 }
 
 /// Logout ends the session, revokes its refresh token at the provider, clears the cookie and returns the

@@ -135,12 +135,56 @@ enum HttpClient {
     Https(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
+impl HttpClient {
+    async fn request(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Self::Http(c) => c.request(req).await,
+            #[cfg(feature = "tls")]
+            Self::Https(c) => c.request(req).await,
+        }
+    }
+}
+
+/// An idle connection to the provider is not used again after this: below the keep-alive timeout of
+/// common servers (Node.js and Apache close idle connections after 5 s), so that a call does not meet a
+/// connection the provider is closing at that moment.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// Whether a call failed on a connection that closed before any answer (a kept-alive connection the
+/// server closed as the request went out): a GET is then sent again, once, on another connection.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The same GET again (`Request` is not `Clone`).
+fn again(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(Full::new(Bytes::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
 /// The provider, shared by every request.
 pub(crate) struct Provider {
     issuer: String,
     client_id: String,
     auth: Auth,
+    /// GETs (discovery, JWKS): pooled connections, idle for at most [`POOL_IDLE`].
     http: HttpClient,
+    /// POSTs (the token endpoint, revocation): a new connection each, never one that may be closing
+    /// (a code exchange or a rotating refresh cannot be sent twice).
+    fresh: HttpClient,
     discovery: OnceCell<Arc<Discovery>>,
     jwks: RwLock<Option<Arc<JwkSet>>>,
     last_jwks_fetch: Mutex<Option<Instant>>,
@@ -191,8 +235,13 @@ impl Provider {
                 Auth::PrivateKeyJwt(Box::new(key))
             }
         };
-        let builder = Client::builder(TokioExecutor::new());
-        let http = if cfg.issuer.is_https() {
+        let mut pooled = Client::builder(TokioExecutor::new());
+        pooled
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(hyper_util::rt::TokioTimer::new());
+        let mut unpooled = Client::builder(TokioExecutor::new());
+        unpooled.pool_max_idle_per_host(0);
+        let (http, fresh) = if cfg.issuer.is_https() {
             #[cfg(feature = "tls")]
             {
                 let mut roots = rustls::RootCertStore::empty();
@@ -211,7 +260,10 @@ impl Provider {
                     .https_only()
                     .enable_http1()
                     .build();
-                HttpClient::Https(builder.build(https))
+                (
+                    HttpClient::Https(pooled.build(https.clone())),
+                    HttpClient::Https(unpooled.build(https)),
+                )
             }
             #[cfg(not(feature = "tls"))]
             {
@@ -222,13 +274,17 @@ impl Provider {
                 ));
             }
         } else {
-            HttpClient::Http(builder.build_http())
+            (
+                HttpClient::Http(pooled.build_http()),
+                HttpClient::Http(unpooled.build_http()),
+            )
         };
         Ok(Self {
             issuer,
             client_id: cfg.client_id.clone(),
             auth,
             http,
+            fresh,
             discovery: OnceCell::new(),
             jwks: RwLock::new(None),
             last_jwks_fetch: Mutex::new(None),
@@ -240,10 +296,14 @@ impl Provider {
     async fn call(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), OidcError> {
         let uri = req.uri().clone();
         let fut = async {
-            let res = match &self.http {
-                HttpClient::Http(c) => c.request(req).await,
-                #[cfg(feature = "tls")]
-                HttpClient::Https(c) => c.request(req).await,
+            let res = if req.method() == Method::GET {
+                let retry = again(&req);
+                match self.http.request(req).await {
+                    Err(e) if closed_before_answer(&e) => self.http.request(retry).await,
+                    res => res,
+                }
+            } else {
+                self.fresh.request(req).await
             }
             .map_err(|e| OidcError::unreachable(&uri, bff_telemetry::ErrorChain(&e)))?;
             let status = res.status();
