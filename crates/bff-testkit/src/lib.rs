@@ -33,12 +33,15 @@ pub use self::{
 /// a peer that never answers fails its test with the call named instead of hanging the test run.
 pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// An HTTP client for tests: no proxy, no redirect followed, every request within [`REQUEST_DEADLINE`].
+/// An HTTP client for tests: no proxy, no redirect followed, every request within [`REQUEST_DEADLINE`],
+/// and no connection reused after 4 s idle (the OP of [`oidc`] runs on Node.js, which closes idle
+/// connections after 5 s: a request sent on one as it closes would fail a correct test).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_DEADLINE)
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
         .build()
         .expect("an HTTP client")
 }
