@@ -217,7 +217,8 @@ depends_on = ["user"]
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    bff_testkit::eventually(|| async { receiver.spans().len() >= 4 }).await;
+    // Asserted below, with the spans in the message.
+    let _ = bff_testkit::eventually(|| async { receiver.spans().len() >= 4 }).await;
     let spans = receiver.spans();
     assert_eq!(
         spans.len(),

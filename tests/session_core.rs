@@ -1090,14 +1090,15 @@ async fn a_refreshed_id_token_must_verify_and_name_the_same_sub() {
     }
 }
 
-/// A refreshed ID token's user claims replace the login's (a name changed at the provider shows in
-/// `/bff/user` after the next refresh); its protocol claims do not (`sid` stays the login's, so the
-/// back-channel logout of that `sid` still ends the session).
+/// A refreshed ID token's user claims replace the login's: a name changed at the provider shows in
+/// `/bff/user` after the next refresh, and a claim it no longer sends (`email`) is gone; its protocol
+/// claims do not (`sid` stays the login's, so the back-channel logout of that `sid` still ends the
+/// session).
 #[tokio::test]
 async fn a_refreshed_id_token_updates_the_users_claims() {
     let s = setup(
         r#"refresh_before = "5m"
-user_claims = ["sub", "name", "sid"]"#,
+user_claims = ["sub", "name", "email", "sid"]"#,
     )
     .await;
     s.op.with(|o| {
@@ -1109,6 +1110,7 @@ user_claims = ["sub", "name", "sid"]"#,
     let b = sign_in(&s, "lee", "sid-l", "__Host-bff", "/bff/callback").await;
     let user: Value = b.get(&s.bff, "/bff/user").await.json().await.unwrap();
     assert_eq!(user["claims"]["name"], "name of lee", "{user}");
+    assert_eq!(user["claims"]["email"], "lee@example.com", "{user}");
     // A session route refreshes the token that expires within refresh_before.
     assert_eq!(b.get(&s.bff, "/api/orders").await.status(), 200);
     let user: Value = b.get(&s.bff, "/bff/user").await.json().await.unwrap();

@@ -349,7 +349,12 @@ pub fn typescript(doc: &Value) -> Result<String, ClientError> {
             );
             // A page the browser goes to (only a redirect for an answer, e.g. `/bff/login`): its URL,
             // for `location.assign`, not a call.
-            if data.is_none() && spec.redirects && method == "get" {
+            // Only when a navigation can send all it needs: no header, no credential but the cookie.
+            let navigation = spec.headers.is_empty()
+                && spec.fixed_headers.is_empty()
+                && !spec.bearer
+                && !spec.api_key;
+            if data.is_none() && spec.redirects && method == "get" && navigation {
                 out.push_str(&params_interface);
                 let params_optional =
                     spec.path_params.is_empty() && !param_fields.iter().any(|f| !f.contains("?:"));

@@ -51,29 +51,33 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let mut landing = {
+        let (mut landing, start) = {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
             match map.get(key) {
-                Some(landing) => landing.clone(),
+                Some(landing) => (landing.clone(), None),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    let fut = work();
-                    let takeoff = Takeoff {
-                        map: self.map.clone(),
-                        key: key.to_string(),
-                    };
-                    tokio::spawn(async move {
-                        let out = fut.await;
-                        tx.send_replace(Some(out));
-                        // The key is freed after the outcome is out: a caller in between joins a landed
-                        // flight and gets its outcome at once.
-                        drop(takeoff);
-                    });
                     map.insert(key.to_string(), rx.clone());
-                    rx
+                    (rx, Some(tx))
                 }
             }
         };
+        // Spawned with the map unlocked: a runtime shutting down drops the task (its `Takeoff`, which
+        // locks the map) on this thread at once.
+        if let Some(tx) = start {
+            let takeoff = Takeoff {
+                map: self.map.clone(),
+                key: key.to_string(),
+            };
+            let fut = work();
+            tokio::spawn(async move {
+                let out = fut.await;
+                tx.send_replace(Some(out));
+                // The key is freed after the outcome is out: a caller in between joins a landed flight
+                // and gets its outcome at once.
+                drop(takeoff);
+            });
+        }
         // Without an outcome the sender is gone: the work panicked.
         let landed = landing.wait_for(Option::is_some).await.ok()?;
         landed.clone()

@@ -46,8 +46,8 @@ const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// How long the id of a logout token without `exp` is remembered (one with `exp` is until then).
 const LOGOUT_JTI_TTL: Duration = Duration::from_secs(3600);
 /// Claims of an ID token about the token and the login, not the user: a refreshed ID token's do not
-/// replace the login's.
-const PROTOCOL_CLAIMS: [&str; 13] = [
+/// replace the login's (a refresh is not a new authentication: `acr`, `amr`, `auth_time` stay).
+const PROTOCOL_CLAIMS: [&str; 22] = [
     "iss",
     "sub",
     "aud",
@@ -59,8 +59,17 @@ const PROTOCOL_CLAIMS: [&str; 13] = [
     "sid",
     "auth_time",
     "azp",
+    "acr",
+    "amr",
     "at_hash",
     "c_hash",
+    "s_hash",
+    "cnf",
+    "sub_jwk",
+    "typ",
+    "events",
+    "_claim_names",
+    "_claim_sources",
 ];
 
 /// A refresh lock in a shared store outlives a crashed holder by at most this.
@@ -557,12 +566,16 @@ impl Sessions {
         match refreshed {
             Ok((tokens, claims)) => {
                 let now = now_ms();
-                // The user's claims as the provider says them now (a changed name, email...); the
-                // protocol's own claims of the login stay, `sid` with them (the back-channel index).
-                for (name, value) in claims.into_iter().flatten() {
-                    if !PROTOCOL_CLAIMS.contains(&name.as_str()) {
-                        data.claims.insert(name, value);
-                    }
+                // The user's claims as the provider says them now (a changed name, a role taken away):
+                // a refreshed ID token with claims about the user replaces the login's; one with only
+                // the protocol's (some providers say the user's only at login) keeps them. The
+                // protocol's and the login's own claims stay the login's, `sid` with them (the
+                // back-channel index).
+                let user = |name: &String| !PROTOCOL_CLAIMS.contains(&name.as_str());
+                if let Some(claims) = claims.filter(|c| c.keys().any(user)) {
+                    data.claims.retain(|name, _| !user(name));
+                    data.claims
+                        .extend(claims.into_iter().filter(|(name, _)| user(name)));
                 }
                 data.access_token = tokens.access_token;
                 data.access_expires_at = tokens.expires_in.map(|s| now + s * 1000);

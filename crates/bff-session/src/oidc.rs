@@ -153,13 +153,22 @@ impl HttpClient {
 /// connection the provider is closing at that moment.
 const POOL_IDLE: Duration = Duration::from_secs(4);
 
-/// Whether a call failed on a connection that closed before any answer (a kept-alive connection the
-/// server closed as the request went out): a GET is then sent again, once, on another connection.
+/// Whether a call failed on a connection that closed before a whole answer (a kept-alive connection the
+/// server closed as the request went out: an incomplete message, a reset, a broken pipe). Only a GET is
+/// then sent again, once, on a new connection: the server may have processed the request.
 fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled();
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+        {
+            return true;
         }
         source = s.source();
     }
@@ -299,7 +308,8 @@ impl Provider {
             let res = if req.method() == Method::GET {
                 let retry = again(&req);
                 match self.http.request(req).await {
-                    Err(e) if closed_before_answer(&e) => self.http.request(retry).await,
+                    // On a new connection: the pool's other idle ones may be closing too.
+                    Err(e) if closed_before_answer(&e) => self.fresh.request(retry).await,
                     res => res,
                 }
             } else {

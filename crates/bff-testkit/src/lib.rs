@@ -50,6 +50,7 @@ pub fn http_client() -> reqwest::Client {
 /// asynchronously (a reload, a rotated key, spans exported) on a machine that may be loaded, where a
 /// bound of a few seconds would fail a correct build. The test asserts the result with its own message.
 /// On real time only: on tokio's paused time the clock jumps whenever the runtime waits for I/O.
+#[must_use = "assert the result: a condition that never held is a failure"]
 pub async fn eventually<F, Fut>(mut check: F) -> bool
 where
     F: FnMut() -> Fut,

@@ -356,7 +356,8 @@ impl Stub {
 
     /// Waits until `path` was requested at least `n` times; panics when that takes over
     /// [`REQUEST_DEADLINE`](crate::REQUEST_DEADLINE) (a request that never reaches the stub fails the
-    /// test instead of hanging it).
+    /// test instead of hanging it). On real time only: on tokio's paused time the clock jumps whenever
+    /// the runtime waits for I/O.
     pub async fn wait_for_hits(&self, path: &str, n: usize) {
         let deadline = tokio::time::Instant::now() + crate::REQUEST_DEADLINE;
         while self.hits(path) < n {

@@ -7,6 +7,11 @@
 /// the injection queue, the parked worker's condvar); on more, the multi-thread one with a worker a CPU.
 /// `TOKIO_WORKER_THREADS` set picks the multi-thread runtime with that many workers.
 ///
+/// # Panics
+///
+/// When the runtime cannot be built (the operating system refuses its threads or its I/O driver), as
+/// `#[tokio::main]` does.
+///
 /// ```no_run
 /// fn main() -> Result<(), bff::StartError> {
 ///     bff::init_tracing();

@@ -5,15 +5,14 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     bff::init_tracing();
-    let app = bff::config::Loader::new()
-        .load_file(bff::config_path_from_args())
-        .map_err(bff::StartError::from)
-        .and_then(mobile_bff::app);
-    match app {
-        Ok(app) => match bff::runtime().block_on(app.serve()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        },
+    // The app is built inside the runtime: what it starts at once (a Redis store's first connection)
+    // needs one.
+    let served = bff::runtime().block_on(async {
+        let config = bff::config::Loader::new().load_file(bff::config_path_from_args())?;
+        mobile_bff::app(config)?.serve().await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }
