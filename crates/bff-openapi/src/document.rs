@@ -337,17 +337,8 @@ impl Doc<'_> {
             // value `1` on every such operation.
             AuthKind::Session => {
                 if let Some(session) = &self.config.session {
-                    self.schemes.insert(
-                        "session",
-                        json!({"type": "apiKey", "in": "cookie", "name": session.cookie_name.as_str()}),
-                    );
                     op["security"] = json!([{ "session": [] }]);
-                    parameters.push(json!({
-                        "name": session.csrf_header.name().as_str(),
-                        "in": "header",
-                        "required": true,
-                        "schema": {"type": "string", "enum": ["1"]},
-                    }));
+                    parameters.push(self.session_auth(session));
                 }
             }
         }
@@ -364,16 +355,6 @@ impl Doc<'_> {
         &mut self,
         session: &bff_config::SessionConfig,
     ) -> Vec<(String, Map<String, Value>)> {
-        self.schemes.insert(
-            "session",
-            json!({"type": "apiKey", "in": "cookie", "name": session.cookie_name.as_str()}),
-        );
-        let csrf = json!({
-            "name": session.csrf_header.name().as_str(),
-            "in": "header",
-            "required": true,
-            "schema": {"type": "string", "enum": ["1"]},
-        });
         let error = |name: &str| json!({"$ref": format!("#/components/responses/{name}")});
         let claims: Map<String, Value> = session
             .user_claims
@@ -413,42 +394,32 @@ impl Doc<'_> {
                 "503": error("Unavailable"),
             },
         });
-        let user = json!({
-            "operationId": self.operation_id("get", "/bff/user"),
-            "summary": "The signed-in user; 401 without a session.",
-            "security": [{"session": []}],
-            "parameters": [csrf.clone()],
-            "responses": {
-                "200": {
-                    "description": "The session's user.",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionUser"}}},
-                },
-                "401": error("Unauthenticated"),
-                "503": error("Unavailable"),
-            },
-        });
-        let logout = json!({
-            "operationId": self.operation_id("post", "/bff/logout"),
-            "summary": "Ends the session (its cookie cleared, the refresh token revoked); the browser then goes to `end_session_url` to end the provider's session too.",
-            "security": [{"session": []}],
-            "parameters": [csrf],
-            "responses": {
-                "200": {
-                    "description": "Signed out.",
-                    "content": {"application/json": {"schema": {
-                        "type": "object",
-                        "properties": {"end_session_url": {
-                            "anyOf": [{"type": "string"}, {"type": "null"}],
-                            "description": "The provider's end-session URL (null when it has none).",
-                        }},
-                        "required": ["end_session_url"],
-                        "additionalProperties": false,
-                    }}},
-                },
-                "401": error("Unauthenticated"),
-                "503": error("Unavailable"),
-            },
-        });
+        let user = self.session_operation(
+            session,
+            ("get", "/bff/user"),
+            "The signed-in user; 401 without a session.",
+            json!({
+                "description": "The session's user.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionUser"}}},
+            }),
+        );
+        let logout = self.session_operation(
+            session,
+            ("post", "/bff/logout"),
+            "Ends the session (its cookie cleared, the refresh token revoked); the browser then goes to `end_session_url` to end the provider's session too.",
+            json!({
+                "description": "Signed out.",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"end_session_url": {
+                        "anyOf": [{"type": "string"}, {"type": "null"}],
+                        "description": "The provider's end-session URL (null when it has none).",
+                    }},
+                    "required": ["end_session_url"],
+                    "additionalProperties": false,
+                }}},
+            }),
+        );
         let item = |method: &str, op: Value| {
             let mut m = Map::new();
             m.insert(method.into(), op);
@@ -459,6 +430,43 @@ impl Doc<'_> {
             ("/bff/user".into(), item("get", user)),
             ("/bff/logout".into(), item("post", logout)),
         ]
+    }
+
+    /// An endpoint of the session (`/bff/user`, `/bff/logout`): the session scheme, the CSRF header,
+    /// `ok` as its 200, 401 and 503.
+    fn session_operation(
+        &mut self,
+        session: &bff_config::SessionConfig,
+        (method, path): (&str, &str),
+        summary: &str,
+        ok: Value,
+    ) -> Value {
+        json!({
+            "operationId": self.operation_id(method, path),
+            "summary": summary,
+            "security": [{"session": []}],
+            "parameters": [self.session_auth(session)],
+            "responses": {
+                "200": ok,
+                "401": {"$ref": "#/components/responses/Unauthenticated"},
+                "503": {"$ref": "#/components/responses/Unavailable"},
+            },
+        })
+    }
+
+    /// The session's cookie as a security scheme of the document, and its CSRF header as the required
+    /// parameter (whose one value is `1`) of an operation that uses it.
+    fn session_auth(&mut self, session: &bff_config::SessionConfig) -> Value {
+        self.schemes.insert(
+            "session",
+            json!({"type": "apiKey", "in": "cookie", "name": session.cookie_name.as_str()}),
+        );
+        json!({
+            "name": session.csrf_header.name().as_str(),
+            "in": "header",
+            "required": true,
+            "schema": {"type": "string", "enum": ["1"]},
+        })
     }
 
     fn operation_id(&mut self, method: &str, path: &str) -> String {
