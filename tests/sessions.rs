@@ -322,6 +322,19 @@ async fn setup() -> Setup {
     setup_with(ProviderOptions::default(), "").await
 }
 
+/// [`setup_with`] an OP whose access tokens live 5 s: a session's token is always due for a refresh
+/// (`refresh_before` is 30 s).
+async fn setup_expiring(session_extra: &str) -> Setup {
+    setup_with(
+        ProviderOptions {
+            access_token_ttl: Some(5),
+            ..ProviderOptions::default()
+        },
+        session_extra,
+    )
+    .await
+}
+
 impl Setup {
     async fn login(&self, user: &str) -> Session {
         Browser::new().login(&self.front.url(), "/", user).await
@@ -719,14 +732,7 @@ async fn a_missing_csrf_header_is_401_and_no_downstream_call() {
 /// 200 and the API sees the same new token in all 20. The new token (one hour) needs no refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_access_token_is_refreshed_once_under_20_concurrent_requests() {
-    let s = setup_with(
-        ProviderOptions {
-            access_token_ttl: Some(5),
-            ..ProviderOptions::default()
-        },
-        "",
-    )
-    .await;
+    let s = setup_expiring("").await;
     let session = s.login("alice").await;
     s.op.set_ttl("AccessToken", 3600).await;
     let calls = (0..20).map(|_| s.get(&session, "/api/orders"));
@@ -765,14 +771,7 @@ async fn an_expiring_access_token_is_refreshed_once_under_20_concurrent_requests
 /// (the refresh made by a session route; `/bff/user` alone never refreshes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_changed_at_the_op_shows_after_the_next_refresh() {
-    let s = setup_with(
-        ProviderOptions {
-            access_token_ttl: Some(5),
-            ..ProviderOptions::default()
-        },
-        "",
-    )
-    .await;
+    let s = setup_expiring("").await;
     let session = s.login("alice").await;
     let claims = |v: Value| v["claims"].clone();
     let user: Value = s.get(&session, "/bff/user").await.json().await.unwrap();
@@ -790,14 +789,7 @@ async fn a_name_changed_at_the_op_shows_after_the_next_refresh() {
 /// refused by the OP, which ends the session: 401, no downstream call, and 401 for `/bff/user` after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_refresh_token_ends_the_session() {
-    let s = setup_with(
-        ProviderOptions {
-            access_token_ttl: Some(5),
-            ..ProviderOptions::default()
-        },
-        "",
-    )
-    .await;
+    let s = setup_expiring("").await;
     let session = s.login("alice").await;
     assert_eq!(s.op.revoke("alice").await, 1);
     let resp = s.get(&session, "/api/orders").await;
@@ -1051,14 +1043,7 @@ async fn no_token_code_or_cookie_value_in_the_log() {
     // Everything logged in this test process (every test's BFF), at DEBUG.
     let logs = CapturedLog::install(tracing::Level::DEBUG);
     let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-    let s = setup_with(
-        ProviderOptions {
-            access_token_ttl: Some(5),
-            ..ProviderOptions::default()
-        },
-        &format!("store_key = \"{key}\""),
-    )
-    .await;
+    let s = setup_expiring(&format!("store_key = \"{key}\"")).await;
     let browser = Browser::new();
     let login = format!("{}/bff/login?returnUrl=%2F", s.front.url());
     let authorized = browser.authorize(&login, "alice").await;

@@ -2,11 +2,10 @@
 
 use bff_testkit::{
     Stub,
-    process::{OutputWithin, Proc},
+    process::{OutputWithin, Proc, listening},
 };
 use serde_json::{Value, json};
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -222,30 +221,13 @@ async fn run_serves_config_routes_and_drains_in_flight_requests_on_sigterm() {
         .delay(Duration::from_millis(600))
         .json(json!({"name": "Ada"}));
     let path = write_config("run.toml", &good_config(&users.endpoint()));
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         bff()
             .args(["run", "--config"])
             .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::piped()),
     );
-    let lines = child.stdout_until(|l| l.contains("listening on"));
-    let url = lines
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .to_string();
-    let admin = lines
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .nth(5)
-        .unwrap()
-        .trim_end_matches(')')
-        .to_string();
+    let (url, admin) = child.listening();
     assert_eq!(
         client()
             .get(format!("{admin}/readyz"))
@@ -275,7 +257,7 @@ async fn run_serves_config_routes_and_drains_in_flight_requests_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_answers_its_printed_curls_with_merged_json_from_three_services() {
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         bff()
             .args([
                 "demo",
@@ -288,9 +270,7 @@ async fn demo_answers_its_printed_curls_with_merged_json_from_three_services() {
                 "--mobile-admin",
                 "127.0.0.1:0",
             ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::piped()),
     );
     let lines = child.stdout_until(|l| l.contains("Ctrl-C stops all"));
     let curls: Vec<&str> = lines
@@ -353,25 +333,14 @@ async fn the_access_log_is_one_json_line_per_request_on_stdout() {
     let users = Stub::start().await;
     users.on("/users/1").json(json!({"name": "Ada"}));
     let path = write_config("access.toml", &good_config(&users.endpoint()));
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         bff()
             .args(["run", "--config"])
             .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::piped()),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let url = first.split_whitespace().nth(3).unwrap().to_string();
+    let lines = child.stdout_lines();
+    let (url, _) = listening(&lines.next_line());
     let res = client()
         .get(format!("{url}/api/u/1"))
         .header("x-request-id", "log-me-1")
@@ -379,9 +348,7 @@ async fn the_access_log_is_one_json_line_per_request_on_stdout() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("an access log line");
+    let line = lines.next_line();
     let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(entry["request_id"], "log-me-1");
     assert_eq!(entry["route"], "/api/u/{id}");
@@ -406,27 +373,14 @@ async fn access_log_false_writes_no_line_while_requests_are_served() {
         good_config(&users.endpoint())
     );
     let path = write_config("no-access-log.toml", &text);
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         bff()
             .args(["run", "--config"])
             .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::piped()),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(bff_testkit::process::DEADLINE)
-        .expect("the listening line");
-    let url = first.split_whitespace().nth(3).unwrap().to_string();
+    let lines = child.stdout_lines();
+    let (url, _) = listening(&lines.next_line());
     for _ in 0..3 {
         let res = client().get(format!("{url}/api/u/1")).send().await.unwrap();
         assert_eq!(res.status(), 200);
@@ -434,8 +388,8 @@ async fn access_log_false_writes_no_line_while_requests_are_served() {
     assert_eq!(users.hits("/users/1"), 3);
     child.sigterm();
     assert!(child.wait_within().success());
-    // It exited: its stdout is closed and the reader's channel ends.
-    let rest: Vec<String> = rx.iter().collect();
+    // It exited: its stdout is closed and the lines end.
+    let rest = lines.rest();
     assert!(
         rest.iter().all(|l| !l.contains("/api/u/1")),
         "no access log line: {rest:?}"
@@ -491,15 +445,9 @@ impl Running {
     }
 
     fn spawn(cmd: &mut Command) -> Self {
-        let mut child = Proc(cmd.stdout(Stdio::piped()).spawn().unwrap());
-        let lines = child.stdout_until(|l| l.contains("listening on"));
-        let line = lines.last().unwrap();
-        let word = |n: usize| line.split_whitespace().nth(n).unwrap().to_string();
-        Self {
-            url: word(3),
-            admin: word(5).trim_end_matches(')').to_string(),
-            proc: child,
-        }
+        let mut proc = Proc::spawn(cmd.stdout(Stdio::piped()));
+        let (url, admin) = proc.listening();
+        Self { url, admin, proc }
     }
 
     async fn status(&self, path: &str) -> u16 {
@@ -803,18 +751,14 @@ async fn credentials_in_urls_reach_neither_admin_config_nor_the_log() {
         ),
     );
     let path = write_config("secrets.toml", &cfg);
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         bff()
             .args(["run", "--config"])
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let lines = child.stdout_until(|l| l.contains("listening on"));
-    let words: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
-    let (url, admin) = (words[3].to_string(), words[5].trim_end_matches(')'));
+    let (url, admin) = child.listening();
     let shown = client()
         .get(format!("{admin}/admin/config"))
         .send()

@@ -32,10 +32,7 @@ fn example() -> PathBuf {
 /// Starts `bff ARGS` and waits for its `listening on` line: its public and admin URLs.
 fn start(cmd: &mut Command) -> (Proc, String, String) {
     let mut child = Proc::spawn(cmd.stdout(Stdio::piped()));
-    let lines = child.stdout_until(|l| l.contains("listening on"));
-    let words: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
-    let url = words[3].to_string();
-    let admin = words[5].trim_end_matches(')').to_string();
+    let (url, admin) = child.listening();
     (child, url, admin)
 }
 

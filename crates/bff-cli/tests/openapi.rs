@@ -66,6 +66,22 @@ fn tsc() -> Command {
     }
 }
 
+/// `tsc --strict --noEmit` of `file` in `dir`: ES2022 modules resolved as a bundler does, the DOM's types.
+fn tsc_strict(dir: &Path, file: &str) -> std::process::Output {
+    tsc()
+        .current_dir(dir)
+        .args([
+            "--strict",
+            "--noEmit",
+            "--target",
+            "es2022",
+            "--lib",
+            "es2022,dom",
+        ])
+        .args(["--module", "es2022", "--moduleResolution", "bundler", file])
+        .output_within(Duration::from_secs(300))
+}
+
 /// `bff demo` on port 0: the demo services, a web BFF and a mobile BFF; killed when dropped.
 struct Demo {
     _child: Proc,
@@ -375,20 +391,7 @@ export async function plain(): Promise<unknown> {
 }
 "#;
     std::fs::write(dir.join("uses.ts"), uses).unwrap();
-    let compile = |file: &str| {
-        tsc()
-            .current_dir(&dir)
-            .args([
-                "--strict",
-                "--noEmit",
-                "--target",
-                "es2022",
-                "--lib",
-                "es2022,dom",
-            ])
-            .args(["--module", "es2022", "--moduleResolution", "bundler", file])
-            .output_within(Duration::from_secs(300))
-    };
+    let compile = |file: &str| tsc_strict(&dir, file);
     let out = compile("uses.ts");
     assert!(
         out.status.success(),
@@ -508,24 +511,7 @@ export async function signOut(): Promise<string | null> {
 "#;
     let compile = |text: &str| {
         std::fs::write(dir.join("uses.ts"), text).unwrap();
-        tsc()
-            .current_dir(&dir)
-            .args([
-                "--strict",
-                "--noEmit",
-                "--target",
-                "es2022",
-                "--lib",
-                "es2022,dom",
-            ])
-            .args([
-                "--module",
-                "es2022",
-                "--moduleResolution",
-                "bundler",
-                "uses.ts",
-            ])
-            .output_within(Duration::from_secs(300))
+        tsc_strict(&dir, "uses.ts")
     };
     let out = compile(uses);
     assert!(

@@ -67,14 +67,7 @@ path = "/orders"
             .env_remove("BFF_CONFIG")
             .stdout(Stdio::piped()),
     );
-    let lines = child.stdout_until(|l| l.contains("listening on"));
-    let url = lines
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .to_string();
+    let (url, _) = child.listening();
     let http = bff_testkit::http_client();
 
     // No CSRF header, then no session: 401 with the contract's codes, and no downstream call.

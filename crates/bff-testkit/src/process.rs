@@ -7,7 +7,7 @@
 //! use bff_testkit::process::Proc;
 //! use std::process::{Command, Stdio};
 //! let mut bff = Proc::spawn(Command::new("bff").args(["run"]).stdout(Stdio::piped()));
-//! let lines = bff.stdout_until(|l| l.contains("listening on"));
+//! let (url, admin) = bff.listening();
 //! bff.sigterm();
 //! assert!(bff.wait_within().success());
 //! ```
@@ -42,16 +42,21 @@ impl Proc {
         self.0.id()
     }
 
-    /// Reads its stdout (which must be piped) until a line for which `done` is true, within
-    /// [`DEADLINE`]; returns every line read, that one last. The rest of its stdout is read and dropped
-    /// in the background, so that it never blocks on a full pipe.
-    pub fn stdout_until(&mut self, done: impl FnMut(&str) -> bool) -> Vec<String> {
+    /// Its stdout (which must be piped) as lines, read on a thread of their own until it ends.
+    pub fn stdout_lines(&mut self) -> Lines {
         let stdout = self
             .0
             .stdout
             .take()
             .expect("stdout piped, and not taken yet");
-        lines_until(stdout, "stdout", done)
+        Lines::read(stdout, "stdout")
+    }
+
+    /// Reads its stdout until a line for which `done` is true, within [`DEADLINE`]; returns every line
+    /// read, that one last. The rest of its stdout is read and dropped in the background, so that it
+    /// never blocks on a full pipe.
+    pub fn stdout_until(&mut self, done: impl FnMut(&str) -> bool) -> Vec<String> {
+        self.stdout_lines().until(done)
     }
 
     /// [`Proc::stdout_until`] for its stderr.
@@ -61,7 +66,14 @@ impl Proc {
             .stderr
             .take()
             .expect("stderr piped, and not taken yet");
-        lines_until(stderr, "stderr", done)
+        Lines::read(stderr, "stderr").until(done)
+    }
+
+    /// The public and admin URLs of the `bff` binary (or a project's), from the `listening on URL
+    /// (admin URL)` line it prints on its stdout when it serves.
+    pub fn listening(&mut self) -> (String, String) {
+        let lines = self.stdout_until(|l| l.contains("listening on"));
+        listening(lines.last().expect("a line"))
     }
 
     /// Sends it SIGTERM.
@@ -100,40 +112,72 @@ impl Drop for Proc {
     }
 }
 
-/// The lines of `stream` up to the first for which `done` is true (read on a thread of their own, which
-/// goes on draining the stream afterwards), within [`DEADLINE`].
-fn lines_until(
-    stream: impl Read + Send + 'static,
-    name: &str,
-    mut done: impl FnMut(&str) -> bool,
-) -> Vec<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut forward = true;
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            // Once the reader has its line (and hung up), the rest is only drained.
-            forward = forward && tx.send(line).is_ok();
+/// The public and admin URLs of a `listening on URL (admin URL)` line.
+pub fn listening(line: &str) -> (String, String) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words[..] {
+        [.., "listening", "on", url, "(admin", admin] => {
+            (url.to_string(), admin.trim_end_matches(')').to_string())
         }
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let mut lines = Vec::new();
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                let last = done(&line);
-                lines.push(line);
-                if last {
-                    return lines;
+        _ => panic!("not a listening line: {line:?}"),
+    }
+}
+
+/// The lines of a process's output, read on a thread of their own: once these are dropped, the rest is
+/// read and dropped, so that the process never blocks on a full pipe.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    name: &'static str,
+}
+
+impl Lines {
+    fn read(stream: impl Read + Send + 'static, name: &'static str) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut forward = true;
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                forward = forward && tx.send(line).is_ok();
+            }
+        });
+        Self { rx, name }
+    }
+
+    /// The next line, within [`DEADLINE`].
+    pub fn next_line(&self) -> String {
+        self.until(|_| true).pop().expect("a line")
+    }
+
+    /// The lines up to the first for which `done` is true, that one last, within [`DEADLINE`].
+    pub fn until(&self, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
+        let name = self.name;
+        let deadline = Instant::now() + DEADLINE;
+        let mut lines = Vec::new();
+        loop {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let last = done(&line);
+                    lines.push(line);
+                    if last {
+                        return lines;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the line waited for was not on {name} within {DEADLINE:?}: {lines:#?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{name} ended before the line waited for: {lines:#?}")
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("the line waited for was not on {name} within {DEADLINE:?}: {lines:#?}")
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!("{name} ended before the line waited for: {lines:#?}")
-            }
         }
+    }
+
+    /// Every line left, up to the end of the stream: for a process that has exited.
+    pub fn rest(self) -> Vec<String> {
+        self.rx.iter().collect()
     }
 }
 

@@ -359,15 +359,12 @@ impl Stub {
     /// test instead of hanging it). On real time only: on tokio's paused time the clock jumps whenever
     /// the runtime waits for I/O.
     pub async fn wait_for_hits(&self, path: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + crate::REQUEST_DEADLINE;
-        while self.hits(path) < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{path} was requested {} times, not {n}",
-                self.hits(path)
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        let reached = crate::eventually(|| async { self.hits(path) >= n }).await;
+        assert!(
+            reached,
+            "{path} was requested {} times, not {n}",
+            self.hits(path)
+        );
     }
 }
 
