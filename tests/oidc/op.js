@@ -53,6 +53,9 @@ const config = JSON.parse(process.argv[2] ?? process.env.OP_CONFIG ?? '{}');
 console.log = console.error;
 console.info = console.error;
 process.stdout.on('error', () => {});
+// Start-up milestones on stderr: a test that waits too long for the ready line shows how far it got.
+const milestone = (what) => process.stderr.write(`op.js: ${what} after ${Math.round(performance.now())} ms\n`);
+milestone('modules loaded');
 
 const ttl = {
   AccessToken: 60,
@@ -96,6 +99,7 @@ const signingKey = {
   use: 'sig',
   alg: 'RS256',
 };
+milestone('signing key made');
 
 function readJson(req) {
   return new Promise((resolve, reject) => {
@@ -205,6 +209,7 @@ async function testEndpoint(provider, req, res, url) {
 }
 
 const server = createServer();
+milestone('listening');
 server.listen(config.port ?? 0, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://${config.host ?? '127.0.0.1'}:${port}`;
@@ -293,6 +298,7 @@ server.listen(config.port ?? 0, '127.0.0.1', () => {
   });
 
   process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+  milestone(`ready on ${issuer}`);
 });
 
 process.stdin.resume();
