@@ -659,12 +659,18 @@ impl<'a> Call<'a> {
         outcome
     }
 
-    /// Sends an attempt's request and reads the response. A request that the service refused without
-    /// processing it is sent again at once, at most [`MAX_RESENDS`] times, within the attempt's time:
-    /// an HTTP/2 stream above the last stream id of a graceful GOAWAY (a server closing a connection
-    /// after so many requests, as nginx does every 1,000 by default) or reset with `REFUSED_STREAM`.
-    /// RFC 9113 section 8.7 says such a request was not processed, so any method may be sent again, and
-    /// the endpoint did not fail: the breaker, outlier detection and the retry budget never see it.
+    /// Sends an attempt's request and reads the response. Within the attempt's time, the request is
+    /// sent again at once when the service did not answer it because of how connections work, not
+    /// because it failed; the breaker, outlier detection and the retry budget never see these:
+    /// - a request that the service refused without processing it, at most [`MAX_RESENDS`] times, any
+    ///   method: an HTTP/2 stream above the last stream id of a graceful GOAWAY (a server closing a
+    ///   connection after so many requests, as nginx does every 1,000 by default) or reset with
+    ///   `REFUSED_STREAM` (RFC 9113 section 8.7 says it was not processed);
+    /// - an idempotent request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) on a connection that closed
+    ///   before any answer, once: a kept-alive HTTP/1.1 connection that the service closed as the
+    ///   request went out (Node.js closes idle ones after 5 s, uvicorn after 5 s, gunicorn after 2 s,
+    ///   and the pool keeps them 90 s), as RFC 9110 section 9.2.2 allows. Another method is not sent
+    ///   again: the service may have processed it; a `[retry]` policy that names it decides.
     async fn exchange(
         &self,
         endpoint: &Endpoint,
@@ -674,6 +680,7 @@ impl<'a> Call<'a> {
     ) -> Outcome {
         let svc = self.service;
         let mut resent = 0;
+        let mut closed_resent = false;
         loop {
             match exchange_once(svc.request(req), svc.max_response()).await {
                 Exchanged::Done(outcome) => return outcome,
@@ -686,6 +693,15 @@ impl<'a> Call<'a> {
                     };
                 }
                 Exchanged::Unprocessed(failed) => return Outcome::Failed(failed),
+                Exchanged::Closed(failed) if !closed_resent && self.call.method.is_idempotent() => {
+                    closed_resent = true;
+                    tracing::debug!(service = %svc.name(), error = %failed.detail, "sending again an idempotent request whose connection closed before an answer");
+                    req = match self.request(endpoint, start, Some(span_id)) {
+                        Ok((req, _)) => req,
+                        Err(failed) => return Outcome::Failed(failed),
+                    };
+                }
+                Exchanged::Closed(failed) => return Outcome::Failed(failed),
             }
         }
     }
@@ -813,11 +829,13 @@ fn timed_out(budget: Budget) -> Failed {
 /// How many times an attempt sends its request again when the service refused it unprocessed.
 const MAX_RESENDS: u32 = 3;
 
-/// What one request on the wire came to: an outcome, or a refusal by the service before it processed
-/// the request (which may be sent again).
+/// What one request on the wire came to: an outcome, a refusal by the service before it processed the
+/// request (which may be sent again), or a connection that closed before any answer (an idempotent
+/// request may be sent again).
 enum Exchanged {
     Done(Outcome),
     Unprocessed(Failed),
+    Closed(Failed),
 }
 
 /// One request and response on the wire: the head, then the body read whole (at most `max` bytes).
@@ -828,6 +846,13 @@ async fn exchange_once(res: hyper_util::client::legacy::ResponseFuture, max: usi
             return Exchanged::Unprocessed(Failed::caused_by(
                 ErrorKind::Reset,
                 "the service refused the request unprocessed",
+                e,
+            ));
+        }
+        Err(e) if closed_before_answer(&e) => {
+            return Exchanged::Closed(Failed::caused_by(
+                ErrorKind::Reset,
+                "the connection closed before an answer",
                 e,
             ));
         }
@@ -854,6 +879,31 @@ fn unprocessed(e: &hyper_util::client::legacy::Error) -> bool {
             return h2.is_remote()
                 && ((h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR))
                     || (h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM)));
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Whether the connection closed before any answer: the response's head never came because the
+/// connection ended (an incomplete message), was reset or aborted, or broke as the request was written.
+#[cold]
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    if e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+        {
+            return true;
         }
         source = s.source();
     }
