@@ -276,6 +276,30 @@ async fn connect_timeout_bounds_the_connect_only() {
     assert_eq!(status, 502, "a connect error: {body}");
 }
 
+/// `pool_idle_timeout = "200ms"` (default 90 s): the BFF closes its kept connection to the service once
+/// it has been idle that long (with the default the service sees no close within the minute), and the
+/// next call opens a new one.
+#[tokio::test]
+async fn pool_idle_timeout_closes_an_idle_kept_connection() {
+    use bff_e2e::h1::{Close, Server};
+    let svc = Server::start(Close::Never).await;
+    let bff = TestBff::start(&config(
+        std::slice::from_ref(&svc.addr),
+        "pool_idle_timeout = \"200ms\"",
+        "",
+    ))
+    .await;
+    assert_eq!(bff.get("/r/1").await.status(), 200);
+    assert!(
+        svc.closed_by_client_within(1, Duration::from_secs(60))
+            .await,
+        "the idle connection was not closed within 60 s"
+    );
+    assert_eq!(bff.get("/r/2").await.status(), 200);
+    assert_eq!(*svc.connections.lock().unwrap(), 2);
+    assert_eq!(*svc.requests.lock().unwrap(), ["GET /x/1", "GET /x/2"]);
+}
+
 /// `timeout = "3s"` (default 1 s): an answer that takes 1.5 s is waited for (with the default it would
 /// time out: 504).
 #[tokio::test]

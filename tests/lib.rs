@@ -38,3 +38,149 @@ pub async fn discovery_failures(bff: &bff_testkit::TestBff, service: &str) -> u6
         .parse()
         .expect("a count")
 }
+
+/// A raw HTTP/1.1 keep-alive service on `127.0.0.1:0` that shows what happens to its connections: how
+/// many it accepted and how many the client closed, and every request it read. It answers each request
+/// with `{"n": <request number>}`, except as [`Close`] says.
+pub mod h1 {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::watch;
+
+    /// When the service closes a connection itself.
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Close {
+        /// Never: each connection lives as long as the client keeps it.
+        Never,
+        /// On its first connection, it reads the second request and closes the connection without an
+        /// answer: a server whose keep-alive timer fired as a request went out on the connection
+        /// (Node.js and uvicorn close idle connections after 5 s).
+        SecondRequestOfFirstConnection,
+    }
+
+    pub struct Server {
+        pub addr: String,
+        /// `METHOD PATH` of every request read, those closed on included.
+        pub requests: Arc<Mutex<Vec<String>>>,
+        /// Connections accepted so far.
+        pub connections: Arc<Mutex<usize>>,
+        /// Connections the client closed (the service read their end between two requests).
+        pub closed_by_client: watch::Receiver<usize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl Server {
+        pub async fn start(close: Close) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let connections = Arc::new(Mutex::new(0));
+            let (closed_tx, closed_by_client) = watch::channel(0);
+            let closed_tx = Arc::new(closed_tx);
+            let (r, c) = (requests.clone(), connections.clone());
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let n = {
+                        let mut c = c.lock().unwrap();
+                        *c += 1;
+                        *c
+                    };
+                    let closes = n == 1 && close == Close::SecondRequestOfFirstConnection;
+                    let closed = closed_tx.clone();
+                    let requests = r.clone();
+                    tokio::spawn(async move {
+                        if serve(socket, closes, requests).await == Ended::ByClient {
+                            closed.send_modify(|n| *n += 1);
+                        }
+                    });
+                }
+            });
+            Self {
+                addr,
+                requests,
+                connections,
+                closed_by_client,
+                task,
+            }
+        }
+
+        /// Waits until the client has closed `n` connections, within `within`; false when it has not.
+        pub async fn closed_by_client_within(&self, n: usize, within: std::time::Duration) -> bool {
+            let mut closed = self.closed_by_client.clone();
+            tokio::time::timeout(within, closed.wait_for(|c| *c >= n))
+                .await
+                .is_ok()
+        }
+    }
+
+    #[derive(PartialEq)]
+    enum Ended {
+        ByClient,
+        ByService,
+    }
+
+    async fn serve(socket: TcpStream, closes: bool, requests: Arc<Mutex<Vec<String>>>) -> Ended {
+        let mut socket = BufReader::new(socket);
+        for on_this in 1.. {
+            // The request line, the headers up to the empty line, and a body of content-length bytes.
+            let mut line = String::new();
+            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return Ended::ByClient;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if socket.read_line(&mut header).await.unwrap_or(0) == 0 {
+                    return Ended::ByClient;
+                }
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            if socket.read_exact(&mut body).await.is_err() {
+                return Ended::ByClient;
+            }
+            let n = {
+                let mut r = requests.lock().unwrap();
+                let mut words = line.split_whitespace();
+                r.push(format!(
+                    "{} {}",
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or("")
+                ));
+                r.len()
+            };
+            if closes && on_this == 2 {
+                // Closed, the request read and never answered.
+                return Ended::ByService;
+            }
+            let body = format!("{{\"n\":{n}}}");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            if socket.write_all(head.as_bytes()).await.is_err()
+                || socket.write_all(body.as_bytes()).await.is_err()
+            {
+                return Ended::ByClient;
+            }
+        }
+        unreachable!("a connection serves requests until it ends")
+    }
+}

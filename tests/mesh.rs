@@ -411,111 +411,6 @@ async fn an_h2c_connection_that_stops_answering_is_closed_by_its_ping_and_replac
     assert_eq!(*users.connections.lock().unwrap(), 2);
 }
 
-/// An HTTP/1.1 service that keeps connections alive and, on its first connection, closes it without
-/// an answer when the second request arrives: a server whose keep-alive timer fired as a request went
-/// out on the connection (Node.js closes idle connections after 5 s, uvicorn after 5 s). Every other
-/// request gets `{"n": <request number>}`.
-mod closing {
-    use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::{TcpListener, TcpStream};
-
-    pub(crate) struct Server {
-        pub(crate) addr: String,
-        /// `METHOD PATH` of every request received, those closed on included.
-        pub(crate) requests: Arc<Mutex<Vec<String>>>,
-        pub(crate) connections: Arc<Mutex<usize>>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    pub(crate) async fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(Mutex::new(0));
-        let (r, c) = (requests.clone(), connections.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let n = {
-                    let mut c = c.lock().unwrap();
-                    *c += 1;
-                    *c
-                };
-                tokio::spawn(serve(socket, n == 1, r.clone()));
-            }
-        });
-        Server {
-            addr,
-            requests,
-            connections,
-            task,
-        }
-    }
-
-    async fn serve(socket: TcpStream, first: bool, requests: Arc<Mutex<Vec<String>>>) {
-        let mut socket = BufReader::new(socket);
-        for on_this in 1.. {
-            // The request line, the headers up to the empty line, and a body of content-length bytes.
-            let mut line = String::new();
-            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                if socket.read_line(&mut header).await.unwrap_or(0) == 0 {
-                    return;
-                }
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            if socket.read_exact(&mut body).await.is_err() {
-                return;
-            }
-            let n = {
-                let mut r = requests.lock().unwrap();
-                let mut words = line.split_whitespace();
-                r.push(format!(
-                    "{} {}",
-                    words.next().unwrap_or(""),
-                    words.next().unwrap_or("")
-                ));
-                r.len()
-            };
-            if first && on_this == 2 {
-                // Closed, the request read and never answered.
-                return;
-            }
-            let body = format!("{{\"n\":{n}}}");
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            if socket.write_all(head.as_bytes()).await.is_err()
-                || socket.write_all(body.as_bytes()).await.is_err()
-            {
-                return;
-            }
-        }
-    }
-}
-
 /// A GET and a POST backend of a service whose breaker opens after one failure and whose outlier
 /// detection ejects after one, and whose retry policy never repeats a POST (and repeats nothing for a
 /// GET, `max_attempts = 1`): only the resend of a request whose connection closed lets a call succeed.
@@ -563,7 +458,8 @@ consecutive_failures = 1
 
 #[tokio::test]
 async fn an_idempotent_request_on_a_kept_connection_the_service_closed_is_sent_again_once() {
-    let users = closing::start().await;
+    let users =
+        bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequestOfFirstConnection).await;
     let bff = TestBff::start(&closing_config(&users.addr)).await;
     assert_eq!(bff.get("/api/get/1").await.status(), 200);
     // On the kept connection, which the service closes without an answer; then on a new one.
@@ -584,7 +480,8 @@ async fn an_idempotent_request_on_a_kept_connection_the_service_closed_is_sent_a
 
 #[tokio::test]
 async fn a_post_on_a_kept_connection_the_service_closed_is_not_sent_again() {
-    let users = closing::start().await;
+    let users =
+        bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequestOfFirstConnection).await;
     let bff = TestBff::start(&closing_config(&users.addr)).await;
     let post = |path: &'static str| bff.client().post(bff.url(path)).send();
     assert_eq!(post("/api/post/1").await.unwrap().status(), 200);

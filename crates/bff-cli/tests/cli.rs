@@ -657,6 +657,7 @@ key = "user_id"
 endpoints = ["127.0.0.1:9"]
 timeout = "1s"
 hedge_after = "1s"
+pool_idle_timeout = "0s"
 [services.users.retry]
 on = ["reset", "+503"]
 [[routes]]
@@ -681,9 +682,10 @@ path = "/users/{id}"
         format!("{file}:4: edge.auth.jwt.secret: is empty"),
         format!("{file}:6: edge.rate_limit.key: \"user_id\" is not client_ip"),
         format!("{file}:10: services.users.hedge_after: 1s is not less than timeout"),
-        format!("{file}:12: services.users.retry.on[1]: \"+503\" is not"),
-        format!("{file}:15: routes[0].forward_headers[0]: content-length is a hop-by-hop"),
-        format!("{file}:15: routes[0].forward_headers[1]: host is a hop-by-hop"),
+        format!("{file}:11: services.users.pool_idle_timeout: must be greater than 0"),
+        format!("{file}:13: services.users.retry.on[1]: \"+503\" is not"),
+        format!("{file}:16: routes[0].forward_headers[0]: content-length is a hop-by-hop"),
+        format!("{file}:16: routes[0].forward_headers[1]: host is a hop-by-hop"),
     ] {
         assert!(err.contains(&want), "missing `{want}` in:\n{err}");
     }

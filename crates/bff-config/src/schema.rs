@@ -351,6 +351,10 @@ pub struct ServiceConfig {
     pub timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// How long a kept-alive connection to this service may stay idle in the pool before it is closed.
+    /// Shorter than the service's own idle timeout, the service never closes one as a request goes out
+    /// on it.
+    pub pool_idle_timeout: Duration,
     /// Largest response body read from this service; larger: a decode failure.
     pub max_response: ByteSize,
     /// Whether `/readyz` waits for a healthy endpoint of this service.
@@ -393,6 +397,7 @@ impl Default for ServiceConfig {
             protocol: Protocol::default(),
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(200),
+            pool_idle_timeout: Duration::from_secs(90),
             max_response: ByteSize::mib(8),
             required: true,
             max_in_flight: 10_000,

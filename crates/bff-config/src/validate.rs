@@ -178,6 +178,9 @@ pub(crate) fn validate(config: &Config) -> Errors {
         if svc.connect_timeout.get().is_zero() {
             err(key("connect_timeout"), "must be greater than 0".into());
         }
+        if svc.pool_idle_timeout.get().is_zero() {
+            err(key("pool_idle_timeout"), "must be greater than 0".into());
+        }
         if let Some(r) = &svc.retry {
             if r.max_attempts == 0 {
                 err(

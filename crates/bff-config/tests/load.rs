@@ -689,3 +689,26 @@ shared = true
         "{text}"
     );
 }
+
+/// A service's `timeout`, `connect_timeout` and `pool_idle_timeout` of zero are refused, each with its
+/// line and key.
+#[test]
+fn zero_service_durations_are_refused_with_line_and_key() {
+    let text = "[services.s]\nendpoints = [\"127.0.0.1:1\"]\ntimeout = \"0s\"\nconnect_timeout = \"0ms\"\npool_idle_timeout = \"0s\"\n";
+    let errs = Loader::new()
+        .with_env(env(&[]))
+        .load_str(text, Format::Toml)
+        .unwrap_err();
+    for (line, key) in [
+        (3, "services.s.timeout"),
+        (4, "services.s.connect_timeout"),
+        (5, "services.s.pool_idle_timeout"),
+    ] {
+        assert!(
+            errs.0.iter().any(|e| e.line == Some(line)
+                && e.key == key
+                && e.message.contains("must be greater than 0")),
+            "{key} at line {line}: {errs}"
+        );
+    }
+}

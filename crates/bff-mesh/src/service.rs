@@ -572,7 +572,7 @@ fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClien
     builder
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90));
+        .pool_idle_timeout(cfg.pool_idle_timeout.get());
     if cfg.protocol == Protocol::H2c {
         // One connection carries every call to an endpoint. A peer gone without a FIN or RST would
         // hold it open with every call timing out on it (a timed-out stream is reset, its connection
