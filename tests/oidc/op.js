@@ -93,8 +93,15 @@ const logins = new Map();
 // account id -> claims that replace its defaults (POST /__test/claims)
 const claimOverrides = new Map();
 
+// The key generation itself encodes the keys as JWKs. Exporting the generated KeyObject instead hung the
+// OP now and then on Node.js 20: a garbage collection during the export finalized the generation job,
+// whose destructor waits for the key's mutex that the export holds (gdb: ~KeyGenJob under ExportJWK).
 const signingKey = {
-  ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+  ...generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { format: 'jwk' },
+    privateKeyEncoding: { format: 'jwk' },
+  }).privateKey,
   kid: randomUUID(),
   use: 'sig',
   alg: 'RS256',
