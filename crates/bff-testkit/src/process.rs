@@ -1,7 +1,8 @@
 //! Child processes in tests (the `bff` binary, a generated project, Chromium, a validator), with every
 //! wait bounded: a process that never prints the line a test waits for, never exits after SIGTERM or
 //! never finishes fails its test with what it printed so far, instead of hanging the test run. A
-//! [`Proc`] is killed when it is dropped, so a failing test leaves nothing running.
+//! [`Proc`] runs in a process group of its own, killed whole when it is dropped: a failing test leaves
+//! nothing running, not even what the process started (`cargo test`'s test binaries, a browser's helpers).
 //!
 //! ```no_run
 //! use bff_testkit::process::Proc;
@@ -25,14 +26,15 @@ use std::{
 /// How long a [`Proc`] may take to print the line waited for, or to exit after SIGTERM.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A child process, killed (and reaped) when dropped.
+/// A child process in a process group of its own; the group is killed (and the child reaped) when dropped.
 #[derive(Debug)]
 pub struct Proc(pub Child);
 
 impl Proc {
-    /// Starts `cmd`; panics naming the program when it cannot start.
+    /// Starts `cmd` as the leader of a new process group; panics naming the program when it cannot start.
     pub fn spawn(cmd: &mut Command) -> Self {
-        match cmd.spawn() {
+        use std::os::unix::process::CommandExt;
+        match cmd.process_group(0).spawn() {
             Ok(child) => Self(child),
             Err(e) => panic!("{:?} did not start: {e}", cmd.get_program()),
         }
@@ -95,8 +97,7 @@ impl Proc {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Ok(None) => {
-                    let _ = self.0.kill();
-                    let _ = self.0.wait();
+                    self.kill();
                     panic!("process {} did not exit within {DEADLINE:?}", self.0.id());
                 }
                 Err(e) => panic!("waiting for process {}: {e}", self.0.id()),
@@ -105,10 +106,23 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// Kills its process group (SIGKILL), then reaps it.
+    fn kill(&mut self) {
+        // The group outlives its leader while a process it started runs; its id is not reused until
+        // the group is empty.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -217,8 +231,7 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             _ => {
-                let _ = child.0.kill();
-                let _ = child.0.wait();
+                child.kill();
                 break None;
             }
         }
@@ -267,4 +280,41 @@ pub fn found(program: &std::ffi::OsStr) -> bool {
     let on_path = |dir: std::path::PathBuf| dir.join(program).is_file();
     std::path::Path::new(program).is_file()
         || std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(on_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether process `pid` runs (exists and is not a zombie).
+    fn runs(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    #[test]
+    fn dropping_a_proc_kills_what_it_started_too() {
+        let mut sh = Proc::spawn(
+            Command::new("sh")
+                .args(["-c", "sleep 600 & echo $!; wait"])
+                .stdout(Stdio::piped()),
+        );
+        let sleep: u32 = sh.stdout_lines().next_line().trim().parse().unwrap();
+        assert!(runs(sleep));
+        drop(sh);
+        let deadline = Instant::now() + DEADLINE;
+        while runs(sleep) {
+            assert!(
+                Instant::now() < deadline,
+                "sleep {sleep}, started by the dropped Proc, still runs"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
