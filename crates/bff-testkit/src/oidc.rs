@@ -155,7 +155,7 @@ impl Provider {
                         http: crate::http_client(),
                     };
                 }
-                Err(why) => failures.push(why),
+                Err(StartFailed(why)) => failures.push(why),
             }
         }
         panic!(
@@ -322,9 +322,12 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 /// next try's report says what it was waiting for.
 const STARTS: u32 = 3;
 
+/// Why a start of the OP failed: how it ended or what it hung in, and its stderr.
+struct StartFailed(String);
+
 /// One start of `op.js`: the process, its stdin (held open) and its issuer; or why it failed, with
 /// its stderr and, when it hung, the state of each of its threads.
-async fn start_once(config: &str) -> Result<(Child, ChildStdin, String), String> {
+async fn start_once(config: &str) -> Result<(Child, ChildStdin, String), StartFailed> {
     let mut child = Command::new("node")
         .arg(op_dir().join("op.js"))
         .arg(config)
@@ -364,21 +367,21 @@ async fn start_once(config: &str) -> Result<(Child, ChildStdin, String), String>
         Ok(read) => {
             let _ = child.kill();
             let status = child.wait();
-            return Err(format!(
+            return Err(StartFailed(format!(
                 "the OP exited ({status:?}) before its ready line ({read:?}); its stderr:\n{}",
                 stderr_tail()
-            ));
+            )));
         }
         Err(_) => {
             let threads = threads_of(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
+            return Err(StartFailed(format!(
                 "the OP printed no ready line within {READY_WITHIN:?}; its threads (state, wchan, \
                  system call number):\n  {}\nits stderr:\n{}",
                 threads.join("\n  "),
                 stderr_tail()
-            ));
+            )));
         }
     };
     let issuer = serde_json::from_str::<Value>(&line)
@@ -389,10 +392,10 @@ async fn start_once(config: &str) -> Result<(Child, ChildStdin, String), String>
         None => {
             let _ = child.kill();
             let status = child.wait();
-            Err(format!(
+            Err(StartFailed(format!(
                 "the OP printed {line:?} ({status:?}); its stderr:\n{}",
                 stderr_tail()
-            ))
+            )))
         }
     }
 }
