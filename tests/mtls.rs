@@ -4,10 +4,17 @@
 use bff_testkit::{Stub, TestBff};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use serde_json::json;
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls")).join(name)
+}
+
+/// The log of this test binary (WARN and above), captured from the first call on.
+fn logs() -> bff_testkit::CapturedLog {
+    static LOG: std::sync::OnceLock<bff_testkit::CapturedLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| bff_testkit::CapturedLog::install(tracing::Level::WARN))
+        .clone()
 }
 
 fn der(name: &str) -> Vec<u8> {
@@ -195,9 +202,20 @@ async fn the_public_listener_serves_a_rotated_certificate_without_restart() {
     let port = bff.addr().port();
     assert_eq!(presented(port).await, der("server.pem"));
 
-    // Half-rotated (the new certificate, still the old key): the old pair keeps being served.
+    // Half-rotated (the new certificate, still the old key): the old pair keeps being served. Checked
+    // once the listener has tried the new files and refused them (its warning names the key file).
+    let log = logs();
     std::fs::copy(fixture("server2.pem"), dir.join("tls.pem")).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let key_file = dir.join("tls.key").display().to_string();
+    let refused = bff_testkit::eventually(|| {
+        let seen = log
+            .text()
+            .lines()
+            .any(|l| l.contains("cannot be used yet") && l.contains(&key_file));
+        async move { seen }
+    })
+    .await;
+    assert!(refused, "the listener tried the half-rotated files");
     assert_eq!(
         presented(port).await,
         der("server.pem"),
