@@ -63,6 +63,13 @@ async fn wait_for_metric(bff: &TestBff, line: &str) {
     .unwrap_or_else(|_| panic!("never seen in /metrics: {line}"));
 }
 
+/// `f`, which the server must let finish within [`OUTER`].
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(OUTER, f)
+        .await
+        .expect("the server answers within OUTER")
+}
+
 /// Waits until the server closes the connection (EOF or reset), reading whatever it sends.
 async fn closed_by_server(mut s: TcpStream) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -103,10 +110,12 @@ async fn h2c(
     tokio::task::JoinHandle<Result<(), hyper::Error>>,
 ) {
     let stream = TcpStream::connect(bff.addr()).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (send, conn) = within(hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    ))
+    .await
+    .unwrap();
     (send, tokio::spawn(conn))
 }
 
@@ -120,8 +129,7 @@ async fn an_idle_h2c_connection_is_closed_after_the_idle_timeout() {
     let edge = "header_timeout = \"60s\"\nidle_timeout = \"300ms\"";
     let bff = TestBff::start_app(with_routes(app("", edge), Arc::default())).await;
     let (mut send, conn) = h2c(&bff).await;
-    let res = send
-        .send_request(h2_get(&bff, "/small").body(Empty::new()).unwrap())
+    let res = within(send.send_request(h2_get(&bff, "/small").body(Empty::new()).unwrap()))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -143,8 +151,7 @@ async fn an_h2c_request_with_too_many_headers_is_431() {
     for i in 0..150 {
         req = req.header(format!("x-h{i}"), "v");
     }
-    let res = send
-        .send_request(req.body(Empty::new()).unwrap())
+    let res = within(send.send_request(req.body(Empty::new()).unwrap()))
         .await
         .unwrap();
     assert_eq!(res.status(), 431);
@@ -157,10 +164,9 @@ async fn an_h2c_request_with_too_many_headers_is_431() {
         .header("x-big", "a".repeat(12_000))
         .body(Empty::new())
         .unwrap();
-    assert_eq!(send.send_request(big).await.unwrap().status(), 431);
+    assert_eq!(within(send.send_request(big)).await.unwrap().status(), 431);
     // Within the limits, the same connection is served.
-    let res = send
-        .send_request(h2_get(&bff, "/small").body(Empty::new()).unwrap())
+    let res = within(send.send_request(h2_get(&bff, "/small").body(Empty::new()).unwrap()))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -180,7 +186,7 @@ async fn a_client_that_never_reads_is_cut_after_the_write_timeout() {
     let edge = "write_timeout = \"300ms\"";
     let bff = TestBff::start_app(with_routes(app("", edge), started.clone())).await;
     let mut slow = slow_reader(&bff, "/big").await;
-    started.notified().await;
+    within(started.notified()).await;
     // The response is in flight until the server gives up on writing it.
     wait_for_metric(&bff, "bff_inflight_requests 0").await;
     // What the kernel had buffered still arrives, then the end: never the whole body.
@@ -208,8 +214,7 @@ async fn an_h2c_client_that_keeps_its_window_closed_is_cut_after_the_write_timeo
     let edge = "write_timeout = \"300ms\"";
     let bff = TestBff::start_app(with_routes(app("", edge), started.clone())).await;
     let (mut send, conn) = h2c(&bff).await;
-    let res = send
-        .send_request(h2_get(&bff, "/big").body(Empty::new()).unwrap())
+    let res = within(send.send_request(h2_get(&bff, "/big").body(Empty::new()).unwrap()))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -230,7 +235,7 @@ async fn a_slow_reader_counts_against_max_concurrency_until_it_is_gone() {
     let edge = "max_concurrency = 1\nwrite_timeout = \"60s\"";
     let bff = TestBff::start_app(with_routes(app("", edge), started.clone())).await;
     let slow = slow_reader(&bff, "/big").await;
-    started.notified().await;
+    within(started.notified()).await;
     // The handler is done, its body is not written out: the only permit is still held.
     let shed = bff.get("/small").await;
     assert_eq!(shed.status(), 503);

@@ -144,7 +144,13 @@ path = "/users/{{id}}"
         .build();
     let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let url = format!("https://127.0.0.1:{}/u/1", bff.addr().port());
-    let res = client.get(url.parse().unwrap()).await.unwrap();
+    let res = tokio::time::timeout(
+        bff_testkit::REQUEST_DEADLINE,
+        client.get(url.parse().unwrap()),
+    )
+    .await
+    .expect("an answer within the deadline")
+    .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), http::Version::HTTP_2, "ALPN chose HTTP/2");
     // The service learns that the client came over TLS.
@@ -181,9 +187,11 @@ async fn presented(port: u16) -> Vec<u8> {
         .await
         .unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
+    let handshake =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp);
+    let tls = tokio::time::timeout(bff_testkit::REQUEST_DEADLINE, handshake)
         .await
+        .expect("the handshake ends within the deadline")
         .expect("the handshake succeeds");
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
