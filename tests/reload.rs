@@ -451,6 +451,19 @@ fn make_fifo(path: &std::path::Path) {
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
+/// Waits, within the request deadline, for `opened`: it ends once a writer's open of `fifo` has met a
+/// reader (an open for writing waits for one). When no reader comes, the test opens `fifo` for reading
+/// itself, so that the writer's thread ends, and fails.
+async fn reader_came<T>(opened: impl std::future::Future<Output = T>, fifo: &std::path::Path) -> T {
+    match tokio::time::timeout(bff_testkit::REQUEST_DEADLINE, opened).await {
+        Ok(done) => done,
+        Err(_) => {
+            let _unblock = std::fs::File::open(fifo);
+            panic!("nothing opened {} for reading", fifo.display());
+        }
+    }
+}
+
 /// The reload loop reads the file with async I/O: while a read waits (the file is a pipe nobody has
 /// written yet), the runtime (here one thread) keeps serving. A blocking read would hold the only
 /// thread: the admin listener could not answer, and the writer below would give up waiting for the
@@ -484,7 +497,7 @@ async fn a_reload_reads_the_file_without_blocking_the_runtime() {
         let url = bff.admin_url("/admin/reload");
         async move { client.post(url).send().await.unwrap().status().as_u16() }
     });
-    opened_rx.await.unwrap();
+    reader_came(opened_rx, &path).await.unwrap();
     let health = bff.admin_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let _ = go_tx.send(());
@@ -527,9 +540,10 @@ async fn a_change_landing_during_a_reload_is_applied_by_the_next_one() {
         std::fs::rename(&staged, &fifo).unwrap();
         pipe.write_all(first.as_bytes()).unwrap();
     });
-    writer.await.unwrap();
+    reader_came(writer, &path).await.unwrap();
     let mut seen = Vec::new();
-    for _ in 0..100 {
+    let deadline = tokio::time::Instant::now() + bff_testkit::REQUEST_DEADLINE;
+    while tokio::time::Instant::now() < deadline {
         let body: Value = bff.get("/api/u/1").await.json().await.unwrap();
         if seen.last() != Some(&body["user"]) {
             seen.push(body["user"].clone());
