@@ -44,8 +44,10 @@ pub async fn discovery_failures(bff: &bff_testkit::TestBff, service: &str) -> u6
 /// with `{"n": <request number>}`, except as [`Close`] says.
 pub mod h1 {
     use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::io::{
+        AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    };
+    use tokio::net::TcpListener;
     use tokio::sync::watch;
 
     /// When the service closes a connection itself.
@@ -53,10 +55,12 @@ pub mod h1 {
     pub enum Close {
         /// Never: each connection lives as long as the client keeps it.
         Never,
-        /// On its first connection, it reads the second request and closes the connection without an
-        /// answer: a server whose keep-alive timer fired as a request went out on the connection
-        /// (Node.js and uvicorn close idle connections after 5 s).
-        SecondRequestOfFirstConnection,
+        /// On each of its first `of_first` connections, it reads the second request and closes the
+        /// connection without an answer: a server whose keep-alive timer fired as a request went out
+        /// on the connection (Node.js and uvicorn close idle connections after 5 s). The first requests
+        /// of those connections are answered once all of them have come, so that a client sending
+        /// that many at once holds that many connections.
+        SecondRequest { of_first: usize },
     }
 
     pub struct Server {
@@ -77,7 +81,40 @@ pub mod h1 {
     }
 
     impl Server {
+        /// Over plain TCP.
         pub async fn start(close: Close) -> Self {
+            Self::serving(close, None).await
+        }
+
+        /// Over TLS with the certificate chain and key of these PEM files. A connection it closes is
+        /// closed without TLS's `close_notify`, as a server's idle timer does.
+        pub async fn start_tls(
+            close: Close,
+            cert: &std::path::Path,
+            key: &std::path::Path,
+        ) -> Self {
+            use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+            Self::serving(
+                close,
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+            )
+            .await
+        }
+
+        async fn serving(close: Close, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let requests = Arc::new(Mutex::new(Vec::new()));
@@ -85,6 +122,11 @@ pub mod h1 {
             let (closed_tx, closed_by_client) = watch::channel(0);
             let closed_tx = Arc::new(closed_tx);
             let (r, c) = (requests.clone(), connections.clone());
+            let closing = match close {
+                Close::Never => 0,
+                Close::SecondRequest { of_first } => of_first,
+            };
+            let together = Arc::new(tokio::sync::Barrier::new(closing.max(1)));
             let task = tokio::spawn(async move {
                 loop {
                     let Ok((socket, _)) = listener.accept().await else {
@@ -95,11 +137,19 @@ pub mod h1 {
                         *c += 1;
                         *c
                     };
-                    let closes = n == 1 && close == Close::SecondRequestOfFirstConnection;
+                    let closes = (n <= closing).then(|| together.clone());
                     let closed = closed_tx.clone();
                     let requests = r.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        if serve(socket, closes, requests).await == Ended::ByClient {
+                        let ended = match tls {
+                            None => serve(socket, closes, requests).await,
+                            Some(tls) => match tls.accept(socket).await {
+                                Ok(socket) => serve(socket, closes, requests).await,
+                                Err(_) => Ended::ByClient,
+                            },
+                        };
+                        if ended == Ended::ByClient {
                             closed.send_modify(|n| *n += 1);
                         }
                     });
@@ -129,7 +179,13 @@ pub mod h1 {
         ByService,
     }
 
-    async fn serve(socket: TcpStream, closes: bool, requests: Arc<Mutex<Vec<String>>>) -> Ended {
+    /// Serves one connection; `closes`: the barrier its first request waits at, for a connection that
+    /// closes at its second.
+    async fn serve(
+        socket: impl AsyncRead + AsyncWrite + Unpin,
+        closes: Option<Arc<tokio::sync::Barrier>>,
+        requests: Arc<Mutex<Vec<String>>>,
+    ) -> Ended {
         let mut socket = BufReader::new(socket);
         for on_this in 1.. {
             // The request line, the headers up to the empty line, and a body of content-length bytes.
@@ -166,9 +222,13 @@ pub mod h1 {
                 ));
                 r.len()
             };
-            if closes && on_this == 2 {
+            match (&closes, on_this) {
+                (Some(together), 1) => {
+                    together.wait().await;
+                }
                 // Closed, the request read and never answered.
-                return Ended::ByService;
+                (Some(_), 2) => return Ended::ByService,
+                _ => {}
             }
             let body = format!("{{\"n\":{n}}}");
             let head = format!(

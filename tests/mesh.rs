@@ -395,7 +395,8 @@ async fn an_h2c_connection_that_stops_answering_is_closed_by_its_ping_and_replac
         if res.status() == 200 {
             break;
         }
-        // 504: timed out on the silent connection; 502: in flight when the PING closed it.
+        // 504: timed out on the silent connection; 502: in flight when the PING closed it and sent
+        // again on a new connection that failed too (the GET is sent again once).
         assert!(
             matches!(res.status().as_u16(), 502 | 504),
             "a call on the silent connection fails: {}",
@@ -458,8 +459,7 @@ consecutive_failures = 1
 
 #[tokio::test]
 async fn an_idempotent_request_on_a_kept_connection_the_service_closed_is_sent_again_once() {
-    let users =
-        bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequestOfFirstConnection).await;
+    let users = bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequest { of_first: 1 }).await;
     let bff = TestBff::start(&closing_config(&users.addr)).await;
     assert_eq!(bff.get("/api/get/1").await.status(), 200);
     // On the kept connection, which the service closes without an answer; then on a new one.
@@ -480,8 +480,7 @@ async fn an_idempotent_request_on_a_kept_connection_the_service_closed_is_sent_a
 
 #[tokio::test]
 async fn a_post_on_a_kept_connection_the_service_closed_is_not_sent_again() {
-    let users =
-        bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequestOfFirstConnection).await;
+    let users = bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequest { of_first: 1 }).await;
     let bff = TestBff::start(&closing_config(&users.addr)).await;
     let post = |path: &'static str| bff.client().post(bff.url(path)).send();
     assert_eq!(post("/api/post/1").await.unwrap().status(), 200);
@@ -492,4 +491,20 @@ async fn a_post_on_a_kept_connection_the_service_closed_is_not_sent_again() {
         *users.requests.lock().unwrap(),
         ["POST /users/1", "POST /users/2"]
     );
+}
+
+#[tokio::test]
+async fn the_request_sent_again_goes_on_a_new_connection_not_another_closing_one() {
+    let users = bff_e2e::h1::Server::start(bff_e2e::h1::Close::SecondRequest { of_first: 2 }).await;
+    let bff = TestBff::start(&closing_config(&users.addr)).await;
+    // Two calls at once: two kept connections, both of which the service closes at their next request.
+    let (one, two) = tokio::join!(bff.get("/api/get/1"), bff.get("/api/get/2"));
+    assert_eq!((one.status().as_u16(), two.status().as_u16()), (200, 200));
+    assert_eq!(*users.connections.lock().unwrap(), 2);
+    // The next call meets one of them closing; sent again through the pool it would meet the other.
+    let res = bff.get("/api/get/3").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(*users.connections.lock().unwrap(), 3);
+    let requests = users.requests.lock().unwrap().clone();
+    assert_eq!(requests[2..], ["GET /users/3", "GET /users/3"]);
 }

@@ -237,3 +237,45 @@ async fn the_public_listener_serves_a_rotated_certificate_without_restart() {
     assert!(seen, "the rotated certificate is presented");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A TLS service whose idle timer closes a kept connection as a GET goes out on it, without TLS's
+/// `close_notify` (the client reads an unexpected end of file, not an incomplete message): the GET is
+/// sent again on a new connection and answered.
+#[tokio::test]
+async fn a_get_on_a_kept_tls_connection_the_service_closed_is_sent_again() {
+    use bff_e2e::h1::{Close, Server};
+    let users = Server::start_tls(
+        Close::SecondRequest { of_first: 1 },
+        &fixture("server.pem"),
+        &fixture("server.key"),
+    )
+    .await;
+    let cfg = format!(
+        r#"
+[telemetry]
+access_log = false
+[services.users]
+endpoints = ["{ep}"]
+[services.users.tls]
+ca = "{ca}"
+server_name = "users.internal"
+[[routes]]
+path = "/u/{{id}}"
+[[routes.backends]]
+name = "user"
+service = "users"
+path = "/users/{{id}}"
+"#,
+        ep = users.addr,
+        ca = fixture("ca.pem").display(),
+    );
+    let bff = TestBff::start(&cfg).await;
+    assert_eq!(bff.get("/u/1").await.status(), 200);
+    let res = bff.get("/u/2").await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(
+        *users.requests.lock().unwrap(),
+        ["GET /users/1", "GET /users/2", "GET /users/2"]
+    );
+    assert_eq!(*users.connections.lock().unwrap(), 2);
+}

@@ -352,8 +352,8 @@ pub struct ServiceConfig {
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// How long a kept-alive connection to this service may stay idle in the pool before it is closed.
-    /// Shorter than the service's own idle timeout, the service never closes one as a request goes out
-    /// on it.
+    /// A margin shorter than the service's own idle timeout, the service does not close one as a
+    /// request goes out on it.
     pub pool_idle_timeout: Duration,
     /// Largest response body read from this service; larger: a decode failure.
     pub max_response: ByteSize,

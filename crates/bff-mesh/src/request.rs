@@ -646,7 +646,7 @@ impl<'a> Call<'a> {
             let _guard = InFlight::enter(endpoint);
             // Sent now; boxed, so that the exchange's state (response head, body being read) is not
             // copied up through every future that awaits this one.
-            let call = Box::pin(self.exchange(endpoint, req, start, span_id));
+            let call = Box::pin(self.exchange(endpoint, req, span_id));
             match tokio::time::timeout_at(start + budget.time, call).await {
                 Ok(r) => r,
                 Err(_) => Outcome::Failed(timed_out(budget)),
@@ -667,27 +667,34 @@ impl<'a> Call<'a> {
     ///   connection after so many requests, as nginx does every 1,000 by default) or reset with
     ///   `REFUSED_STREAM` (RFC 9113 section 8.7 says it was not processed);
     /// - an idempotent request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) on a connection that closed
-    ///   before any answer, once: a kept-alive HTTP/1.1 connection that the service closed as the
-    ///   request went out (Node.js closes idle ones after 5 s, uvicorn after 5 s, gunicorn after 2 s,
-    ///   and the pool keeps them 90 s), as RFC 9110 section 9.2.2 allows. Another method is not sent
-    ///   again: the service may have processed it; a `[retry]` policy that names it decides.
+    ///   before a whole response head, once, on a new connection: above all a kept-alive HTTP/1.1
+    ///   connection that the service closed as the request went out (Node.js closes idle ones after
+    ///   5 s, uvicorn after 5 s, gunicorn after 2 s, and the pool keeps them `pool_idle_timeout`, 90 s by
+    ///   default), or an h2c connection that broke, as RFC 9110 section 9.2.2 allows. Another method is
+    ///   not sent again: the service may have processed it; a `[retry]` policy that names it decides.
+    ///
+    /// A request sent again carries the deadline left at that moment.
     async fn exchange(
         &self,
         endpoint: &Endpoint,
         mut req: Request<Full<Bytes>>,
-        start: Instant,
         span_id: [u8; 8],
     ) -> Outcome {
         let svc = self.service;
         let mut resent = 0;
         let mut closed_resent = false;
         loop {
-            match exchange_once(svc.request(req), svc.max_response()).await {
+            let sent = if closed_resent {
+                svc.request_on_a_new_connection(req)
+            } else {
+                svc.request(req)
+            };
+            match exchange_once(sent, svc.max_response()).await {
                 Exchanged::Done(outcome) => return outcome,
                 Exchanged::Unprocessed(failed) if resent < MAX_RESENDS => {
                     resent += 1;
                     tracing::debug!(service = %svc.name(), resent, error = %failed.detail, "sending again a request the service refused unprocessed");
-                    req = match self.request(endpoint, start, Some(span_id)) {
+                    req = match self.request(endpoint, Instant::now(), Some(span_id)) {
                         Ok((req, _)) => req,
                         Err(failed) => return Outcome::Failed(failed),
                     };
@@ -696,7 +703,7 @@ impl<'a> Call<'a> {
                 Exchanged::Closed(failed) if !closed_resent && self.call.method.is_idempotent() => {
                     closed_resent = true;
                     tracing::debug!(service = %svc.name(), error = %failed.detail, "sending again an idempotent request whose connection closed before an answer");
-                    req = match self.request(endpoint, start, Some(span_id)) {
+                    req = match self.request(endpoint, Instant::now(), Some(span_id)) {
                         Ok((req, _)) => req,
                         Err(failed) => return Outcome::Failed(failed),
                     };
@@ -885,11 +892,12 @@ fn unprocessed(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// Whether the connection closed before any answer: the response's head never came because the
-/// connection ended (an incomplete message), was reset or aborted, or broke as the request was written.
+/// Whether the connection closed before a whole response head: it ended (an incomplete message, or a
+/// TLS connection's end without `close_notify`), was reset or aborted, or broke as the request was
+/// written.
 #[cold]
 fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     if e.is_connect() {
         return false;
     }
@@ -901,7 +909,10 @@ fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
             return true;
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+            && matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+            )
         {
             return true;
         }

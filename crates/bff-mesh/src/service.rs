@@ -64,6 +64,24 @@ impl HttpClient {
     }
 }
 
+/// A service's clients: the pooled one every call goes through, and one that keeps no connection, for
+/// a request sent again because its kept connection closed before an answer (the pool's other idle
+/// connections may be closing at that moment too).
+#[derive(Debug)]
+pub(crate) struct Clients {
+    pooled: HttpClient,
+    fresh: HttpClient,
+}
+
+impl Clients {
+    fn build(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<Self, ServiceError> {
+        Ok(Self {
+            pooled: build_client(cfg, tls, true)?,
+            fresh: build_client(cfg, tls, false)?,
+        })
+    }
+}
+
 /// Where `ring_hash` finds a request's key: a header of the downstream request, or a route parameter
 /// (declarative routes set it on the request).
 pub(crate) use bff_config::HashKey;
@@ -79,7 +97,7 @@ pub struct Service {
     /// Shared with its discovery task, which replaces them.
     endpoints: Arc<Endpoints>,
     balancer: Balancer,
-    client: std::sync::RwLock<HttpClient>,
+    client: std::sync::RwLock<Clients>,
     /// `http` or `https` (mTLS).
     scheme: http::uri::Scheme,
     tls: Option<TlsFiles>,
@@ -154,7 +172,7 @@ impl Service {
             }
             None => None,
         };
-        let client = build_client(cfg, tls.as_ref())?;
+        let client = Clients::build(cfg, tls.as_ref())?;
         Ok(Self {
             endpoints: Arc::new(Endpoints::new(name.clone(), endpoints, metrics.clone())),
             name,
@@ -245,7 +263,7 @@ impl Service {
             if now == stamp {
                 continue;
             }
-            match build_client(&self.config, Some(&files)) {
+            match Clients::build(&self.config, Some(&files)) {
                 Ok(client) => {
                     if let Ok(mut c) = self.client.write() {
                         *c = client;
@@ -482,8 +500,20 @@ impl Service {
         req: http::Request<Full<Bytes>>,
     ) -> hyper_util::client::legacy::ResponseFuture {
         match self.client.read() {
-            Ok(c) => c.request(req),
-            Err(e) => e.into_inner().request(req),
+            Ok(c) => c.pooled.request(req),
+            Err(e) => e.into_inner().pooled.request(req),
+        }
+    }
+
+    /// Sends one request on a new connection, which is closed after it.
+    #[cold]
+    pub(crate) fn request_on_a_new_connection(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match self.client.read() {
+            Ok(c) => c.fresh.request(req),
+            Err(e) => e.into_inner().fresh.request(req),
         }
     }
 
@@ -563,8 +593,13 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
 /// How late the PING's answer may be before the connection is closed.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The pooled client of a service: HTTP/1.1 keep-alive or h2c, or TLS with the service's certificates.
-fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClient, ServiceError> {
+/// A client of a service: HTTP/1.1 keep-alive or h2c, or TLS with the service's certificates; `kept`:
+/// whether it keeps idle connections (up to `pool_idle_timeout`) or closes each after its request.
+fn build_client(
+    cfg: &ServiceConfig,
+    tls: Option<&TlsFiles>,
+    kept: bool,
+) -> Result<HttpClient, ServiceError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
@@ -573,6 +608,9 @@ fn build_client(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<HttpClien
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(cfg.pool_idle_timeout.get());
+    if !kept {
+        builder.pool_max_idle_per_host(0);
+    }
     if cfg.protocol == Protocol::H2c {
         // One connection carries every call to an endpoint. A peer gone without a FIN or RST would
         // hold it open with every call timing out on it (a timed-out stream is reset, its connection

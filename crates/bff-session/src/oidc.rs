@@ -157,7 +157,7 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 /// server closed as the request went out: an incomplete message, a reset, a broken pipe). Only a GET is
 /// then sent again, once, on a new connection: the server may have processed the request.
 fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>()
@@ -166,7 +166,10 @@ fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
             return true;
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+            && matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+            )
         {
             return true;
         }

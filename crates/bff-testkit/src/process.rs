@@ -1,8 +1,9 @@
 //! Child processes in tests (the `bff` binary, a generated project, Chromium, a validator), with every
 //! wait bounded: a process that never prints the line a test waits for, never exits after SIGTERM or
 //! never finishes fails its test with what it printed so far, instead of hanging the test run. A
-//! [`Proc`] runs in a process group of its own, killed whole when it is dropped: a failing test leaves
-//! nothing running, not even what the process started (`cargo test`'s test binaries, a browser's helpers).
+//! [`Proc`] is killed with every process it started when it is dropped: a failing test leaves nothing
+//! running, not even `cargo test`'s test binaries or a browser's helpers. (It stays in the test's
+//! process group, so a Ctrl-C still reaches it.)
 //!
 //! ```no_run
 //! use bff_testkit::process::Proc;
@@ -26,15 +27,14 @@ use std::{
 /// How long a [`Proc`] may take to print the line waited for, or to exit after SIGTERM.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A child process in a process group of its own; the group is killed (and the child reaped) when dropped.
+/// A child process, killed with its descendants (and reaped) when dropped.
 #[derive(Debug)]
 pub struct Proc(pub Child);
 
 impl Proc {
-    /// Starts `cmd` as the leader of a new process group; panics naming the program when it cannot start.
+    /// Starts `cmd`; panics naming the program when it cannot start.
     pub fn spawn(cmd: &mut Command) -> Self {
-        use std::os::unix::process::CommandExt;
-        match cmd.process_group(0).spawn() {
+        match cmd.spawn() {
             Ok(child) => Self(child),
             Err(e) => panic!("{:?} did not start: {e}", cmd.get_program()),
         }
@@ -107,16 +107,41 @@ impl Proc {
 }
 
 impl Proc {
-    /// Kills its process group (SIGKILL), then reaps it.
+    /// Kills it and every process it started that still descends from it (SIGKILL), then reaps it.
+    /// Once it has been reaped, what it started belongs to another parent and is left alone.
     fn kill(&mut self) {
-        // The group outlives its leader while a process it started runs; its id is not reused until
-        // the group is empty.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .stderr(Stdio::null())
-            .status();
+        if let Ok(None) = self.0.try_wait() {
+            // Not reaped: its id, and those of its descendants, are theirs while it lives.
+            let mut pids = vec![self.0.id()];
+            descendants(self.0.id(), &mut pids);
+            if pids.len() > 1 {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .args(pids[1..].iter().map(u32::to_string))
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Adds the descendants of `pid` to `out`, from `/proc/PID/task/TID/children` (Linux).
+fn descendants(pid: u32, out: &mut Vec<u32>) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            if !out.contains(&child) {
+                out.push(child);
+                descendants(child, out);
+            }
+        }
     }
 }
 
