@@ -29,8 +29,13 @@ timeout = "2s"
 
 /// `bff_discovery_failures_total` of `service` in the BFF's `/metrics`.
 pub async fn discovery_failures(bff: &bff_testkit::TestBff, service: &str) -> u64 {
+    service_counter(bff, "bff_discovery_failures_total", service).await
+}
+
+/// The counter `name` of `service` in the BFF's `/metrics`.
+pub async fn service_counter(bff: &bff_testkit::TestBff, name: &str, service: &str) -> u64 {
     let text = bff.admin_text("/metrics").await;
-    let prefix = format!("bff_discovery_failures_total{{service=\"{service}\"}} ");
+    let prefix = format!("{name}{{service=\"{service}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {prefix}in /metrics:\n{text}"))

@@ -353,6 +353,7 @@ async fn a_stream_the_service_refuses_is_sent_again_at_once_whatever_its_method(
         ["POST /users/7", "POST /users/7"],
         "refused once, sent again once"
     );
+    assert_eq!(resends(&bff).await, 1);
     // Not a failure of the endpoint: the breaker (open after one failure) and outlier detection
     // (ejecting after one) let the next call through.
     assert_eq!(bff.get("/api/p/8").await.status(), 200);
@@ -474,8 +475,14 @@ async fn an_idempotent_request_on_a_kept_connection_the_service_closed_is_sent_a
         ["GET /users/1", "GET /users/2", "GET /users/2"]
     );
     assert_eq!(*users.connections.lock().unwrap(), 2);
+    assert_eq!(resends(&bff).await, 1);
     // Not a failure of the endpoint: the breaker and outlier detection let the next call through.
     assert_eq!(bff.get("/api/get/3").await.status(), 200);
+}
+
+/// `bff_upstream_resends_total` of the service `users`.
+async fn resends(bff: &TestBff) -> u64 {
+    bff_e2e::service_counter(bff, "bff_upstream_resends_total", "users").await
 }
 
 #[tokio::test]
@@ -491,6 +498,7 @@ async fn a_post_on_a_kept_connection_the_service_closed_is_not_sent_again() {
         *users.requests.lock().unwrap(),
         ["POST /users/1", "POST /users/2"]
     );
+    assert_eq!(resends(&bff).await, 0);
 }
 
 #[tokio::test]

@@ -693,6 +693,7 @@ impl<'a> Call<'a> {
                 Exchanged::Done(outcome) => return outcome,
                 Exchanged::Unprocessed(failed) if resent < MAX_RESENDS => {
                     resent += 1;
+                    svc.count_resend();
                     tracing::debug!(service = %svc.name(), resent, error = %failed.detail, "sending again a request the service refused unprocessed");
                     req = match self.request(endpoint, Instant::now(), Some(span_id)) {
                         Ok((req, _)) => req,
@@ -702,6 +703,7 @@ impl<'a> Call<'a> {
                 Exchanged::Unprocessed(failed) => return Outcome::Failed(failed),
                 Exchanged::Closed(failed) if !closed_resent && self.call.method.is_idempotent() => {
                     closed_resent = true;
+                    svc.count_resend();
                     tracing::debug!(service = %svc.name(), error = %failed.detail, "sending again an idempotent request whose connection closed before an answer");
                     req = match self.request(endpoint, Instant::now(), Some(span_id)) {
                         Ok((req, _)) => req,

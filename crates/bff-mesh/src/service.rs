@@ -556,6 +556,12 @@ impl Service {
         self.metrics.retries_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request is sent again within its attempt.
+    #[cold]
+    pub(crate) fn count_resend(&self) {
+        self.metrics.resends.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A hedge is sent.
     pub(crate) fn count_hedge(&self) {
         self.metrics.hedges.fetch_add(1, Ordering::Relaxed);

@@ -217,6 +217,9 @@ pub struct ServiceMetrics {
     /// Discovery attempts that failed (a file refused, a DNS or etcd error): the last good endpoints
     /// stayed.
     pub discovery_failures: AtomicU64,
+    /// Requests sent again at once, within their attempt: refused unprocessed by the service, or on a
+    /// connection that closed before an answer.
+    pub resends: AtomicU64,
 }
 
 impl ServiceMetrics {
@@ -231,6 +234,7 @@ impl ServiceMetrics {
             cache: Default::default(),
             coalesced: AtomicU64::new(0),
             discovery_failures: AtomicU64::new(0),
+            resends: AtomicU64::new(0),
         }
     }
 
@@ -518,6 +522,11 @@ impl Metrics {
                 "bff_discovery_failures_total",
                 "Discovery attempts that failed (the last good endpoints stayed), by service.",
                 |s| &s.discovery_failures,
+            ),
+            (
+                "bff_upstream_resends_total",
+                "Requests sent again at once within their attempt (refused unprocessed by the service, or their connection closed before an answer), by service.",
+                |s| &s.resends,
             ),
         ] {
             header(out, name, "counter", help);
