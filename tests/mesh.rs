@@ -314,28 +314,27 @@ path = "/users/{id}"
 "#;
 
 fn h2c_config(addr: &str) -> String {
-    config(addr, addr, addr, H2_POST_ROUTE)
-        .replace(
+    hair_trigger(
+        config(addr, addr, addr, H2_POST_ROUTE).replace(
             "[services.users]\n",
             "[services.users]\nprotocol = \"h2c\"\n",
-        )
-        .replace(
-            "[services.orders]\n",
-            r#"[services.users.retry]
-max_attempts = 3
-on = ["reset"]
-backoff = "1ms"
+        ),
+        "max_attempts = 3\non = [\"reset\"]\nbackoff = \"1ms\"",
+    )
+}
 
-[services.users.circuit_breaker]
-min_requests = 1
-failure_rate = 0.01
-
-[services.users.outlier_detection]
-consecutive_failures = 1
-
-[services.orders]
-"#,
-        )
+/// `cfg` (of [`config`]) with `retry` as the keys of `users`' retry policy, a breaker of `users` that
+/// opens after one failure, and outlier detection that ejects after one: a resend counted as a failure
+/// would fail the next call.
+fn hair_trigger(cfg: String, retry: &str) -> String {
+    cfg.replace(
+        "[services.orders]\n",
+        &format!(
+            "[services.users.retry]\n{retry}\n\n[services.users.circuit_breaker]\nmin_requests = 1\n\
+             failure_rate = 0.01\n\n[services.users.outlier_detection]\nconsecutive_failures = 1\n\n\
+             [services.orders]\n"
+        ),
+    )
 }
 
 #[tokio::test]
@@ -417,7 +416,7 @@ async fn an_h2c_connection_that_stops_answering_is_closed_by_its_ping_and_replac
 /// detection ejects after one, and whose retry policy never repeats a POST (and repeats nothing for a
 /// GET, `max_attempts = 1`): only the resend of a request whose connection closed lets a call succeed.
 fn closing_config(addr: &str) -> String {
-    config(
+    let cfg = config(
         addr,
         addr,
         addr,
@@ -440,22 +439,8 @@ service = "users"
 method = "POST"
 path = "/users/{id}"
 "#,
-    )
-    .replace(
-        "[services.orders]\n",
-        r#"[services.users.retry]
-max_attempts = 1
-
-[services.users.circuit_breaker]
-min_requests = 1
-failure_rate = 0.01
-
-[services.users.outlier_detection]
-consecutive_failures = 1
-
-[services.orders]
-"#,
-    )
+    );
+    hair_trigger(cfg, "max_attempts = 1")
 }
 
 #[tokio::test]

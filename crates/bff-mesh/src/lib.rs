@@ -44,6 +44,10 @@ pub use self::tls::TlsError;
 
 #[doc(hidden)]
 pub use self::path::{__check_template, check_properties as check_path_properties};
+/// Whether a client's call failed on a connection that closed before a whole response head: for the
+/// other bff crates' own clients (the session's provider client), which resend on the same rule.
+#[doc(hidden)]
+pub use self::request::closed_before_answer as __closed_before_answer;
 /// The retry budget, for its benchmark against tower's `TpsBudget` (benches/retry_budget.rs) only.
 #[doc(hidden)]
 pub use self::retry::RetryBudget as __RetryBudget;

@@ -898,7 +898,7 @@ fn unprocessed(e: &hyper_util::client::legacy::Error) -> bool {
 /// TLS connection's end without `close_notify`), was reset or aborted, or broke as the request was
 /// written.
 #[cold]
-fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+pub fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     if e.is_connect() {
         return false;

@@ -74,11 +74,38 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
+    /// Both clients of a service, over one connector: HTTP/1.1 keep-alive or h2c, or TLS with the
+    /// service's certificates (read once for both).
     fn build(cfg: &ServiceConfig, tls: Option<&TlsFiles>) -> Result<Self, ServiceError> {
-        Ok(Self {
-            pooled: build_client(cfg, tls, true)?,
-            fresh: build_client(cfg, tls, false)?,
-        })
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout.get());
+        if cfg.protocol == Protocol::H2c {
+            // One connection carries every call to an endpoint. A peer gone without a FIN or RST
+            // would hold it open with every call timing out on it (a timed-out stream is reset, its
+            // connection kept), so a PING goes out after H2_PING_INTERVAL without a frame received,
+            // idle or not, and the connection is closed when the answer is H2_PING_TIMEOUT late: the
+            // next call opens a new one.
+            builder
+                .http2_only(true)
+                .http2_keep_alive_interval(H2_PING_INTERVAL)
+                .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+                .http2_keep_alive_while_idle(true);
+        }
+        let mut unpooled = builder.clone();
+        unpooled.pool_max_idle_per_host(0);
+        match tls {
+            None => Ok(Self {
+                pooled: HttpClient::Plain(builder.build(connector.clone())),
+                fresh: HttpClient::Plain(unpooled.build(connector)),
+            }),
+            Some(files) => tls_clients([&builder, &unpooled], connector, cfg, files),
+        }
     }
 }
 
@@ -599,59 +626,24 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
 /// How late the PING's answer may be before the connection is closed.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client of a service: HTTP/1.1 keep-alive or h2c, or TLS with the service's certificates; `kept`:
-/// whether it keeps idle connections (up to `pool_idle_timeout`) or closes each after its request.
-fn build_client(
-    cfg: &ServiceConfig,
-    tls: Option<&TlsFiles>,
-    kept: bool,
-) -> Result<HttpClient, ServiceError> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(cfg.connect_timeout.get()));
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(cfg.pool_idle_timeout.get());
-    if !kept {
-        builder.pool_max_idle_per_host(0);
-    }
-    if cfg.protocol == Protocol::H2c {
-        // One connection carries every call to an endpoint. A peer gone without a FIN or RST would
-        // hold it open with every call timing out on it (a timed-out stream is reset, its connection
-        // kept), so a PING goes out after H2_PING_INTERVAL without a frame received, idle or not, and
-        // the connection is closed when the answer is H2_PING_TIMEOUT late: the next call opens a new one.
-        builder
-            .http2_only(true)
-            .http2_keep_alive_interval(H2_PING_INTERVAL)
-            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
-            .http2_keep_alive_while_idle(true);
-    }
-    let Some(files) = tls else {
-        return Ok(HttpClient::Plain(builder.build(connector)));
-    };
-    tls_client(&builder, connector, cfg, files)
-}
-
 #[cfg(not(feature = "tls"))]
-fn tls_client(
-    _: &hyper_util::client::legacy::Builder,
+fn tls_clients(
+    _: [&hyper_util::client::legacy::Builder; 2],
     _: HttpConnector,
     _: &ServiceConfig,
     files: &TlsFiles,
-) -> Result<HttpClient, ServiceError> {
+) -> Result<Clients, ServiceError> {
     match *files {}
 }
 
-/// The pooled client of a service with `[services.NAME.tls]`.
+/// The clients of a service with `[services.NAME.tls]`, pooled and not, over one TLS connector.
 #[cfg(feature = "tls")]
-fn tls_client(
-    builder: &hyper_util::client::legacy::Builder,
+fn tls_clients(
+    [pooled, unpooled]: [&hyper_util::client::legacy::Builder; 2],
     mut connector: HttpConnector,
     cfg: &ServiceConfig,
     files: &TlsFiles,
-) -> Result<HttpClient, ServiceError> {
+) -> Result<Clients, ServiceError> {
     connector.enforce_http(false);
     let b = HttpsConnectorBuilder::new()
         .with_tls_config(files.client_config()?)
@@ -665,7 +657,10 @@ fn tls_client(
     } else {
         b.enable_http1().wrap_connector(connector)
     };
-    Ok(HttpClient::Tls(builder.build(https)))
+    Ok(Clients {
+        pooled: HttpClient::Tls(pooled.build(https.clone())),
+        fresh: HttpClient::Tls(unpooled.build(https)),
+    })
 }
 
 /// A service's state as the admin API shows it.

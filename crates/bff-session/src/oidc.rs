@@ -153,31 +153,6 @@ impl HttpClient {
 /// connection the provider is closing at that moment.
 const POOL_IDLE: Duration = Duration::from_secs(4);
 
-/// Whether a call failed on a connection that closed before a whole answer (a kept-alive connection the
-/// server closed as the request went out: an incomplete message, a reset, a broken pipe). Only a GET is
-/// then sent again, once, on a new connection: the server may have processed the request.
-fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_canceled())
-        {
-            return true;
-        }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
-            )
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
 /// The same GET again (`Request` is not `Clone`).
 fn again(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
     let mut copy = Request::new(Full::new(Bytes::new()));
@@ -311,8 +286,12 @@ impl Provider {
             let res = if req.method() == Method::GET {
                 let retry = again(&req);
                 match self.http.request(req).await {
-                    // On a new connection: the pool's other idle ones may be closing too.
-                    Err(e) if closed_before_answer(&e) => self.fresh.request(retry).await,
+                    // A kept connection the provider closed as the GET went out: the GET once more,
+                    // on a new connection (the pool's other idle ones may be closing too). Never a
+                    // POST: the provider may have processed it.
+                    Err(e) if bff_mesh::__closed_before_answer(&e) => {
+                        self.fresh.request(retry).await
+                    }
                     res => res,
                 }
             } else {
